@@ -1,0 +1,65 @@
+//! `GET/POST /api/v1/export`: raw samples of the selected series as JSON lines, one series per
+//! line, in VictoriaMetrics's shape (`{"metric":{…},"values":[…],"timestamps":[…]}`), so
+//! existing export tooling works. Values are JSON numbers; NaN, ±Inf and staleness markers,
+//! which JSON cannot hold, are written as the strings `"NaN"`, `"+Inf"`, `"-Inf"`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::params::{MAX_TIME, MIN_TIME, Params};
+use super::series::{labels_json, parse_selector};
+use super::{ApiError, ApiResult, AppState};
+
+/// At most this many series per export; narrow `match[]` or the time range for more.
+const MAX_SERIES: usize = 100_000;
+
+pub async fn export(State(state): State<AppState>, params: Params) -> ApiResult {
+    let db = state.db()?;
+    let mut sets = Vec::new();
+    for m in params.all("match[]") {
+        sets.extend(parse_selector(m)?);
+    }
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let start = params.time_or("start", MIN_TIME)?;
+    let end = params.time_or("end", MAX_TIME)?;
+    let mut series = Vec::new();
+    for set in &sets {
+        series.extend(db.series(set, start, end));
+    }
+    series.sort_by(|a, b| a.1.cmp(&b.1));
+    series.dedup_by(|a, b| a.0 == b.0);
+    if series.len() > MAX_SERIES {
+        return Err(ApiError::too_large(format!(
+            "{} series selected, more than the export limit of {MAX_SERIES}",
+            series.len()
+        )));
+    }
+    let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
+    let data = db.read(&ids, start, end).await.map_err(ApiError::from_storage)?;
+    let labels_of: std::collections::HashMap<_, _> = series.iter().map(|(id, l)| (*id, l)).collect();
+    let mut out = String::new();
+    for s in &data {
+        let labels = labels_of[&s.id];
+        let values: Vec<Value> = s.values.iter().map(|v| number(*v)).collect();
+        let line = json!({"metric": labels_json(labels), "values": values, "timestamps": s.timestamps});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/stream+json")], out).into_response())
+}
+
+fn number(v: f64) -> Value {
+    if v.is_nan() {
+        json!("NaN")
+    } else if v == f64::INFINITY {
+        json!("+Inf")
+    } else if v == f64::NEG_INFINITY {
+        json!("-Inf")
+    } else {
+        json!(v)
+    }
+}

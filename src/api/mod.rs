@@ -1,0 +1,115 @@
+//! The HTTP API: Prometheus's routes and envelope. `app(state)` builds the router so tests can
+//! call it without a socket.
+
+mod error;
+mod export;
+pub mod params;
+pub mod series;
+mod status;
+mod write;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use quiver_storage::Db;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub use error::{ApiError, ErrorType, error_chain};
+
+use crate::config::Flags;
+use crate::metrics::ServerMetrics;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Set once WAL replay is done; until then data endpoints answer 503.
+    db: OnceLock<Arc<Db>>,
+    flags: Flags,
+    metrics: Arc<ServerMetrics>,
+    /// Set to true to shut the server down (`POST /-/quit`).
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    pub fn new(flags: Flags, metrics: Arc<ServerMetrics>, shutdown: watch::Sender<bool>) -> Self {
+        AppState { inner: Arc::new(Inner { db: OnceLock::new(), flags, metrics, shutdown }) }
+    }
+
+    /// Makes the storage available (the server is ready from now on).
+    pub fn set_db(&self, db: Arc<Db>) {
+        let _ = self.inner.db.set(db);
+    }
+
+    /// The storage, or 503 while the WAL is still replaying.
+    pub fn db(&self) -> Result<&Arc<Db>, ApiError> {
+        self.inner.db.get().ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
+    }
+
+    pub fn flags(&self) -> &Flags {
+        &self.inner.flags
+    }
+
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.inner.metrics
+    }
+
+    pub fn request_shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+}
+
+/// A handler's answer: the success envelope, or an error envelope.
+pub type ApiResult = Result<Response, ApiError>;
+
+/// `{"status":"success","data":…}` with an optional warning.
+pub fn success(data: Value, warning: Option<&str>) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if let Some(w) = warning {
+        body["warnings"] = json!([w]);
+    }
+    Json(body).into_response()
+}
+
+/// Every route.
+pub fn app(state: AppState) -> Router {
+    let mut api = Router::new()
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/labels", get(series::label_names).post(series::label_names))
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/export", get(export::export).post(export::export))
+        .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/import/prometheus", post(write::import_text))
+        .route("/-/healthy", get(status::healthy).head(status::healthy))
+        .route("/-/ready", get(status::ready).head(status::ready))
+        .route("/metrics", get(status::metrics));
+    if state.flags().web_enable_admin_api {
+        api = api.route("/api/v1/admin/flush", post(status::flush).put(status::flush));
+    }
+    if state.flags().web_enable_lifecycle {
+        api = api.route("/-/quit", post(status::quit).put(status::quit));
+    }
+    api.layer(middleware::from_fn_with_state(state.clone(), observe)).with_state(state)
+}
+
+/// Times every request by route, for `/metrics`.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    if let Some(route) = route {
+        state.metrics().observe_request(&route, resp.status().as_u16(), start.elapsed());
+    }
+    resp
+}

@@ -1,0 +1,4 @@
+//! Ingest formats: remote write and the text exposition format (for backfill import).
+
+pub mod remote_write;
+pub mod text;

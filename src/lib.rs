@@ -1,0 +1,143 @@
+//! Quiver, the server: a columnar metrics database that speaks Prometheus.
+//!
+//! ```text
+//!   remote write ─┐                                  ┌─► /api/v1/series, labels (index)
+//!   text import  ─┼─► ingest ─► quiver_storage::Db ──┤
+//!   (scrape)     ─┘   (4xx on bad input)  WAL, head, └─► DataFusion tables (SQL, PromQL)
+//!                                         Parquet blocks via object_store
+//! ```
+//!
+//! Layout:
+//! - [`config`]: flags (Prometheus's names) and the configuration file;
+//! - [`api`]: the HTTP API: routes, the error envelope, parameters;
+//! - [`ingest`]: remote write and the text exposition format;
+//! - [`metrics`]: Quiver's own `/metrics`.
+//!
+//! `main.rs` is thin: it parses flags and calls [`run`], which tests call too, on `127.0.0.1:0`.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use object_store::ObjectStore;
+use quiver_storage::{Db, Options};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{AppState, app};
+use crate::api::params::parse_prometheus_duration;
+use crate::config::{Config, Flags};
+use crate::metrics::ServerMetrics;
+
+/// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called): serves the
+/// API at once (answering 503 for data until WAL replay is done), opens the storage, runs
+/// maintenance in the background, and on shutdown stops taking writes and closes the WAL.
+pub async fn run(flags: Flags, config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let opts = storage_options(&flags)?;
+    let maintenance_every = duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
+    tracing::info!(config = %config.source, "configuration loaded");
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let state = AppState::new(flags.clone(), Arc::new(ServerMetrics::default()), stop_tx.clone());
+    let router = app(state.clone());
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let db = Db::open(opts).await.context("opening the storage")?;
+    state.set_db(db.clone());
+    tracing::info!("storage ready");
+
+    let maintenance = tokio::spawn({
+        let db = db.clone();
+        let mut stop = stop_rx.clone();
+        async move {
+            let mut tick = tokio::time::interval(maintenance_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                if let Err(e) = db.maintain(false).await {
+                    tracing::error!("storage maintenance failed: {}", api::error_chain(&e));
+                }
+            }
+        }
+    });
+
+    tokio::select! {
+        _ = shutdown => {}
+        _ = stop_rx.wait_for(|s| *s) => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = maintenance.await;
+    db.close().await;
+    server.await.context("server task")?.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Storage options from the flags: the WAL under the storage path, blocks in the object store.
+pub fn storage_options(flags: &Flags) -> anyhow::Result<Options> {
+    std::fs::create_dir_all(&flags.storage_path)
+        .with_context(|| format!("creating the storage folder {}", flags.storage_path.display()))?;
+    let store = block_store(flags)?;
+    let mut opts = Options::new(flags.storage_path.join("wal"), store);
+    opts.retention_ms = duration_flag("storage.retention.time", &flags.storage_retention_time)?.as_millis() as i64;
+    let block = duration_flag("storage.tsdb.min-block-duration", &flags.block_duration)?.as_millis() as i64;
+    if block <= 0 {
+        anyhow::bail!("--storage.tsdb.min-block-duration must be positive");
+    }
+    opts.block_duration_ms = block;
+    opts.compaction_ranges_ms = vec![block, (block * 12).max(86_400_000)];
+    Ok(opts)
+}
+
+fn duration_flag(name: &str, value: &str) -> anyhow::Result<Duration> {
+    parse_prometheus_duration(value)
+        .filter(|ms| *ms >= 0)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .with_context(|| format!("--{name}: {value:?} is not a duration (like 15d, 12h, 30m)"))
+}
+
+/// The block store: a local folder by default, or an `s3://`, `gs://`, `az://` URL.
+fn block_store(flags: &Flags) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match &flags.storage_object_store_url {
+        None => {
+            let dir = flags.storage_path.join("blocks");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true)))
+        }
+        Some(raw) => {
+            let url = url::Url::parse(raw).with_context(|| format!("--storage.object-store.url: {raw:?} is not a URL"))?;
+            if url.scheme() == "file" {
+                let dir = url.to_file_path().map_err(|_| anyhow::anyhow!("--storage.object-store.url: bad file URL {raw:?}"))?;
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                return Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true)));
+            }
+            let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+            let (store, prefix) = object_store::parse_url_opts(&url, env)
+                .with_context(|| format!("--storage.object-store.url: cannot use {raw:?}"))?;
+            let store: Arc<dyn ObjectStore> = Arc::from(store);
+            if prefix.as_ref().is_empty() {
+                Ok(store)
+            } else {
+                Ok(Arc::new(object_store::prefix::PrefixStore::new(store, prefix)))
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The `quiver` binary: parse flags, set up logging, bind, and [`quiver::run`].
+
+use anyhow::Context;
+use clap::Parser;
+use quiver::config::{Config, Flags};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let filter = EnvFilter::try_new(format!("{},datafusion=warn,object_store=warn", flags.log_level))
+        .with_context(|| format!("--log.level: {:?} is not a level", flags.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let config = match Config::load(flags.config_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&flags.web_listen_address)
+        .await
+        .with_context(|| format!("binding {}", flags.web_listen_address))?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() };
+    tracing::info!(
+        "Quiver listening on http://{shown} — data in {}; try http://{shown}/api/v1/labels, /metrics, /api/v1/status/tsdb; remote write to http://{shown}/api/v1/write",
+        flags.storage_path.display()
+    );
+    quiver::run(flags, config, listener, shutdown_signal()).await
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,102 @@
+//! Blocks: immutable Parquet files holding the samples of one time range, written through
+//! `object_store`. See `docs/storage-format.md` for the layout.
+//!
+//! Each block is a folder with two files:
+//! - `samples.parquet`: `metric` (dictionary string), `series_id`, `timestamp` (ms, UTC),
+//!   `value`, sorted by (metric, series_id, timestamp) and declared so;
+//! - `series.parquet`: one row per series: `series_id`, `metric`, `labels` (a map without
+//!   `__name__`), and where its samples are (`first_row`, `num_rows`, `min_time`, `max_time`),
+//!   so a query reads only the rows (and pages) of the series it selected.
+
+mod io;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+pub use reader::{BlockRead, BlockReader};
+pub use writer::{EncodedBlock, SeriesSamples, encode_block, put_block};
+
+use crate::labels::Timestamp;
+
+pub const SAMPLES_FILE: &str = "samples.parquet";
+pub const SERIES_FILE: &str = "series.parquet";
+
+/// What the manifest records of a block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// The block's folder name.
+    pub id: String,
+    /// Order of writing: where blocks overlap, a sample in the higher `seq` wins.
+    pub seq: u64,
+    pub min_time: Timestamp,
+    pub max_time: Timestamp,
+    pub num_samples: u64,
+    pub num_series: u64,
+    /// 0 for a block cut from the head; compaction raises it.
+    pub level: u32,
+    pub samples_bytes: u64,
+    pub series_bytes: u64,
+}
+
+impl BlockMeta {
+    pub fn samples_path(&self) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{SAMPLES_FILE}", self.id))
+    }
+
+    pub fn series_path(&self) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{SERIES_FILE}", self.id))
+    }
+
+    pub fn overlaps(&self, mint: Timestamp, maxt: Timestamp) -> bool {
+        self.min_time <= maxt && self.max_time >= mint
+    }
+}
+
+/// The folder name of the block with this sequence number.
+pub fn block_id(seq: u64) -> String {
+    format!("b{seq:012}")
+}
+
+/// The type of the timestamp columns: milliseconds, UTC, so DuckDB and pandas see times.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// The schema of `samples.parquet` (and of the `samples` table).
+pub fn samples_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("timestamp", timestamp_type(), false),
+        Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+/// The schema of `series.parquet`.
+pub fn series_file_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("metric", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+        labels_field(),
+        Field::new("first_row", DataType::UInt64, false),
+        Field::new("num_rows", DataType::UInt64, false),
+        Field::new("min_time", timestamp_type(), false),
+        Field::new("max_time", timestamp_type(), false),
+    ]))
+}
+
+/// The `labels` map column: label name to value, `__name__` left out (it is `metric`).
+pub fn labels_field() -> Field {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(
+            vec![Field::new("keys", DataType::Utf8, false), Field::new("values", DataType::Utf8, true)].into(),
+        ),
+        false,
+    );
+    Field::new("labels", DataType::Map(Arc::new(entries), false), false)
+}

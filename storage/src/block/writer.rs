@@ -1,0 +1,172 @@
+//! Writes a block's two Parquet files from series-sorted samples.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
+    TimestampMillisecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::Int32Type;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::{BlockMeta, block_id, samples_schema, series_file_schema};
+use crate::error::Result;
+use crate::labels::{Labels, METRIC_NAME, SeriesId, Timestamp};
+
+/// One series' samples for a block: sorted by time, unique timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesSamples<'a> {
+    pub id: SeriesId,
+    pub labels: &'a Labels,
+    pub timestamps: &'a [Timestamp],
+    pub values: &'a [f64],
+}
+
+/// A block encoded in memory, ready to be put.
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    pub meta: BlockMeta,
+    samples: Bytes,
+    series: Bytes,
+}
+
+const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Encodes `series` (any order; sorted here by metric, then id) as block `seq`. Series without
+/// samples are left out; `None` when nothing is left. CPU-bound: run it off the async runtime.
+pub fn encode_block(seq: u64, level: u32, mut series: Vec<SeriesSamples<'_>>) -> Result<Option<EncodedBlock>> {
+    series.retain(|s| !s.timestamps.is_empty());
+    if series.is_empty() {
+        return Ok(None);
+    }
+    series.sort_unstable_by(|a, b| a.labels.metric_name().cmp(&b.labels.metric_name()).then(a.id.cmp(&b.id)));
+    let (samples, index) = encode(&series)?;
+    let meta = BlockMeta {
+        id: block_id(seq),
+        seq,
+        min_time: series.iter().map(|s| s.timestamps[0]).min().unwrap_or_default(),
+        max_time: series.iter().map(|s| *s.timestamps.last().expect("non-empty")).max().unwrap_or_default(),
+        num_samples: series.iter().map(|s| s.timestamps.len() as u64).sum(),
+        num_series: series.len() as u64,
+        level,
+        samples_bytes: samples.len() as u64,
+        series_bytes: index.len() as u64,
+    };
+    Ok(Some(EncodedBlock { meta, samples, series: index }))
+}
+
+/// Puts both files of an encoded block (the manifest does not name it yet).
+pub async fn put_block(store: &Arc<dyn ObjectStore>, block: &EncodedBlock) -> Result<()> {
+    store.put(&block.meta.samples_path(), PutPayload::from_bytes(block.samples.clone())).await?;
+    store.put(&block.meta.series_path(), PutPayload::from_bytes(block.series.clone())).await?;
+    Ok(())
+}
+
+/// Encodes both files; CPU-bound.
+fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
+    let total: usize = series.iter().map(|s| s.timestamps.len()).sum();
+    let mut metric = StringDictionaryBuilder::<Int32Type>::with_capacity(total, 1024, 64 * 1024);
+    let mut ids = Vec::with_capacity(total);
+    let mut ts = Vec::with_capacity(total);
+    let mut vals = Vec::with_capacity(total);
+
+    let mut s_metric = StringDictionaryBuilder::<Int32Type>::new();
+    let mut s_ids = Vec::with_capacity(series.len());
+    let mut s_labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    let (mut first_row, mut num_rows, mut min_t, mut max_t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+
+    for s in series {
+        let name = s.labels.metric_name().unwrap_or("");
+        first_row.push(ids.len() as u64);
+        num_rows.push(s.timestamps.len() as u64);
+        min_t.push(s.timestamps[0]);
+        max_t.push(*s.timestamps.last().expect("non-empty"));
+        s_ids.push(s.id.0);
+        s_metric.append_value(name);
+        for l in s.labels.iter().filter(|l| l.name.as_ref() != METRIC_NAME) {
+            s_labels.keys().append_value(&l.name);
+            s_labels.values().append_value(&l.value);
+        }
+        s_labels.append(true)?;
+
+        // The dictionary builder dedups the name; one append per sample is cheap.
+        for _ in 0..s.timestamps.len() {
+            metric.append_value(name);
+        }
+        ids.extend(std::iter::repeat_n(s.id.0, s.timestamps.len()));
+        ts.extend_from_slice(s.timestamps);
+        vals.extend_from_slice(s.values);
+    }
+
+    let samples = RecordBatch::try_new(
+        samples_schema(),
+        vec![
+            Arc::new(metric.finish()) as ArrayRef,
+            Arc::new(UInt64Array::from(ids)),
+            Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+            Arc::new(Float64Array::from(vals)),
+        ],
+    )?;
+    let index = RecordBatch::try_new(
+        series_file_schema(),
+        vec![
+            Arc::new(s_ids.into_iter().collect::<UInt64Array>()) as ArrayRef,
+            Arc::new(s_metric.finish()),
+            Arc::new(s_labels.finish()),
+            Arc::new(UInt64Array::from(first_row)),
+            Arc::new(UInt64Array::from(num_rows)),
+            Arc::new(TimestampMillisecondArray::from(min_t).with_timezone("UTC")),
+            Arc::new(TimestampMillisecondArray::from(max_t).with_timezone("UTC")),
+        ],
+    )?;
+    Ok((write_parquet(&samples, samples_properties())?, write_parquet(&index, series_properties())?))
+}
+
+fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(Bytes::from(buf))
+}
+
+fn zstd() -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level"))
+}
+
+/// Samples: delta-encoded times and ids, byte-stream-split values, zstd, page statistics,
+/// declared sorted by (metric, series_id, timestamp).
+fn samples_properties() -> WriterProperties {
+    let col = |n: &str| ColumnPath::from(n);
+    WriterProperties::builder()
+        .set_compression(zstd())
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(col("metric"), true)
+        .set_column_encoding(col("series_id"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(col("timestamp"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(col("value"), Encoding::BYTE_STREAM_SPLIT)
+        .set_sorting_columns(Some(vec![
+            SortingColumn { column_idx: 0, descending: false, nulls_first: false },
+            SortingColumn { column_idx: 1, descending: false, nulls_first: false },
+            SortingColumn { column_idx: 2, descending: false, nulls_first: false },
+        ]))
+        .build()
+}
+
+fn series_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(zstd())
+        .set_sorting_columns(Some(vec![
+            SortingColumn { column_idx: 1, descending: false, nulls_first: false },
+            SortingColumn { column_idx: 0, descending: false, nulls_first: false },
+        ]))
+        .build()
+}

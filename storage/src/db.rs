@@ -1,0 +1,544 @@
+//! The engine: ties the WAL, the head, the registry and the blocks together.
+//!
+//! Write: validate -> assign series ids -> WAL (group commit, fsync) -> head -> acknowledge.
+//! Read: resolve matchers in the registry, then merge each series' samples from the blocks
+//! (in sequence order), the heads being flushed and the active head; where two sources hold
+//! the same timestamp, the newer source wins.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use object_store::ObjectStore;
+use parking_lot::RwLock;
+
+use crate::block::BlockReader;
+use crate::error::{Error, Result};
+use crate::head::{Head, MemSeries};
+use crate::labels::{LabelLimits, Labels, SeriesId, Timestamp};
+use crate::manifest::Manifest;
+use crate::matchers::Matchers;
+use crate::registry::SeriesRegistry;
+use crate::wal::{Wal, WalMetrics, WalRecord};
+
+/// Limits on what one write may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub labels: LabelLimits,
+    pub max_series_per_write: usize,
+    pub max_samples_per_write: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { labels: LabelLimits::default(), max_series_per_write: 1_000_000, max_samples_per_write: 10_000_000 }
+    }
+}
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Local folder for the WAL.
+    pub wal_dir: PathBuf,
+    /// Where blocks and the manifest live.
+    pub block_store: Arc<dyn ObjectStore>,
+    /// Blocks whose newest sample is older than this (ms before now) are deleted.
+    pub retention_ms: i64,
+    /// The head is cut into blocks once it spans this much time (ms); blocks are aligned to it.
+    pub block_duration_ms: i64,
+    /// ...or once it holds this many samples.
+    pub max_head_samples: usize,
+    /// Compaction merges blocks inside aligned windows of these sizes (ms), smallest first.
+    pub compaction_ranges_ms: Vec<i64>,
+    pub limits: Limits,
+}
+
+impl Options {
+    pub fn new(wal_dir: PathBuf, block_store: Arc<dyn ObjectStore>) -> Self {
+        const HOUR: i64 = 3_600_000;
+        Options {
+            wal_dir,
+            block_store,
+            retention_ms: 15 * 24 * HOUR,
+            block_duration_ms: 2 * HOUR,
+            max_head_samples: 20_000_000,
+            compaction_ranges_ms: vec![2 * HOUR, 24 * HOUR],
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Counters the server exposes on `/metrics`.
+#[derive(Debug, Default)]
+pub struct StorageMetrics {
+    pub samples_appended: AtomicU64,
+    pub series_created: AtomicU64,
+    pub appends_failed: AtomicU64,
+    pub flushes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub blocks_deleted: AtomicU64,
+    pub wal: Arc<WalMetrics>,
+}
+
+/// A columnar batch of samples to append: series, and samples that point at them.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    series: Vec<Labels>,
+    sample_series: Vec<u32>,
+    timestamps: Vec<Timestamp>,
+    values: Vec<f64>,
+}
+
+impl WriteBatch {
+    /// Adds a series and answers its index for [`WriteBatch::push_sample`].
+    pub fn push_series(&mut self, labels: Labels) -> u32 {
+        self.series.push(labels);
+        (self.series.len() - 1) as u32
+    }
+
+    pub fn push_sample(&mut self, series: u32, t: Timestamp, v: f64) {
+        self.sample_series.push(series);
+        self.timestamps.push(t);
+        self.values.push(v);
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.timestamps.len()
+    }
+}
+
+/// One series' merged samples from every source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub id: SeriesId,
+    pub timestamps: Vec<Timestamp>,
+    pub values: Vec<f64>,
+}
+
+/// What the engine holds in memory, behind one lock.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) registry: SeriesRegistry,
+    pub(crate) head: Head,
+    /// Heads being written as blocks: still read until their blocks are in the manifest.
+    pub(crate) frozen: Vec<Arc<Head>>,
+    /// Open blocks, by ascending sequence number.
+    pub(crate) blocks: Vec<Arc<BlockReader>>,
+}
+
+/// The storage engine.
+#[derive(Debug)]
+pub struct Db {
+    pub(crate) opts: Options,
+    pub(crate) wal: Wal,
+    pub(crate) state: RwLock<State>,
+    /// Appends hold it shared from id assignment to head insert; a head cut holds it
+    /// exclusively, so no acknowledged sample can fall between a WAL roll and a head freeze.
+    pub(crate) append_gate: tokio::sync::RwLock<()>,
+    /// Serializes flush, compaction and retention (they all rewrite the manifest).
+    pub(crate) maintenance: tokio::sync::Mutex<Manifest>,
+    pub(crate) metrics: Arc<StorageMetrics>,
+    closed: AtomicBool,
+}
+
+impl Db {
+    /// Opens the engine: loads the manifest and its blocks, deletes orphaned block files, and
+    /// replays the WAL into the head.
+    pub async fn open(opts: Options) -> Result<Arc<Self>> {
+        let store = opts.block_store.clone();
+        let manifest = Manifest::load(&store).await?;
+        crate::maintenance::delete_orphans(&store, &manifest).await?;
+        let mut state = State::default();
+        for meta in &manifest.blocks {
+            let (reader, series) = BlockReader::open(store.clone(), meta.clone()).await?;
+            for (id, labels) in series {
+                state.registry.insert_known(id, labels);
+            }
+            state.blocks.push(Arc::new(reader));
+        }
+        state.blocks.sort_by_key(|b| b.meta().seq);
+        state.registry.reserve_ids(manifest.next_series_id);
+        let metrics = Arc::new(StorageMetrics::default());
+        let wal_dir = opts.wal_dir.clone();
+        let (wal, state) = tokio::task::spawn_blocking({
+            let metrics = metrics.clone();
+            move || -> Result<(Wal, State)> {
+                let mut state = state;
+                let mut unknown = 0usize;
+                let wal = Wal::open(&wal_dir, metrics.wal.clone(), |rec| {
+                    for (id, labels) in rec.new_series {
+                        state.registry.insert_known(id, labels);
+                    }
+                    let known: Vec<bool> =
+                        rec.series_ids.iter().map(|id| state.registry.labels(*id).is_some()).collect();
+                    if known.iter().all(|k| *k) {
+                        state.head.append(&rec.series_ids, &rec.timestamps, &rec.values);
+                    } else {
+                        for (i, k) in known.iter().enumerate() {
+                            if *k {
+                                state.head.append(&rec.series_ids[i..=i], &rec.timestamps[i..=i], &rec.values[i..=i]);
+                            } else {
+                                unknown += 1;
+                            }
+                        }
+                    }
+                })?;
+                if unknown > 0 {
+                    tracing::warn!(samples = unknown, "WAL samples of unknown series were skipped");
+                }
+                Ok((wal, state))
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("WAL replay task failed: {e}")))??;
+        tracing::info!(
+            blocks = state.blocks.len(),
+            series = state.registry.len(),
+            head_samples = state.head.num_samples(),
+            "storage opened"
+        );
+        Ok(Arc::new(Db {
+            opts,
+            wal,
+            state: RwLock::new(state),
+            append_gate: tokio::sync::RwLock::new(()),
+            maintenance: tokio::sync::Mutex::new(manifest),
+            metrics,
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.opts.limits
+    }
+
+    pub fn metrics(&self) -> &Arc<StorageMetrics> {
+        &self.metrics
+    }
+
+    /// Appends a batch: returns once it is durable in the WAL and visible in the head.
+    /// Series are validated when the batch is built ([`Labels::try_from_pairs`]).
+    pub async fn append(&self, batch: WriteBatch) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let limits = &self.opts.limits;
+        if batch.series.len() > limits.max_series_per_write {
+            return Err(Error::LimitExceeded(format!(
+                "{} series in one write, more than the limit of {}",
+                batch.series.len(),
+                limits.max_series_per_write
+            )));
+        }
+        if batch.timestamps.len() > limits.max_samples_per_write {
+            return Err(Error::LimitExceeded(format!(
+                "{} samples in one write, more than the limit of {}",
+                batch.timestamps.len(),
+                limits.max_samples_per_write
+            )));
+        }
+        if batch.timestamps.is_empty() {
+            return Ok(());
+        }
+        let WriteBatch { series, sample_series, timestamps, values } = batch;
+        let _gate = self.append_gate.read().await;
+        let (ids, ack) = {
+            let mut used = vec![false; series.len()];
+            for s in &sample_series {
+                used[*s as usize] = true;
+            }
+            let mut state = self.state.write();
+            let mut slot_ids = Vec::with_capacity(series.len());
+            let mut new_series = Vec::new();
+            for (labels, used) in series.into_iter().zip(used) {
+                if !used {
+                    slot_ids.push(SeriesId(u64::MAX));
+                    continue;
+                }
+                let (id, created) = state.registry.get_or_create(labels);
+                if created {
+                    new_series.push((id, state.registry.labels(id).expect("just created").clone()));
+                }
+                slot_ids.push(id);
+            }
+            let ids: Vec<SeriesId> = sample_series.iter().map(|s| slot_ids[*s as usize]).collect();
+            let record = WalRecord { new_series, series_ids: ids, timestamps, values };
+            let ack = self.wal.submit(&record);
+            (record, ack)
+        };
+        let written = ack.await.map_err(|_| Error::ShuttingDown).and_then(|r| r);
+        if let Err(e) = written {
+            self.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        let created = ids.new_series.len() as u64;
+        self.state.write().head.append(&ids.series_ids, &ids.timestamps, &ids.values);
+        self.metrics.samples_appended.fetch_add(ids.timestamps.len() as u64, Ordering::Relaxed);
+        self.metrics.series_created.fetch_add(created, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The series the matchers select that have samples in `[mint, maxt]`, with their labels,
+    /// in label order.
+    pub fn series(&self, matchers: &Matchers, mint: Timestamp, maxt: Timestamp) -> Vec<(SeriesId, Labels)> {
+        let state = self.state.read();
+        let mut out: Vec<(SeriesId, Labels)> = state
+            .registry
+            .select(matchers)
+            .into_iter()
+            .filter(|id| state.has_samples(*id, mint, maxt))
+            .filter_map(|id| state.registry.labels(id).map(|l| (id, l.clone())))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
+    }
+
+    /// Labels of a known series.
+    pub fn labels(&self, id: SeriesId) -> Option<Labels> {
+        self.state.read().registry.labels(id).cloned()
+    }
+
+    /// Every label name of series that the matchers (any of the sets; all series when empty)
+    /// select in `[mint, maxt]`, sorted.
+    pub fn label_names(&self, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        self.for_each_selected(selectors, mint, maxt, |labels| {
+            names.extend(labels.iter().map(|l| l.name.to_string()));
+        });
+        names.into_iter().collect()
+    }
+
+    /// Every value of label `name` among the selected series, sorted.
+    pub fn label_values(&self, name: &str, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
+        let mut values = std::collections::BTreeSet::new();
+        self.for_each_selected(selectors, mint, maxt, |labels| {
+            if let Some(v) = labels.get(name) {
+                values.insert(v.to_string());
+            }
+        });
+        values.into_iter().collect()
+    }
+
+    fn for_each_selected(&self, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp, mut f: impl FnMut(&Labels)) {
+        let state = self.state.read();
+        let mut ids: Vec<SeriesId> = if selectors.is_empty() {
+            state.registry.ids().collect()
+        } else {
+            selectors.iter().flat_map(|m| state.registry.select(m)).collect()
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if state.has_samples(id, mint, maxt)
+                && let Some(l) = state.registry.labels(id)
+            {
+                f(l);
+            }
+        }
+    }
+
+    /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
+    /// no samples there are left out.
+    pub async fn read(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> Result<Vec<SeriesSamples>> {
+        // Snapshot under the lock: head samples are copied, blocks and frozen heads shared.
+        let (blocks, frozen, head_runs) = {
+            let state = self.state.read();
+            let blocks: Vec<Arc<BlockReader>> = state
+                .blocks
+                .iter()
+                .filter(|b| b.meta().overlaps(mint, maxt))
+                .cloned()
+                .collect();
+            let head_runs: Vec<Option<MemSeries>> = ids
+                .iter()
+                .map(|id| {
+                    state.head.get(*id).map(|s| {
+                        let (t, v) = s.range(mint, maxt);
+                        MemSeries { timestamps: t.to_vec(), values: v.to_vec() }
+                    })
+                })
+                .collect();
+            (blocks, state.frozen.clone(), head_runs)
+        };
+        let mut block_reads = Vec::with_capacity(blocks.len());
+        for b in &blocks {
+            block_reads.push(b.read(ids, mint, maxt).await?);
+        }
+        // Per series: its runs from every source, oldest source first.
+        let pos: std::collections::HashMap<SeriesId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut runs: Vec<Vec<(&[i64], &[f64])>> = vec![Vec::new(); ids.len()];
+        for r in &block_reads {
+            for (id, range) in &r.runs {
+                let i = pos[id];
+                runs[i].push((&r.timestamps.values()[range.clone()], &r.values.values()[range.clone()]));
+            }
+        }
+        for f in &frozen {
+            for (i, id) in ids.iter().enumerate() {
+                if let Some(s) = f.get(*id) {
+                    let (t, v) = s.range(mint, maxt);
+                    if !t.is_empty() {
+                        runs[i].push((t, v));
+                    }
+                }
+            }
+        }
+        for (i, h) in head_runs.iter().enumerate() {
+            if let Some(s) = h.as_ref().filter(|s| !s.is_empty()) {
+                runs[i].push((&s.timestamps, &s.values));
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(runs)
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(id, r)| {
+                let (timestamps, values) = merge_runs(&r);
+                SeriesSamples { id: *id, timestamps, values }
+            })
+            .collect())
+    }
+
+    /// Head statistics for `/api/v1/status/tsdb`.
+    pub fn head_stats(&self) -> HeadStats {
+        let state = self.state.read();
+        let frozen_samples: usize = state.frozen.iter().map(|f| f.num_samples()).sum();
+        HeadStats {
+            num_series: state.head.num_series(),
+            num_samples: state.head.num_samples() + frozen_samples,
+            min_time: state.head.min_time(),
+            max_time: state.head.max_time(),
+            sample_bytes: state.head.sample_bytes(),
+            known_series: state.registry.len(),
+        }
+    }
+
+    /// Cardinality statistics: the `top` metric names by series, label names by distinct
+    /// values, and label pairs by series.
+    pub fn cardinality(&self, top: usize) -> Cardinality {
+        let state = self.state.read();
+        let index = state.registry.index();
+        let mut by_metric: Vec<(String, usize)> = index
+            .label_values(crate::labels::METRIC_NAME)
+            .iter()
+            .map(|v| (v.to_string(), index.postings(crate::labels::METRIC_NAME, v).len()))
+            .collect();
+        let mut values_by_name = Vec::new();
+        let mut pairs = Vec::new();
+        let mut bytes_by_name = Vec::new();
+        let mut num_label_pairs = 0;
+        for name in index.label_names() {
+            let values = index.label_values(&name);
+            num_label_pairs += values.len();
+            values_by_name.push((name.to_string(), values.len()));
+            bytes_by_name.push((name.to_string(), values.iter().map(|v| v.len()).sum::<usize>()));
+            for v in values {
+                pairs.push((format!("{name}={v}"), index.postings(&name, &v).len()));
+            }
+        }
+        let top_n = |v: &mut Vec<(String, usize)>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(top);
+        };
+        top_n(&mut by_metric);
+        top_n(&mut values_by_name);
+        top_n(&mut pairs);
+        top_n(&mut bytes_by_name);
+        Cardinality {
+            num_label_pairs,
+            series_count_by_metric_name: by_metric,
+            label_value_count_by_label_name: values_by_name,
+            memory_in_bytes_by_label_name: bytes_by_name,
+            series_count_by_label_value_pair: pairs,
+        }
+    }
+
+    /// Stats of the blocks in the manifest.
+    pub fn block_stats(&self) -> Vec<crate::block::BlockMeta> {
+        self.state.read().blocks.iter().map(|b| b.meta().clone()).collect()
+    }
+
+    /// Bytes of the WAL on disk.
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+
+    /// Stops taking writes and closes the WAL (everything acknowledged is already durable).
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _gate = self.append_gate.write().await;
+        self.wal.close().await;
+    }
+}
+
+impl State {
+    pub(crate) fn has_samples(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
+        let in_head = |h: &Head| h.get(id).is_some_and(|s| !s.range(mint, maxt).0.is_empty());
+        in_head(&self.head) || self.frozen.iter().any(|f| in_head(f)) || self.blocks.iter().any(|b| b.has(id, mint, maxt))
+    }
+}
+
+/// Head statistics.
+#[derive(Debug, Clone)]
+pub struct HeadStats {
+    pub num_series: usize,
+    pub num_samples: usize,
+    pub min_time: Option<Timestamp>,
+    pub max_time: Option<Timestamp>,
+    pub sample_bytes: usize,
+    pub known_series: usize,
+}
+
+/// Cardinality statistics, each list most first.
+#[derive(Debug, Clone)]
+pub struct Cardinality {
+    pub num_label_pairs: usize,
+    pub series_count_by_metric_name: Vec<(String, usize)>,
+    pub label_value_count_by_label_name: Vec<(String, usize)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, usize)>,
+    pub series_count_by_label_value_pair: Vec<(String, usize)>,
+}
+
+/// Merges time-sorted runs, oldest source first: on equal timestamps the later run wins.
+pub(crate) fn merge_runs(runs: &[(&[i64], &[f64])]) -> (Vec<i64>, Vec<f64>) {
+    if let [(t, v)] = runs {
+        return (t.to_vec(), v.to_vec());
+    }
+    let total: usize = runs.iter().map(|r| r.0.len()).sum();
+    let mut all: Vec<(i64, usize, f64)> = Vec::with_capacity(total);
+    for (rank, (t, v)) in runs.iter().enumerate() {
+        all.extend(t.iter().zip(v.iter()).map(|(t, v)| (*t, rank, *v)));
+    }
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut ts = Vec::with_capacity(total);
+    let mut vs = Vec::with_capacity(total);
+    for (t, _, v) in all {
+        if ts.last() == Some(&t) {
+            *vs.last_mut().expect("same length") = v;
+        } else {
+            ts.push(t);
+            vs.push(v);
+        }
+    }
+    (ts, vs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_prefers_the_newer_source_on_equal_timestamps() {
+        let old: (&[i64], &[f64]) = (&[1, 2, 3], &[1.0, 2.0, 3.0]);
+        let new: (&[i64], &[f64]) = (&[2, 4], &[20.0, 40.0]);
+        assert_eq!(merge_runs(&[old, new]), (vec![1, 2, 3, 4], vec![1.0, 20.0, 3.0, 40.0]));
+    }
+}

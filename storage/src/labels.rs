@@ -1,0 +1,265 @@
+//! Series identity: label sets, their validation, and the interning that keeps each distinct
+//! string in memory once.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// A series' compact id: assigned once by the registry, never shared by two label sets, and
+/// stored in the WAL and in block files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesId(pub u64);
+
+impl fmt::Display for SeriesId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Milliseconds since the Unix epoch, as Prometheus counts them.
+pub type Timestamp = i64;
+
+/// The bit pattern Prometheus uses for a staleness marker (a NaN that no arithmetic produces).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is a staleness marker (not just any NaN).
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One label: a name and a non-empty value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: Arc<str>,
+    pub value: Arc<str>,
+}
+
+/// A label set sorted by name, with unique names and no empty values: the identity of a series.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+/// Limits on series identity, checked on every write.
+#[derive(Debug, Clone)]
+pub struct LabelLimits {
+    pub max_labels_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+}
+
+impl Default for LabelLimits {
+    fn default() -> Self {
+        LabelLimits { max_labels_per_series: 128, max_label_name_length: 1024, max_label_value_length: 16 * 1024 }
+    }
+}
+
+impl Labels {
+    /// Builds a label set from pairs in any order, checking it as Prometheus 3's remote-write
+    /// receiver does: names are non-empty UTF-8, appear once, and `__name__` is present.
+    /// A label with an empty value is the same as no label, so it is left out.
+    pub fn try_from_pairs<N, V>(pairs: impl IntoIterator<Item = (N, V)>, limits: &LabelLimits) -> Result<Self>
+    where
+        N: Into<Arc<str>>,
+        V: Into<Arc<str>>,
+    {
+        let mut labels: Vec<Label> = Vec::new();
+        for (name, value) in pairs {
+            let (name, value): (Arc<str>, Arc<str>) = (name.into(), value.into());
+            if name.is_empty() {
+                return Err(Error::InvalidSeries("empty label name".into()));
+            }
+            if name.len() > limits.max_label_name_length {
+                return Err(Error::LimitExceeded(format!(
+                    "label name {:?} is longer than {} bytes",
+                    truncate(&name),
+                    limits.max_label_name_length
+                )));
+            }
+            if value.len() > limits.max_label_value_length {
+                return Err(Error::LimitExceeded(format!(
+                    "value of label {:?} is longer than {} bytes",
+                    truncate(&name),
+                    limits.max_label_value_length
+                )));
+            }
+            if value.is_empty() {
+                if name.as_ref() == METRIC_NAME {
+                    return Err(Error::InvalidSeries("empty metric name".into()));
+                }
+                continue;
+            }
+            labels.push(Label { name, value });
+        }
+        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::InvalidSeries(format!("duplicate label name {:?}", truncate(&w[0].name))));
+        }
+        if labels.is_empty() {
+            return Err(Error::InvalidSeries("empty label set".into()));
+        }
+        if labels.len() > limits.max_labels_per_series {
+            return Err(Error::LimitExceeded(format!(
+                "series has {} labels, more than the limit of {}",
+                labels.len(),
+                limits.max_labels_per_series
+            )));
+        }
+        let out = Labels(labels);
+        if out.metric_name().is_none() {
+            return Err(Error::InvalidSeries(format!("missing metric name (__name__ label) in {out}")));
+        }
+        Ok(out)
+    }
+
+    /// Builds a label set from pairs already known to be valid (decoded from our own files).
+    pub fn from_trusted(mut labels: Vec<Label>) -> Self {
+        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Labels(labels)
+    }
+
+    /// The metric name, if there is one.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// The value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|l| l.name.as_ref().cmp(name)).ok().map(|i| self.0[i].value.as_ref())
+    }
+
+    /// The labels in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Replaces every string with the interned copy, so each distinct string is held once.
+    pub fn intern(self, interner: &mut Interner) -> Self {
+        Labels(
+            self.0
+                .into_iter()
+                .map(|l| Label { name: interner.intern(&l.name), value: interner.intern(&l.value) })
+                .collect(),
+        )
+    }
+
+    /// Bytes held by this label set's strings, not counting sharing.
+    pub fn byte_size(&self) -> usize {
+        self.0.iter().map(|l| l.name.len() + l.value.len()).sum()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `name{a="1", b="2"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name().unwrap_or("");
+        write!(f, "{name}{{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name.as_ref() != METRIC_NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        write!(f, "}}")
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Holds one shared copy of each label string.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(s) {
+            return found.clone();
+        }
+        let arc: Arc<str> = Arc::from(s);
+        self.strings.insert(arc.clone());
+        arc
+    }
+
+    /// Drops strings nobody else holds any more.
+    pub fn collect_garbage(&mut self) {
+        self.strings.retain(|s| Arc::strong_count(s) > 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Result<Labels> {
+        Labels::try_from_pairs(pairs.iter().map(|(n, v)| (*n, *v)), &LabelLimits::default())
+    }
+
+    #[test]
+    fn labels_are_sorted_by_name() {
+        let l = labels(&[("job", "a"), ("__name__", "up"), ("instance", "x")]).unwrap();
+        let names: Vec<_> = l.iter().map(|l| l.name.to_string()).collect();
+        assert_eq!(names, ["__name__", "instance", "job"]);
+        assert_eq!(l.to_string(), r#"up{instance="x", job="a"}"#);
+    }
+
+    #[test]
+    fn duplicate_label_names_are_rejected() {
+        let err = labels(&[("__name__", "up"), ("a", "1"), ("a", "2")]).unwrap_err();
+        assert!(err.to_string().contains("duplicate label name"), "{err}");
+    }
+
+    #[test]
+    fn missing_metric_name_and_empty_sets_are_rejected() {
+        assert!(labels(&[("a", "1")]).unwrap_err().to_string().contains("missing metric name"));
+        assert!(labels(&[]).unwrap_err().to_string().contains("empty label set"));
+        assert!(labels(&[("", "x"), ("__name__", "up")]).unwrap_err().to_string().contains("empty label name"));
+    }
+
+    #[test]
+    fn empty_values_mean_no_label() {
+        let l = labels(&[("__name__", "up"), ("a", "")]).unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.get("a"), None);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = LabelLimits { max_labels_per_series: 2, max_label_name_length: 4, max_label_value_length: 3 };
+        let err = Labels::try_from_pairs([("__name__", "up"), ("a", "1"), ("b", "2")], &limits).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded(_)));
+        let err = Labels::try_from_pairs([("__name__", "up"), ("abcde", "1")], &limits).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded(_)));
+        let err = Labels::try_from_pairs([("__name__", "upup")], &limits).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded(_)));
+    }
+
+    #[test]
+    fn interning_shares_strings() {
+        let mut interner = Interner::default();
+        let a = labels(&[("__name__", "up"), ("job", "x")]).unwrap().intern(&mut interner);
+        let b = labels(&[("__name__", "up"), ("job", "y")]).unwrap().intern(&mut interner);
+        let (la, lb) = (a.iter().next().unwrap(), b.iter().next().unwrap());
+        assert!(Arc::ptr_eq(&la.value, &lb.value));
+    }
+}

@@ -1,0 +1,38 @@
+//! Quiver's storage engine: samples in, Arrow batches and Parquet files out.
+//!
+//! ```text
+//!  WriteBatch ─► Db::append ─► series registry (ids, inverted index)
+//!                    │
+//!                    ├─► WAL (segments, CRC per record, group commit, fsync) ─► acknowledged
+//!                    └─► head (per-series sorted samples, queryable at once)
+//!                                 │  Db::flush (head due: 2 h span or too many samples)
+//!                                 ▼
+//!               blocks: samples.parquet + series.parquet per aligned window, via object_store
+//!                                 │  manifest.json replaced atomically; WAL segments dropped
+//!                                 ▼
+//!               Db::compact (merge windows: 2 h, 1 d) · Db::apply_retention (drop old blocks)
+//!
+//!  Db::read / Db::series ◄── blocks (by seq) + frozen heads + head, newest wins
+//!  provider::{SamplesTable, SeriesTable} ─► DataFusion
+//! ```
+//!
+//! Start reading at [`Db`] (`db.rs`), then [`wal`], [`head`], [`block`], [`maintenance`].
+//! The persisted formats are described in `docs/storage-format.md`.
+
+pub mod block;
+mod db;
+pub mod error;
+pub mod head;
+pub mod index;
+pub mod labels;
+pub mod maintenance;
+pub mod manifest;
+pub mod matchers;
+pub mod provider;
+pub mod registry;
+pub mod wal;
+
+pub use db::{Cardinality, Db, HeadStats, Limits, Options, SeriesSamples, StorageMetrics, WriteBatch};
+pub use error::{Error, ErrorKind, Result};
+pub use labels::{LabelLimits, Labels, METRIC_NAME, STALE_NAN_BITS, SeriesId, Timestamp, is_stale_nan};
+pub use matchers::{MatchOp, Matcher, Matchers};

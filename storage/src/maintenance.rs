@@ -1,0 +1,295 @@
+//! Background work that rewrites the manifest: cutting the head into blocks, compacting blocks
+//! into larger non-overlapping ones, and dropping blocks past retention. One at a time (the
+//! manifest lock); each ends with one atomic manifest put, and only then deletes what it replaced.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::block::{BlockMeta, BlockReader, EncodedBlock, SeriesSamples, encode_block, put_block};
+use crate::db::{Db, merge_runs};
+use crate::error::{Error, Result};
+use crate::head::Head;
+use crate::labels::{Labels, SeriesId, Timestamp};
+use crate::manifest::Manifest;
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MaintenanceReport {
+    pub blocks_written: usize,
+    pub blocks_compacted: usize,
+    pub blocks_deleted: usize,
+    pub series_forgotten: usize,
+}
+
+impl Db {
+    /// Whether the head is due to be cut: it spans a block duration, holds too many samples,
+    /// or an earlier cut is still unfinished.
+    pub fn head_due(&self) -> bool {
+        let state = self.state.read();
+        let span = match (state.head.min_time(), state.head.max_time()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        !state.frozen.is_empty()
+            || span >= self.opts.block_duration_ms
+            || state.head.num_samples() >= self.opts.max_head_samples
+    }
+
+    /// One pass: cut the head if due (or if `force`), compact, apply retention.
+    pub async fn maintain(self: &Arc<Self>, force_flush: bool) -> Result<MaintenanceReport> {
+        let mut report = MaintenanceReport::default();
+        if force_flush || self.head_due() {
+            report.blocks_written = self.flush().await?;
+        }
+        report.blocks_compacted = self.compact(now_ms()).await?;
+        let (deleted, forgotten) = self.apply_retention(now_ms()).await?;
+        report.blocks_deleted = deleted;
+        report.series_forgotten = forgotten;
+        Ok(report)
+    }
+
+    /// Cuts the whole head into blocks (one per aligned block-duration window it touches),
+    /// puts them, names them in the manifest, then drops the WAL segments they cover.
+    /// Answers how many blocks were written.
+    pub async fn flush(self: &Arc<Self>) -> Result<usize> {
+        let mut manifest = self.maintenance.lock().await;
+        let wal_seq = {
+            let _gate = self.append_gate.write().await;
+            let wal_seq = self.wal.roll().await.map_err(|_| Error::ShuttingDown)??;
+            let mut state = self.state.write();
+            if !state.head.is_empty() {
+                let head = std::mem::take(&mut state.head);
+                state.frozen.push(Arc::new(head));
+            }
+            wal_seq
+        };
+        let frozen: Vec<Arc<Head>> = self.state.read().frozen.clone();
+        let mut written = 0;
+        for head in frozen {
+            written += self.persist_head(&mut manifest, head).await?;
+        }
+        self.wal.delete_before(wal_seq)?;
+        Ok(written)
+    }
+
+    async fn persist_head(self: &Arc<Self>, manifest: &mut Manifest, head: Arc<Head>) -> Result<usize> {
+        let labels = self.labels_of(head.series().map(|(id, _)| *id));
+        let duration = self.opts.block_duration_ms;
+        let first_seq = manifest.next_seq;
+        let to_encode = head.clone();
+        let blocks = run_blocking(move || {
+            // Each series' samples split by aligned window.
+            let mut windows: BTreeMap<i64, Vec<SeriesSamples<'_>>> = BTreeMap::new();
+            for (id, s) in to_encode.series() {
+                let Some(labels) = labels.get(id) else { continue };
+                let mut start = 0;
+                while start < s.timestamps.len() {
+                    let w = s.timestamps[start].div_euclid(duration);
+                    let end = start + s.timestamps[start..].partition_point(|t| t.div_euclid(duration) == w);
+                    windows.entry(w).or_default().push(SeriesSamples {
+                        id: *id,
+                        labels,
+                        timestamps: &s.timestamps[start..end],
+                        values: &s.values[start..end],
+                    });
+                    start = end;
+                }
+            }
+            let mut out = Vec::new();
+            for (i, series) in windows.into_values().enumerate() {
+                out.extend(encode_block(first_seq + i as u64, 0, series)?);
+            }
+            Ok(out)
+        })
+        .await?;
+        manifest.next_seq = first_seq + blocks.len() as u64;
+        let n = blocks.len();
+        self.commit(manifest, blocks, &[], Some(&head)).await?;
+        self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Puts new blocks, then replaces the manifest (adding `new`, removing `replaced`), then
+    /// swaps the open blocks (and drops the frozen head they came from), then deletes the
+    /// replaced blocks' files. A crash before the manifest put leaves orphans that the next
+    /// open deletes; a crash after it leaves replaced files that the next open deletes too.
+    async fn commit(
+        &self,
+        manifest: &mut Manifest,
+        new: Vec<EncodedBlock>,
+        replaced: &[BlockMeta],
+        from_head: Option<&Arc<Head>>,
+    ) -> Result<()> {
+        let store = &self.opts.block_store;
+        for b in &new {
+            put_block(store, b).await?;
+        }
+        let mut next = manifest.clone();
+        next.blocks.retain(|b| !replaced.iter().any(|r| r.id == b.id));
+        next.blocks.extend(new.iter().map(|b| b.meta.clone()));
+        next.blocks.sort_by_key(|b| b.seq);
+        next.next_series_id = self.state.read().registry.next_id();
+        next.store(store).await?;
+        *manifest = next;
+        let mut readers = Vec::with_capacity(new.len());
+        for b in new {
+            readers.push(Arc::new(BlockReader::open(store.clone(), b.meta).await?.0));
+        }
+        {
+            let mut state = self.state.write();
+            state.blocks.retain(|b| !replaced.iter().any(|r| r.id == b.meta().id));
+            state.blocks.extend(readers);
+            state.blocks.sort_by_key(|b| b.meta().seq);
+            if let Some(head) = from_head {
+                state.frozen.retain(|f| !Arc::ptr_eq(f, head));
+            }
+        }
+        for r in replaced {
+            delete_prefix(store, &object_store::path::Path::from(r.id.as_str())).await?;
+        }
+        Ok(())
+    }
+
+    /// Merges, for each compaction range (smallest first), every aligned window holding two or
+    /// more blocks into one block. Windows larger than the block duration wait until they are
+    /// over. Every block inside a window takes part, so a merged block never hides newer data.
+    /// Answers how many blocks were merged away.
+    pub async fn compact(self: &Arc<Self>, now: Timestamp) -> Result<usize> {
+        let mut manifest = self.maintenance.lock().await;
+        let mut merged = 0;
+        for (level, range) in self.opts.compaction_ranges_ms.clone().into_iter().enumerate() {
+            let mut windows: BTreeMap<i64, Vec<BlockMeta>> = BTreeMap::new();
+            for b in &manifest.blocks {
+                let w = b.min_time.div_euclid(range);
+                if b.max_time.div_euclid(range) == w {
+                    windows.entry(w).or_default().push(b.clone());
+                }
+            }
+            for (w, group) in windows {
+                let window_end = (w + 1) * range;
+                let over = range <= self.opts.block_duration_ms || window_end + self.opts.block_duration_ms <= now;
+                if group.len() < 2 || !over {
+                    continue;
+                }
+                self.merge_blocks(&mut manifest, &group, level as u32 + 1).await?;
+                merged += group.len();
+            }
+        }
+        Ok(merged)
+    }
+
+    async fn merge_blocks(self: &Arc<Self>, manifest: &mut Manifest, group: &[BlockMeta], level: u32) -> Result<()> {
+        let readers: Vec<Arc<BlockReader>> = {
+            let state = self.state.read();
+            let mut rs: Vec<_> =
+                state.blocks.iter().filter(|b| group.iter().any(|g| g.id == b.meta().id)).cloned().collect();
+            rs.sort_by_key(|b| b.meta().seq);
+            rs
+        };
+        let mut ids: Vec<SeriesId> = readers.iter().flat_map(|r| r.series_ids()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut reads = Vec::with_capacity(readers.len());
+        for r in &readers {
+            reads.push(r.read(&ids, Timestamp::MIN, Timestamp::MAX).await?);
+        }
+        let labels = self.labels_of(ids.iter().copied());
+        let seq = manifest.next_seq;
+        let block = run_blocking(move || {
+            let mut per_series: HashMap<SeriesId, Vec<(&[i64], &[f64])>> = HashMap::new();
+            for r in &reads {
+                for (id, range) in &r.runs {
+                    per_series
+                        .entry(*id)
+                        .or_default()
+                        .push((&r.timestamps.values()[range.clone()], &r.values.values()[range.clone()]));
+                }
+            }
+            let merged: Vec<(SeriesId, Vec<i64>, Vec<f64>)> =
+                per_series.into_iter().map(|(id, runs)| {
+                    let (t, v) = merge_runs(&runs);
+                    (id, t, v)
+                }).collect();
+            let series = merged
+                .iter()
+                .filter_map(|(id, t, v)| {
+                    labels.get(id).map(|l| SeriesSamples { id: *id, labels: l, timestamps: t, values: v })
+                })
+                .collect();
+            encode_block(seq, level, series)
+        })
+        .await?;
+        manifest.next_seq = seq + 1;
+        self.commit(manifest, block.into_iter().collect(), group, None).await?;
+        self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops blocks whose newest sample is older than the retention, then forgets series that no
+    /// block and no head holds any more. Answers (blocks deleted, series forgotten).
+    pub async fn apply_retention(self: &Arc<Self>, now: Timestamp) -> Result<(usize, usize)> {
+        let mut manifest = self.maintenance.lock().await;
+        let cutoff = now - self.opts.retention_ms;
+        let expired: Vec<BlockMeta> = manifest.blocks.iter().filter(|b| b.max_time < cutoff).cloned().collect();
+        if expired.is_empty() {
+            return Ok((0, 0));
+        }
+        self.commit(&mut manifest, Vec::new(), &expired, None).await?;
+        self.metrics.blocks_deleted.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        // Forget series with no samples left, while no append is between id lookup and head insert.
+        let _gate = self.append_gate.write().await;
+        let mut state = self.state.write();
+        let mut live: HashSet<SeriesId> = state.blocks.iter().flat_map(|b| b.series_ids()).collect();
+        live.extend(state.head.series().map(|(id, _)| *id));
+        for f in &state.frozen {
+            live.extend(f.series().map(|(id, _)| *id));
+        }
+        let dead: Vec<SeriesId> = state.registry.ids().filter(|id| !live.contains(id)).collect();
+        for id in &dead {
+            state.registry.remove(*id);
+        }
+        state.registry.collect_garbage();
+        Ok((expired.len(), dead.len()))
+    }
+
+    fn labels_of(&self, ids: impl Iterator<Item = SeriesId>) -> HashMap<SeriesId, Labels> {
+        let state = self.state.read();
+        ids.filter_map(|id| state.registry.labels(id).map(|l| (id, l.clone()))).collect()
+    }
+}
+
+pub fn now_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as Timestamp
+}
+
+/// Runs CPU-bound work on the blocking pool.
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("background task failed: {e}")))?
+}
+
+/// Deletes block folders the manifest does not name (left by a crash before a manifest update).
+pub(crate) async fn delete_orphans(store: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<()> {
+    let live: HashSet<&str> = manifest.blocks.iter().map(|b| b.id.as_str()).collect();
+    let listing = store.list_with_delimiter(None).await?;
+    for prefix in listing.common_prefixes {
+        let name = prefix.filename().unwrap_or_default().to_string();
+        if name.starts_with('b') && !live.contains(name.as_str()) {
+            tracing::warn!(block = %name, "deleting a block folder the manifest does not name (left by an interrupted write, compaction or retention)");
+            delete_prefix(store, &prefix).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &object_store::path::Path) -> Result<()> {
+    let mut objects = store.list(Some(prefix));
+    while let Some(meta) = objects.next().await {
+        store.delete(&meta?.location).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! DataFusion table providers over the engine: `samples` (every sample of every series) and
+//! `series` (every series with its labels).
+//!
+//! `samples` pushes down equality and `IN` filters on `metric` and `series_id` (resolved in the
+//! series index, so only the selected series are read) and range filters on `timestamp`
+//! (only the blocks and rows in range are read). Pushdown is inexact: DataFusion still applies
+//! the filters, so a filter this provider does not understand is simply not pushed. The scan
+//! declares its order, (metric, series_id, timestamp), so no sort is added above it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
+    TimestampMillisecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::Session;
+use datafusion::catalog::memory::{DataSourceExec, MemorySourceConfig};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::col};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::block::{labels_field, samples_schema};
+use crate::db::{Db, SeriesSamples};
+use crate::labels::{METRIC_NAME, SeriesId, Timestamp};
+use crate::matchers::{Matcher, Matchers};
+
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// The `samples` table.
+#[derive(Debug)]
+pub struct SamplesTable {
+    db: Arc<Db>,
+}
+
+impl SamplesTable {
+    pub fn new(db: Arc<Db>) -> Self {
+        SamplesTable { db }
+    }
+}
+
+/// What the pushed filters narrow a scan to.
+#[derive(Debug, Default, PartialEq)]
+struct ScanRange {
+    metrics: Option<BTreeSet<String>>,
+    series: Option<BTreeSet<u64>>,
+    mint: Option<Timestamp>,
+    maxt: Option<Timestamp>,
+}
+
+impl ScanRange {
+    fn from_filters(filters: &[Expr]) -> Self {
+        let mut r = ScanRange::default();
+        for f in filters {
+            r.apply(f);
+        }
+        r
+    }
+
+    /// Narrows the range by one filter; answers whether the filter was understood.
+    fn apply(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+                let l = self.apply(left);
+                let r = self.apply(right);
+                l && r
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (column, value, op) = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(v, _)) => (c.name.as_str(), v, *op),
+                    (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                        Some(op) => (c.name.as_str(), v, op),
+                        None => return false,
+                    },
+                    _ => return false,
+                };
+                self.apply_comparison(column, op, value)
+            }
+            Expr::InList(list) if !list.negated => {
+                let Expr::Column(c) = list.expr.as_ref() else { return false };
+                let values: Option<Vec<&ScalarValue>> = list
+                    .list
+                    .iter()
+                    .map(|e| if let Expr::Literal(v, _) = e { Some(v) } else { None })
+                    .collect();
+                let Some(values) = values else { return false };
+                match c.name.as_str() {
+                    "metric" => {
+                        let set: Option<BTreeSet<String>> = values.iter().map(|v| scalar_string(v)).collect();
+                        set.map(|s| intersect(&mut self.metrics, s)).is_some()
+                    }
+                    "series_id" => {
+                        let set: Option<BTreeSet<u64>> = values.iter().map(|v| scalar_u64(v)).collect();
+                        set.map(|s| intersect(&mut self.series, s)).is_some()
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn apply_comparison(&mut self, column: &str, op: Operator, value: &ScalarValue) -> bool {
+        match (column, op) {
+            ("metric", Operator::Eq) => scalar_string(value).map(|s| intersect(&mut self.metrics, [s].into())).is_some(),
+            ("series_id", Operator::Eq) => scalar_u64(value).map(|v| intersect(&mut self.series, [v].into())).is_some(),
+            ("timestamp", op) => {
+                let Some(t) = scalar_ms(value) else { return false };
+                let (lo, hi) = match op {
+                    Operator::Eq => (Some(t), Some(t)),
+                    Operator::Gt => (t.checked_add(1), None),
+                    Operator::GtEq => (Some(t), None),
+                    Operator::Lt => (None, t.checked_sub(1)),
+                    Operator::LtEq => (None, Some(t)),
+                    _ => return false,
+                };
+                if let Some(lo) = lo {
+                    self.mint = Some(self.mint.map_or(lo, |m| m.max(lo)));
+                }
+                if let Some(hi) = hi {
+                    self.maxt = Some(self.maxt.map_or(hi, |m| m.min(hi)));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn intersect<T: Ord + Clone>(current: &mut Option<BTreeSet<T>>, new: BTreeSet<T>) {
+    *current = Some(match current.take() {
+        None => new,
+        Some(cur) => cur.intersection(&new).cloned().collect(),
+    });
+}
+
+fn scalar_string(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        ScalarValue::Dictionary(_, inner) => scalar_string(inner),
+        _ => None,
+    }
+}
+
+fn scalar_u64(v: &ScalarValue) -> Option<u64> {
+    match v.cast_to(&DataType::UInt64).ok()? {
+        ScalarValue::UInt64(Some(x)) => Some(x),
+        _ => None,
+    }
+}
+
+fn scalar_ms(v: &ScalarValue) -> Option<Timestamp> {
+    match v.cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None)).ok()? {
+        ScalarValue::TimestampMillisecond(Some(t), _) => Some(t),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for SamplesTable {
+    fn schema(&self) -> SchemaRef {
+        samples_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if ScanRange::default().apply(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let range = ScanRange::from_filters(filters);
+        let (mint, maxt) = (range.mint.unwrap_or(Timestamp::MIN), range.maxt.unwrap_or(Timestamp::MAX));
+        let ids = self.select(&range);
+        let data = self.db.read(&ids, mint, maxt).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batches = self.to_batches(&data)?;
+        let schema = self.schema();
+        let ordering = LexOrdering::new(
+            ["metric", "series_id", "timestamp"]
+                .into_iter()
+                .map(|c| col(c, &schema).map(PhysicalSortExpr::new_default))
+                .collect::<datafusion::common::Result<Vec<_>>>()?,
+        );
+        let source = MemorySourceConfig::try_new(&[batches], schema, projection.cloned())?
+            .try_with_sort_information(ordering.into_iter().collect())?;
+        Ok(DataSourceExec::from_data_source(source))
+    }
+}
+
+impl SamplesTable {
+    /// The series in range, ordered by (metric, id) as the scan promises.
+    fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
+        let mut out: Vec<(String, SeriesId)> = Vec::new();
+        let state_ids: Vec<(SeriesId, String)> = match &range.metrics {
+            Some(names) => names
+                .iter()
+                .flat_map(|n| {
+                    let m = Matchers(vec![Matcher::equal(METRIC_NAME, n.clone())]);
+                    self.db.series(&m, Timestamp::MIN, Timestamp::MAX).into_iter().map(|(id, _)| (id, n.clone()))
+                })
+                .collect(),
+            None => self
+                .db
+                .series(&Matchers::default(), Timestamp::MIN, Timestamp::MAX)
+                .into_iter()
+                .map(|(id, l)| (id, l.metric_name().unwrap_or_default().to_string()))
+                .collect(),
+        };
+        for (id, metric) in state_ids {
+            if range.series.as_ref().is_none_or(|s| s.contains(&id.0)) {
+                out.push((metric, id));
+            }
+        }
+        out.sort();
+        out.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn to_batches(&self, data: &[SeriesSamples]) -> datafusion::common::Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        let mut b = SampleBuilder::default();
+        for s in data {
+            let metric = self.db.labels(s.id).and_then(|l| l.metric_name().map(str::to_string)).unwrap_or_default();
+            let mut start = 0;
+            while start < s.timestamps.len() {
+                let take = (BATCH_ROWS - b.len()).min(s.timestamps.len() - start);
+                b.push(&metric, s.id, &s.timestamps[start..start + take], &s.values[start..start + take]);
+                start += take;
+                if b.len() >= BATCH_ROWS {
+                    batches.push(std::mem::take(&mut b).finish()?);
+                }
+            }
+        }
+        if b.len() > 0 {
+            batches.push(b.finish()?);
+        }
+        Ok(batches)
+    }
+}
+
+#[derive(Default)]
+struct SampleBuilder {
+    metric: StringDictionaryBuilder<Int32Type>,
+    ids: Vec<u64>,
+    ts: Vec<i64>,
+    values: Vec<f64>,
+}
+
+impl SampleBuilder {
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn push(&mut self, metric: &str, id: SeriesId, ts: &[i64], values: &[f64]) {
+        for _ in 0..ts.len() {
+            self.metric.append_value(metric);
+        }
+        self.ids.extend(std::iter::repeat_n(id.0, ts.len()));
+        self.ts.extend_from_slice(ts);
+        self.values.extend_from_slice(values);
+    }
+
+    fn finish(mut self) -> datafusion::common::Result<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            samples_schema(),
+            vec![
+                Arc::new(self.metric.finish()) as ArrayRef,
+                Arc::new(UInt64Array::from(self.ids)),
+                Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
+                Arc::new(Float64Array::from(self.values)),
+            ],
+        )?)
+    }
+}
+
+/// The `series` table: `series_id`, `metric`, `labels` (a map without `__name__`).
+#[derive(Debug)]
+pub struct SeriesTable {
+    db: Arc<Db>,
+}
+
+impl SeriesTable {
+    pub fn new(db: Arc<Db>) -> Self {
+        SeriesTable { db }
+    }
+
+    pub fn table_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("series_id", DataType::UInt64, false),
+            Field::new("metric", DataType::Utf8, false),
+            labels_field(),
+        ]))
+    }
+}
+
+#[async_trait]
+impl TableProvider for SeriesTable {
+    fn schema(&self) -> SchemaRef {
+        Self::table_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let mut series = self.db.series(&Matchers::default(), Timestamp::MIN, Timestamp::MAX);
+        series.sort_by_key(|(id, _)| *id);
+        let mut ids = Vec::with_capacity(series.len());
+        let mut metric = StringBuilder::new();
+        let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for (id, ls) in &series {
+            ids.push(id.0);
+            metric.append_value(ls.metric_name().unwrap_or_default());
+            for l in ls.iter().filter(|l| l.name.as_ref() != METRIC_NAME) {
+                labels.keys().append_value(&l.name);
+                labels.values().append_value(&l.value);
+            }
+            labels.append(true)?;
+        }
+        let batch = RecordBatch::try_new(
+            Self::table_schema(),
+            vec![Arc::new(UInt64Array::from(ids)) as ArrayRef, Arc::new(metric.finish()), Arc::new(labels.finish())],
+        )?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::{col, lit};
+
+    #[test]
+    fn filters_narrow_the_scan() {
+        let ts = |ms: i64| lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())));
+        let filters = vec![
+            col("metric").eq(lit("up")),
+            col("timestamp").gt(ts(1000)).and(col("timestamp").lt_eq(ts(5000))),
+            col("series_id").in_list(vec![lit(1u64), lit(2u64)], false),
+        ];
+        let r = ScanRange::from_filters(&filters);
+        assert_eq!(r.metrics, Some(["up".to_string()].into()));
+        assert_eq!(r.series, Some([1, 2].into()));
+        assert_eq!((r.mint, r.maxt), (Some(1001), Some(5000)));
+    }
+
+    #[test]
+    fn unknown_filters_are_not_pushed() {
+        assert!(!ScanRange::default().apply(&col("value").gt(lit(1.0))));
+        assert!(!ScanRange::default().apply(&col("metric").not_eq(lit("x"))));
+    }
+}

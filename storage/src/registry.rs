@@ -1,0 +1,108 @@
+//! The series registry: label set <-> series id, with the inverted index and string interning.
+
+use std::collections::HashMap;
+
+use crate::index::PostingsIndex;
+use crate::labels::{Interner, Labels, SeriesId};
+use crate::matchers::Matchers;
+
+/// Every series the engine knows (in the head or in a block), keyed both ways.
+#[derive(Debug, Default)]
+pub struct SeriesRegistry {
+    by_labels: HashMap<Labels, SeriesId>,
+    by_id: HashMap<SeriesId, Labels>,
+    index: PostingsIndex,
+    interner: Interner,
+    next_id: u64,
+}
+
+impl SeriesRegistry {
+    /// The id of `labels`, and whether it was created by this call.
+    pub fn get_or_create(&mut self, labels: Labels) -> (SeriesId, bool) {
+        if let Some(id) = self.by_labels.get(&labels) {
+            return (*id, false);
+        }
+        let id = SeriesId(self.next_id);
+        self.next_id += 1;
+        self.insert(id, labels);
+        (id, true)
+    }
+
+    /// Looks up an existing series.
+    pub fn get(&self, labels: &Labels) -> Option<SeriesId> {
+        self.by_labels.get(labels).copied()
+    }
+
+    /// Registers a series whose id was assigned before (read from the WAL or a block).
+    pub fn insert_known(&mut self, id: SeriesId, labels: Labels) {
+        self.next_id = self.next_id.max(id.0 + 1);
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        self.insert(id, labels);
+    }
+
+    fn insert(&mut self, id: SeriesId, labels: Labels) {
+        let labels = labels.intern(&mut self.interner);
+        self.index.add(id, &labels);
+        self.by_labels.insert(labels.clone(), id);
+        self.by_id.insert(id, labels);
+    }
+
+    /// Forgets a series (after retention dropped its last samples).
+    pub fn remove(&mut self, id: SeriesId) {
+        if let Some(labels) = self.by_id.remove(&id) {
+            self.index.remove(id, &labels);
+            self.by_labels.remove(&labels);
+        }
+    }
+
+    /// Drops interned strings no series uses any more.
+    pub fn collect_garbage(&mut self) {
+        self.interner.collect_garbage();
+    }
+
+    pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
+        self.by_id.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Makes sure ids below `next` are never handed out (they were, before a restart).
+    pub fn reserve_ids(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The next id that would be handed out.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    pub fn index(&self) -> &PostingsIndex {
+        &self.index
+    }
+
+    /// Every id, unsorted.
+    pub fn ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    /// The series that all matchers select, in id order.
+    pub fn select(&self, matchers: &Matchers) -> Vec<SeriesId> {
+        let candidates = match self.index.candidates(matchers) {
+            Some(c) => c,
+            None => {
+                let mut all: Vec<SeriesId> = self.by_id.keys().copied().collect();
+                all.sort_unstable();
+                all
+            }
+        };
+        candidates.into_iter().filter(|id| self.by_id.get(id).is_some_and(|l| matchers.matches(l))).collect()
+    }
+}

@@ -1,0 +1,111 @@
+//! Interop with real peers (run by `.ci/run` with `--ignored`, after it installs them).
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::support::*;
+
+/// Prometheus (Debian's `prometheus`) scrapes itself and remote-writes to Quiver: every series
+/// Prometheus has had for a while arrives in Quiver, and Quiver has none Prometheus lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs the prometheus binary (Debian package prometheus)"]
+async fn prometheus_remote_write_delivers_what_it_scrapes() {
+    let prometheus = which("prometheus").expect("prometheus is on the PATH (apt-get install prometheus)");
+    let quiver = TestServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
+         remote_write:\n  - url: {}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
+        quiver.base
+    );
+    std::fs::write(dir.path().join("prom.yml"), config).unwrap();
+    let mut child = Command::new(prometheus)
+        .arg(format!("--config.file={}", dir.path().join("prom.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = format!("http://127.0.0.1:{port}");
+    wait_ready(&prom).await;
+
+    // Let Prometheus scrape and send for a while, then compare what both hold up to a cut-off
+    // that remote write has certainly delivered.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let names = |v: &Value| -> BTreeSet<String> {
+        v["data"].as_array().unwrap().iter().map(|s| s.to_string()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (in_prom, in_quiver) = loop {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let window = format!("match[]={{job=\"prometheus\"}}&start={}&end={}", now - 600.0, now - 4.0);
+        let (_, p) = get_json(&format!("{prom}/api/v1/series?{window}")).await;
+        let (_, q) = get_json(&quiver.url(&format!("/api/v1/series?{window}"))).await;
+        let (p, q) = (names(&p), names(&q));
+        if (!p.is_empty() && p == q) || Instant::now() > deadline {
+            break (p, q);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(in_prom.len() > 50, "Prometheus scraped itself ({} series)", in_prom.len());
+    let missing: Vec<_> = in_prom.difference(&in_quiver).take(5).collect();
+    let extra: Vec<_> = in_quiver.difference(&in_prom).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing in Quiver: {missing:?}; only in Quiver: {extra:?}");
+    quiver.stop().await;
+}
+
+/// Block files are plain Parquet: pyarrow reads them without Quiver and finds the same samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs python3 with pyarrow (PyPI)"]
+async fn parquet_blocks_read_with_pyarrow_match_quiver() {
+    let s = TestServer::start(&["--web.enable-admin-api", "--storage.retention.time=100y"]).await;
+    let mut body = String::new();
+    for gpu in 0..4 {
+        for i in 0..50 {
+            body.push_str(&format!("gpu_power{{gpu=\"{gpu}\"}} {} {}\n", gpu * 100 + i, 1_700_000_000_000i64 + i * 15_000));
+        }
+    }
+    assert_eq!(post(&s.url("/api/v1/import/prometheus"), body.into_bytes(), &[]).await.0, 204);
+    assert_eq!(post(&s.url("/api/v1/admin/flush"), vec![], &[]).await.0, 200);
+    let blocks = s.dir.path().join("blocks");
+    let script = r#"
+import glob, json, sys
+import pyarrow.parquet as pq
+import pyarrow as pa
+root = sys.argv[1]
+live = {b["id"] for b in json.load(open(root + "/manifest.json"))["body"]["blocks"]}
+samples = pa.concat_tables([pq.read_table(f"{root}/{b}/samples.parquet") for b in sorted(live)])
+series = pa.concat_tables([pq.read_table(f"{root}/{b}/series.parquet") for b in sorted(live)])
+labels = {}
+for row in series.to_pylist():
+    labels[row["series_id"]] = dict(row["labels"])
+out = {}
+for row in samples.to_pylist():
+    gpu = labels[row["series_id"]]["gpu"]
+    out.setdefault(gpu, []).append([int(row["timestamp"].timestamp() * 1000), row["value"], row["metric"]])
+print(json.dumps(out, sort_keys=True))
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).arg(&blocks).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from_pyarrow: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let from_quiver = export(&s.base, "gpu_power").await;
+    assert_eq!(from_quiver.len(), 4);
+    for (metric, ts, vals) in from_quiver {
+        let gpu = metric["gpu"].as_str().unwrap();
+        let rows = from_pyarrow[gpu].as_array().unwrap();
+        assert_eq!(rows.len(), ts.len(), "gpu {gpu}");
+        for ((row, t), v) in rows.iter().zip(&ts).zip(&vals) {
+            assert_eq!(row[0].as_i64().unwrap(), *t);
+            assert_eq!(row[1].as_f64().unwrap(), *v);
+            assert_eq!(row[2], "gpu_power");
+        }
+    }
+    s.stop().await;
+}

@@ -1,0 +1,5 @@
+mod api;
+mod durability;
+mod ingest;
+mod interop;
+mod support;

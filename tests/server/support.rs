@@ -1,0 +1,181 @@
+//! Fixtures: a real server in-process on 127.0.0.1:0, or the real binary as a child process,
+//! and helpers to talk to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use quiver::config::{Config, Flags};
+use quiver::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// A Quiver running in this process, on its own data folder.
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(extra_flags: &[&str]) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), extra_flags).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, extra_flags: &[&str]) -> Self {
+        let mut args = vec!["quiver".to_string(), format!("--storage.path={}", dir.path().display())];
+        args.extend(extra_flags.iter().map(|s| s.to_string()));
+        let flags = Flags::parse_from(args);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(quiver::run(flags, Config::load(None).unwrap(), listener, async move {
+            let _ = stopped.await;
+        }));
+        let server = TestServer { base, dir, stop: Some(stop), task: Some(task) };
+        wait_ready(&server.base).await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server cleanly and hands back its data folder.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        tempfile::tempdir().map(|empty| std::mem::replace(&mut self.dir, empty)).unwrap()
+    }
+}
+
+/// Waits until `/-/ready` answers 200.
+pub async fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client().get(format!("{base}/-/ready")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// GET a JSON API path; answers (status, body).
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let r = client().get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")))
+}
+
+/// POST raw bytes; answers (status, body text).
+pub async fn post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
+    try_post(url, body, headers).await.unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// POST raw bytes; a connection failure is an error, not a panic.
+pub async fn try_post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, String), reqwest::Error> {
+    let mut req = client().post(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await?))
+}
+
+/// A remote-write request body for `(labels, samples)` pairs.
+pub fn write_request(series: &[(Vec<(&str, &str)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+    let req = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(labels, samples)| TimeSeries {
+                labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
+                samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect(),
+            })
+            .collect(),
+    };
+    encode(&req)
+}
+
+pub const RW_HEADERS: [(&str, &str); 3] = [
+    ("Content-Encoding", "snappy"),
+    ("Content-Type", "application/x-protobuf"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+];
+
+/// Exported series: label set (as JSON) -> (timestamps, values).
+pub async fn export(base: &str, selector: &str) -> Vec<(Value, Vec<i64>, Vec<f64>)> {
+    let r = client().get(format!("{base}/api/v1/export")).query(&[("match[]", selector)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let ts = v["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+            let vals = v["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+            (v["metric"].clone(), ts, vals)
+        })
+        .collect()
+}
+
+/// The real `quiver` binary as a child process, on a fixed data folder.
+pub struct ChildServer {
+    pub base: String,
+    child: Child,
+}
+
+impl ChildServer {
+    pub async fn start(data: &Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .arg(format!("--storage.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&base).await;
+        ChildServer { base, child }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether an executable is on the PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,3 @@
+//! The server's integration tests: one binary, modules by subject, shared fixtures in `support`.
+
+mod server;
