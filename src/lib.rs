@@ -30,21 +30,31 @@ use quiver_storage::{Db, Options};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{AppState, app};
 use crate::api::params::parse_prometheus_duration;
+use crate::api::{AppState, app};
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 
 /// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called): serves the
 /// API at once (answering 503 for data until WAL replay is done), opens the storage, runs
 /// maintenance in the background, and on shutdown stops taking writes and closes the WAL.
-pub async fn run(flags: Flags, config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    flags: Flags,
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let opts = storage_options(&flags)?;
-    let maintenance_every = duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
+    let maintenance_every =
+        duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
     tracing::info!(config = %config.source, "configuration loaded");
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let state = AppState::new(flags.clone(), Arc::new(ServerMetrics::default()), stop_tx.clone());
+    let state = AppState::new(
+        flags.clone(),
+        Arc::new(ServerMetrics::default()),
+        stop_tx.clone(),
+    );
     let router = app(state.clone());
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -86,19 +96,28 @@ pub async fn run(flags: Flags, config: Config, listener: TcpListener, shutdown: 
     let _ = stop_tx.send(true);
     let _ = maintenance.await;
     db.close().await;
-    server.await.context("server task")?.context("serving HTTP")?;
+    server
+        .await
+        .context("server task")?
+        .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Storage options from the flags: the WAL under the storage path, blocks in the object store.
 pub fn storage_options(flags: &Flags) -> anyhow::Result<Options> {
-    std::fs::create_dir_all(&flags.storage_path)
-        .with_context(|| format!("creating the storage folder {}", flags.storage_path.display()))?;
+    std::fs::create_dir_all(&flags.storage_path).with_context(|| {
+        format!(
+            "creating the storage folder {}",
+            flags.storage_path.display()
+        )
+    })?;
     let store = block_store(flags)?;
     let mut opts = Options::new(flags.storage_path.join("wal"), store);
-    opts.retention_ms = duration_flag("storage.retention.time", &flags.storage_retention_time)?.as_millis() as i64;
-    let block = duration_flag("storage.tsdb.min-block-duration", &flags.block_duration)?.as_millis() as i64;
+    opts.retention_ms =
+        duration_flag("storage.retention.time", &flags.storage_retention_time)?.as_millis() as i64;
+    let block =
+        duration_flag("storage.tsdb.min-block-duration", &flags.block_duration)?.as_millis() as i64;
     if block <= 0 {
         anyhow::bail!("--storage.tsdb.min-block-duration must be positive");
     }
@@ -120,14 +139,24 @@ fn block_store(flags: &Flags) -> anyhow::Result<Arc<dyn ObjectStore>> {
         None => {
             let dir = flags.storage_path.join("blocks");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true)))
+            Ok(Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+                    .with_automatic_cleanup(true),
+            ))
         }
         Some(raw) => {
-            let url = url::Url::parse(raw).with_context(|| format!("--storage.object-store.url: {raw:?} is not a URL"))?;
+            let url = url::Url::parse(raw)
+                .with_context(|| format!("--storage.object-store.url: {raw:?} is not a URL"))?;
             if url.scheme() == "file" {
-                let dir = url.to_file_path().map_err(|_| anyhow::anyhow!("--storage.object-store.url: bad file URL {raw:?}"))?;
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                return Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true)));
+                let dir = url.to_file_path().map_err(|_| {
+                    anyhow::anyhow!("--storage.object-store.url: bad file URL {raw:?}")
+                })?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                return Ok(Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+                        .with_automatic_cleanup(true),
+                ));
             }
             let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
             let (store, prefix) = object_store::parse_url_opts(&url, env)
@@ -136,7 +165,9 @@ fn block_store(flags: &Flags) -> anyhow::Result<Arc<dyn ObjectStore>> {
             if prefix.as_ref().is_empty() {
                 Ok(store)
             } else {
-                Ok(Arc::new(object_store::prefix::PrefixStore::new(store, prefix)))
+                Ok(Arc::new(object_store::prefix::PrefixStore::new(
+                    store, prefix,
+                )))
             }
         }
     }

@@ -8,9 +8,15 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let filter = EnvFilter::try_new(format!("{},datafusion=warn,object_store=warn", flags.log_level))
-        .with_context(|| format!("--log.level: {:?} is not a level", flags.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = EnvFilter::try_new(format!(
+        "{},datafusion=warn,object_store=warn",
+        flags.log_level
+    ))
+    .with_context(|| format!("--log.level: {:?} is not a level", flags.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let config = match Config::load(flags.config_file.as_deref()) {
         Ok(c) => c,
@@ -23,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", flags.web_listen_address))?;
     let addr = listener.local_addr()?;
-    let shown = if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() };
+    let shown = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
     tracing::info!(
         "Quiver listening on http://{shown} — data in {}; try http://{shown}/api/v1/labels, /metrics, /api/v1/status/tsdb; remote write to http://{shown}/api/v1/write",
         flags.storage_path.display()

@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 use quiver_storage::Db;
 
 /// Upper bounds of the request-duration histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -43,9 +45,17 @@ impl ServerMetrics {
     pub fn render(&self, db: Option<&Db>) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        metric("quiver_ready", "gauge", "Whether WAL replay is done and the storage serves.", db.is_some() as u8 as f64);
+        metric(
+            "quiver_ready",
+            "gauge",
+            "Whether WAL replay is done and the storage serves.",
+            db.is_some() as u8 as f64,
+        );
         metric(
             "quiver_remote_write_samples_total",
             "counter",
@@ -55,36 +65,120 @@ impl ServerMetrics {
         if let Some(db) = db {
             let m = db.metrics();
             let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-            metric("quiver_ingested_samples_total", "counter", "Samples appended (in the WAL and the head).", c(&m.samples_appended));
-            metric("quiver_series_created_total", "counter", "Series created.", c(&m.series_created));
-            metric("quiver_appends_failed_total", "counter", "Appends that failed to reach the WAL.", c(&m.appends_failed));
-            metric("quiver_wal_fsyncs_total", "counter", "WAL fsyncs (one per group commit).", c(&m.wal.fsyncs));
-            metric("quiver_wal_records_total", "counter", "WAL records written.", c(&m.wal.records));
-            metric("quiver_wal_written_bytes_total", "counter", "Bytes written to the WAL.", c(&m.wal.bytes));
-            metric("quiver_wal_truncations_total", "counter", "Torn or corrupt WAL tails cut at replay.", c(&m.wal.truncations));
-            metric("quiver_head_flushes_total", "counter", "Head cuts into blocks.", c(&m.flushes));
-            metric("quiver_compactions_total", "counter", "Block compactions.", c(&m.compactions));
-            metric("quiver_blocks_deleted_total", "counter", "Blocks deleted by retention.", c(&m.blocks_deleted));
+            metric(
+                "quiver_ingested_samples_total",
+                "counter",
+                "Samples appended (in the WAL and the head).",
+                c(&m.samples_appended),
+            );
+            metric(
+                "quiver_series_created_total",
+                "counter",
+                "Series created.",
+                c(&m.series_created),
+            );
+            metric(
+                "quiver_appends_failed_total",
+                "counter",
+                "Appends that failed to reach the WAL.",
+                c(&m.appends_failed),
+            );
+            metric(
+                "quiver_wal_fsyncs_total",
+                "counter",
+                "WAL fsyncs (one per group commit).",
+                c(&m.wal.fsyncs),
+            );
+            metric(
+                "quiver_wal_records_total",
+                "counter",
+                "WAL records written.",
+                c(&m.wal.records),
+            );
+            metric(
+                "quiver_wal_written_bytes_total",
+                "counter",
+                "Bytes written to the WAL.",
+                c(&m.wal.bytes),
+            );
+            metric(
+                "quiver_wal_truncations_total",
+                "counter",
+                "Torn or corrupt WAL tails cut at replay.",
+                c(&m.wal.truncations),
+            );
+            metric(
+                "quiver_head_flushes_total",
+                "counter",
+                "Head cuts into blocks.",
+                c(&m.flushes),
+            );
+            metric(
+                "quiver_compactions_total",
+                "counter",
+                "Block compactions.",
+                c(&m.compactions),
+            );
+            metric(
+                "quiver_blocks_deleted_total",
+                "counter",
+                "Blocks deleted by retention.",
+                c(&m.blocks_deleted),
+            );
             let head = db.head_stats();
-            metric("quiver_head_series", "gauge", "Series with samples in the head.", head.num_series as f64);
-            metric("quiver_head_samples", "gauge", "Samples in the head.", head.num_samples as f64);
-            metric("quiver_known_series", "gauge", "Series in the registry (head and blocks).", head.known_series as f64);
+            metric(
+                "quiver_head_series",
+                "gauge",
+                "Series with samples in the head.",
+                head.num_series as f64,
+            );
+            metric(
+                "quiver_head_samples",
+                "gauge",
+                "Samples in the head.",
+                head.num_samples as f64,
+            );
+            metric(
+                "quiver_known_series",
+                "gauge",
+                "Series in the registry (head and blocks).",
+                head.known_series as f64,
+            );
             let blocks = db.block_stats();
-            metric("quiver_blocks", "gauge", "Blocks in the manifest.", blocks.len() as f64);
+            metric(
+                "quiver_blocks",
+                "gauge",
+                "Blocks in the manifest.",
+                blocks.len() as f64,
+            );
             metric(
                 "quiver_block_bytes",
                 "gauge",
                 "Bytes of block files.",
-                blocks.iter().map(|b| b.samples_bytes + b.series_bytes).sum::<u64>() as f64,
+                blocks
+                    .iter()
+                    .map(|b| b.samples_bytes + b.series_bytes)
+                    .sum::<u64>() as f64,
             );
-            metric("quiver_wal_bytes", "gauge", "Bytes of WAL segments on disk.", db.wal_bytes() as f64);
+            metric(
+                "quiver_wal_bytes",
+                "gauge",
+                "Bytes of WAL segments on disk.",
+                db.wal_bytes() as f64,
+            );
         }
         let requests = self.requests.lock().clone();
         if !requests.is_empty() {
             let name = "quiver_http_request_duration_seconds";
-            let _ = writeln!(out, "# HELP {name} HTTP request latency by route and status code.\n# TYPE {name} histogram");
+            let _ = writeln!(
+                out,
+                "# HELP {name} HTTP request latency by route and status code.\n# TYPE {name} histogram"
+            );
             for ((route, code), h) in &requests {
-                let labels = format!("handler=\"{}\",code=\"{code}\"", route.replace('\\', "\\\\").replace('"', "\\\""));
+                let labels = format!(
+                    "handler=\"{}\",code=\"{code}\"",
+                    route.replace('\\', "\\\\").replace('"', "\\\"")
+                );
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {}", h.counts[i]);
                 }
@@ -112,7 +206,10 @@ mod tests {
             .find(|s| s.labels.iter().any(|(n, v)| n == "le" && v == "0.005"))
             .expect("a 5 ms bucket");
         assert_eq!(bucket.value, 1.0);
-        let below = samples.iter().find(|s| s.labels.iter().any(|(n, v)| n == "le" && v == "0.0025")).unwrap();
+        let below = samples
+            .iter()
+            .find(|s| s.labels.iter().any(|(n, v)| n == "le" && v == "0.0025"))
+            .unwrap();
         assert_eq!(below.value, 0.0);
     }
 }

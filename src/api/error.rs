@@ -48,7 +48,11 @@ impl ApiError {
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
         };
-        ApiError { error_type, status, message: message.into() }
+        ApiError {
+            error_type,
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn bad_data(message: impl Into<String>) -> Self {
@@ -57,7 +61,10 @@ impl ApiError {
 
     /// A body or request over a size limit: `bad_data` with 413.
     pub fn too_large(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, ..Self::bad_data(message) }
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..Self::bad_data(message)
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

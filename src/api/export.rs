@@ -39,13 +39,18 @@ pub async fn export(State(state): State<AppState>, params: Params) -> ApiResult 
         )));
     }
     let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
-    let data = db.read(&ids, start, end).await.map_err(ApiError::from_storage)?;
-    let labels_of: std::collections::HashMap<_, _> = series.iter().map(|(id, l)| (*id, l)).collect();
+    let data = db
+        .read(&ids, start, end)
+        .await
+        .map_err(ApiError::from_storage)?;
+    let labels_of: std::collections::HashMap<_, _> =
+        series.iter().map(|(id, l)| (*id, l)).collect();
     let mut out = String::new();
     for s in &data {
         let labels = labels_of[&s.id];
         let values: Vec<Value> = s.values.iter().map(|v| number(*v)).collect();
-        let line = json!({"metric": labels_json(labels), "values": values, "timestamps": s.timestamps});
+        let line =
+            json!({"metric": labels_json(labels), "values": values, "timestamps": s.timestamps});
         out.push_str(&line.to_string());
         out.push('\n');
     }

@@ -42,7 +42,14 @@ struct Inner {
 
 impl AppState {
     pub fn new(flags: Flags, metrics: Arc<ServerMetrics>, shutdown: watch::Sender<bool>) -> Self {
-        AppState { inner: Arc::new(Inner { db: OnceLock::new(), flags, metrics, shutdown }) }
+        AppState {
+            inner: Arc::new(Inner {
+                db: OnceLock::new(),
+                flags,
+                metrics,
+                shutdown,
+            }),
+        }
     }
 
     /// Makes the storage available (the server is ready from now on).
@@ -52,7 +59,10 @@ impl AppState {
 
     /// The storage, or 503 while the WAL is still replaying.
     pub fn db(&self) -> Result<&Arc<Db>, ApiError> {
-        self.inner.db.get().ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
+        self.inner
+            .db
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
     }
 
     pub fn flags(&self) -> &Flags {
@@ -85,7 +95,10 @@ pub fn app(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
-        .route("/api/v1/labels", get(series::label_names).post(series::label_names))
+        .route(
+            "/api/v1/labels",
+            get(series::label_names).post(series::label_names),
+        )
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/export", get(export::export).post(export::export))
@@ -95,21 +108,30 @@ pub fn app(state: AppState) -> Router {
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics));
     if state.flags().web_enable_admin_api {
-        api = api.route("/api/v1/admin/flush", post(status::flush).put(status::flush));
+        api = api.route(
+            "/api/v1/admin/flush",
+            post(status::flush).put(status::flush),
+        );
     }
     if state.flags().web_enable_lifecycle {
         api = api.route("/-/quit", post(status::quit).put(status::quit));
     }
-    api.layer(middleware::from_fn_with_state(state.clone(), observe)).with_state(state)
+    api.layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
 }
 
 /// Times every request by route, for `/metrics`.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let start = Instant::now();
     let resp = next.run(req).await;
     if let Some(route) = route {
-        state.metrics().observe_request(&route, resp.status().as_u16(), start.elapsed());
+        state
+            .metrics()
+            .observe_request(&route, resp.status().as_u16(), start.elapsed());
     }
     resp
 }

@@ -18,18 +18,26 @@ pub struct Params(pub Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A time parameter, or `default` when absent or empty.
     pub fn time_or(&self, key: &str, default: Timestamp) -> Result<Timestamp, ApiError> {
         match self.get(key).filter(|v| !v.is_empty()) {
             None => Ok(default),
-            Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter {key:?}: {e}"))),
+            Some(v) => parse_time(v)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter {key:?}: {e}"))),
         }
     }
 
@@ -38,7 +46,9 @@ impl Params {
         match self.get("limit").filter(|v| !v.is_empty()) {
             None => Ok(0),
             Some(v) => v.parse::<usize>().map_err(|_| {
-                ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse {v:?} to a valid limit"))
+                ApiError::bad_data(format!(
+                    "invalid parameter \"limit\": cannot parse {v:?} to a valid limit"
+                ))
             }),
         }
     }
@@ -51,7 +61,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         let mut pairs: Vec<(String, String)> = req
             .uri()
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         let is_form = req
             .headers()
@@ -59,7 +73,8 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if req.method() == Method::POST && is_form {
-            let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, MAX_FORM_BYTES)));
+            let req =
+                req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, MAX_FORM_BYTES)));
             let body = Bytes::from_request(req, state)
                 .await
                 .map_err(|e| ApiError::bad_data(format!("cannot read the form body: {e}")))?;
@@ -152,8 +167,14 @@ mod tests {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000);
         assert_eq!(parse_time("1759588388.4334843").unwrap(), 1_759_588_388_433);
         assert_eq!(parse_time("1700000000.5").unwrap(), 1_700_000_000_500);
-        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time("2023-11-14T22:13:20.123+00:00").unwrap(), 1_700_000_000_123);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.123+00:00").unwrap(),
+            1_700_000_000_123
+        );
         assert_eq!(parse_time("-292273086-05-16T16:47:06Z").unwrap(), MIN_TIME);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("NaN").is_err());

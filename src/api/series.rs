@@ -14,7 +14,8 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
     use promql_parser::label::MatchOp as P;
     use promql_parser::parser::Expr;
     let bad = |msg: String| ApiError::bad_data(format!("invalid parameter \"match[]\": {msg}"));
-    let expr = promql_parser::parser::parse(s).map_err(|e| bad(format!("1:1: parse error: {e}")))?;
+    let expr =
+        promql_parser::parser::parse(s).map_err(|e| bad(format!("1:1: parse error: {e}")))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not an instant vector selector")));
     };
@@ -30,18 +31,27 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
                 P::Re(_) => MatchOp::RegexMatch,
                 P::NotRe(_) => MatchOp::RegexNoMatch,
             };
-            out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| bad(e.to_string()))?);
+            out.push(
+                Matcher::new(op, m.name.clone(), m.value.clone())
+                    .map_err(|e| bad(e.to_string()))?,
+            );
         }
         let set = Matchers(out);
         if !set.has_non_empty_matcher() {
-            return Err(bad("vector selector must contain at least one non-empty matcher".into()));
+            return Err(bad(
+                "vector selector must contain at least one non-empty matcher".into(),
+            ));
         }
         Ok(set)
     };
     if vs.matchers.or_matchers.is_empty() {
         Ok(vec![convert(&vs.matchers.matchers)?])
     } else {
-        vs.matchers.or_matchers.iter().map(|ms| convert(ms)).collect()
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|ms| convert(ms))
+            .collect()
     }
 }
 
@@ -57,7 +67,9 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     let start = params.time_or("start", MIN_TIME)?;
     let end = params.time_or("end", MAX_TIME)?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     Ok((start, end))
 }
@@ -106,7 +118,11 @@ pub async fn label_names(State(state): State<AppState>, params: Params) -> ApiRe
     Ok(success(json!(names), warning))
 }
 
-pub async fn label_values(State(state): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> ApiResult {
     let db = state.db()?;
     let name = unescape_label_name(&name);
     let sets = selectors(&params)?;
@@ -118,7 +134,9 @@ pub async fn label_values(State(state): State<AppState>, Path(name): Path<String
 /// Prometheus 3 lets clients send a UTF-8 label name `U__`-escaped: `U__http_2e_status` is
 /// `http.status`; `_` stands for itself only as `__`.
 fn unescape_label_name(name: &str) -> String {
-    let Some(rest) = name.strip_prefix("U__") else { return name.to_string() };
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_string();
+    };
     let mut out = String::new();
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
@@ -149,7 +167,9 @@ mod tests {
         let sets = parse_selector(r#"up{job="a",instance=~"x.*"}"#).unwrap();
         assert_eq!(sets.len(), 1);
         let names: Vec<_> = sets[0].0.iter().map(|m| m.name.as_str()).collect();
-        assert!(names.contains(&"__name__") && names.contains(&"job") && names.contains(&"instance"));
+        assert!(
+            names.contains(&"__name__") && names.contains(&"job") && names.contains(&"instance")
+        );
     }
 
     #[test]
@@ -162,7 +182,10 @@ mod tests {
 
     #[test]
     fn escaped_label_names_are_unescaped() {
-        assert_eq!(unescape_label_name("U__http_2e_status__code"), "http.status_code");
+        assert_eq!(
+            unescape_label_name("U__http_2e_status__code"),
+            "http.status_code"
+        );
         assert_eq!(unescape_label_name("job"), "job");
     }
 }

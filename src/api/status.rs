@@ -44,7 +44,9 @@ pub async fn tsdb(State(state): State<AppState>, params: Params) -> ApiResult {
     let head = db.head_stats();
     let card = db.cardinality(limit);
     let pairs = |v: &[(String, usize)]| -> Value {
-        v.iter().map(|(name, value)| json!({"name": name, "value": value})).collect()
+        v.iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()
     };
     let blocks = db.block_stats();
     Ok(success(
@@ -77,7 +79,14 @@ pub async fn tsdb(State(state): State<AppState>, params: Params) -> ApiResult {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics().render(state.db().ok().map(|d| d.as_ref()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `POST /api/v1/admin/flush`: cut the head into blocks and compact now.

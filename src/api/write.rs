@@ -15,40 +15,58 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
     Bytes::from_request(req, &()).await.map_err(|e| {
         if super::error_chain(&e).contains("length limit exceeded") {
-            ApiError::too_large(format!("request body is larger than the limit of {limit} bytes"))
+            ApiError::too_large(format!(
+                "request body is larger than the limit of {limit} bytes"
+            ))
         } else {
             ApiError::bad_data(format!("cannot read the request body: {e}"))
         }
     })
 }
 
-pub async fn remote_write(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub async fn remote_write(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let db = state.db()?.clone();
-    if let Some(enc) = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+    if let Some(enc) = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
         && !enc.eq_ignore_ascii_case("snappy")
     {
         return Err(ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ..ApiError::bad_data(format!("unsupported content encoding {enc:?}: remote write 1.0 needs snappy"))
+            ..ApiError::bad_data(format!(
+                "unsupported content encoding {enc:?}: remote write 1.0 needs snappy"
+            ))
         });
     }
     let flags = state.flags();
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let limits = db.limits().clone();
     let max_decoded = flags.max_decoded_body_bytes;
-    let batch = tokio::task::spawn_blocking(move || remote_write::decode(&body, max_decoded, &limits))
-        .await
-        .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
+    let batch =
+        tokio::task::spawn_blocking(move || remote_write::decode(&body, max_decoded, &limits))
+            .await
+            .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
     let samples = batch.num_samples();
     db.append(batch).await.map_err(ApiError::from_storage)?;
-    state.metrics().remote_write_samples.fetch_add(samples as u64, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics()
+        .remote_write_samples
+        .fetch_add(samples as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn import_text(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub async fn import_text(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let db = state.db()?.clone();
     let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
-    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_data("the body is not UTF-8"))?;
+    let body =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_data("the body is not UTF-8"))?;
     let samples = text::parse(body).map_err(|e| ApiError::bad_data(e.to_string()))?;
     let now = quiver_storage::maintenance::now_ms();
     let limits = db.limits();
@@ -56,8 +74,11 @@ pub async fn import_text(State(state): State<AppState>, req: Request) -> Result<
     let mut index: std::collections::HashMap<Labels, u32> = std::collections::HashMap::new();
     for (i, s) in samples.into_iter().enumerate() {
         let labels = Labels::try_from_pairs(s.labels, &limits.labels)
-            .map_err(|e| ApiError::from_storage(e))
-            .map_err(|e| ApiError { message: format!("sample {}: {}", i + 1, e.message), ..e })?;
+            .map_err(ApiError::from_storage)
+            .map_err(|e| ApiError {
+                message: format!("sample {}: {}", i + 1, e.message),
+                ..e
+            })?;
         let idx = match index.get(&labels) {
             Some(idx) => *idx,
             None => {

@@ -13,7 +13,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.yml");
 
 /// Quiver's flags. Names follow Prometheus's, so existing unit files and habits carry over.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "quiver", version, about = "A columnar metrics database that speaks Prometheus")]
+#[command(
+    name = "quiver",
+    version,
+    about = "A columnar metrics database that speaks Prometheus"
+)]
 pub struct Flags {
     /// Configuration file (Prometheus's format). Without it an embedded default applies.
     #[arg(long = "config.file")]
@@ -24,11 +28,19 @@ pub struct Flags {
     pub web_listen_address: String,
 
     /// Folder for the WAL (and, by default, the blocks).
-    #[arg(long = "storage.path", alias = "storage.tsdb.path", default_value = "./data")]
+    #[arg(
+        long = "storage.path",
+        alias = "storage.tsdb.path",
+        default_value = "./data"
+    )]
     pub storage_path: PathBuf,
 
     /// How long to keep samples (Prometheus duration: 15d, 12h, 1y).
-    #[arg(long = "storage.retention.time", alias = "storage.tsdb.retention.time", default_value = "15d")]
+    #[arg(
+        long = "storage.retention.time",
+        alias = "storage.tsdb.retention.time",
+        default_value = "15d"
+    )]
     pub storage_retention_time: String,
 
     /// Where blocks live: a local folder (default: `blocks/` under the storage path) or
@@ -37,11 +49,19 @@ pub struct Flags {
     pub storage_object_store_url: Option<String>,
 
     /// Time span of the head before it is cut into a block (Prometheus duration).
-    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", hide = true)]
+    #[arg(
+        long = "storage.tsdb.min-block-duration",
+        default_value = "2h",
+        hide = true
+    )]
     pub block_duration: String,
 
     /// How often flush, compaction and retention run.
-    #[arg(long = "storage.maintenance-interval", default_value = "1m", hide = true)]
+    #[arg(
+        long = "storage.maintenance-interval",
+        default_value = "1m",
+        hide = true
+    )]
     pub maintenance_interval: String,
 
     /// Log level: error, warn, info, debug, trace.
@@ -108,13 +128,18 @@ impl Config {
                 (p.display().to_string(), yaml)
             }
         };
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).map_err(|e| ConfigError {
-            file: source.clone(),
-            location: e.location().map(|l| (l.line(), l.column())),
-            message: e.to_string(),
-        })?;
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&yaml).map_err(|e| ConfigError {
+                file: source.clone(),
+                location: e.location().map(|l| (l.line(), l.column())),
+                message: e.to_string(),
+            })?;
         if !(doc.is_mapping() || doc.is_null()) {
-            return Err(ConfigError { file: source, location: None, message: "the top level must be a mapping".into() });
+            return Err(ConfigError {
+                file: source,
+                location: None,
+                message: "the top level must be a mapping".into(),
+            });
         }
         Ok(Config { source, yaml, doc })
     }
@@ -148,9 +173,16 @@ mod tests {
     fn broken_config_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prometheus.yml");
-        std::fs::write(&path, "global:\n  scrape_interval: 15s\n scrape_configs: [\n").unwrap();
+        std::fs::write(
+            &path,
+            "global:\n  scrape_interval: 15s\n scrape_configs: [\n",
+        )
+        .unwrap();
         let err = Config::load(Some(&path)).unwrap_err();
-        assert!(err.to_string().starts_with(&format!("{}:", path.display())), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("{}:", path.display())),
+            "{err}"
+        );
         assert!(err.location.is_some(), "{err}");
     }
 }

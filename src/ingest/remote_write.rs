@@ -42,21 +42,28 @@ pub struct Sample {
 /// Decompresses and decodes a remote-write body into a batch, checking every series.
 /// `max_decoded` bounds the decompressed size, read from the snappy header before allocating.
 pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, ApiError> {
-    let len = snap::raw::decompress_len(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+    let len =
+        snap::raw::decompress_len(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
     if len > max_decoded {
         return Err(ApiError::too_large(format!(
             "decompressed body is {len} bytes, more than the limit of {max_decoded}"
         )));
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
-    let req = WriteRequest::decode(raw.as_slice()).map_err(|e| ApiError::bad_data(format!("protobuf: {e}")))?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+    let req = WriteRequest::decode(raw.as_slice())
+        .map_err(|e| ApiError::bad_data(format!("protobuf: {e}")))?;
     let mut batch = WriteBatch::default();
     for ts in req.timeseries {
         if ts.samples.is_empty() {
             continue;
         }
-        let labels = Labels::try_from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)), &limits.labels)
-            .map_err(ApiError::from_storage)?;
+        let labels = Labels::try_from_pairs(
+            ts.labels.into_iter().map(|l| (l.name, l.value)),
+            &limits.labels,
+        )
+        .map_err(ApiError::from_storage)?;
         let idx = batch.push_series(labels);
         for s in ts.samples {
             batch.push_sample(idx, s.timestamp, s.value);
@@ -67,5 +74,7 @@ pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteB
 
 /// Encodes a request as a sender would (used by tests and benchmarks).
 pub fn encode(req: &WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy can encode any input")
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy can encode any input")
 }

@@ -31,18 +31,27 @@ impl fmt::Display for TextError {
 pub fn parse(input: &str) -> Result<Vec<TextSample>, TextError> {
     let mut out = Vec::new();
     for (i, line) in input.lines().enumerate() {
-        let line = line.trim_start_matches([' ', '\t']).trim_end_matches(['\r', ' ', '\t']);
+        let line = line
+            .trim_start_matches([' ', '\t'])
+            .trim_end_matches(['\r', ' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let sample = parse_line(line).map_err(|message| TextError { line: i + 1, message })?;
+        let sample = parse_line(line).map_err(|message| TextError {
+            line: i + 1,
+            message,
+        })?;
         out.push(sample);
     }
     Ok(out)
 }
 
 fn parse_line(line: &str) -> Result<TextSample, String> {
-    let mut p = Cursor { s: line.as_bytes(), pos: 0, line };
+    let mut p = Cursor {
+        s: line.as_bytes(),
+        pos: 0,
+        line,
+    };
     let mut labels = Vec::new();
     if p.peek() != Some(b'{') {
         labels.push(("__name__".to_string(), p.name()?));
@@ -60,7 +69,11 @@ fn parse_line(line: &str) -> Result<TextSample, String> {
                 None => return Err("unterminated label set".into()),
                 _ => {}
             }
-            let name = if p.peek() == Some(b'"') { p.quoted()? } else { p.name()? };
+            let name = if p.peek() == Some(b'"') {
+                p.quoted()?
+            } else {
+                p.name()?
+            };
             p.skip_blanks();
             if p.peek() != Some(b'=') {
                 // A lone quoted string is the metric name (Prometheus 3).
@@ -83,7 +96,9 @@ fn parse_line(line: &str) -> Result<TextSample, String> {
             }
         }
     }
-    if labels.first().is_none_or(|(n, _)| n != "__name__") && !labels.iter().any(|(n, _)| n == "__name__") {
+    if labels.first().is_none_or(|(n, _)| n != "__name__")
+        && !labels.iter().any(|(n, _)| n == "__name__")
+    {
         return Err("missing metric name".into());
     }
     p.skip_blanks();
@@ -93,12 +108,19 @@ fn parse_line(line: &str) -> Result<TextSample, String> {
     let value = parse_float(value).ok_or_else(|| format!("invalid value {value:?}"))?;
     let timestamp_ms = match fields.next() {
         None => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| format!("invalid timestamp {t:?}"))?),
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("invalid timestamp {t:?}"))?,
+        ),
     };
     if let Some(extra) = fields.next() {
         return Err(format!("unexpected {extra:?} after the timestamp"));
     }
-    Ok(TextSample { labels, value, timestamp_ms })
+    Ok(TextSample {
+        labels,
+        value,
+        timestamp_ms,
+    })
 }
 
 /// Go's `ParseFloat` spellings: numbers, `NaN`, `+Inf`, `-Inf`, `Inf` (any case).
@@ -107,7 +129,10 @@ pub fn parse_float(s: &str) -> Option<f64> {
         "nan" => Some(f64::NAN),
         "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
         "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
-        _ => s.parse::<f64>().ok().filter(|_| !s.contains(['i', 'I', 'n', 'N'])),
+        _ => s
+            .parse::<f64>()
+            .ok()
+            .filter(|_| !s.contains(['i', 'I', 'n', 'N'])),
     }
 }
 
@@ -132,7 +157,10 @@ impl Cursor<'_> {
     fn name(&mut self) -> Result<String, String> {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            let ok = c.is_ascii_alphabetic() || c == b'_' || c == b':' || (self.pos > start && c.is_ascii_digit());
+            let ok = c.is_ascii_alphabetic()
+                || c == b'_'
+                || c == b':'
+                || (self.pos > start && c.is_ascii_digit());
             if !ok {
                 break;
             }
@@ -182,9 +210,19 @@ mod tests {
 
     #[test]
     fn parses_names_labels_values_and_timestamps() {
-        let got = parse("# HELP x y\n# TYPE up gauge\nup{job=\"a\",instance=\"b\",} 1 1700000000000\nfoo 2.5\n").unwrap();
+        let got = parse(
+            "# HELP x y\n# TYPE up gauge\nup{job=\"a\",instance=\"b\",} 1 1700000000000\nfoo 2.5\n",
+        )
+        .unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].labels, vec![("__name__".into(), "up".into()), ("job".into(), "a".into()), ("instance".into(), "b".into())]);
+        assert_eq!(
+            got[0].labels,
+            vec![
+                ("__name__".into(), "up".into()),
+                ("job".into(), "a".into()),
+                ("instance".into(), "b".into())
+            ]
+        );
         assert_eq!(got[0].timestamp_ms, Some(1_700_000_000_000));
         assert_eq!(got[1].value, 2.5);
         assert_eq!(got[1].timestamp_ms, None);
@@ -203,7 +241,13 @@ mod tests {
     #[test]
     fn quoted_utf8_names() {
         let got = parse("{\"my.metric\",\"label.name\"=\"v\"} 1\n").unwrap();
-        assert_eq!(got[0].labels, vec![("__name__".into(), "my.metric".into()), ("label.name".into(), "v".into())]);
+        assert_eq!(
+            got[0].labels,
+            vec![
+                ("__name__".into(), "my.metric".into()),
+                ("label.name".into(), "v".into())
+            ]
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { labels: LabelLimits::default(), max_series_per_write: 1_000_000, max_samples_per_write: 10_000_000 }
+        Limits {
+            labels: LabelLimits::default(),
+            max_series_per_write: 1_000_000,
+            max_samples_per_write: 10_000_000,
+        }
     }
 }
 
@@ -173,14 +177,23 @@ impl Db {
                     for (id, labels) in rec.new_series {
                         state.registry.insert_known(id, labels);
                     }
-                    let known: Vec<bool> =
-                        rec.series_ids.iter().map(|id| state.registry.labels(*id).is_some()).collect();
+                    let known: Vec<bool> = rec
+                        .series_ids
+                        .iter()
+                        .map(|id| state.registry.labels(*id).is_some())
+                        .collect();
                     if known.iter().all(|k| *k) {
-                        state.head.append(&rec.series_ids, &rec.timestamps, &rec.values);
+                        state
+                            .head
+                            .append(&rec.series_ids, &rec.timestamps, &rec.values);
                     } else {
                         for (i, k) in known.iter().enumerate() {
                             if *k {
-                                state.head.append(&rec.series_ids[i..=i], &rec.timestamps[i..=i], &rec.values[i..=i]);
+                                state.head.append(
+                                    &rec.series_ids[i..=i],
+                                    &rec.timestamps[i..=i],
+                                    &rec.values[i..=i],
+                                );
                             } else {
                                 unknown += 1;
                             }
@@ -188,7 +201,10 @@ impl Db {
                     }
                 })?;
                 if unknown > 0 {
-                    tracing::warn!(samples = unknown, "WAL samples of unknown series were skipped");
+                    tracing::warn!(
+                        samples = unknown,
+                        "WAL samples of unknown series were skipped"
+                    );
                 }
                 Ok((wal, state))
             }
@@ -248,7 +264,12 @@ impl Db {
         if batch.timestamps.is_empty() {
             return Ok(());
         }
-        let WriteBatch { series, sample_series, timestamps, values } = batch;
+        let WriteBatch {
+            series,
+            sample_series,
+            timestamps,
+            values,
+        } = batch;
         let _gate = self.append_gate.read().await;
         let (ids, ack) = {
             let mut used = vec![false; series.len()];
@@ -269,8 +290,16 @@ impl Db {
                 }
                 slot_ids.push(id);
             }
-            let ids: Vec<SeriesId> = sample_series.iter().map(|s| slot_ids[*s as usize]).collect();
-            let record = WalRecord { new_series, series_ids: ids, timestamps, values };
+            let ids: Vec<SeriesId> = sample_series
+                .iter()
+                .map(|s| slot_ids[*s as usize])
+                .collect();
+            let record = WalRecord {
+                new_series,
+                series_ids: ids,
+                timestamps,
+                values,
+            };
             let ack = self.wal.submit(&record);
             (record, ack)
         };
@@ -280,15 +309,27 @@ impl Db {
             return Err(e);
         }
         let created = ids.new_series.len() as u64;
-        self.state.write().head.append(&ids.series_ids, &ids.timestamps, &ids.values);
-        self.metrics.samples_appended.fetch_add(ids.timestamps.len() as u64, Ordering::Relaxed);
-        self.metrics.series_created.fetch_add(created, Ordering::Relaxed);
+        self.state
+            .write()
+            .head
+            .append(&ids.series_ids, &ids.timestamps, &ids.values);
+        self.metrics
+            .samples_appended
+            .fetch_add(ids.timestamps.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .series_created
+            .fetch_add(created, Ordering::Relaxed);
         Ok(())
     }
 
     /// The series the matchers select that have samples in `[mint, maxt]`, with their labels,
     /// in label order.
-    pub fn series(&self, matchers: &Matchers, mint: Timestamp, maxt: Timestamp) -> Vec<(SeriesId, Labels)> {
+    pub fn series(
+        &self,
+        matchers: &Matchers,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<(SeriesId, Labels)> {
         let state = self.state.read();
         let mut out: Vec<(SeriesId, Labels)> = state
             .registry
@@ -308,7 +349,12 @@ impl Db {
 
     /// Every label name of series that the matchers (any of the sets; all series when empty)
     /// select in `[mint, maxt]`, sorted.
-    pub fn label_names(&self, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
+    pub fn label_names(
+        &self,
+        selectors: &[Matchers],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<String> {
         let mut names = std::collections::BTreeSet::new();
         self.for_each_selected(selectors, mint, maxt, |labels| {
             names.extend(labels.iter().map(|l| l.name.to_string()));
@@ -317,7 +363,13 @@ impl Db {
     }
 
     /// Every value of label `name` among the selected series, sorted.
-    pub fn label_values(&self, name: &str, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
+    pub fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Matchers],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<String> {
         let mut values = std::collections::BTreeSet::new();
         self.for_each_selected(selectors, mint, maxt, |labels| {
             if let Some(v) = labels.get(name) {
@@ -327,12 +379,21 @@ impl Db {
         values.into_iter().collect()
     }
 
-    fn for_each_selected(&self, selectors: &[Matchers], mint: Timestamp, maxt: Timestamp, mut f: impl FnMut(&Labels)) {
+    fn for_each_selected(
+        &self,
+        selectors: &[Matchers],
+        mint: Timestamp,
+        maxt: Timestamp,
+        mut f: impl FnMut(&Labels),
+    ) {
         let state = self.state.read();
         let mut ids: Vec<SeriesId> = if selectors.is_empty() {
             state.registry.ids().collect()
         } else {
-            selectors.iter().flat_map(|m| state.registry.select(m)).collect()
+            selectors
+                .iter()
+                .flat_map(|m| state.registry.select(m))
+                .collect()
         };
         ids.sort_unstable();
         ids.dedup();
@@ -347,7 +408,12 @@ impl Db {
 
     /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
     /// no samples there are left out.
-    pub async fn read(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> Result<Vec<SeriesSamples>> {
+    pub async fn read(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<SeriesSamples>> {
         // Snapshot under the lock: head samples are copied, blocks and frozen heads shared.
         let (blocks, frozen, head_runs) = {
             let state = self.state.read();
@@ -362,7 +428,10 @@ impl Db {
                 .map(|id| {
                     state.head.get(*id).map(|s| {
                         let (t, v) = s.range(mint, maxt);
-                        MemSeries { timestamps: t.to_vec(), values: v.to_vec() }
+                        MemSeries {
+                            timestamps: t.to_vec(),
+                            values: v.to_vec(),
+                        }
                     })
                 })
                 .collect();
@@ -373,12 +442,16 @@ impl Db {
             block_reads.push(b.read(ids, mint, maxt).await?);
         }
         // Per series: its runs from every source, oldest source first.
-        let pos: std::collections::HashMap<SeriesId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut runs: Vec<Vec<(&[i64], &[f64])>> = vec![Vec::new(); ids.len()];
+        let pos: std::collections::HashMap<SeriesId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut runs: Vec<Vec<Run<'_>>> = vec![Vec::new(); ids.len()];
         for r in &block_reads {
             for (id, range) in &r.runs {
                 let i = pos[id];
-                runs[i].push((&r.timestamps.values()[range.clone()], &r.values.values()[range.clone()]));
+                runs[i].push((
+                    &r.timestamps.values()[range.clone()],
+                    &r.values.values()[range.clone()],
+                ));
             }
         }
         for f in &frozen {
@@ -402,7 +475,11 @@ impl Db {
             .filter(|(_, r)| !r.is_empty())
             .map(|(id, r)| {
                 let (timestamps, values) = merge_runs(&r);
-                SeriesSamples { id: *id, timestamps, values }
+                SeriesSamples {
+                    id: *id,
+                    timestamps,
+                    values,
+                }
             })
             .collect())
     }
@@ -429,7 +506,12 @@ impl Db {
         let mut by_metric: Vec<(String, usize)> = index
             .label_values(crate::labels::METRIC_NAME)
             .iter()
-            .map(|v| (v.to_string(), index.postings(crate::labels::METRIC_NAME, v).len()))
+            .map(|v| {
+                (
+                    v.to_string(),
+                    index.postings(crate::labels::METRIC_NAME, v).len(),
+                )
+            })
             .collect();
         let mut values_by_name = Vec::new();
         let mut pairs = Vec::new();
@@ -439,7 +521,10 @@ impl Db {
             let values = index.label_values(&name);
             num_label_pairs += values.len();
             values_by_name.push((name.to_string(), values.len()));
-            bytes_by_name.push((name.to_string(), values.iter().map(|v| v.len()).sum::<usize>()));
+            bytes_by_name.push((
+                name.to_string(),
+                values.iter().map(|v| v.len()).sum::<usize>(),
+            ));
             for v in values {
                 pairs.push((format!("{name}={v}"), index.postings(&name, &v).len()));
             }
@@ -463,7 +548,12 @@ impl Db {
 
     /// Stats of the blocks in the manifest.
     pub fn block_stats(&self) -> Vec<crate::block::BlockMeta> {
-        self.state.read().blocks.iter().map(|b| b.meta().clone()).collect()
+        self.state
+            .read()
+            .blocks
+            .iter()
+            .map(|b| b.meta().clone())
+            .collect()
     }
 
     /// Bytes of the WAL on disk.
@@ -482,7 +572,9 @@ impl Db {
 impl State {
     pub(crate) fn has_samples(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
         let in_head = |h: &Head| h.get(id).is_some_and(|s| !s.range(mint, maxt).0.is_empty());
-        in_head(&self.head) || self.frozen.iter().any(|f| in_head(f)) || self.blocks.iter().any(|b| b.has(id, mint, maxt))
+        in_head(&self.head)
+            || self.frozen.iter().any(|f| in_head(f))
+            || self.blocks.iter().any(|b| b.has(id, mint, maxt))
     }
 }
 
@@ -507,8 +599,11 @@ pub struct Cardinality {
     pub series_count_by_label_value_pair: Vec<(String, usize)>,
 }
 
+/// One source's samples of one series: timestamps and values, sorted by time.
+pub(crate) type Run<'a> = (&'a [i64], &'a [f64]);
+
 /// Merges time-sorted runs, oldest source first: on equal timestamps the later run wins.
-pub(crate) fn merge_runs(runs: &[(&[i64], &[f64])]) -> (Vec<i64>, Vec<f64>) {
+pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
     if let [(t, v)] = runs {
         return (t.to_vec(), v.to_vec());
     }
@@ -539,6 +634,9 @@ mod tests {
     fn merge_prefers_the_newer_source_on_equal_timestamps() {
         let old: (&[i64], &[f64]) = (&[1, 2, 3], &[1.0, 2.0, 3.0]);
         let new: (&[i64], &[f64]) = (&[2, 4], &[20.0, 40.0]);
-        assert_eq!(merge_runs(&[old, new]), (vec![1, 2, 3, 4], vec![1.0, 20.0, 3.0, 40.0]));
+        assert_eq!(
+            merge_runs(&[old, new]),
+            (vec![1, 2, 3, 4], vec![1.0, 20.0, 3.0, 40.0])
+        );
     }
 }

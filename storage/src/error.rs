@@ -66,7 +66,10 @@ impl Error {
 
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

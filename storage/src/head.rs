@@ -105,7 +105,10 @@ impl Head {
 
     /// Bytes held by sample buffers (capacity, as the allocator sees it).
     pub fn sample_bytes(&self) -> usize {
-        self.series.values().map(|s| s.timestamps.capacity() * 8 + s.values.capacity() * 8).sum()
+        self.series
+            .values()
+            .map(|s| s.timestamps.capacity() * 8 + s.values.capacity() * 8)
+            .sum()
     }
 }
 
@@ -137,7 +140,11 @@ mod tests {
     #[test]
     fn head_counts_only_new_samples() {
         let mut h = Head::default();
-        h.append(&[SeriesId(1), SeriesId(1), SeriesId(2)], &[1, 1, 5], &[1.0, 2.0, 3.0]);
+        h.append(
+            &[SeriesId(1), SeriesId(1), SeriesId(2)],
+            &[1, 1, 5],
+            &[1.0, 2.0, 3.0],
+        );
         assert_eq!(h.num_samples(), 2);
         assert_eq!((h.min_time(), h.max_time()), (Some(1), Some(5)));
         assert_eq!(h.get(SeriesId(1)).unwrap().values, [2.0]);

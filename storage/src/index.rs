@@ -18,7 +18,12 @@ impl PostingsIndex {
     /// Adds a series. Ids must arrive in increasing order per list (the registry hands them out so).
     pub fn add(&mut self, id: SeriesId, labels: &Labels) {
         for l in labels.iter() {
-            let list = self.postings.entry(l.name.clone()).or_default().entry(l.value.clone()).or_default();
+            let list = self
+                .postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default();
             match list.last() {
                 Some(last) if *last >= id => {
                     let pos = list.partition_point(|x| *x < id);
@@ -59,12 +64,19 @@ impl PostingsIndex {
 
     /// All values of one label, sorted.
     pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
-        self.postings.get(name).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+        self.postings
+            .get(name)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The ids of series that carry label `name` with `value`.
     pub fn postings(&self, name: &str, value: &str) -> &[SeriesId] {
-        self.postings.get(name).and_then(|v| v.get(value)).map(Vec::as_slice).unwrap_or(&[])
+        self.postings
+            .get(name)
+            .and_then(|v| v.get(value))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Candidate series for the matchers that do not match the empty string, intersected.
@@ -87,12 +99,17 @@ impl PostingsIndex {
 
     /// Series ids for one matcher that does not match the empty string.
     fn resolve(&self, m: &Matcher) -> Vec<SeriesId> {
-        let Some(values) = self.postings.get(m.name.as_str()) else { return Vec::new() };
+        let Some(values) = self.postings.get(m.name.as_str()) else {
+            return Vec::new();
+        };
         if m.op == MatchOp::Equal {
             return values.get(m.value.as_str()).cloned().unwrap_or_default();
         }
-        let lists: Vec<&Vec<SeriesId>> =
-            values.iter().filter(|(v, _)| m.matches(v)).map(|(_, ids)| ids).collect();
+        let lists: Vec<&Vec<SeriesId>> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v))
+            .map(|(_, ids)| ids)
+            .collect();
         union(&lists)
     }
 }
@@ -132,7 +149,8 @@ mod tests {
     use crate::labels::LabelLimits;
 
     fn series(pairs: &[(&str, &str)]) -> Labels {
-        Labels::try_from_pairs(pairs.iter().map(|(n, v)| (*n, *v)), &LabelLimits::default()).unwrap()
+        Labels::try_from_pairs(pairs.iter().map(|(n, v)| (*n, *v)), &LabelLimits::default())
+            .unwrap()
     }
 
     fn index() -> (PostingsIndex, Vec<Labels>) {
@@ -150,14 +168,23 @@ mod tests {
 
     fn select(idx: &PostingsIndex, all: &[Labels], ms: Vec<Matcher>) -> Vec<u64> {
         let ms = Matchers(ms);
-        let cands = idx.candidates(&ms).unwrap_or_else(|| (0..all.len() as u64).map(SeriesId).collect());
-        cands.into_iter().filter(|id| ms.matches(&all[id.0 as usize])).map(|id| id.0).collect()
+        let cands = idx
+            .candidates(&ms)
+            .unwrap_or_else(|| (0..all.len() as u64).map(SeriesId).collect());
+        cands
+            .into_iter()
+            .filter(|id| ms.matches(&all[id.0 as usize]))
+            .map(|id| id.0)
+            .collect()
     }
 
     #[test]
     fn equality_and_regex_matchers_resolve_through_postings() {
         let (idx, all) = index();
-        assert_eq!(select(&idx, &all, vec![Matcher::equal("__name__", "up")]), [0, 1]);
+        assert_eq!(
+            select(&idx, &all, vec![Matcher::equal("__name__", "up")]),
+            [0, 1]
+        );
         let re = Matcher::new(MatchOp::RegexMatch, "__name__", "u.|do.*").unwrap();
         assert_eq!(select(&idx, &all, vec![re]), [0, 1, 2]);
         let both = vec![Matcher::equal("__name__", "up"), Matcher::equal("job", "a")];
@@ -167,7 +194,10 @@ mod tests {
     #[test]
     fn matchers_that_match_empty_select_series_without_the_label() {
         let (idx, all) = index();
-        let ms = vec![Matcher::equal("job", "a").clone(), Matcher::new(MatchOp::NotEqual, "env", "prod").unwrap()];
+        let ms = vec![
+            Matcher::equal("job", "a").clone(),
+            Matcher::new(MatchOp::NotEqual, "env", "prod").unwrap(),
+        ];
         assert_eq!(select(&idx, &all, ms), [0, 2]);
         let ms = vec![Matcher::new(MatchOp::RegexNoMatch, "job", "a").unwrap()];
         assert_eq!(select(&idx, &all, ms), [1]);

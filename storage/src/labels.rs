@@ -53,7 +53,11 @@ pub struct LabelLimits {
 
 impl Default for LabelLimits {
     fn default() -> Self {
-        LabelLimits { max_labels_per_series: 128, max_label_name_length: 1024, max_label_value_length: 16 * 1024 }
+        LabelLimits {
+            max_labels_per_series: 128,
+            max_label_name_length: 1024,
+            max_label_value_length: 16 * 1024,
+        }
     }
 }
 
@@ -61,7 +65,10 @@ impl Labels {
     /// Builds a label set from pairs in any order, checking it as Prometheus 3's remote-write
     /// receiver does: names are non-empty UTF-8, appear once, and `__name__` is present.
     /// A label with an empty value is the same as no label, so it is left out.
-    pub fn try_from_pairs<N, V>(pairs: impl IntoIterator<Item = (N, V)>, limits: &LabelLimits) -> Result<Self>
+    pub fn try_from_pairs<N, V>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+        limits: &LabelLimits,
+    ) -> Result<Self>
     where
         N: Into<Arc<str>>,
         V: Into<Arc<str>>,
@@ -96,7 +103,10 @@ impl Labels {
         }
         labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(Error::InvalidSeries(format!("duplicate label name {:?}", truncate(&w[0].name))));
+            return Err(Error::InvalidSeries(format!(
+                "duplicate label name {:?}",
+                truncate(&w[0].name)
+            )));
         }
         if labels.is_empty() {
             return Err(Error::InvalidSeries("empty label set".into()));
@@ -110,7 +120,9 @@ impl Labels {
         }
         let out = Labels(labels);
         if out.metric_name().is_none() {
-            return Err(Error::InvalidSeries(format!("missing metric name (__name__ label) in {out}")));
+            return Err(Error::InvalidSeries(format!(
+                "missing metric name (__name__ label) in {out}"
+            )));
         }
         Ok(out)
     }
@@ -128,7 +140,10 @@ impl Labels {
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|l| l.name.as_ref().cmp(name)).ok().map(|i| self.0[i].value.as_ref())
+        self.0
+            .binary_search_by(|l| l.name.as_ref().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_ref())
     }
 
     /// The labels in name order.
@@ -149,7 +164,10 @@ impl Labels {
         Labels(
             self.0
                 .into_iter()
-                .map(|l| Label { name: interner.intern(&l.name), value: interner.intern(&l.value) })
+                .map(|l| Label {
+                    name: interner.intern(&l.name),
+                    value: interner.intern(&l.value),
+                })
                 .collect(),
         )
     }
@@ -231,9 +249,24 @@ mod tests {
 
     #[test]
     fn missing_metric_name_and_empty_sets_are_rejected() {
-        assert!(labels(&[("a", "1")]).unwrap_err().to_string().contains("missing metric name"));
-        assert!(labels(&[]).unwrap_err().to_string().contains("empty label set"));
-        assert!(labels(&[("", "x"), ("__name__", "up")]).unwrap_err().to_string().contains("empty label name"));
+        assert!(
+            labels(&[("a", "1")])
+                .unwrap_err()
+                .to_string()
+                .contains("missing metric name")
+        );
+        assert!(
+            labels(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("empty label set")
+        );
+        assert!(
+            labels(&[("", "x"), ("__name__", "up")])
+                .unwrap_err()
+                .to_string()
+                .contains("empty label name")
+        );
     }
 
     #[test]
@@ -245,10 +278,16 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        let limits = LabelLimits { max_labels_per_series: 2, max_label_name_length: 4, max_label_value_length: 3 };
-        let err = Labels::try_from_pairs([("__name__", "up"), ("a", "1"), ("b", "2")], &limits).unwrap_err();
+        let limits = LabelLimits {
+            max_labels_per_series: 2,
+            max_label_name_length: 4,
+            max_label_value_length: 3,
+        };
+        let err = Labels::try_from_pairs([("__name__", "up"), ("a", "1"), ("b", "2")], &limits)
+            .unwrap_err();
         assert!(matches!(err, Error::LimitExceeded(_)));
-        let err = Labels::try_from_pairs([("__name__", "up"), ("abcde", "1")], &limits).unwrap_err();
+        let err =
+            Labels::try_from_pairs([("__name__", "up"), ("abcde", "1")], &limits).unwrap_err();
         assert!(matches!(err, Error::LimitExceeded(_)));
         let err = Labels::try_from_pairs([("__name__", "upup")], &limits).unwrap_err();
         assert!(matches!(err, Error::LimitExceeded(_)));
@@ -257,8 +296,12 @@ mod tests {
     #[test]
     fn interning_shares_strings() {
         let mut interner = Interner::default();
-        let a = labels(&[("__name__", "up"), ("job", "x")]).unwrap().intern(&mut interner);
-        let b = labels(&[("__name__", "up"), ("job", "y")]).unwrap().intern(&mut interner);
+        let a = labels(&[("__name__", "up"), ("job", "x")])
+            .unwrap()
+            .intern(&mut interner);
+        let b = labels(&[("__name__", "up"), ("job", "y")])
+            .unwrap()
+            .intern(&mut interner);
         let (la, lb) = (a.iter().next().unwrap(), b.iter().next().unwrap());
         assert!(Arc::ptr_eq(&la.value, &lb.value));
     }

@@ -32,7 +32,11 @@ pub mod provider;
 pub mod registry;
 pub mod wal;
 
-pub use db::{Cardinality, Db, HeadStats, Limits, Options, SeriesSamples, StorageMetrics, WriteBatch};
+pub use db::{
+    Cardinality, Db, HeadStats, Limits, Options, SeriesSamples, StorageMetrics, WriteBatch,
+};
 pub use error::{Error, ErrorKind, Result};
-pub use labels::{LabelLimits, Labels, METRIC_NAME, STALE_NAN_BITS, SeriesId, Timestamp, is_stale_nan};
+pub use labels::{
+    LabelLimits, Labels, METRIC_NAME, STALE_NAN_BITS, SeriesId, Timestamp, is_stale_nan,
+};
 pub use matchers::{MatchOp, Matcher, Matchers};

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::block::{BlockMeta, BlockReader, EncodedBlock, SeriesSamples, encode_block, put_block};
-use crate::db::{Db, merge_runs};
+use crate::db::{Db, Run, merge_runs};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::labels::{Labels, SeriesId, Timestamp};
@@ -77,7 +77,11 @@ impl Db {
         Ok(written)
     }
 
-    async fn persist_head(self: &Arc<Self>, manifest: &mut Manifest, head: Arc<Head>) -> Result<usize> {
+    async fn persist_head(
+        self: &Arc<Self>,
+        manifest: &mut Manifest,
+        head: Arc<Head>,
+    ) -> Result<usize> {
         let labels = self.labels_of(head.series().map(|(id, _)| *id));
         let duration = self.opts.block_duration_ms;
         let first_seq = manifest.next_seq;
@@ -86,11 +90,14 @@ impl Db {
             // Each series' samples split by aligned window.
             let mut windows: BTreeMap<i64, Vec<SeriesSamples<'_>>> = BTreeMap::new();
             for (id, s) in to_encode.series() {
-                let Some(labels) = labels.get(id) else { continue };
+                let Some(labels) = labels.get(id) else {
+                    continue;
+                };
                 let mut start = 0;
                 while start < s.timestamps.len() {
                     let w = s.timestamps[start].div_euclid(duration);
-                    let end = start + s.timestamps[start..].partition_point(|t| t.div_euclid(duration) == w);
+                    let end = start
+                        + s.timestamps[start..].partition_point(|t| t.div_euclid(duration) == w);
                     windows.entry(w).or_default().push(SeriesSamples {
                         id: *id,
                         labels,
@@ -130,7 +137,8 @@ impl Db {
             put_block(store, b).await?;
         }
         let mut next = manifest.clone();
-        next.blocks.retain(|b| !replaced.iter().any(|r| r.id == b.id));
+        next.blocks
+            .retain(|b| !replaced.iter().any(|r| r.id == b.id));
         next.blocks.extend(new.iter().map(|b| b.meta.clone()));
         next.blocks.sort_by_key(|b| b.seq);
         next.next_series_id = self.state.read().registry.next_id();
@@ -142,7 +150,9 @@ impl Db {
         }
         {
             let mut state = self.state.write();
-            state.blocks.retain(|b| !replaced.iter().any(|r| r.id == b.meta().id));
+            state
+                .blocks
+                .retain(|b| !replaced.iter().any(|r| r.id == b.meta().id));
             state.blocks.extend(readers);
             state.blocks.sort_by_key(|b| b.meta().seq);
             if let Some(head) = from_head {
@@ -162,7 +172,13 @@ impl Db {
     pub async fn compact(self: &Arc<Self>, now: Timestamp) -> Result<usize> {
         let mut manifest = self.maintenance.lock().await;
         let mut merged = 0;
-        for (level, range) in self.opts.compaction_ranges_ms.clone().into_iter().enumerate() {
+        for (level, range) in self
+            .opts
+            .compaction_ranges_ms
+            .clone()
+            .into_iter()
+            .enumerate()
+        {
             let mut windows: BTreeMap<i64, Vec<BlockMeta>> = BTreeMap::new();
             for b in &manifest.blocks {
                 let w = b.min_time.div_euclid(range);
@@ -172,22 +188,33 @@ impl Db {
             }
             for (w, group) in windows {
                 let window_end = (w + 1) * range;
-                let over = range <= self.opts.block_duration_ms || window_end + self.opts.block_duration_ms <= now;
+                let over = range <= self.opts.block_duration_ms
+                    || window_end + self.opts.block_duration_ms <= now;
                 if group.len() < 2 || !over {
                     continue;
                 }
-                self.merge_blocks(&mut manifest, &group, level as u32 + 1).await?;
+                self.merge_blocks(&mut manifest, &group, level as u32 + 1)
+                    .await?;
                 merged += group.len();
             }
         }
         Ok(merged)
     }
 
-    async fn merge_blocks(self: &Arc<Self>, manifest: &mut Manifest, group: &[BlockMeta], level: u32) -> Result<()> {
+    async fn merge_blocks(
+        self: &Arc<Self>,
+        manifest: &mut Manifest,
+        group: &[BlockMeta],
+        level: u32,
+    ) -> Result<()> {
         let readers: Vec<Arc<BlockReader>> = {
             let state = self.state.read();
-            let mut rs: Vec<_> =
-                state.blocks.iter().filter(|b| group.iter().any(|g| g.id == b.meta().id)).cloned().collect();
+            let mut rs: Vec<_> = state
+                .blocks
+                .iter()
+                .filter(|b| group.iter().any(|g| g.id == b.meta().id))
+                .cloned()
+                .collect();
             rs.sort_by_key(|b| b.meta().seq);
             rs
         };
@@ -201,31 +228,39 @@ impl Db {
         let labels = self.labels_of(ids.iter().copied());
         let seq = manifest.next_seq;
         let block = run_blocking(move || {
-            let mut per_series: HashMap<SeriesId, Vec<(&[i64], &[f64])>> = HashMap::new();
+            let mut per_series: HashMap<SeriesId, Vec<Run<'_>>> = HashMap::new();
             for r in &reads {
                 for (id, range) in &r.runs {
-                    per_series
-                        .entry(*id)
-                        .or_default()
-                        .push((&r.timestamps.values()[range.clone()], &r.values.values()[range.clone()]));
+                    per_series.entry(*id).or_default().push((
+                        &r.timestamps.values()[range.clone()],
+                        &r.values.values()[range.clone()],
+                    ));
                 }
             }
-            let merged: Vec<(SeriesId, Vec<i64>, Vec<f64>)> =
-                per_series.into_iter().map(|(id, runs)| {
+            let merged: Vec<(SeriesId, Vec<i64>, Vec<f64>)> = per_series
+                .into_iter()
+                .map(|(id, runs)| {
                     let (t, v) = merge_runs(&runs);
                     (id, t, v)
-                }).collect();
+                })
+                .collect();
             let series = merged
                 .iter()
                 .filter_map(|(id, t, v)| {
-                    labels.get(id).map(|l| SeriesSamples { id: *id, labels: l, timestamps: t, values: v })
+                    labels.get(id).map(|l| SeriesSamples {
+                        id: *id,
+                        labels: l,
+                        timestamps: t,
+                        values: v,
+                    })
                 })
                 .collect();
             encode_block(seq, level, series)
         })
         .await?;
         manifest.next_seq = seq + 1;
-        self.commit(manifest, block.into_iter().collect(), group, None).await?;
+        self.commit(manifest, block.into_iter().collect(), group, None)
+            .await?;
         self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -235,21 +270,34 @@ impl Db {
     pub async fn apply_retention(self: &Arc<Self>, now: Timestamp) -> Result<(usize, usize)> {
         let mut manifest = self.maintenance.lock().await;
         let cutoff = now - self.opts.retention_ms;
-        let expired: Vec<BlockMeta> = manifest.blocks.iter().filter(|b| b.max_time < cutoff).cloned().collect();
+        let expired: Vec<BlockMeta> = manifest
+            .blocks
+            .iter()
+            .filter(|b| b.max_time < cutoff)
+            .cloned()
+            .collect();
         if expired.is_empty() {
             return Ok((0, 0));
         }
-        self.commit(&mut manifest, Vec::new(), &expired, None).await?;
-        self.metrics.blocks_deleted.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        self.commit(&mut manifest, Vec::new(), &expired, None)
+            .await?;
+        self.metrics
+            .blocks_deleted
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
         // Forget series with no samples left, while no append is between id lookup and head insert.
         let _gate = self.append_gate.write().await;
         let mut state = self.state.write();
-        let mut live: HashSet<SeriesId> = state.blocks.iter().flat_map(|b| b.series_ids()).collect();
+        let mut live: HashSet<SeriesId> =
+            state.blocks.iter().flat_map(|b| b.series_ids()).collect();
         live.extend(state.head.series().map(|(id, _)| *id));
         for f in &state.frozen {
             live.extend(f.series().map(|(id, _)| *id));
         }
-        let dead: Vec<SeriesId> = state.registry.ids().filter(|id| !live.contains(id)).collect();
+        let dead: Vec<SeriesId> = state
+            .registry
+            .ids()
+            .filter(|id| !live.contains(id))
+            .collect();
         for id in &dead {
             state.registry.remove(*id);
         }
@@ -259,21 +307,32 @@ impl Db {
 
     fn labels_of(&self, ids: impl Iterator<Item = SeriesId>) -> HashMap<SeriesId, Labels> {
         let state = self.state.read();
-        ids.filter_map(|id| state.registry.labels(id).map(|l| (id, l.clone()))).collect()
+        ids.filter_map(|id| state.registry.labels(id).map(|l| (id, l.clone())))
+            .collect()
     }
 }
 
 pub fn now_ms() -> Timestamp {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as Timestamp
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as Timestamp
 }
 
 /// Runs CPU-bound work on the blocking pool.
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("background task failed: {e}")))?
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("background task failed: {e}")))?
 }
 
 /// Deletes block folders the manifest does not name (left by a crash before a manifest update).
-pub(crate) async fn delete_orphans(store: &Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<()> {
+pub(crate) async fn delete_orphans(
+    store: &Arc<dyn ObjectStore>,
+    manifest: &Manifest,
+) -> Result<()> {
     let live: HashSet<&str> = manifest.blocks.iter().map(|b| b.id.as_str()).collect();
     let listing = store.list_with_delimiter(None).await?;
     for prefix in listing.common_prefixes {
@@ -286,7 +345,10 @@ pub(crate) async fn delete_orphans(store: &Arc<dyn ObjectStore>, manifest: &Mani
     Ok(())
 }
 
-async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &object_store::path::Path) -> Result<()> {
+async fn delete_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &object_store::path::Path,
+) -> Result<()> {
     let mut objects = store.list(Some(prefix));
     while let Some(meta) = objects.next().await {
         store.delete(&meta?.location).await?;

@@ -42,12 +42,23 @@ impl Manifest {
     pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Self> {
         let bytes = match store.get(&Path::from(MANIFEST_FILE)).await {
             Ok(r) => r.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Manifest { next_seq: 1, ..Default::default() }),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Ok(Manifest {
+                    next_seq: 1,
+                    ..Default::default()
+                });
+            }
             Err(e) => return Err(e.into()),
         };
-        let json = |e| Error::Json { what: MANIFEST_FILE.into(), source: e };
+        let json = |e| Error::Json {
+            what: MANIFEST_FILE.into(),
+            source: e,
+        };
         let env: Envelope = serde_json::from_slice(&bytes).map_err(json)?;
-        let corrupt = |detail: String| Error::Corrupt { what: MANIFEST_FILE.into(), detail };
+        let corrupt = |detail: String| Error::Corrupt {
+            what: MANIFEST_FILE.into(),
+            detail,
+        };
         if env.ty != TYPE {
             return Err(corrupt(format!("type is {:?}, not {TYPE:?}", env.ty)));
         }
@@ -63,12 +74,22 @@ impl Manifest {
 
     /// Replaces the manifest in one put (atomic on every `object_store` backend).
     pub async fn store(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
-        let json = |e| Error::Json { what: MANIFEST_FILE.into(), source: e };
+        let json = |e| Error::Json {
+            what: MANIFEST_FILE.into(),
+            source: e,
+        };
         let body = serde_json::to_value(self).map_err(json)?;
         let crc32c = crc32c::crc32c(&serde_json::to_vec(&body).map_err(json)?);
-        let env = Envelope { ty: TYPE.into(), version: VERSION, crc32c, body };
+        let env = Envelope {
+            ty: TYPE.into(),
+            version: VERSION,
+            crc32c,
+            body,
+        };
         let bytes = serde_json::to_vec_pretty(&env).map_err(json)?;
-        store.put(&Path::from(MANIFEST_FILE), PutPayload::from(bytes)).await?;
+        store
+            .put(&Path::from(MANIFEST_FILE), PutPayload::from(bytes))
+            .await?;
         Ok(())
     }
 }
@@ -82,13 +103,31 @@ mod tests {
     async fn manifest_round_trips_and_detects_tampering() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         assert_eq!(Manifest::load(&store).await.unwrap().blocks.len(), 0);
-        let m = Manifest { next_seq: 3, next_series_id: 10, blocks: vec![] };
+        let m = Manifest {
+            next_seq: 3,
+            next_series_id: 10,
+            blocks: vec![],
+        };
         m.store(&store).await.unwrap();
         assert_eq!(Manifest::load(&store).await.unwrap(), m);
 
-        let raw = store.get(&Path::from(MANIFEST_FILE)).await.unwrap().bytes().await.unwrap();
-        let tampered = String::from_utf8(raw.to_vec()).unwrap().replace("\"next_seq\": 3", "\"next_seq\": 4");
-        store.put(&Path::from(MANIFEST_FILE), PutPayload::from(tampered.into_bytes())).await.unwrap();
+        let raw = store
+            .get(&Path::from(MANIFEST_FILE))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let tampered = String::from_utf8(raw.to_vec())
+            .unwrap()
+            .replace("\"next_seq\": 3", "\"next_seq\": 4");
+        store
+            .put(
+                &Path::from(MANIFEST_FILE),
+                PutPayload::from(tampered.into_bytes()),
+            )
+            .await
+            .unwrap();
         let err = Manifest::load(&store).await.unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
     }

@@ -28,17 +28,28 @@ impl Matcher {
     pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self> {
         let (name, value) = (name.into(), value.into());
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| Error::InvalidMatcher(format!("invalid regular expression {value:?}: {e}")))?,
-            ),
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+                    Error::InvalidMatcher(format!("invalid regular expression {value:?}: {e}"))
+                })?)
+            }
             _ => None,
         };
-        Ok(Matcher { name, op, value, regex })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            regex,
+        })
     }
 
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), regex: None }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            regex: None,
+        }
     }
 
     /// Whether the label value `v` (empty for a missing label) matches.
@@ -93,15 +104,34 @@ mod tests {
 
     #[test]
     fn missing_label_matches_as_empty() {
-        assert!(Matcher::new(MatchOp::NotEqual, "a", "x").unwrap().matches_empty());
-        assert!(Matcher::new(MatchOp::RegexMatch, "a", ".*").unwrap().matches_empty());
-        assert!(!Matcher::new(MatchOp::RegexMatch, "a", ".+").unwrap().matches_empty());
-        assert!(Matcher::new(MatchOp::Equal, "a", "").unwrap().matches_empty());
+        assert!(
+            Matcher::new(MatchOp::NotEqual, "a", "x")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            Matcher::new(MatchOp::RegexMatch, "a", ".*")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            !Matcher::new(MatchOp::RegexMatch, "a", ".+")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            Matcher::new(MatchOp::Equal, "a", "")
+                .unwrap()
+                .matches_empty()
+        );
     }
 
     #[test]
     fn bad_regex_is_a_clear_error() {
         let err = Matcher::new(MatchOp::RegexMatch, "a", "(").unwrap_err();
-        assert!(err.to_string().contains("invalid regular expression"), "{err}");
+        assert!(
+            err.to_string().contains("invalid regular expression"),
+            "{err}"
+        );
     }
 }

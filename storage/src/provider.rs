@@ -64,7 +64,11 @@ impl ScanRange {
     /// Narrows the range by one filter; answers whether the filter was understood.
     fn apply(&mut self, e: &Expr) -> bool {
         match e {
-            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
                 let l = self.apply(left);
                 let r = self.apply(right);
                 l && r
@@ -81,20 +85,30 @@ impl ScanRange {
                 self.apply_comparison(column, op, value)
             }
             Expr::InList(list) if !list.negated => {
-                let Expr::Column(c) = list.expr.as_ref() else { return false };
+                let Expr::Column(c) = list.expr.as_ref() else {
+                    return false;
+                };
                 let values: Option<Vec<&ScalarValue>> = list
                     .list
                     .iter()
-                    .map(|e| if let Expr::Literal(v, _) = e { Some(v) } else { None })
+                    .map(|e| {
+                        if let Expr::Literal(v, _) = e {
+                            Some(v)
+                        } else {
+                            None
+                        }
+                    })
                     .collect();
                 let Some(values) = values else { return false };
                 match c.name.as_str() {
                     "metric" => {
-                        let set: Option<BTreeSet<String>> = values.iter().map(|v| scalar_string(v)).collect();
+                        let set: Option<BTreeSet<String>> =
+                            values.iter().map(|v| scalar_string(v)).collect();
                         set.map(|s| intersect(&mut self.metrics, s)).is_some()
                     }
                     "series_id" => {
-                        let set: Option<BTreeSet<u64>> = values.iter().map(|v| scalar_u64(v)).collect();
+                        let set: Option<BTreeSet<u64>> =
+                            values.iter().map(|v| scalar_u64(v)).collect();
                         set.map(|s| intersect(&mut self.series, s)).is_some()
                     }
                     _ => false,
@@ -106,10 +120,16 @@ impl ScanRange {
 
     fn apply_comparison(&mut self, column: &str, op: Operator, value: &ScalarValue) -> bool {
         match (column, op) {
-            ("metric", Operator::Eq) => scalar_string(value).map(|s| intersect(&mut self.metrics, [s].into())).is_some(),
-            ("series_id", Operator::Eq) => scalar_u64(value).map(|v| intersect(&mut self.series, [v].into())).is_some(),
+            ("metric", Operator::Eq) => scalar_string(value)
+                .map(|s| intersect(&mut self.metrics, [s].into()))
+                .is_some(),
+            ("series_id", Operator::Eq) => scalar_u64(value)
+                .map(|v| intersect(&mut self.series, [v].into()))
+                .is_some(),
             ("timestamp", op) => {
-                let Some(t) = scalar_ms(value) else { return false };
+                let Some(t) = scalar_ms(value) else {
+                    return false;
+                };
                 let (lo, hi) = match op {
                     Operator::Eq => (Some(t), Some(t)),
                     Operator::Gt => (t.checked_add(1), None),
@@ -140,7 +160,9 @@ fn intersect<T: Ord + Clone>(current: &mut Option<BTreeSet<T>>, new: BTreeSet<T>
 
 fn scalar_string(v: &ScalarValue) -> Option<String> {
     match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         ScalarValue::Dictionary(_, inner) => scalar_string(inner),
         _ => None,
     }
@@ -154,7 +176,10 @@ fn scalar_u64(v: &ScalarValue) -> Option<u64> {
 }
 
 fn scalar_ms(v: &ScalarValue) -> Option<Timestamp> {
-    match v.cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None)).ok()? {
+    match v
+        .cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None))
+        .ok()?
+    {
         ScalarValue::TimestampMillisecond(Some(t), _) => Some(t),
         _ => None,
     }
@@ -170,7 +195,10 @@ impl TableProvider for SamplesTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -191,9 +219,16 @@ impl TableProvider for SamplesTable {
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         let range = ScanRange::from_filters(filters);
-        let (mint, maxt) = (range.mint.unwrap_or(Timestamp::MIN), range.maxt.unwrap_or(Timestamp::MAX));
+        let (mint, maxt) = (
+            range.mint.unwrap_or(Timestamp::MIN),
+            range.maxt.unwrap_or(Timestamp::MAX),
+        );
         let ids = self.select(&range);
-        let data = self.db.read(&ids, mint, maxt).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let data = self
+            .db
+            .read(&ids, mint, maxt)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let batches = self.to_batches(&data)?;
         let schema = self.schema();
         let ordering = LexOrdering::new(
@@ -217,7 +252,10 @@ impl SamplesTable {
                 .iter()
                 .flat_map(|n| {
                     let m = Matchers(vec![Matcher::equal(METRIC_NAME, n.clone())]);
-                    self.db.series(&m, Timestamp::MIN, Timestamp::MAX).into_iter().map(|(id, _)| (id, n.clone()))
+                    self.db
+                        .series(&m, Timestamp::MIN, Timestamp::MAX)
+                        .into_iter()
+                        .map(|(id, _)| (id, n.clone()))
                 })
                 .collect(),
             None => self
@@ -240,11 +278,20 @@ impl SamplesTable {
         let mut batches = Vec::new();
         let mut b = SampleBuilder::default();
         for s in data {
-            let metric = self.db.labels(s.id).and_then(|l| l.metric_name().map(str::to_string)).unwrap_or_default();
+            let metric = self
+                .db
+                .labels(s.id)
+                .and_then(|l| l.metric_name().map(str::to_string))
+                .unwrap_or_default();
             let mut start = 0;
             while start < s.timestamps.len() {
                 let take = (BATCH_ROWS - b.len()).min(s.timestamps.len() - start);
-                b.push(&metric, s.id, &s.timestamps[start..start + take], &s.values[start..start + take]);
+                b.push(
+                    &metric,
+                    s.id,
+                    &s.timestamps[start..start + take],
+                    &s.values[start..start + take],
+                );
                 start += take;
                 if b.len() >= BATCH_ROWS {
                     batches.push(std::mem::take(&mut b).finish()?);
@@ -330,7 +377,9 @@ impl TableProvider for SeriesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let mut series = self.db.series(&Matchers::default(), Timestamp::MIN, Timestamp::MAX);
+        let mut series = self
+            .db
+            .series(&Matchers::default(), Timestamp::MIN, Timestamp::MAX);
         series.sort_by_key(|(id, _)| *id);
         let mut ids = Vec::with_capacity(series.len());
         let mut metric = StringBuilder::new();
@@ -346,9 +395,17 @@ impl TableProvider for SeriesTable {
         }
         let batch = RecordBatch::try_new(
             Self::table_schema(),
-            vec![Arc::new(UInt64Array::from(ids)) as ArrayRef, Arc::new(metric.finish()), Arc::new(labels.finish())],
+            vec![
+                Arc::new(UInt64Array::from(ids)) as ArrayRef,
+                Arc::new(metric.finish()),
+                Arc::new(labels.finish()),
+            ],
         )?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
     }
 }
 
@@ -359,10 +416,17 @@ mod tests {
 
     #[test]
     fn filters_narrow_the_scan() {
-        let ts = |ms: i64| lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())));
+        let ts = |ms: i64| {
+            lit(ScalarValue::TimestampMillisecond(
+                Some(ms),
+                Some("UTC".into()),
+            ))
+        };
         let filters = vec![
             col("metric").eq(lit("up")),
-            col("timestamp").gt(ts(1000)).and(col("timestamp").lt_eq(ts(5000))),
+            col("timestamp")
+                .gt(ts(1000))
+                .and(col("timestamp").lt_eq(ts(5000))),
             col("series_id").in_list(vec![lit(1u64), lit(2u64)], false),
         ];
         let r = ScanRange::from_filters(&filters);

@@ -103,6 +103,9 @@ impl SeriesRegistry {
                 all
             }
         };
-        candidates.into_iter().filter(|id| self.by_id.get(id).is_some_and(|l| matchers.matches(l))).collect()
+        candidates
+            .into_iter()
+            .filter(|id| self.by_id.get(id).is_some_and(|l| matchers.matches(l)))
+            .collect()
     }
 }

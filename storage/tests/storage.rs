@@ -14,13 +14,19 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { dir: tempfile::tempdir().unwrap() }
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn options(&self) -> Options {
         let blocks = self.dir.path().join("blocks");
         std::fs::create_dir_all(&blocks).unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&blocks).unwrap().with_automatic_cleanup(true));
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            LocalFileSystem::new_with_prefix(&blocks)
+                .unwrap()
+                .with_automatic_cleanup(true),
+        );
         let mut o = Options::new(self.dir.path().join("wal"), store);
         o.retention_ms = i64::MAX / 4;
         o
@@ -66,7 +72,9 @@ async fn all_samples(db: &Db, name: &str) -> Vec<(String, Vec<i64>, Vec<f64>)> {
 async fn appended_samples_are_readable_at_once_and_after_restart() {
     let f = Fixture::new();
     let db = f.open().await;
-    db.append(batch("gpu_util", 3, 10, 1_000_000)).await.unwrap();
+    db.append(batch("gpu_util", 3, 10, 1_000_000))
+        .await
+        .unwrap();
     let before = all_samples(&db, "gpu_util").await;
     assert_eq!(before.len(), 3);
     assert_eq!(before[0].1.len(), 10);
@@ -130,7 +138,10 @@ async fn out_of_order_samples_are_accepted() {
         b.push_sample(idx, t, t as f64);
     }
     db.append(b).await.unwrap();
-    assert_eq!(all_samples(&db, "late").await[0].1, [10_000, 20_000, 30_000, 50_000]);
+    assert_eq!(
+        all_samples(&db, "late").await[0].1,
+        [10_000, 20_000, 30_000, 50_000]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,9 +157,16 @@ async fn an_interrupted_block_write_leaves_no_trace() {
     std::fs::write(orphan.join("samples.parquet"), b"half a file").unwrap();
 
     let db = f.open().await;
-    assert!(!orphan.exists(), "the orphaned block folder was deleted at open");
+    assert!(
+        !orphan.exists(),
+        "the orphaned block folder was deleted at open"
+    );
     assert!(db.block_stats().is_empty());
-    assert_eq!(all_samples(&db, "m").await.len(), 2, "the samples are still in the WAL");
+    assert_eq!(
+        all_samples(&db, "m").await.len(),
+        2,
+        "the samples are still in the WAL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +177,9 @@ async fn retention_drops_old_blocks_and_forgets_their_series() {
     let db = Db::open(o).await.unwrap();
     db.append(batch("old", 2, 10, 0)).await.unwrap();
     db.flush().await.unwrap();
-    db.append(batch("new", 1, 10, 10 * 3_600_000)).await.unwrap();
+    db.append(batch("new", 1, 10, 10 * 3_600_000))
+        .await
+        .unwrap();
     let (deleted, forgotten) = db.apply_retention(10 * 3_600_000).await.unwrap();
     assert_eq!((deleted, forgotten), (1, 2));
     assert!(db.series(&select("old"), i64::MIN, i64::MAX).is_empty());
@@ -176,8 +196,10 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
     db.append(batch("b", 1, 3, 0)).await.unwrap();
 
     let ctx = SessionContext::new();
-    ctx.register_table("samples", Arc::new(SamplesTable::new(db.clone()))).unwrap();
-    ctx.register_table("series", Arc::new(SeriesTable::new(db.clone()))).unwrap();
+    ctx.register_table("samples", Arc::new(SamplesTable::new(db.clone())))
+        .unwrap();
+    ctx.register_table("series", Arc::new(SeriesTable::new(db.clone())))
+        .unwrap();
     let count = |sql: &'static str| {
         let ctx = ctx.clone();
         async move {
@@ -186,13 +208,19 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
             datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(col).value(0)
         }
     };
-    assert_eq!(count("SELECT count(*) FROM samples WHERE metric = 'a'").await, 2 * 12);
+    assert_eq!(
+        count("SELECT count(*) FROM samples WHERE metric = 'a'").await,
+        2 * 12
+    );
     assert_eq!(count("SELECT count(*) FROM samples").await, 2 * 12 + 3);
     assert_eq!(
         count("SELECT count(*) FROM samples WHERE metric = 'a' AND timestamp >= to_timestamp_millis(60000) AND timestamp < to_timestamp_millis(120000)").await,
         2 * 4
     );
-    assert_eq!(count("SELECT count(*) FROM series WHERE labels['gpu'] = '1'").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM series WHERE labels['gpu'] = '1'").await,
+        1
+    );
 
     // The plan shows the pushed filter and needs no sort for the declared order.
     let plan = ctx
@@ -202,6 +230,8 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
         .collect()
         .await
         .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
     assert!(!text.contains("SortExec"), "{text}");
 }

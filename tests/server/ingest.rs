@@ -6,11 +6,23 @@ use super::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_stores_every_sample_and_the_last_duplicate_wins() {
     let s = TestServer::start(&[]).await;
-    let body = write_request(&[(vec![("__name__", "power"), ("gpu", "0")], vec![(1_000, 1.0), (2_000, 2.0)])]);
-    assert_eq!(post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0, 204);
+    let body = write_request(&[(
+        vec![("__name__", "power"), ("gpu", "0")],
+        vec![(1_000, 1.0), (2_000, 2.0)],
+    )]);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
     // Late (out-of-order) and duplicate samples are accepted; the duplicate's last value wins.
-    let body = write_request(&[(vec![("gpu", "0"), ("__name__", "power")], vec![(500, 0.5), (2_000, 20.0)])]);
-    assert_eq!(post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0, 204);
+    let body = write_request(&[(
+        vec![("gpu", "0"), ("__name__", "power")],
+        vec![(500, 0.5), (2_000, 20.0)],
+    )]);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
     let got = export(&s.base, "power").await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, [500, 1_000, 2_000]);
@@ -24,10 +36,24 @@ async fn stale_markers_and_special_values_are_stored_bit_for_bit() {
     let stale = f64::from_bits(quiver_storage::STALE_NAN_BITS);
     let body = write_request(&[(
         vec![("__name__", "x")],
-        vec![(1_000, f64::INFINITY), (2_000, f64::NEG_INFINITY), (3_000, stale)],
+        vec![
+            (1_000, f64::INFINITY),
+            (2_000, f64::NEG_INFINITY),
+            (3_000, stale),
+        ],
     )]);
-    assert_eq!(post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0, 204);
-    let r = client().get(s.url("/api/v1/export?match[]=x")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
+    let r = client()
+        .get(s.url("/api/v1/export?match[]=x"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(r.contains(r#""values":["+Inf","-Inf","NaN"]"#), "{r}");
     s.stop().await;
 }
@@ -36,46 +62,102 @@ async fn stale_markers_and_special_values_are_stored_bit_for_bit() {
 async fn bad_remote_write_bodies_get_a_clear_4xx_and_the_server_keeps_serving() {
     let s = TestServer::start(&["--web.max-request-body-bytes=65536"]).await;
     let good = write_request(&[(vec![("__name__", "kept"), ("a", "1")], vec![(1_000, 1.0)])]);
-    assert_eq!(post(&s.url("/api/v1/write"), good.clone(), &RW_HEADERS).await.0, 204);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), good.clone(), &RW_HEADERS)
+            .await
+            .0,
+        204
+    );
 
     let snappy_of = |raw: &[u8]| snap::raw::Encoder::new().compress_vec(raw).unwrap();
     let mut truncated = good.clone();
     truncated.truncate(good.len() / 2);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("truncated snappy", truncated, 400, "snappy"),
-        ("not snappy at all", b"this is not snappy".to_vec(), 400, "snappy"),
-        ("invalid protobuf", snappy_of(&[0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]), 400, "protobuf"),
-        ("empty label name", write_request(&[(vec![("__name__", "x"), ("", "v")], vec![(1, 1.0)])]), 400, "empty label name"),
+        (
+            "not snappy at all",
+            b"this is not snappy".to_vec(),
+            400,
+            "snappy",
+        ),
+        (
+            "invalid protobuf",
+            snappy_of(&[0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]),
+            400,
+            "protobuf",
+        ),
+        (
+            "empty label name",
+            write_request(&[(vec![("__name__", "x"), ("", "v")], vec![(1, 1.0)])]),
+            400,
+            "empty label name",
+        ),
         (
             "duplicate label names",
-            write_request(&[(vec![("__name__", "x"), ("a", "1"), ("a", "2")], vec![(1, 1.0)])]),
+            write_request(&[(
+                vec![("__name__", "x"), ("a", "1"), ("a", "2")],
+                vec![(1, 1.0)],
+            )]),
             400,
             "duplicate label name",
         ),
-        ("empty label set", write_request(&[(vec![], vec![(1, 1.0)])]), 400, "empty label set"),
-        ("no metric name", write_request(&[(vec![("job", "x")], vec![(1, 1.0)])]), 400, "missing metric name"),
-        ("huge body", vec![0u8; 100_000], 413, "larger than the limit"),
+        (
+            "empty label set",
+            write_request(&[(vec![], vec![(1, 1.0)])]),
+            400,
+            "empty label set",
+        ),
+        (
+            "no metric name",
+            write_request(&[(vec![("job", "x")], vec![(1, 1.0)])]),
+            400,
+            "missing metric name",
+        ),
+        (
+            "huge body",
+            vec![0u8; 100_000],
+            413,
+            "larger than the limit",
+        ),
     ];
     for (what, body, code, needle) in cases {
         let (got, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
         assert_eq!(got, code, "{what}: {text}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
         assert_eq!(v["errorType"], "bad_data", "{what}");
-        assert!(v["error"].as_str().unwrap().contains(needle), "{what}: {text}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{what}: {text}"
+        );
     }
-    let (got, _) = post(&s.url("/api/v1/write"), good.clone(), &[("Content-Encoding", "gzip")]).await;
-    assert_eq!(got, 415, "an encoding other than snappy is unsupported media");
+    let (got, _) = post(
+        &s.url("/api/v1/write"),
+        good.clone(),
+        &[("Content-Encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(
+        got, 415,
+        "an encoding other than snappy is unsupported media"
+    );
 
     // One bad series fails the whole request: nothing of it is stored.
     let mixed = write_request(&[
         (vec![("__name__", "partial"), ("a", "1")], vec![(1, 1.0)]),
         (vec![("__name__", "partial"), ("", "x")], vec![(1, 1.0)]),
     ]);
-    assert_eq!(post(&s.url("/api/v1/write"), mixed, &RW_HEADERS).await.0, 400);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), mixed, &RW_HEADERS).await.0,
+        400
+    );
     assert!(export(&s.base, "partial").await.is_empty());
 
     // Still serving, and the good data is intact.
-    assert_eq!(post(&s.url("/api/v1/write"), good, &RW_HEADERS).await.0, 204);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), good, &RW_HEADERS).await.0,
+        204
+    );
     let kept = export(&s.base, "kept").await;
     assert_eq!(kept[0].1, [1_000]);
     s.stop().await;
@@ -84,7 +166,9 @@ async fn bad_remote_write_bodies_get_a_clear_4xx_and_the_server_keeps_serving() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decompression_bomb_is_refused_before_decoding() {
     let s = TestServer::start(&["--web.max-decoded-body-bytes=1048576"]).await;
-    let bomb = snap::raw::Encoder::new().compress_vec(&vec![0u8; 4 << 20]).unwrap();
+    let bomb = snap::raw::Encoder::new()
+        .compress_vec(&vec![0u8; 4 << 20])
+        .unwrap();
     let (code, text) = post(&s.url("/api/v1/write"), bomb, &RW_HEADERS).await;
     assert_eq!(code, 413, "{text}");
     assert!(text.contains("decompressed body"), "{text}");
@@ -98,18 +182,37 @@ async fn text_import_backfills_with_and_without_timestamps() {
                 train_loss{run=\"r1\"} 2.5 1700000000000\n\
                 train_loss{run=\"r1\"} 1.5 1700000015000\n\
                 train_loss{run=\"r2\"} 3\n";
-    let (code, text) = post(&s.url("/api/v1/import/prometheus"), body.as_bytes().to_vec(), &[]).await;
+    let (code, text) = post(
+        &s.url("/api/v1/import/prometheus"),
+        body.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
     assert_eq!(code, 204, "{text}");
     let got = export(&s.base, "train_loss").await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].0["run"], "r1");
     assert_eq!(got[0].1, [1_700_000_000_000, 1_700_000_015_000]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    assert!((got[1].1[0] - now).abs() < 60_000, "a sample without a timestamp is stamped now");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (got[1].1[0] - now).abs() < 60_000,
+        "a sample without a timestamp is stamped now"
+    );
 
-    let (code, text) = post(&s.url("/api/v1/import/prometheus"), b"ok 1\nbroken{a=\"x\" 2\n".to_vec(), &[]).await;
+    let (code, text) = post(
+        &s.url("/api/v1/import/prometheus"),
+        b"ok 1\nbroken{a=\"x\" 2\n".to_vec(),
+        &[],
+    )
+    .await;
     assert_eq!(code, 400);
     assert!(text.contains("line 2"), "{text}");
-    assert!(export(&s.base, "ok").await.is_empty(), "a bad import stores nothing");
+    assert!(
+        export(&s.base, "ok").await.is_empty(),
+        "a bad import stores nothing"
+    );
     s.stop().await;
 }

@@ -13,7 +13,8 @@ use super::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs the prometheus binary (Debian package prometheus)"]
 async fn prometheus_remote_write_delivers_what_it_scrapes() {
-    let prometheus = which("prometheus").expect("prometheus is on the PATH (apt-get install prometheus)");
+    let prometheus =
+        which("prometheus").expect("prometheus is on the PATH (apt-get install prometheus)");
     let quiver = TestServer::start(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -24,8 +25,14 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
     );
     std::fs::write(dir.path().join("prom.yml"), config).unwrap();
     let mut child = Command::new(prometheus)
-        .arg(format!("--config.file={}", dir.path().join("prom.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prom.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -38,12 +45,24 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
     // that remote write has certainly delivered.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let names = |v: &Value| -> BTreeSet<String> {
-        v["data"].as_array().unwrap().iter().map(|s| s.to_string()).collect()
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let (in_prom, in_quiver) = loop {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-        let window = format!("match[]={{job=\"prometheus\"}}&start={}&end={}", now - 600.0, now - 4.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let window = format!(
+            "match[]={{job=\"prometheus\"}}&start={}&end={}",
+            now - 600.0,
+            now - 4.0
+        );
         let (_, p) = get_json(&format!("{prom}/api/v1/series?{window}")).await;
         let (_, q) = get_json(&quiver.url(&format!("/api/v1/series?{window}"))).await;
         let (p, q) = (names(&p), names(&q));
@@ -54,10 +73,17 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
     };
     let _ = child.kill();
     let _ = child.wait();
-    assert!(in_prom.len() > 50, "Prometheus scraped itself ({} series)", in_prom.len());
+    assert!(
+        in_prom.len() > 50,
+        "Prometheus scraped itself ({} series)",
+        in_prom.len()
+    );
     let missing: Vec<_> = in_prom.difference(&in_quiver).take(5).collect();
     let extra: Vec<_> = in_quiver.difference(&in_prom).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing in Quiver: {missing:?}; only in Quiver: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing in Quiver: {missing:?}; only in Quiver: {extra:?}"
+    );
     quiver.stop().await;
 }
 
@@ -69,11 +95,23 @@ async fn parquet_blocks_read_with_pyarrow_match_quiver() {
     let mut body = String::new();
     for gpu in 0..4 {
         for i in 0..50 {
-            body.push_str(&format!("gpu_power{{gpu=\"{gpu}\"}} {} {}\n", gpu * 100 + i, 1_700_000_000_000i64 + i * 15_000));
+            body.push_str(&format!(
+                "gpu_power{{gpu=\"{gpu}\"}} {} {}\n",
+                gpu * 100 + i,
+                1_700_000_000_000i64 + i * 15_000
+            ));
         }
     }
-    assert_eq!(post(&s.url("/api/v1/import/prometheus"), body.into_bytes(), &[]).await.0, 204);
-    assert_eq!(post(&s.url("/api/v1/admin/flush"), vec![], &[]).await.0, 200);
+    assert_eq!(
+        post(&s.url("/api/v1/import/prometheus"), body.into_bytes(), &[])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        post(&s.url("/api/v1/admin/flush"), vec![], &[]).await.0,
+        200
+    );
     let blocks = s.dir.path().join("blocks");
     let script = r#"
 import glob, json, sys
@@ -92,8 +130,17 @@ for row in samples.to_pylist():
     out.setdefault(gpu, []).append([int(row["timestamp"].timestamp() * 1000), row["value"], row["metric"]])
 print(json.dumps(out, sort_keys=True))
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(&blocks).output().expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&blocks)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let from_pyarrow: Value = serde_json::from_slice(&out.stdout).unwrap();
     let from_quiver = export(&s.base, "gpu_power").await;
     assert_eq!(from_quiver.len(), 4);

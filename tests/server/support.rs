@@ -25,16 +25,29 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, extra_flags: &[&str]) -> Self {
-        let mut args = vec!["quiver".to_string(), format!("--storage.path={}", dir.path().display())];
+        let mut args = vec![
+            "quiver".to_string(),
+            format!("--storage.path={}", dir.path().display()),
+        ];
         args.extend(extra_flags.iter().map(|s| s.to_string()));
         let flags = Flags::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(quiver::run(flags, Config::load(None).unwrap(), listener, async move {
-            let _ = stopped.await;
-        }));
-        let server = TestServer { base, dir, stop: Some(stop), task: Some(task) };
+        let task = tokio::spawn(quiver::run(
+            flags,
+            Config::load(None).unwrap(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let server = TestServer {
+            base,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        };
         wait_ready(&server.base).await;
         server
     }
@@ -51,7 +64,9 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
-        tempfile::tempdir().map(|empty| std::mem::replace(&mut self.dir, empty)).unwrap()
+        tempfile::tempdir()
+            .map(|empty| std::mem::replace(&mut self.dir, empty))
+            .unwrap()
     }
 }
 
@@ -70,7 +85,10 @@ pub async fn wait_ready(base: &str) {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// GET a JSON API path; answers (status, body).
@@ -78,16 +96,25 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     let r = client().get(url).send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")),
+    )
 }
 
 /// POST raw bytes; answers (status, body text).
 pub async fn post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
-    try_post(url, body, headers).await.unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    try_post(url, body, headers)
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
 }
 
 /// POST raw bytes; a connection failure is an error, not a panic.
-pub async fn try_post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, String), reqwest::Error> {
+pub async fn try_post(
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), reqwest::Error> {
     let mut req = client().post(url).body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -97,14 +124,29 @@ pub async fn try_post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Res
     Ok((status, r.text().await?))
 }
 
+/// A series to send: its labels and its (timestamp ms, value) samples.
+pub type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
 /// A remote-write request body for `(labels, samples)` pairs.
-pub fn write_request(series: &[(Vec<(&str, &str)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+pub fn write_request(series: &[TestSeries<'_>]) -> Vec<u8> {
     let req = WriteRequest {
         timeseries: series
             .iter()
             .map(|(labels, samples)| TimeSeries {
-                labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
-                samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect(),
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|(t, v)| Sample {
+                        timestamp: *t,
+                        value: *v,
+                    })
+                    .collect(),
             })
             .collect(),
     };
@@ -119,14 +161,29 @@ pub const RW_HEADERS: [(&str, &str); 3] = [
 
 /// Exported series: label set (as JSON) -> (timestamps, values).
 pub async fn export(base: &str, selector: &str) -> Vec<(Value, Vec<i64>, Vec<f64>)> {
-    let r = client().get(format!("{base}/api/v1/export")).query(&[("match[]", selector)]).send().await.unwrap();
+    let r = client()
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", selector)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     text.lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            let ts = v["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
-            let vals = v["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+            let ts = v["timestamps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_i64().unwrap())
+                .collect();
+            let vals = v["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(f64::NAN))
+                .collect();
             (v["metric"].clone(), ts, vals)
         })
         .collect()
@@ -170,12 +227,18 @@ impl Drop for ChildServer {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether an executable is on the PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
     })
 }

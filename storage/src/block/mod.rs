@@ -69,7 +69,11 @@ pub fn timestamp_type() -> DataType {
 /// The schema of `samples.parquet` (and of the `samples` table).
 pub fn samples_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("metric", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+        Field::new(
+            "metric",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
         Field::new("series_id", DataType::UInt64, false),
         Field::new("timestamp", timestamp_type(), false),
         Field::new("value", DataType::Float64, false),
@@ -80,7 +84,11 @@ pub fn samples_schema() -> SchemaRef {
 pub fn series_file_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("series_id", DataType::UInt64, false),
-        Field::new("metric", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+        Field::new(
+            "metric",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
         labels_field(),
         Field::new("first_row", DataType::UInt64, false),
         Field::new("num_rows", DataType::UInt64, false),
@@ -94,7 +102,11 @@ pub fn labels_field() -> Field {
     let entries = Field::new(
         "entries",
         DataType::Struct(
-            vec![Field::new("keys", DataType::Utf8, false), Field::new("values", DataType::Utf8, true)].into(),
+            vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Utf8, true),
+            ]
+            .into(),
         ),
         false,
     );

@@ -50,29 +50,60 @@ pub struct BlockRead {
 
 impl BlockReader {
     /// Opens a block and answers its series with their labels (for the registry).
-    pub async fn open(store: Arc<dyn ObjectStore>, meta: BlockMeta) -> Result<(Self, Vec<(SeriesId, Labels)>)> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        meta: BlockMeta,
+    ) -> Result<(Self, Vec<(SeriesId, Labels)>)> {
         let series_batches = read_all(&store, &meta.series_path(), meta.series_bytes).await?;
         let mut entries = HashMap::new();
         let mut labels = Vec::new();
         for batch in &series_batches {
-            let corrupt = |d: &str| Error::Corrupt { what: format!("block {} series file", meta.id), detail: d.into() };
-            let col = |name: &str| batch.column_by_name(name).ok_or_else(|| corrupt(&format!("missing column {name}")));
-            let ids = col("series_id")?.as_primitive_opt::<UInt64Type>().ok_or_else(|| corrupt("series_id type"))?;
-            let metric = datafusion::arrow::compute::cast(col("metric")?, &datafusion::arrow::datatypes::DataType::Utf8)?;
+            let corrupt = |d: &str| Error::Corrupt {
+                what: format!("block {} series file", meta.id),
+                detail: d.into(),
+            };
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| corrupt(&format!("missing column {name}")))
+            };
+            let ids = col("series_id")?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| corrupt("series_id type"))?;
+            let metric = datafusion::arrow::compute::cast(
+                col("metric")?,
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )?;
             let metric = metric.as_string::<i32>();
-            let map: &MapArray = col("labels")?.as_map_opt().ok_or_else(|| corrupt("labels type"))?;
-            let first = col("first_row")?.as_primitive_opt::<UInt64Type>().ok_or_else(|| corrupt("first_row type"))?;
-            let num = col("num_rows")?.as_primitive_opt::<UInt64Type>().ok_or_else(|| corrupt("num_rows type"))?;
-            let min_t = col("min_time")?.as_primitive_opt::<TimestampMillisecondType>().ok_or_else(|| corrupt("min_time"))?;
-            let max_t = col("max_time")?.as_primitive_opt::<TimestampMillisecondType>().ok_or_else(|| corrupt("max_time"))?;
+            let map: &MapArray = col("labels")?
+                .as_map_opt()
+                .ok_or_else(|| corrupt("labels type"))?;
+            let first = col("first_row")?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| corrupt("first_row type"))?;
+            let num = col("num_rows")?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| corrupt("num_rows type"))?;
+            let min_t = col("min_time")?
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| corrupt("min_time"))?;
+            let max_t = col("max_time")?
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| corrupt("max_time"))?;
             let keys = map.keys().as_string::<i32>();
             let values = map.values().as_string::<i32>();
             for row in 0..batch.num_rows() {
                 let id = SeriesId(ids.value(row));
-                let mut ls = vec![Label { name: Arc::from(METRIC_NAME), value: Arc::from(metric.value(row)) }];
+                let mut ls = vec![Label {
+                    name: Arc::from(METRIC_NAME),
+                    value: Arc::from(metric.value(row)),
+                }];
                 let offsets = map.value_offsets();
                 for i in offsets[row] as usize..offsets[row + 1] as usize {
-                    ls.push(Label { name: Arc::from(keys.value(i)), value: Arc::from(values.value(i)) });
+                    ls.push(Label {
+                        name: Arc::from(keys.value(i)),
+                        value: Arc::from(values.value(i)),
+                    });
                 }
                 labels.push((id, Labels::from_trusted(ls)));
                 entries.insert(
@@ -87,9 +118,20 @@ impl BlockReader {
             }
         }
         let mut reader = StoreFile::new(store.clone(), meta.samples_path(), meta.samples_bytes);
-        let samples_metadata =
-            ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required)).await?;
-        Ok((BlockReader { meta, store, entries, samples_metadata }, labels))
+        let samples_metadata = ArrowReaderMetadata::load_async(
+            &mut reader,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+        )
+        .await?;
+        Ok((
+            BlockReader {
+                meta,
+                store,
+                entries,
+                samples_metadata,
+            },
+            labels,
+        ))
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -98,7 +140,9 @@ impl BlockReader {
 
     /// Whether the block has samples of `id` in `[mint, maxt]`.
     pub fn has(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
-        self.entries.get(&id).is_some_and(|e| e.min_time <= maxt && e.max_time >= mint)
+        self.entries
+            .get(&id)
+            .is_some_and(|e| e.min_time <= maxt && e.max_time >= mint)
     }
 
     /// The ids of every series in the block.
@@ -108,7 +152,12 @@ impl BlockReader {
 
     /// Reads the samples of `ids` that fall in `[mint, maxt]`. Only the rows of those series are
     /// decoded (the page index skips the pages of others).
-    pub async fn read(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> Result<BlockRead> {
+    pub async fn read(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<BlockRead> {
         let mut wanted: Vec<(SeriesId, SeriesEntry)> = ids
             .iter()
             .filter_map(|id| self.entries.get(id).map(|e| (*id, *e)))
@@ -124,11 +173,20 @@ impl BlockReader {
         }
         let total_rows = self.meta.num_samples as usize;
         let selection = RowSelection::from_consecutive_ranges(
-            wanted.iter().map(|(_, e)| e.first_row..e.first_row + e.num_rows),
+            wanted
+                .iter()
+                .map(|(_, e)| e.first_row..e.first_row + e.num_rows),
             total_rows,
         );
-        let reader = StoreFile::new(self.store.clone(), self.meta.samples_path(), self.meta.samples_bytes);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.samples_metadata.clone());
+        let reader = StoreFile::new(
+            self.store.clone(),
+            self.meta.samples_path(),
+            self.meta.samples_bytes,
+        );
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            reader,
+            self.samples_metadata.clone(),
+        );
         let mask = ProjectionMask::roots(builder.parquet_schema(), [2, 3]);
         let batches: Vec<RecordBatch> = builder
             .with_projection(mask)
@@ -139,13 +197,18 @@ impl BlockReader {
             .await?;
         let ts_parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
         let val_parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(1).as_ref()).collect();
-        let timestamps = concat(&ts_parts)?.as_primitive::<TimestampMillisecondType>().clone();
+        let timestamps = concat(&ts_parts)?
+            .as_primitive::<TimestampMillisecondType>()
+            .clone();
         let values = concat(&val_parts)?.as_primitive::<Float64Type>().clone();
         let expected: usize = wanted.iter().map(|(_, e)| e.num_rows).sum();
         if timestamps.len() != expected {
             return Err(Error::Corrupt {
                 what: format!("block {}", self.meta.id),
-                detail: format!("read {} rows, the series file promised {expected}", timestamps.len()),
+                detail: format!(
+                    "read {} rows, the series file promised {expected}",
+                    timestamps.len()
+                ),
             });
         }
         // Each series' run, narrowed to [mint, maxt] (its samples are sorted by time).
@@ -161,13 +224,25 @@ impl BlockReader {
             }
             start += e.num_rows;
         }
-        Ok(BlockRead { runs, timestamps, values })
+        Ok(BlockRead {
+            runs,
+            timestamps,
+            values,
+        })
     }
 }
 
 /// Reads a whole (small) Parquet file.
-async fn read_all(store: &Arc<dyn ObjectStore>, path: &object_store::path::Path, size: u64) -> Result<Vec<RecordBatch>> {
+async fn read_all(
+    store: &Arc<dyn ObjectStore>,
+    path: &object_store::path::Path,
+    size: u64,
+) -> Result<Vec<RecordBatch>> {
     let reader = StoreFile::new(store.clone(), path.clone(), size);
-    let batches = ParquetRecordBatchStreamBuilder::new(reader).await?.build()?.try_collect().await?;
+    let batches = ParquetRecordBatchStreamBuilder::new(reader)
+        .await?
+        .build()?
+        .try_collect()
+        .await?;
     Ok(batches)
 }

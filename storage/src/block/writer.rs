@@ -40,31 +40,62 @@ const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// Encodes `series` (any order; sorted here by metric, then id) as block `seq`. Series without
 /// samples are left out; `None` when nothing is left. CPU-bound: run it off the async runtime.
-pub fn encode_block(seq: u64, level: u32, mut series: Vec<SeriesSamples<'_>>) -> Result<Option<EncodedBlock>> {
+pub fn encode_block(
+    seq: u64,
+    level: u32,
+    mut series: Vec<SeriesSamples<'_>>,
+) -> Result<Option<EncodedBlock>> {
     series.retain(|s| !s.timestamps.is_empty());
     if series.is_empty() {
         return Ok(None);
     }
-    series.sort_unstable_by(|a, b| a.labels.metric_name().cmp(&b.labels.metric_name()).then(a.id.cmp(&b.id)));
+    series.sort_unstable_by(|a, b| {
+        a.labels
+            .metric_name()
+            .cmp(&b.labels.metric_name())
+            .then(a.id.cmp(&b.id))
+    });
     let (samples, index) = encode(&series)?;
     let meta = BlockMeta {
         id: block_id(seq),
         seq,
-        min_time: series.iter().map(|s| s.timestamps[0]).min().unwrap_or_default(),
-        max_time: series.iter().map(|s| *s.timestamps.last().expect("non-empty")).max().unwrap_or_default(),
+        min_time: series
+            .iter()
+            .map(|s| s.timestamps[0])
+            .min()
+            .unwrap_or_default(),
+        max_time: series
+            .iter()
+            .map(|s| *s.timestamps.last().expect("non-empty"))
+            .max()
+            .unwrap_or_default(),
         num_samples: series.iter().map(|s| s.timestamps.len() as u64).sum(),
         num_series: series.len() as u64,
         level,
         samples_bytes: samples.len() as u64,
         series_bytes: index.len() as u64,
     };
-    Ok(Some(EncodedBlock { meta, samples, series: index }))
+    Ok(Some(EncodedBlock {
+        meta,
+        samples,
+        series: index,
+    }))
 }
 
 /// Puts both files of an encoded block (the manifest does not name it yet).
 pub async fn put_block(store: &Arc<dyn ObjectStore>, block: &EncodedBlock) -> Result<()> {
-    store.put(&block.meta.samples_path(), PutPayload::from_bytes(block.samples.clone())).await?;
-    store.put(&block.meta.series_path(), PutPayload::from_bytes(block.series.clone())).await?;
+    store
+        .put(
+            &block.meta.samples_path(),
+            PutPayload::from_bytes(block.samples.clone()),
+        )
+        .await?;
+    store
+        .put(
+            &block.meta.series_path(),
+            PutPayload::from_bytes(block.series.clone()),
+        )
+        .await?;
     Ok(())
 }
 
@@ -79,7 +110,8 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
     let mut s_metric = StringDictionaryBuilder::<Int32Type>::new();
     let mut s_ids = Vec::with_capacity(series.len());
     let mut s_labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-    let (mut first_row, mut num_rows, mut min_t, mut max_t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut first_row, mut num_rows, mut min_t, mut max_t) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
 
     for s in series {
         let name = s.labels.metric_name().unwrap_or("");
@@ -125,7 +157,10 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
             Arc::new(TimestampMillisecondArray::from(max_t).with_timezone("UTC")),
         ],
     )?;
-    Ok((write_parquet(&samples, samples_properties())?, write_parquet(&index, series_properties())?))
+    Ok((
+        write_parquet(&samples, samples_properties())?,
+        write_parquet(&index, series_properties())?,
+    ))
 }
 
 fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes> {
@@ -154,9 +189,21 @@ fn samples_properties() -> WriterProperties {
         .set_column_encoding(col("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_encoding(col("value"), Encoding::BYTE_STREAM_SPLIT)
         .set_sorting_columns(Some(vec![
-            SortingColumn { column_idx: 0, descending: false, nulls_first: false },
-            SortingColumn { column_idx: 1, descending: false, nulls_first: false },
-            SortingColumn { column_idx: 2, descending: false, nulls_first: false },
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 1,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 2,
+                descending: false,
+                nulls_first: false,
+            },
         ]))
         .build()
 }
@@ -165,8 +212,16 @@ fn series_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(zstd())
         .set_sorting_columns(Some(vec![
-            SortingColumn { column_idx: 1, descending: false, nulls_first: false },
-            SortingColumn { column_idx: 0, descending: false, nulls_first: false },
+            SortingColumn {
+                column_idx: 1,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
         ]))
         .build()
 }

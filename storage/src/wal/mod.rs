@@ -55,7 +55,11 @@ pub struct Wal {
 impl Wal {
     /// Replays every segment in `dir` in order, handing each record to `on_record`, then opens a
     /// new segment for appends. Torn or corrupt tails are cut off and logged.
-    pub fn open(dir: &Path, metrics: Arc<WalMetrics>, mut on_record: impl FnMut(WalRecord)) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        metrics: Arc<WalMetrics>,
+        mut on_record: impl FnMut(WalRecord),
+    ) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let seqs = segment::list_segments(dir)?;
         for &seq in &seqs {
@@ -75,12 +79,23 @@ impl Wal {
         let next = seqs.last().map_or(1, |s| s + 1);
         let file = segment::create(dir, next)?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer { dir: dir.to_path_buf(), seq: next, file, size: segment::HEADER_LEN as u64, metrics: metrics.clone() };
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            seq: next,
+            file,
+            size: segment::HEADER_LEN as u64,
+            metrics: metrics.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("quiver-wal".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::io(dir, e))?;
-        Ok(Wal { dir: dir.to_path_buf(), tx, writer: Mutex::new(Some(handle)), metrics })
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            tx,
+            writer: Mutex::new(Some(handle)),
+            metrics,
+        })
     }
 
     /// Queues a record; the returned receiver resolves once it is durable. Sending is ordered:
@@ -107,7 +122,10 @@ impl Wal {
 
     /// Deletes the segments older than `seq` (their contents are in blocks now).
     pub fn delete_before(&self, seq: u64) -> Result<()> {
-        for old in segment::list_segments(&self.dir)?.into_iter().filter(|s| *s < seq) {
+        for old in segment::list_segments(&self.dir)?
+            .into_iter()
+            .filter(|s| *s < seq)
+        {
             let path = segment::segment_path(&self.dir, old);
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
@@ -209,15 +227,22 @@ impl Writer {
             Ok(()) => {
                 self.size += buf.len() as u64;
                 self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-                self.metrics.records.fetch_add(acks.len() as u64, Ordering::Relaxed);
-                self.metrics.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .records
+                    .fetch_add(acks.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(segment = %path.display(), "WAL write failed: {e}"),
         }
         for ack in acks.drain(..) {
             let r = match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))),
+                Err(e) => Err(Error::io(
+                    &path,
+                    std::io::Error::new(e.kind(), e.to_string()),
+                )),
             };
             let _ = ack.send(r);
         }
@@ -240,7 +265,12 @@ mod tests {
 
     fn record(ts: i64) -> WalRecord {
         let labels = Labels::try_from_pairs([("__name__", "up")], &LabelLimits::default()).unwrap();
-        WalRecord { new_series: vec![(SeriesId(0), labels)], series_ids: vec![SeriesId(0)], timestamps: vec![ts], values: vec![1.0] }
+        WalRecord {
+            new_series: vec![(SeriesId(0), labels)],
+            series_ids: vec![SeriesId(0)],
+            timestamps: vec![ts],
+            values: vec![1.0],
+        }
     }
 
     #[tokio::test]
@@ -257,7 +287,10 @@ mod tests {
             assert!(metrics.fsyncs.load(Ordering::Relaxed) <= 100);
         }
         let mut seen = Vec::new();
-        let _wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |r| seen.extend(r.timestamps)).unwrap();
+        let _wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |r| {
+            seen.extend(r.timestamps)
+        })
+        .unwrap();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
     }
 
@@ -271,7 +304,10 @@ mod tests {
         wal.delete_before(seq).unwrap();
         wal.close().await;
         let mut seen = Vec::new();
-        let _wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |r| seen.extend(r.timestamps)).unwrap();
+        let _wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |r| {
+            seen.extend(r.timestamps)
+        })
+        .unwrap();
         assert_eq!(seen, [2]);
     }
 }

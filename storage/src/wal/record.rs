@@ -76,17 +76,35 @@ impl WalRecord {
         }
         let n = r.u32()? as usize;
         if r.remaining() != n * 24 {
-            return Err(corrupt(format!("{n} samples need {} bytes, {} left", n * 24, r.remaining())));
+            return Err(corrupt(format!(
+                "{n} samples need {} bytes, {} left",
+                n * 24,
+                r.remaining()
+            )));
         }
-        let series_ids = (0..n).map(|_| r.u64().map(SeriesId)).collect::<Result<_>>()?;
-        let timestamps = (0..n).map(|_| r.u64().map(|v| v as i64)).collect::<Result<_>>()?;
-        let values = (0..n).map(|_| r.u64().map(f64::from_bits)).collect::<Result<_>>()?;
-        Ok(WalRecord { new_series, series_ids, timestamps, values })
+        let series_ids = (0..n)
+            .map(|_| r.u64().map(SeriesId))
+            .collect::<Result<_>>()?;
+        let timestamps = (0..n)
+            .map(|_| r.u64().map(|v| v as i64))
+            .collect::<Result<_>>()?;
+        let values = (0..n)
+            .map(|_| r.u64().map(f64::from_bits))
+            .collect::<Result<_>>()?;
+        Ok(WalRecord {
+            new_series,
+            series_ids,
+            timestamps,
+            values,
+        })
     }
 }
 
 fn corrupt(detail: String) -> Error {
-    Error::Corrupt { what: "wal record".into(), detail }
+    Error::Corrupt {
+        what: "wal record".into(),
+        detail,
+    }
 }
 
 struct Reader<'a> {
@@ -110,18 +128,26 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn string(&mut self) -> Result<Arc<str>> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map(Arc::from).map_err(|_| corrupt("label is not UTF-8".into()))
+        std::str::from_utf8(bytes)
+            .map(Arc::from)
+            .map_err(|_| corrupt("label is not UTF-8".into()))
     }
 }
 

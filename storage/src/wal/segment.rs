@@ -47,7 +47,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(seq) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(seq) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             seqs.push(seq);
         }
     }
@@ -58,7 +61,11 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 /// Creates a new segment and writes its header, durably.
 pub fn create(dir: &Path, seq: u64) -> Result<File> {
     let path = segment_path(dir, seq);
-    let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     f.write_all(&header()).map_err(|e| Error::io(&path, e))?;
     f.sync_all().map_err(|e| Error::io(&path, e))?;
     sync_dir(dir)?;
@@ -67,7 +74,9 @@ pub fn create(dir: &Path, seq: u64) -> Result<File> {
 
 /// Makes a directory's entries (new or removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// What replaying one segment found.
@@ -81,20 +90,30 @@ pub struct SegmentReplay {
 /// Reads every good record of a segment in order and hands its payload to `on_record`.
 /// A torn or corrupt tail is cut off the file (so later appends never follow garbage): only the
 /// bad record and what follows it are lost.
-pub fn replay(path: &Path, mut on_record: impl FnMut(&[u8]) -> Result<()>) -> Result<SegmentReplay> {
+pub fn replay(
+    path: &Path,
+    mut on_record: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<SegmentReplay> {
     let mut data = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(|e| Error::io(path, e))?;
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(|e| Error::io(path, e))?;
     let mut out = SegmentReplay::default();
     let bad_header = if data.len() < HEADER_LEN {
         Some("header is incomplete".to_string())
     } else if &data[..4] != MAGIC {
         Some("not a Quiver WAL segment (bad magic)".to_string())
-    } else if u32::from_le_bytes(data[8..12].try_into().expect("4 bytes")) != crc32c::crc32c(&data[..8]) {
+    } else if u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"))
+        != crc32c::crc32c(&data[..8])
+    {
         Some("header checksum mismatch".to_string())
     } else if u16::from_le_bytes([data[4], data[5]]) != VERSION {
         return Err(Error::Corrupt {
             what: format!("wal segment {}", path.display()),
-            detail: format!("unsupported version {}", u16::from_le_bytes([data[4], data[5]])),
+            detail: format!(
+                "unsupported version {}",
+                u16::from_le_bytes([data[4], data[5]])
+            ),
         });
     } else {
         None
@@ -114,7 +133,10 @@ pub fn replay(path: &Path, mut on_record: impl FnMut(&[u8]) -> Result<()>) -> Re
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
             let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
             if len > MAX_RECORD_LEN || rest.len() - FRAME_LEN < len {
-                Some(format!("torn record: {len} bytes announced, {} present", rest.len() - FRAME_LEN))
+                Some(format!(
+                    "torn record: {len} bytes announced, {} present",
+                    rest.len() - FRAME_LEN
+                ))
             } else {
                 let payload = &rest[FRAME_LEN..FRAME_LEN + len];
                 if crc32c::crc32c(payload) != crc {
@@ -133,8 +155,13 @@ pub fn replay(path: &Path, mut on_record: impl FnMut(&[u8]) -> Result<()>) -> Re
         };
         if let Some(reason) = problem {
             out.truncated = Some(((data.len() - pos) as u64, reason));
-            let f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-            f.set_len(pos as u64).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            f.set_len(pos as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| Error::io(path, e))?;
             break;
         }
     }
