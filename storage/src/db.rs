@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 
 use crate::block::BlockReader;
 use crate::error::{Error, Result};
-use crate::head::{Head, MemSeries};
+use crate::head::Head;
 use crate::labels::{LabelLimits, Labels, SeriesId, Timestamp};
 use crate::manifest::Manifest;
 use crate::matchers::Matchers;
@@ -423,16 +423,14 @@ impl Db {
                 .filter(|b| b.meta().overlaps(mint, maxt))
                 .cloned()
                 .collect();
-            let head_runs: Vec<Option<MemSeries>> = ids
+            let head_runs: Vec<(Vec<i64>, Vec<f64>)> = ids
                 .iter()
                 .map(|id| {
-                    state.head.get(*id).map(|s| {
-                        let (t, v) = s.range(mint, maxt);
-                        MemSeries {
-                            timestamps: t.to_vec(),
-                            values: v.to_vec(),
-                        }
-                    })
+                    let (mut t, mut v) = (Vec::new(), Vec::new());
+                    if let Some(s) = state.head.get(*id) {
+                        s.range_into(mint, maxt, &mut t, &mut v);
+                    }
+                    (t, v)
                 })
                 .collect();
             (blocks, state.frozen.clone(), head_runs)
@@ -454,19 +452,29 @@ impl Db {
                 ));
             }
         }
-        for f in &frozen {
-            for (i, id) in ids.iter().enumerate() {
-                if let Some(s) = f.get(*id) {
-                    let (t, v) = s.range(mint, maxt);
-                    if !t.is_empty() {
-                        runs[i].push((t, v));
-                    }
-                }
+        // Frozen heads are immutable: decode them outside the lock.
+        let frozen_runs: Vec<Vec<(usize, Vec<i64>, Vec<f64>)>> = frozen
+            .iter()
+            .map(|f| {
+                ids.iter()
+                    .enumerate()
+                    .filter_map(|(i, id)| {
+                        let s = f.get(*id)?;
+                        let (mut t, mut v) = (Vec::new(), Vec::new());
+                        s.range_into(mint, maxt, &mut t, &mut v);
+                        (!t.is_empty()).then_some((i, t, v))
+                    })
+                    .collect()
+            })
+            .collect();
+        for f in &frozen_runs {
+            for (i, t, v) in f {
+                runs[*i].push((t, v));
             }
         }
-        for (i, h) in head_runs.iter().enumerate() {
-            if let Some(s) = h.as_ref().filter(|s| !s.is_empty()) {
-                runs[i].push((&s.timestamps, &s.values));
+        for (i, (t, v)) in head_runs.iter().enumerate() {
+            if !t.is_empty() {
+                runs[i].push((t, v));
             }
         }
         Ok(ids
@@ -571,7 +579,7 @@ impl Db {
 
 impl State {
     pub(crate) fn has_samples(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
-        let in_head = |h: &Head| h.get(id).is_some_and(|s| !s.range(mint, maxt).0.is_empty());
+        let in_head = |h: &Head| h.get(id).is_some_and(|s| s.has_samples_in(mint, maxt));
         in_head(&self.head)
             || self.frozen.iter().any(|f| in_head(f))
             || self.blocks.iter().any(|b| b.has(id, mint, maxt))

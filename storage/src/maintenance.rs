@@ -87,22 +87,28 @@ impl Db {
         let first_seq = manifest.next_seq;
         let to_encode = head.clone();
         let blocks = run_blocking(move || {
+            let decoded: Vec<(SeriesId, Vec<i64>, Vec<f64>)> = to_encode
+                .series()
+                .map(|(id, s)| {
+                    let (t, v) = s.samples();
+                    (*id, t, v)
+                })
+                .collect();
             // Each series' samples split by aligned window.
             let mut windows: BTreeMap<i64, Vec<SeriesSamples<'_>>> = BTreeMap::new();
-            for (id, s) in to_encode.series() {
+            for (id, ts, vs) in &decoded {
                 let Some(labels) = labels.get(id) else {
                     continue;
                 };
                 let mut start = 0;
-                while start < s.timestamps.len() {
-                    let w = s.timestamps[start].div_euclid(duration);
-                    let end = start
-                        + s.timestamps[start..].partition_point(|t| t.div_euclid(duration) == w);
+                while start < ts.len() {
+                    let w = ts[start].div_euclid(duration);
+                    let end = start + ts[start..].partition_point(|t| t.div_euclid(duration) == w);
                     windows.entry(w).or_default().push(SeriesSamples {
                         id: *id,
                         labels,
-                        timestamps: &s.timestamps[start..end],
-                        values: &s.values[start..end],
+                        timestamps: &ts[start..end],
+                        values: &vs[start..end],
                     });
                     start = end;
                 }

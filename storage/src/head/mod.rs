@@ -1,0 +1,273 @@
+//! The head: acknowledged samples not yet in a block, per series, in memory, queryable at once.
+//!
+//! Each series keeps its newest samples in a small open buffer and older ones in compressed
+//! [`Chunk`]s of about [`CHUNK_SAMPLES`] samples (Gorilla encoding, one to two bytes a sample for
+//! regular scrapes). Appends in time order are a push; a late sample is inserted in place (its
+//! chunk re-encoded); a sample at a timestamp the series already has replaces the old value
+//! (the last write wins).
+
+mod chunk;
+
+use std::collections::HashMap;
+
+pub use chunk::Chunk;
+
+use crate::labels::{SeriesId, Timestamp};
+
+/// Samples a chunk holds before it is closed (Prometheus cuts its XOR chunks at 120).
+pub const CHUNK_SAMPLES: usize = 120;
+
+/// One series' samples: closed chunks (sorted, not overlapping) then an open buffer of newer
+/// samples; timestamps are unique.
+#[derive(Debug, Default, Clone)]
+pub struct MemSeries {
+    chunks: Vec<Chunk>,
+    open_ts: Vec<Timestamp>,
+    open_vals: Vec<f64>,
+}
+
+impl MemSeries {
+    /// Adds a sample; answers whether it was new (false: it replaced a sample at the same time).
+    pub fn insert(&mut self, t: Timestamp, v: f64) -> bool {
+        let after_chunks = self.chunks.last().is_none_or(|c| t > c.max_time());
+        if after_chunks {
+            let new = insert_sorted(&mut self.open_ts, &mut self.open_vals, t, v);
+            if self.open_ts.len() >= CHUNK_SAMPLES {
+                self.chunks
+                    .push(Chunk::encode(&self.open_ts, &self.open_vals));
+                self.open_ts.clear();
+                self.open_vals.clear();
+            }
+            return new;
+        }
+        // A late sample: re-encode the chunk it falls in (or the first one after it).
+        let i = self.chunks.partition_point(|c| c.max_time() < t);
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        self.chunks[i].decode_into(&mut ts, &mut vs);
+        let new = insert_sorted(&mut ts, &mut vs, t, v);
+        self.chunks[i] = Chunk::encode(&ts, &vs);
+        new
+    }
+
+    /// The samples with `mint <= t <= maxt`, appended to the given vectors.
+    pub fn range_into(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        ts: &mut Vec<Timestamp>,
+        vs: &mut Vec<f64>,
+    ) {
+        if mint > maxt {
+            return;
+        }
+        for c in self
+            .chunks
+            .iter()
+            .filter(|c| c.max_time() >= mint && c.min_time() <= maxt)
+        {
+            let start = ts.len();
+            c.decode_into(ts, vs);
+            // Trim what fell outside the range (only at the range's two ends).
+            let lo = start + ts[start..].partition_point(|x| *x < mint);
+            let hi = start + ts[start..].partition_point(|x| *x <= maxt);
+            ts.truncate(hi);
+            vs.truncate(hi);
+            ts.drain(start..lo);
+            vs.drain(start..lo);
+        }
+        let lo = self.open_ts.partition_point(|x| *x < mint);
+        let hi = self.open_ts.partition_point(|x| *x <= maxt).max(lo);
+        ts.extend_from_slice(&self.open_ts[lo..hi]);
+        vs.extend_from_slice(&self.open_vals[lo..hi]);
+    }
+
+    /// Every sample, decoded.
+    pub fn samples(&self) -> (Vec<Timestamp>, Vec<f64>) {
+        let (mut ts, mut vs) = (
+            Vec::with_capacity(self.len()),
+            Vec::with_capacity(self.len()),
+        );
+        self.range_into(Timestamp::MIN, Timestamp::MAX, &mut ts, &mut vs);
+        (ts, vs)
+    }
+
+    /// Whether any sample falls in `[mint, maxt]` (chunk spans are kept, so nothing is decoded
+    /// unless a chunk straddles the range without a sample in it).
+    pub fn has_samples_in(&self, mint: Timestamp, maxt: Timestamp) -> bool {
+        if mint > maxt {
+            return false;
+        }
+        let in_open = {
+            let lo = self.open_ts.partition_point(|x| *x < mint);
+            self.open_ts.get(lo).is_some_and(|t| *t <= maxt)
+        };
+        in_open
+            || self.chunks.iter().any(|c| {
+                c.max_time() >= mint
+                    && c.min_time() <= maxt
+                    && ((c.min_time() >= mint || c.max_time() <= maxt) || {
+                        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                        c.decode_into(&mut ts, &mut vs);
+                        let lo = ts.partition_point(|x| *x < mint);
+                        ts.get(lo).is_some_and(|t| *t <= maxt)
+                    })
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Chunk::count).sum::<usize>() + self.open_ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.open_ts.is_empty()
+    }
+
+    /// Heap bytes held by this series' samples.
+    pub fn byte_size(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.byte_size() + std::mem::size_of::<Chunk>())
+            .sum::<usize>()
+            + self.open_ts.capacity() * 8
+            + self.open_vals.capacity() * 8
+    }
+}
+
+/// Inserts into sorted vectors; an equal timestamp replaces. Answers whether it was new.
+fn insert_sorted(ts: &mut Vec<Timestamp>, vs: &mut Vec<f64>, t: Timestamp, v: f64) -> bool {
+    if ts.last().is_none_or(|last| t > *last) {
+        ts.push(t);
+        vs.push(v);
+        return true;
+    }
+    let pos = ts.partition_point(|x| *x < t);
+    if ts.get(pos) == Some(&t) {
+        vs[pos] = v;
+        return false;
+    }
+    ts.insert(pos, t);
+    vs.insert(pos, v);
+    true
+}
+
+/// Samples per series, with the time span and count kept up to date.
+#[derive(Debug, Default)]
+pub struct Head {
+    series: HashMap<SeriesId, MemSeries>,
+    num_samples: usize,
+    min_time: Option<Timestamp>,
+    max_time: Option<Timestamp>,
+}
+
+impl Head {
+    /// Appends column slices of one batch.
+    pub fn append(&mut self, ids: &[SeriesId], timestamps: &[Timestamp], values: &[f64]) {
+        for ((id, &t), &v) in ids.iter().zip(timestamps).zip(values) {
+            if self.series.entry(*id).or_default().insert(t, v) {
+                self.num_samples += 1;
+            }
+            self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
+            self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+        }
+    }
+
+    pub fn get(&self, id: SeriesId) -> Option<&MemSeries> {
+        self.series.get(&id)
+    }
+
+    pub fn series(&self) -> impl Iterator<Item = (&SeriesId, &MemSeries)> {
+        self.series.iter()
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.num_samples
+    }
+
+    pub fn min_time(&self) -> Option<Timestamp> {
+        self.min_time
+    }
+
+    pub fn max_time(&self) -> Option<Timestamp> {
+        self.max_time
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.num_samples == 0
+    }
+
+    /// Bytes held by sample buffers and chunks.
+    pub fn sample_bytes(&self) -> usize {
+        self.series.values().map(MemSeries::byte_size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(s: &MemSeries) -> (Vec<i64>, Vec<f64>) {
+        s.samples()
+    }
+
+    #[test]
+    fn late_samples_are_inserted_in_order_and_duplicates_keep_the_last_value() {
+        let mut s = MemSeries::default();
+        for (t, v) in [(10, 1.0), (30, 3.0), (20, 2.0), (30, 4.0), (5, 0.5)] {
+            s.insert(t, v);
+        }
+        assert_eq!(all(&s), (vec![5, 10, 20, 30], vec![0.5, 1.0, 2.0, 4.0]));
+    }
+
+    #[test]
+    fn late_samples_land_inside_closed_chunks() {
+        let mut s = MemSeries::default();
+        for i in 0..(3 * CHUNK_SAMPLES as i64) {
+            s.insert(i * 10, i as f64);
+        }
+        assert!(s.chunks.len() >= 2);
+        assert!(s.insert(15, -1.0), "a new sample between two old ones");
+        assert!(
+            !s.insert(20, -2.0),
+            "a duplicate inside a closed chunk replaces"
+        );
+        assert!(s.insert(-5, -3.0), "before everything");
+        let (ts, vs) = all(&s);
+        assert_eq!(ts.len(), 3 * CHUNK_SAMPLES + 2);
+        assert_eq!(&ts[..5], &[-5, 0, 10, 15, 20]);
+        assert_eq!(&vs[..5], &[-3.0, 0.0, 1.0, -1.0, -2.0]);
+        assert!(ts.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn range_is_inclusive_at_both_ends_across_chunks() {
+        let mut s = MemSeries::default();
+        for i in 0..300 {
+            s.insert(i * 10, i as f64);
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        s.range_into(1190, 1210, &mut ts, &mut vs);
+        assert_eq!(ts, [1190, 1200, 1210]);
+        assert_eq!(vs, [119.0, 120.0, 121.0]);
+        assert!(s.has_samples_in(1195, 1200));
+        assert!(!s.has_samples_in(1191, 1199));
+        assert!(!s.has_samples_in(5000, 6000));
+        assert!(!s.has_samples_in(30, 20));
+    }
+
+    #[test]
+    fn head_counts_only_new_samples() {
+        let mut h = Head::default();
+        h.append(
+            &[SeriesId(1), SeriesId(1), SeriesId(2)],
+            &[1, 1, 5],
+            &[1.0, 2.0, 3.0],
+        );
+        assert_eq!(h.num_samples(), 2);
+        assert_eq!((h.min_time(), h.max_time()), (Some(1), Some(5)));
+        assert_eq!(h.get(SeriesId(1)).unwrap().samples().1, [2.0]);
+    }
+}
