@@ -95,11 +95,15 @@ async fn parquet_blocks_read_with_pyarrow_match_quiver() {
     let mut body = String::new();
     for gpu in 0..4 {
         for i in 0..50 {
-            body.push_str(&format!(
-                "gpu_power{{gpu=\"{gpu}\"}} {} {}\n",
-                gpu * 100 + i,
-                1_700_000_000_000i64 + i * 15_000
-            ));
+            // Decimals for most GPUs (stored as mantissa and scale), full-precision ratios for
+            // the last one (stored as floats).
+            let value = if gpu == 3 {
+                format!("{}", (i as f64 + 0.5) / 7.0)
+            } else {
+                format!("{}.{:02}", gpu * 100 + i, i % 100)
+            };
+            let t = 1_700_000_000_000i64 + i * 15_000;
+            body.push_str(&format!("gpu_power{{gpu=\"{gpu}\"}} {value} {t}\n"));
         }
     }
     assert_eq!(
@@ -127,7 +131,10 @@ for row in series.to_pylist():
 out = {}
 for row in samples.to_pylist():
     gpu = labels[row["series_id"]]["gpu"]
-    out.setdefault(gpu, []).append([int(row["timestamp"].timestamp() * 1000), row["value"], row["metric"]])
+    # The value: exact decimal (mantissa / 10^scale) or the float column (docs/storage-format.md).
+    m = row["value_mantissa"]
+    value = row["value"] if m is None else m / 10 ** row["value_scale"]
+    out.setdefault(gpu, []).append([int(row["timestamp"].timestamp() * 1000), value, row["metric"]])
 print(json.dumps(out, sort_keys=True))
 "#;
     let out = Command::new("python3")

@@ -3,13 +3,15 @@
 //!
 //! Each block is a folder with two files:
 //! - `samples.parquet`: `metric` (dictionary string), `series_id`, `timestamp` (ms, UTC),
-//!   `value`, sorted by (metric, series_id, timestamp) and declared so;
+//!   and the value as `value` / `value_mantissa` / `value_scale` ([`values`]), sorted by
+//!   (metric, series_id, timestamp) and declared so;
 //! - `series.parquet`: one row per series: `series_id`, `metric`, `labels` (a map without
 //!   `__name__`), and where its samples are (`first_row`, `num_rows`, `min_time`, `max_time`),
 //!   so a query reads only the rows (and pages) of the series it selected.
 
 mod io;
 mod reader;
+pub mod values;
 mod writer;
 
 use std::sync::Arc;
@@ -66,7 +68,7 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
-/// The schema of `samples.parquet` (and of the `samples` table).
+/// The schema of the `samples` table (values whole).
 pub fn samples_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(
@@ -77,6 +79,22 @@ pub fn samples_schema() -> SchemaRef {
         Field::new("series_id", DataType::UInt64, false),
         Field::new("timestamp", timestamp_type(), false),
         Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+/// The schema of `samples.parquet` on disk: the value split as `values.rs` describes.
+pub fn samples_file_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "metric",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("timestamp", timestamp_type(), false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("value_mantissa", DataType::Int64, true),
+        Field::new("value_scale", DataType::UInt8, false),
     ]))
 }
 

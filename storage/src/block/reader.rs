@@ -8,7 +8,9 @@ use datafusion::arrow::array::{
     Array, AsArray, Float64Array, MapArray, RecordBatch, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::{Float64Type, TimestampMillisecondType, UInt64Type};
+use datafusion::arrow::datatypes::{
+    Float64Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt64Type,
+};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use parquet::arrow::ProjectionMask;
@@ -187,7 +189,7 @@ impl BlockReader {
             reader,
             self.samples_metadata.clone(),
         );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [2, 3]);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [2, 3, 4, 5]);
         let batches: Vec<RecordBatch> = builder
             .with_projection(mask)
             .with_row_selection(selection)
@@ -195,12 +197,18 @@ impl BlockReader {
             .build()?
             .try_collect()
             .await?;
-        let ts_parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
-        let val_parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(1).as_ref()).collect();
-        let timestamps = concat(&ts_parts)?
+        let column = |i: usize| -> Result<Arc<dyn Array>> {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            Ok(concat(&parts)?)
+        };
+        let timestamps = column(0)?
             .as_primitive::<TimestampMillisecondType>()
             .clone();
-        let values = concat(&val_parts)?.as_primitive::<Float64Type>().clone();
+        let values = super::values::decode(
+            column(1)?.as_primitive::<Float64Type>(),
+            column(2)?.as_primitive::<Int64Type>(),
+            column(3)?.as_primitive::<UInt8Type>(),
+        );
         let expected: usize = wanted.iter().map(|(_, e)| e.num_rows).sum();
         if timestamps.len() != expected {
             return Err(Error::Corrupt {

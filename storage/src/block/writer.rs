@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
+    ArrayRef, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
     TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::Int32Type;
@@ -15,7 +15,8 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{BlockMeta, block_id, samples_schema, series_file_schema};
+use super::values::ValueColumns;
+use super::{BlockMeta, block_id, samples_file_schema, series_file_schema};
 use crate::error::Result;
 use crate::labels::{Labels, METRIC_NAME, SeriesId, Timestamp};
 
@@ -105,7 +106,7 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
     let mut metric = StringDictionaryBuilder::<Int32Type>::with_capacity(total, 1024, 64 * 1024);
     let mut ids = Vec::with_capacity(total);
     let mut ts = Vec::with_capacity(total);
-    let mut vals = Vec::with_capacity(total);
+    let mut vals = ValueColumns::with_capacity(total);
 
     let mut s_metric = StringDictionaryBuilder::<Int32Type>::new();
     let mut s_ids = Vec::with_capacity(series.len());
@@ -133,16 +134,19 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
         }
         ids.extend(std::iter::repeat_n(s.id.0, s.timestamps.len()));
         ts.extend_from_slice(s.timestamps);
-        vals.extend_from_slice(s.values);
+        vals.push_series(s.values);
     }
 
+    let (floats, mantissas, scales) = vals.finish();
     let samples = RecordBatch::try_new(
-        samples_schema(),
+        samples_file_schema(),
         vec![
             Arc::new(metric.finish()) as ArrayRef,
             Arc::new(UInt64Array::from(ids)),
             Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
-            Arc::new(Float64Array::from(vals)),
+            Arc::new(floats),
+            Arc::new(mantissas),
+            Arc::new(scales),
         ],
     )?;
     let index = RecordBatch::try_new(
@@ -175,7 +179,7 @@ fn zstd() -> Compression {
     Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level"))
 }
 
-/// Samples: delta-encoded times and ids, byte-stream-split values, zstd, page statistics,
+/// Samples: delta-encoded times, ids and mantissas, byte-stream-split floats, zstd, page statistics,
 /// declared sorted by (metric, series_id, timestamp).
 fn samples_properties() -> WriterProperties {
     let col = |n: &str| ColumnPath::from(n);
@@ -188,6 +192,8 @@ fn samples_properties() -> WriterProperties {
         .set_column_encoding(col("series_id"), Encoding::DELTA_BINARY_PACKED)
         .set_column_encoding(col("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_encoding(col("value"), Encoding::BYTE_STREAM_SPLIT)
+        .set_column_encoding(col("value_mantissa"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(col("value_scale"), true)
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: 0,
