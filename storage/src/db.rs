@@ -453,7 +453,7 @@ impl Db {
             }
         }
         // Frozen heads are immutable: decode them outside the lock.
-        let frozen_runs: Vec<Vec<(usize, Vec<i64>, Vec<f64>)>> = frozen
+        let frozen_runs: Vec<Vec<IndexedRun>> = frozen
             .iter()
             .map(|f| {
                 ids.iter()
@@ -606,6 +606,9 @@ pub struct Cardinality {
     pub memory_in_bytes_by_label_name: Vec<(String, usize)>,
     pub series_count_by_label_value_pair: Vec<(String, usize)>,
 }
+
+/// A decoded run of the series at this index of the requested ids.
+type IndexedRun = (usize, Vec<i64>, Vec<f64>);
 
 /// One source's samples of one series: timestamps and values, sorted by time.
 pub(crate) type Run<'a> = (&'a [i64], &'a [f64]);
