@@ -237,7 +237,7 @@ pub fn values(spec: &SeriesSpec, index: usize, steps: usize) -> Vec<f64> {
         Kind::Counter { rate, decimals } => {
             let mut v = rate * 1000.0 * rng.unit();
             for _ in 0..steps {
-                if rng.next() % 2000 == 0 {
+                if rng.next().is_multiple_of(2000) {
                     v = 0.0;
                 }
                 v += rate * (0.5 + rng.unit());
@@ -260,6 +260,8 @@ pub fn values(spec: &SeriesSpec, index: usize, steps: usize) -> Vec<f64> {
 /// Pre-encoded remote-write bodies: `workers` disjoint sets of series; each worker's bodies
 /// in time order (one step of its series per body), so no receiver sees out-of-order samples.
 /// Answers the bodies per worker and the total sample count.
+// `step` indexes the values of every series of the request, not one slice.
+#[allow(clippy::needless_range_loop)]
 pub fn encoded_requests(shape: &FleetShape, workers: usize) -> (Vec<Vec<Vec<u8>>>, usize, usize) {
     let series = fleet_series(shape);
     let all_values: Vec<Vec<f64>> = series
