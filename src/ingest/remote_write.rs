@@ -5,7 +5,8 @@
 //! (exemplars, native histograms, metadata) are skipped by the decoder.
 
 use prost::Message;
-use quiver_storage::{Labels, Limits, WriteBatch};
+use quiver_storage::labels::validate_pairs;
+use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 
 use crate::api::ApiError;
 
@@ -42,6 +43,18 @@ pub struct Sample {
 /// Decompresses and decodes a remote-write body into a batch, checking every series.
 /// `max_decoded` bounds the decompressed size, read from the snappy header before allocating.
 pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, ApiError> {
+    decode_with(body, max_decoded, limits, |_| None)
+}
+
+/// Like [`decode`], with `resolve` answering the id of a series the storage already knows
+/// (from its canonical label pairs), so that known series cost no allocation. The protobuf is
+/// read in place: label strings are borrowed from the decompressed body.
+pub fn decode_with(
+    body: &[u8],
+    max_decoded: usize,
+    limits: &Limits,
+    resolve: impl Fn(&[(&str, &str)]) -> Option<SeriesId>,
+) -> Result<WriteBatch, ApiError> {
     let len =
         snap::raw::decompress_len(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
     if len > max_decoded {
@@ -52,24 +65,223 @@ pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteB
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
-    let req = WriteRequest::decode(raw.as_slice())
-        .map_err(|e| ApiError::bad_data(format!("protobuf: {e}")))?;
+    let bad = |e: String| ApiError::bad_data(format!("protobuf: {e}"));
     let mut batch = WriteBatch::default();
-    for ts in req.timeseries {
-        if ts.samples.is_empty() {
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
+    let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut req = Pb::new(&raw);
+    while let Some((field, wire)) = req.key().map_err(bad)? {
+        if field != 1 || wire != LEN {
+            req.skip(wire).map_err(bad)?;
             continue;
         }
-        let labels = Labels::try_from_pairs(
-            ts.labels.into_iter().map(|l| (l.name, l.value)),
-            &limits.labels,
-        )
-        .map_err(ApiError::from_storage)?;
-        let idx = batch.push_series(labels);
-        for s in ts.samples {
-            batch.push_sample(idx, s.timestamp, s.value);
+        // A TimeSeries.
+        let mut ts = Pb::new(req.bytes().map_err(bad)?);
+        labels.clear();
+        samples.clear();
+        while let Some((field, wire)) = ts.key().map_err(bad)? {
+            match (field, wire) {
+                (1, LEN) => labels.push(read_label(ts.bytes().map_err(bad)?).map_err(bad)?),
+                (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
+                _ => ts.skip(wire).map_err(bad)?,
+            }
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        validate_pairs(&mut labels, &limits.labels).map_err(ApiError::from_storage)?;
+        let idx = match resolve(&labels) {
+            Some(id) => batch.push_known(id),
+            None => batch.push_series(Labels::from_validated(&labels)),
+        };
+        for (t, v) in &samples {
+            batch.push_sample(idx, *t, *v);
         }
     }
     Ok(batch)
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+fn read_label(buf: &[u8]) -> Result<(&str, &str), String> {
+    let (mut name, mut value) = ("", "");
+    let mut pb = Pb::new(buf);
+    while let Some((field, wire)) = pb.key()? {
+        match (field, wire) {
+            (1, LEN) => name = utf8(pb.bytes()?)?,
+            (2, LEN) => value = utf8(pb.bytes()?)?,
+            _ => pb.skip(wire)?,
+        }
+    }
+    Ok((name, value))
+}
+
+fn read_sample(buf: &[u8]) -> Result<(i64, f64), String> {
+    let (mut t, mut v) = (0i64, 0f64);
+    let mut pb = Pb::new(buf);
+    while let Some((field, wire)) = pb.key()? {
+        match (field, wire) {
+            (1, FIXED64) => v = f64::from_bits(pb.fixed64()?),
+            (2, VARINT) => t = pb.varint()? as i64,
+            _ => pb.skip(wire)?,
+        }
+    }
+    Ok((t, v))
+}
+
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|_| "a label is not valid UTF-8".to_string())
+}
+
+/// A protobuf reader over a byte slice: just what `WriteRequest` needs.
+struct Pb<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Pb<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Pb { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or("unexpected EOF in a varint")?;
+            self.pos += 1;
+            out |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    /// The next field number and wire type, or `None` at the end.
+    fn key(&mut self) -> Result<Option<(u32, u8)>, String> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        let field = (k >> 3) as u32;
+        if field == 0 {
+            return Err("field number 0".into());
+        }
+        Ok(Some((field, (k & 7) as u8)))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() - self.pos < n {
+            return Err(format!(
+                "unexpected EOF: {n} bytes announced, {} left",
+                self.buf.len() - self.pos
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.varint()?;
+        let n = usize::try_from(n).map_err(|_| "length does not fit".to_string())?;
+        self.take(n)
+    }
+
+    fn fixed64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn skip(&mut self, wire: u8) -> Result<(), String> {
+        match wire {
+            VARINT => self.varint().map(|_| ()),
+            FIXED64 => self.take(8).map(|_| ()),
+            LEN => self.bytes().map(|_| ()),
+            FIXED32 => self.take(4).map(|_| ()),
+            w => Err(format!("unsupported wire type {w}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_prost_encodes_skipping_unknown_fields() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "job".into(),
+                            value: "a".into(),
+                        },
+                        Label {
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
+                    ],
+                    samples: vec![
+                        Sample {
+                            value: 1.5,
+                            timestamp: -5,
+                        },
+                        Sample {
+                            value: f64::NAN,
+                            timestamp: 10,
+                        },
+                    ],
+                },
+                TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: "empty".into(),
+                    }],
+                    samples: vec![],
+                },
+            ],
+        };
+        let mut raw = req.encode_to_vec();
+        // An unknown field (metadata = 3) at the end is skipped.
+        raw.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01]);
+        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let batch = decode(&body, usize::MAX, &Limits::default()).unwrap();
+        assert_eq!(batch.num_series(), 1, "a series without samples is skipped");
+        assert_eq!(batch.num_samples(), 2);
+    }
+
+    #[test]
+    fn truncated_protobuf_is_an_error() {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                }],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+            }],
+        };
+        let raw = req.encode_to_vec();
+        for cut in 1..raw.len() {
+            let body = snap::raw::Encoder::new().compress_vec(&raw[..cut]).unwrap();
+            if let Err(e) = decode(&body, usize::MAX, &Limits::default()) {
+                assert!(
+                    e.message.contains("protobuf") || e.message.contains("label"),
+                    "{}",
+                    e.message
+                );
+            }
+        }
+    }
 }
 
 /// Encodes a request as a sender would (used by tests and benchmarks).

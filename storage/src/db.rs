@@ -87,7 +87,7 @@ pub struct StorageMetrics {
 /// A columnar batch of samples to append: series, and samples that point at them.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
-    series: Vec<Labels>,
+    series: Vec<BatchSeries>,
     sample_series: Vec<u32>,
     timestamps: Vec<Timestamp>,
     values: Vec<f64>,
@@ -96,7 +96,14 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Adds a series and answers its index for [`WriteBatch::push_sample`].
     pub fn push_series(&mut self, labels: Labels) -> u32 {
-        self.series.push(labels);
+        self.series.push(BatchSeries::New(labels));
+        (self.series.len() - 1) as u32
+    }
+
+    /// Adds a series already resolved in the registry ([`Db::registry`]), so the write path
+    /// builds no label set for it.
+    pub fn push_known(&mut self, id: SeriesId) -> u32 {
+        self.series.push(BatchSeries::Known(id));
         (self.series.len() - 1) as u32
     }
 
@@ -113,6 +120,13 @@ impl WriteBatch {
     pub fn num_samples(&self) -> usize {
         self.timestamps.len()
     }
+}
+
+/// A series of a batch: a label set, or the id of one the registry knows.
+#[derive(Debug, Clone)]
+enum BatchSeries {
+    New(Labels),
+    Known(SeriesId),
 }
 
 /// One series' merged samples from every source.
@@ -279,11 +293,24 @@ impl Db {
             let mut state = self.state.write();
             let mut slot_ids = Vec::with_capacity(series.len());
             let mut new_series = Vec::new();
-            for (labels, used) in series.into_iter().zip(used) {
+            for (series, used) in series.into_iter().zip(used) {
                 if !used {
                     slot_ids.push(SeriesId(u64::MAX));
                     continue;
                 }
+                let labels = match series {
+                    BatchSeries::Known(id) if state.registry.contains(id) => {
+                        slot_ids.push(id);
+                        continue;
+                    }
+                    // Forgotten by retention since it was resolved: the sender retries.
+                    BatchSeries::Known(id) => {
+                        return Err(Error::Retry(format!(
+                            "series {id} was dropped by retention meanwhile"
+                        )));
+                    }
+                    BatchSeries::New(labels) => labels,
+                };
                 let (id, created) = state.registry.get_or_create(labels);
                 if created {
                     new_series.push((id, state.registry.labels(id).expect("just created").clone()));
@@ -340,6 +367,11 @@ impl Db {
             .collect();
         out.sort_by(|a, b| a.1.cmp(&b.1));
         out
+    }
+
+    /// Read access to the series registry (hold it briefly: appends wait for it).
+    pub fn registry(&self) -> parking_lot::MappedRwLockReadGuard<'_, SeriesRegistry> {
+        parking_lot::RwLockReadGuard::map(self.state.read(), |s| &s.registry)
     }
 
     /// Labels of a known series.

@@ -29,6 +29,8 @@ pub enum Error {
     LimitExceeded(String),
     #[error("the storage is shutting down")]
     ShuttingDown,
+    #[error("retry: {0}")]
+    Retry(String),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("i/o error on {path}")]
@@ -59,7 +61,7 @@ impl Error {
         match self {
             Error::InvalidSeries(_) | Error::InvalidMatcher(_) => ErrorKind::BadInput,
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
-            Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::Retry(_) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }

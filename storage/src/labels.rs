@@ -61,6 +61,72 @@ impl Default for LabelLimits {
     }
 }
 
+/// Checks label pairs as Prometheus 3's remote-write receiver does and puts them in canonical
+/// form: pairs with an empty value are dropped (an empty value is no label), the rest sorted by
+/// name; names must be non-empty and unique, `__name__` present, limits kept.
+pub fn validate_pairs<N: AsRef<str>, V: AsRef<str>>(
+    pairs: &mut Vec<(N, V)>,
+    limits: &LabelLimits,
+) -> Result<()> {
+    for (name, value) in pairs.iter() {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if name.is_empty() {
+            return Err(Error::InvalidSeries("empty label name".into()));
+        }
+        if name.len() > limits.max_label_name_length {
+            return Err(Error::LimitExceeded(format!(
+                "label name {:?} is longer than {} bytes",
+                truncate(name),
+                limits.max_label_name_length
+            )));
+        }
+        if value.len() > limits.max_label_value_length {
+            return Err(Error::LimitExceeded(format!(
+                "value of label {:?} is longer than {} bytes",
+                truncate(name),
+                limits.max_label_value_length
+            )));
+        }
+        if value.is_empty() && name == METRIC_NAME {
+            return Err(Error::InvalidSeries("empty metric name".into()));
+        }
+    }
+    pairs.retain(|(_, v)| !v.as_ref().is_empty());
+    if !pairs.is_sorted_by(|a, b| a.0.as_ref() <= b.0.as_ref()) {
+        pairs.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    }
+    if let Some(w) = pairs
+        .windows(2)
+        .find(|w| w[0].0.as_ref() == w[1].0.as_ref())
+    {
+        return Err(Error::InvalidSeries(format!(
+            "duplicate label name {:?}",
+            truncate(w[0].0.as_ref())
+        )));
+    }
+    if pairs.is_empty() {
+        return Err(Error::InvalidSeries("empty label set".into()));
+    }
+    if pairs.len() > limits.max_labels_per_series {
+        return Err(Error::LimitExceeded(format!(
+            "series has {} labels, more than the limit of {}",
+            pairs.len(),
+            limits.max_labels_per_series
+        )));
+    }
+    if !pairs.iter().any(|(n, _)| n.as_ref() == METRIC_NAME) {
+        let shown: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| format!("{}={:?}", n.as_ref(), v.as_ref()))
+            .collect();
+        return Err(Error::InvalidSeries(format!(
+            "missing metric name (__name__ label) in {{{}}}",
+            shown.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 impl Labels {
     /// Builds a label set from pairs in any order, checking it as Prometheus 3's remote-write
     /// receiver does: names are non-empty UTF-8, appear once, and `__name__` is present.
@@ -73,58 +139,48 @@ impl Labels {
         N: Into<Arc<str>>,
         V: Into<Arc<str>>,
     {
-        let mut labels: Vec<Label> = Vec::new();
-        for (name, value) in pairs {
-            let (name, value): (Arc<str>, Arc<str>) = (name.into(), value.into());
-            if name.is_empty() {
-                return Err(Error::InvalidSeries("empty label name".into()));
-            }
-            if name.len() > limits.max_label_name_length {
-                return Err(Error::LimitExceeded(format!(
-                    "label name {:?} is longer than {} bytes",
-                    truncate(&name),
-                    limits.max_label_name_length
-                )));
-            }
-            if value.len() > limits.max_label_value_length {
-                return Err(Error::LimitExceeded(format!(
-                    "value of label {:?} is longer than {} bytes",
-                    truncate(&name),
-                    limits.max_label_value_length
-                )));
-            }
-            if value.is_empty() {
-                if name.as_ref() == METRIC_NAME {
-                    return Err(Error::InvalidSeries("empty metric name".into()));
-                }
-                continue;
-            }
-            labels.push(Label { name, value });
-        }
-        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(Error::InvalidSeries(format!(
-                "duplicate label name {:?}",
-                truncate(&w[0].name)
-            )));
-        }
-        if labels.is_empty() {
-            return Err(Error::InvalidSeries("empty label set".into()));
-        }
-        if labels.len() > limits.max_labels_per_series {
-            return Err(Error::LimitExceeded(format!(
-                "series has {} labels, more than the limit of {}",
-                labels.len(),
-                limits.max_labels_per_series
-            )));
-        }
-        let out = Labels(labels);
-        if out.metric_name().is_none() {
-            return Err(Error::InvalidSeries(format!(
-                "missing metric name (__name__ label) in {out}"
-            )));
-        }
-        Ok(out)
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = pairs
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        validate_pairs(&mut pairs, limits)?;
+        Ok(Labels(
+            pairs
+                .into_iter()
+                .map(|(name, value)| Label { name, value })
+                .collect(),
+        ))
+    }
+
+    /// Builds a label set from pairs that passed [`validate_pairs`] (sorted, canonical).
+    pub fn from_validated(pairs: &[(&str, &str)]) -> Self {
+        Labels(
+            pairs
+                .iter()
+                .map(|(n, v)| Label {
+                    name: Arc::from(*n),
+                    value: Arc::from(*v),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether these labels are exactly the canonical `pairs`.
+    pub fn eq_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+        self.0.len() == pairs.len()
+            && self
+                .0
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| l.name.as_ref() == *n && l.value.as_ref() == *v)
+    }
+
+    /// A hash of the label pairs, equal for `Labels` and the same canonical pairs.
+    pub fn hash_with(&self, state: &foldhash::fast::FixedState) -> u64 {
+        hash_pairs(
+            state,
+            self.0.iter().map(|l| (l.name.as_ref(), l.value.as_ref())),
+        )
     }
 
     /// Builds a label set from pairs already known to be valid (decoded from our own files).
@@ -193,6 +249,22 @@ impl fmt::Display for Labels {
         }
         write!(f, "}}")
     }
+}
+
+/// Hashes canonical label pairs (names and values with separators, so `a=bc` and `ab=c` differ).
+pub fn hash_pairs<'a>(
+    state: &foldhash::fast::FixedState,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = state.build_hasher();
+    for (n, v) in pairs {
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+        h.write(v.as_bytes());
+        h.write_u8(0xfe);
+    }
+    h.finish()
 }
 
 fn truncate(s: &str) -> &str {

@@ -2,15 +2,22 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::FixedState;
+
 use crate::index::PostingsIndex;
-use crate::labels::{Interner, Labels, SeriesId};
+use crate::labels::{Interner, Labels, SeriesId, hash_pairs};
 use crate::matchers::Matchers;
 
-/// Every series the engine knows (in the head or in a block), keyed both ways.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Every series the engine knows (in the head or in a block), keyed both ways. Label sets are
+/// found by a 64-bit hash and verified against the stored labels, so two label sets never share
+/// an id and a lookup from borrowed strings allocates nothing.
 #[derive(Debug, Default)]
 pub struct SeriesRegistry {
-    by_labels: HashMap<Labels, SeriesId>,
-    by_id: HashMap<SeriesId, Labels>,
+    hasher: FixedState,
+    by_hash: FastMap<u64, Vec<SeriesId>>,
+    by_id: FastMap<SeriesId, Labels>,
     index: PostingsIndex,
     interner: Interner,
     next_id: u64,
@@ -19,8 +26,8 @@ pub struct SeriesRegistry {
 impl SeriesRegistry {
     /// The id of `labels`, and whether it was created by this call.
     pub fn get_or_create(&mut self, labels: Labels) -> (SeriesId, bool) {
-        if let Some(id) = self.by_labels.get(&labels) {
-            return (*id, false);
+        if let Some(id) = self.get(&labels) {
+            return (id, false);
         }
         let id = SeriesId(self.next_id);
         self.next_id += 1;
@@ -30,7 +37,25 @@ impl SeriesRegistry {
 
     /// Looks up an existing series.
     pub fn get(&self, labels: &Labels) -> Option<SeriesId> {
-        self.by_labels.get(labels).copied()
+        let ids = self.by_hash.get(&labels.hash_with(&self.hasher))?;
+        ids.iter()
+            .copied()
+            .find(|id| self.by_id.get(id) == Some(labels))
+    }
+
+    /// Looks up a series by canonical label pairs (see `labels::validate_pairs`).
+    pub fn get_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesId> {
+        let ids = self
+            .by_hash
+            .get(&hash_pairs(&self.hasher, pairs.iter().copied()))?;
+        ids.iter()
+            .copied()
+            .find(|id| self.by_id.get(id).is_some_and(|l| l.eq_pairs(pairs)))
+    }
+
+    /// Whether the id is registered.
+    pub fn contains(&self, id: SeriesId) -> bool {
+        self.by_id.contains_key(&id)
     }
 
     /// Registers a series whose id was assigned before (read from the WAL or a block).
@@ -45,7 +70,10 @@ impl SeriesRegistry {
     fn insert(&mut self, id: SeriesId, labels: Labels) {
         let labels = labels.intern(&mut self.interner);
         self.index.add(id, &labels);
-        self.by_labels.insert(labels.clone(), id);
+        self.by_hash
+            .entry(labels.hash_with(&self.hasher))
+            .or_default()
+            .push(id);
         self.by_id.insert(id, labels);
     }
 
@@ -53,7 +81,13 @@ impl SeriesRegistry {
     pub fn remove(&mut self, id: SeriesId) {
         if let Some(labels) = self.by_id.remove(&id) {
             self.index.remove(id, &labels);
-            self.by_labels.remove(&labels);
+            let h = labels.hash_with(&self.hasher);
+            if let Some(ids) = self.by_hash.get_mut(&h) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.by_hash.remove(&h);
+                }
+            }
         }
     }
 

@@ -153,7 +153,7 @@ fn insert_sorted(ts: &mut Vec<Timestamp>, vs: &mut Vec<f64>, t: Timestamp, v: f6
 /// Samples per series, with the time span and count kept up to date.
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<SeriesId, MemSeries>,
+    series: HashMap<SeriesId, MemSeries, foldhash::fast::RandomState>,
     num_samples: usize,
     min_time: Option<Timestamp>,
     max_time: Option<Timestamp>,
