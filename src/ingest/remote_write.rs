@@ -208,6 +208,13 @@ impl<'a> Pb<'a> {
     }
 }
 
+/// Encodes a request as a sender would (used by tests and benchmarks).
+pub fn encode(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy can encode any input")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,11 +289,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Encodes a request as a sender would (used by tests and benchmarks).
-pub fn encode(req: &WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy can encode any input")
 }
