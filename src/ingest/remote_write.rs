@@ -62,14 +62,38 @@ pub fn decode_with(
             "decompressed body is {len} bytes, more than the limit of {max_decoded}"
         )));
     }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+    // Decompress into this thread's reused buffer: a fresh one per request costs more in the
+    // allocator than the decoding itself.
+    DECOMPRESSED.with_borrow_mut(|raw| {
+        raw.resize(len, 0);
+        snap::raw::Decoder::new()
+            .decompress(body, raw)
+            .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+        let batch = decode_protobuf(raw, limits, &resolve);
+        if raw.capacity() > KEEP_BUFFER_BYTES {
+            *raw = Vec::new();
+        }
+        batch
+    })
+}
+
+/// Buffers larger than this are not kept between requests.
+const KEEP_BUFFER_BYTES: usize = 16 << 20;
+
+thread_local! {
+    static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn decode_protobuf(
+    raw: &[u8],
+    limits: &Limits,
+    resolve: &impl Fn(&[(&str, &str)]) -> Option<SeriesId>,
+) -> Result<WriteBatch, ApiError> {
     let bad = |e: String| ApiError::bad_data(format!("protobuf: {e}"));
     let mut batch = WriteBatch::default();
     let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
-    let mut req = Pb::new(&raw);
+    let mut req = Pb::new(raw);
     while let Some((field, wire)) = req.key().map_err(bad)? {
         if field != 1 || wire != LEN {
             req.skip(wire).map_err(bad)?;

@@ -143,3 +143,24 @@ impl SeriesRegistry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{LabelLimits, validate_pairs};
+
+    #[test]
+    fn borrowed_pairs_find_the_series_their_labels_created() {
+        let mut reg = SeriesRegistry::default();
+        let mut pairs = vec![("job", "a"), ("__name__", "up"), ("instance", "x:1")];
+        validate_pairs(&mut pairs, &LabelLimits::default()).unwrap();
+        let (id, created) = reg.get_or_create(Labels::from_validated(&pairs));
+        assert!(created);
+        assert_eq!(reg.get_pairs(&pairs), Some(id));
+        assert_eq!(reg.get_pairs(&[("__name__", "up")]), None);
+        // Two label sets that concatenate alike still differ.
+        let mut other = vec![("__name__", "up"), ("instance", "x:"), ("job", "1a")];
+        validate_pairs(&mut other, &LabelLimits::default()).unwrap();
+        assert_eq!(reg.get_pairs(&other), None);
+    }
+}
