@@ -7,6 +7,9 @@
 //! core 1 with `taskset`, the load generator stays on core 0). Shape by environment:
 //! `NODES` (64), `GPUS` (8), `HOURS` (3), `WORKERS` (4), `RUNS` (3, the median is reported).
 
+// A report for people: it prints its figures.
+#![allow(clippy::print_stdout)]
+
 #[path = "common/fleet.rs"]
 mod fleet;
 #[path = "common/peers.rs"]
