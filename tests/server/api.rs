@@ -163,14 +163,7 @@ async fn metrics_endpoint_reports_ingest_and_wal_and_request_durations() {
         vec![(1_000, 1.0), (2_000, 1.0), (3_000, 0.0)],
     )]);
     post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&s.url("/metrics")).await;
     let samples = quiver::ingest::text::parse(&text).unwrap();
     let value = |name: &str| {
         samples

@@ -161,14 +161,7 @@ async fn a_torn_wal_tail_is_cut_at_restart_and_earlier_samples_survive() {
     let s = TestServer::start_in(dir, &[]).await;
     let got = export(&s.base, "torn").await;
     assert_eq!(got[0].1, [1_000, 2_000, 3_000]);
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&s.url("/metrics")).await;
     assert!(text.contains("quiver_wal_truncations_total 1"), "{text}");
     s.stop().await;
 }

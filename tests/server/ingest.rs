@@ -46,14 +46,7 @@ async fn stale_markers_and_special_values_are_stored_bit_for_bit() {
         post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
         204
     );
-    let r = client()
-        .get(s.url("/api/v1/export?match[]=x"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = get_text(&s.url("/api/v1/export?match[]=x")).await;
     assert!(r.contains(r#""values":["+Inf","-Inf","NaN"]"#), "{r}");
     s.stop().await;
 }

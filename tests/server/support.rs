@@ -102,6 +102,18 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     )
 }
 
+/// GET a path's body as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// POST raw bytes; answers (status, body text).
 pub async fn post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
     try_post(url, body, headers)

@@ -71,11 +71,7 @@ pub fn timestamp_type() -> DataType {
 /// The schema of the `samples` table (values whole).
 pub fn samples_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new(
-            "metric",
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
-        ),
+        metric_field("metric"),
         Field::new("series_id", DataType::UInt64, false),
         Field::new("timestamp", timestamp_type(), false),
         Field::new("value", DataType::Float64, false),
@@ -85,11 +81,7 @@ pub fn samples_schema() -> SchemaRef {
 /// The schema of `samples.parquet` on disk: the value split as `values.rs` describes.
 pub fn samples_file_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new(
-            "metric",
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
-        ),
+        metric_field("metric"),
         Field::new("series_id", DataType::UInt64, false),
         Field::new("timestamp", timestamp_type(), false),
         Field::new("value", DataType::Float64, true),
@@ -102,17 +94,22 @@ pub fn samples_file_schema() -> SchemaRef {
 pub fn series_file_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("series_id", DataType::UInt64, false),
-        Field::new(
-            "metric",
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
-        ),
+        metric_field("metric"),
         labels_field(),
         Field::new("first_row", DataType::UInt64, false),
         Field::new("num_rows", DataType::UInt64, false),
         Field::new("min_time", timestamp_type(), false),
         Field::new("max_time", timestamp_type(), false),
     ]))
+}
+
+/// A dictionary-encoded string column (metric names repeat on every row).
+fn metric_field(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        false,
+    )
 }
 
 /// The `labels` map column: label name to value, `__name__` left out (it is `metric`).
