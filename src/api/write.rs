@@ -46,10 +46,15 @@ pub async fn remote_write(
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let limits = db.limits().clone();
     let max_decoded = flags.max_decoded_body_bytes;
-    let batch =
-        tokio::task::spawn_blocking(move || remote_write::decode(&body, max_decoded, &limits))
-            .await
-            .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
+    let resolver = db.clone();
+    let batch = tokio::task::spawn_blocking(move || {
+        // Known series resolve to their ids here, so they cost no label set.
+        remote_write::decode_with(&body, max_decoded, &limits, |pairs| {
+            resolver.registry().get_pairs(pairs)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
     let samples = batch.num_samples();
     db.append(batch).await.map_err(ApiError::from_storage)?;
     state
