@@ -288,6 +288,47 @@ mod tests {
     }
 
     #[test]
+    fn known_series_are_resolved_from_borrowed_labels() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "job".into(),
+                            value: "a".into(),
+                        },
+                        Label {
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
+                    ],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                },
+                TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: "new".into(),
+                    }],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                },
+            ],
+        };
+        // The resolver sees canonical (sorted) pairs and knows only `up{job="a"}`.
+        let batch = decode_with(&encode(&req), usize::MAX, &Limits::default(), |pairs| {
+            (pairs == [("__name__", "up"), ("job", "a")]).then_some(SeriesId(7))
+        })
+        .unwrap();
+        assert_eq!(batch.num_series(), 2);
+        assert_eq!(batch.num_new_series(), 1);
+    }
+
+    #[test]
     fn truncated_protobuf_is_an_error() {
         let req = WriteRequest {
             timeseries: vec![TimeSeries {

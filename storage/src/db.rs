@@ -120,6 +120,14 @@ impl WriteBatch {
     pub fn num_samples(&self) -> usize {
         self.timestamps.len()
     }
+
+    /// Series given as label sets (not yet resolved to ids).
+    pub fn num_new_series(&self) -> usize {
+        self.series
+            .iter()
+            .filter(|s| matches!(s, BatchSeries::New(_)))
+            .count()
+    }
 }
 
 /// A series of a batch: a label set, or the id of one the registry knows.
