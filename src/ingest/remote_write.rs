@@ -243,39 +243,34 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|(t, v)| Sample {
+                    timestamp: *t,
+                    value: *v,
+                })
+                .collect(),
+        }
+    }
+
     #[test]
     fn decodes_what_prost_encodes_skipping_unknown_fields() {
         let req = WriteRequest {
             timeseries: vec![
-                TimeSeries {
-                    labels: vec![
-                        Label {
-                            name: "job".into(),
-                            value: "a".into(),
-                        },
-                        Label {
-                            name: "__name__".into(),
-                            value: "up".into(),
-                        },
-                    ],
-                    samples: vec![
-                        Sample {
-                            value: 1.5,
-                            timestamp: -5,
-                        },
-                        Sample {
-                            value: f64::NAN,
-                            timestamp: 10,
-                        },
-                    ],
-                },
-                TimeSeries {
-                    labels: vec![Label {
-                        name: "__name__".into(),
-                        value: "empty".into(),
-                    }],
-                    samples: vec![],
-                },
+                series(
+                    &[("job", "a"), ("__name__", "up")],
+                    &[(-5, 1.5), (10, f64::NAN)],
+                ),
+                series(&[("__name__", "empty")], &[]),
             ],
         };
         let mut raw = req.encode_to_vec();
@@ -291,32 +286,8 @@ mod tests {
     fn known_series_are_resolved_from_borrowed_labels() {
         let req = WriteRequest {
             timeseries: vec![
-                TimeSeries {
-                    labels: vec![
-                        Label {
-                            name: "job".into(),
-                            value: "a".into(),
-                        },
-                        Label {
-                            name: "__name__".into(),
-                            value: "up".into(),
-                        },
-                    ],
-                    samples: vec![Sample {
-                        value: 1.0,
-                        timestamp: 1,
-                    }],
-                },
-                TimeSeries {
-                    labels: vec![Label {
-                        name: "__name__".into(),
-                        value: "new".into(),
-                    }],
-                    samples: vec![Sample {
-                        value: 1.0,
-                        timestamp: 1,
-                    }],
-                },
+                series(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]),
+                series(&[("__name__", "new")], &[(1, 1.0)]),
             ],
         };
         // The resolver sees canonical (sorted) pairs and knows only `up{job="a"}`.
@@ -331,16 +302,7 @@ mod tests {
     #[test]
     fn truncated_protobuf_is_an_error() {
         let req = WriteRequest {
-            timeseries: vec![TimeSeries {
-                labels: vec![Label {
-                    name: "__name__".into(),
-                    value: "up".into(),
-                }],
-                samples: vec![Sample {
-                    value: 1.0,
-                    timestamp: 1,
-                }],
-            }],
+            timeseries: vec![series(&[("__name__", "up")], &[(1, 1.0)])],
         };
         let raw = req.encode_to_vec();
         for cut in 1..raw.len() {
