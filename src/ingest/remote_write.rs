@@ -40,6 +40,28 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
+impl TimeSeries {
+    /// A series from label pairs and (timestamp ms, value) samples, as a sender builds it.
+    pub fn from_pairs(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|(t, v)| Sample {
+                    timestamp: *t,
+                    value: *v,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Decompresses and decodes a remote-write body into a batch, checking every series.
 /// `max_decoded` bounds the decompressed size, read from the snappy header before allocating.
 pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, ApiError> {
@@ -243,34 +265,15 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-        TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: samples
-                .iter()
-                .map(|(t, v)| Sample {
-                    timestamp: *t,
-                    value: *v,
-                })
-                .collect(),
-        }
-    }
-
     #[test]
     fn decodes_what_prost_encodes_skipping_unknown_fields() {
         let req = WriteRequest {
             timeseries: vec![
-                series(
+                TimeSeries::from_pairs(
                     &[("job", "a"), ("__name__", "up")],
                     &[(-5, 1.5), (10, f64::NAN)],
                 ),
-                series(&[("__name__", "empty")], &[]),
+                TimeSeries::from_pairs(&[("__name__", "empty")], &[]),
             ],
         };
         let mut raw = req.encode_to_vec();
@@ -286,8 +289,8 @@ mod tests {
     fn known_series_are_resolved_from_borrowed_labels() {
         let req = WriteRequest {
             timeseries: vec![
-                series(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]),
-                series(&[("__name__", "new")], &[(1, 1.0)]),
+                TimeSeries::from_pairs(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]),
+                TimeSeries::from_pairs(&[("__name__", "new")], &[(1, 1.0)]),
             ],
         };
         // The resolver sees canonical (sorted) pairs and knows only `up{job="a"}`.
@@ -302,7 +305,7 @@ mod tests {
     #[test]
     fn truncated_protobuf_is_an_error() {
         let req = WriteRequest {
-            timeseries: vec![series(&[("__name__", "up")], &[(1, 1.0)])],
+            timeseries: vec![TimeSeries::from_pairs(&[("__name__", "up")], &[(1, 1.0)])],
         };
         let raw = req.encode_to_vec();
         for cut in 1..raw.len() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use quiver::config::{Config, Flags};
-use quiver::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+use quiver::ingest::remote_write::{TimeSeries, WriteRequest, encode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -144,22 +144,7 @@ pub fn write_request(series: &[TestSeries<'_>]) -> Vec<u8> {
     let req = WriteRequest {
         timeseries: series
             .iter()
-            .map(|(labels, samples)| TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|(n, v)| Label {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                samples: samples
-                    .iter()
-                    .map(|(t, v)| Sample {
-                        timestamp: *t,
-                        value: *v,
-                    })
-                    .collect(),
-            })
+            .map(|(labels, samples)| TimeSeries::from_pairs(labels, samples))
             .collect(),
     };
     encode(&req)
