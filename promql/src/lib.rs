@@ -1,6 +1,31 @@
 //! PromQL for Quiver: `promql-parser` ASTs compiled to DataFusion logical plans over
-//! `quiver-storage`'s table providers, with extension nodes for what SQL operators do not
-//! express (lookback selection, range windows, extrapolated rates, vector matching).
+//! `quiver-storage`'s `samples` table, optimized and executed by DataFusion.
 //!
-//! Built by the PromQL issue; the workspace carries the crate from the start so the layering
-//! (`promql` and `sql` siblings over `storage`) is fixed in `Cargo.toml`.
+//! ```text
+//!  "sum by (job) (rate(x[5m]))"
+//!        │ promql-parser
+//!        ▼
+//!  AST ── planner/ (by node kind) ──► LogicalPlan
+//!        selectors: matchers → series ids in the index → TableScan(samples, ids, time)
+//!        rate(x[5m]) → RangeFn node (window kernels per series)
+//!        sum by (job) → Aggregate(prom_group_key(labels), ts; prom_sum(value))
+//!        a + b       → VectorBinary node (matching) / projection for scalars
+//!        │ DataFusion optimizer + DefaultPhysicalPlanner with PromPlanner
+//!        ▼
+//!  ExecutionPlan ──► batches (labels, ts, value) ──► engine: Vector / Matrix / Scalar
+//! ```
+//!
+//! Every instant vector in a plan has three columns: `labels` (the label set, encoded as
+//! sorted pairs in one binary value, see [`labelset`]), `ts` (the evaluation step, ms) and
+//! `value`. Start reading at [`Engine`] (`engine.rs`), then [`planner`] and [`plan`].
+
+mod engine;
+pub mod error;
+pub mod functions;
+mod guard;
+pub mod labelset;
+pub mod plan;
+pub mod planner;
+
+pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value};
+pub use error::{Error, ErrorKind, Result};

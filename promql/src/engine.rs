@@ -1,0 +1,382 @@
+//! [`Engine`]: parse, plan, optimize, execute, and shape the result the way Prometheus's API
+//! answers it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::catalog::Session;
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::TaskContext;
+use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{LogicalPlan, TableSource};
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::SessionConfig;
+use promql_parser::parser;
+use quiver_storage::Db;
+use quiver_storage::provider::SamplesTable;
+
+use crate::error::{Error, Result};
+use crate::guard::QueryGuard;
+use crate::labelset;
+use crate::plan::{PromPlanner, Steps};
+use crate::planner::{Planned, Planner, PlannerOptions, ResultOrder};
+
+/// Engine settings (the `--query.*` flags).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub lookback: Duration,
+    /// The default subquery step.
+    pub subquery_step: Duration,
+    pub max_samples: usize,
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback: Duration::from_secs(300),
+            subquery_step: Duration::from_secs(60),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A label set as name/value pairs, sorted by name.
+pub type LabelPairs = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: LabelPairs,
+    /// ms
+    pub t: i64,
+    pub v: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: LabelPairs,
+    /// (ms, value), by time.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A query's result, in the shapes of Prometheus's API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar { t: i64, v: f64 },
+    String { t: i64, s: String },
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+/// Runs PromQL over a [`Db`].
+pub struct Engine {
+    db: Arc<Db>,
+    samples: Arc<dyn TableSource>,
+    state: SessionState,
+    opts: EngineOptions,
+    planner_opts: PlannerOptions,
+}
+
+impl Engine {
+    pub fn new(db: Arc<Db>, opts: EngineOptions) -> Self {
+        let samples = provider_as_source(Arc::new(SamplesTable::new(db.clone())));
+        let config = SessionConfig::new().with_information_schema(false);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_query_planner(Arc::new(PromQueryPlanner))
+            .build();
+        let planner_opts = PlannerOptions {
+            lookback: opts.lookback.as_millis() as i64,
+            subquery_step: opts.subquery_step.as_millis() as i64,
+        };
+        Engine {
+            db,
+            samples,
+            state,
+            opts,
+            planner_opts,
+        }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// An instant query at `t` (ms).
+    pub async fn instant(&self, query: &str, t: i64) -> Result<Value> {
+        let expr = parse(query)?;
+        let steps = Steps::instant(t);
+        let (planned, batches) = self.run(&expr, steps).await?;
+        Ok(match planned {
+            Planned::Const(v) => Value::Scalar { t, v },
+            Planned::String(s) => Value::String { t, s },
+            Planned::Scalar(_) => {
+                let v = scalar_rows(&batches).first().map_or(f64::NAN, |p| p.1);
+                Value::Scalar { t, v }
+            }
+            Planned::Vector(_) => {
+                let mut out: Vec<Sample> = Vec::new();
+                for_rows(&batches, |l, ts, v| {
+                    out.push(Sample {
+                        labels: decode(l),
+                        t: ts,
+                        v,
+                    })
+                });
+                order_vector(&mut out, Planner::result_order(&expr), &expr);
+                Value::Vector(out)
+            }
+            Planned::Matrix(_) => Value::Matrix(to_matrix(&batches)),
+        })
+    }
+
+    /// A range query over `[start, end]` every `step` (ms).
+    pub async fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<Value> {
+        let expr = parse(query)?;
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        let steps = Steps { start, end, step };
+        match expr.value_type() {
+            parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
+            other => {
+                return Err(Error::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_name(other)
+                )));
+            }
+        }
+        let (planned, batches) = self.run(&expr, steps).await?;
+        Ok(match planned {
+            Planned::Const(v) => Value::Matrix(vec![Series {
+                labels: Vec::new(),
+                points: steps.iter().map(|t| (t, v)).collect(),
+            }]),
+            Planned::Scalar(_) => {
+                let points = scalar_rows(&batches);
+                Value::Matrix(if points.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Series {
+                        labels: Vec::new(),
+                        points,
+                    }]
+                })
+            }
+            Planned::Vector(_) => Value::Matrix(to_matrix(&batches)),
+            Planned::String(_) | Planned::Matrix(_) => {
+                return Err(Error::BadData(
+                    "invalid expression type for range query, must be Scalar or instant Vector"
+                        .into(),
+                ));
+            }
+        })
+    }
+
+    /// The logical and physical plans of a query, as `EXPLAIN` would print them.
+    pub async fn explain(&self, query: &str, start: i64, end: i64, step: i64) -> Result<String> {
+        let expr = parse(query)?;
+        let steps = Steps {
+            start,
+            end,
+            step: step.max(1),
+        };
+        let planned = self.planner(start, end).plan(&expr, steps)?;
+        let Some(plan) = plan_of(&planned) else {
+            return Ok(format!("constant: {planned:?}"));
+        };
+        let optimized = self.state.optimize(plan)?;
+        let physical = self.state.create_physical_plan(&optimized).await?;
+        Ok(format!(
+            "logical plan:\n{}\n\nphysical plan:\n{}",
+            optimized.display_indent(),
+            displayable(physical.as_ref()).indent(true)
+        ))
+    }
+
+    fn planner(&self, start: i64, end: i64) -> Planner<'_> {
+        Planner {
+            db: &self.db,
+            samples: self.samples.clone(),
+            opts: &self.planner_opts,
+            query_start: start,
+            query_end: end,
+        }
+    }
+
+    async fn run(&self, expr: &parser::Expr, steps: Steps) -> Result<(Planned, Vec<RecordBatch>)> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let planned = self.planner(steps.start, steps.end).plan(expr, steps)?;
+        let Some(plan) = plan_of(&planned) else {
+            return Ok((planned, Vec::new()));
+        };
+        let guard = Arc::new(QueryGuard::new(self.opts.max_samples, Some(deadline)));
+        let fut = async {
+            let physical: Arc<dyn ExecutionPlan> = self.state.create_physical_plan(plan).await?;
+            let config = self.state.config().clone().with_extension(guard.clone());
+            let ctx = Arc::new(TaskContext::from(&self.state).with_session_config(config));
+            Ok::<_, Error>(collect(physical, ctx).await?)
+        };
+        let batches = tokio::time::timeout_at(deadline.into(), fut)
+            .await
+            .map_err(|_| Error::Timeout("query execution"))??;
+        Ok((planned, batches))
+    }
+}
+
+fn parse(query: &str) -> Result<parser::Expr> {
+    parser::parse(query).map_err(Error::Parse)
+}
+
+fn type_name(t: parser::value::ValueType) -> &'static str {
+    match t {
+        parser::value::ValueType::Vector => "instant vector",
+        parser::value::ValueType::Scalar => "scalar",
+        parser::value::ValueType::Matrix => "range vector",
+        parser::value::ValueType::String => "string",
+    }
+}
+
+fn plan_of(p: &Planned) -> Option<&LogicalPlan> {
+    match p {
+        Planned::Vector(p) | Planned::Scalar(p) | Planned::Matrix(p) => Some(p),
+        Planned::Const(_) | Planned::String(_) => None,
+    }
+}
+
+fn decode(labels: &[u8]) -> LabelPairs {
+    labelset::pairs(labels)
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
+    for b in batches {
+        let (l, t, v) = (
+            b.column(0).as_binary::<i32>(),
+            b.column(1).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            if v.is_null(i) {
+                continue;
+            }
+            f(l.value(i), t.value(i), v.value(i));
+        }
+    }
+}
+
+fn scalar_rows(batches: &[RecordBatch]) -> Vec<(i64, f64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let (t, v) = (
+            b.column(0).as_primitive::<Int64Type>(),
+            b.column(1).as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            out.push((t.value(i), v.value(i)));
+        }
+    }
+    out.sort_by_key(|p| p.0);
+    out
+}
+
+fn to_matrix(batches: &[RecordBatch]) -> Vec<Series> {
+    let mut by: BTreeMap<Vec<u8>, Vec<(i64, f64)>> = BTreeMap::new();
+    for_rows(batches, |l, t, v| {
+        by.entry(l.to_vec()).or_default().push((t, v))
+    });
+    let mut out: Vec<Series> = by
+        .into_iter()
+        .map(|(l, mut points)| {
+            points.sort_by_key(|p| p.0);
+            Series {
+                labels: decode(&l),
+                points,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+fn order_vector(out: &mut [Sample], order: ResultOrder, expr: &parser::Expr) {
+    let by_value = |a: &Sample, b: &Sample| {
+        // NaN last in both directions, as Prometheus sorts.
+        match (a.v.is_nan(), b.v.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => a.v.total_cmp(&b.v),
+        }
+    };
+    match order {
+        ResultOrder::Labels => out.sort_by(|a, b| a.labels.cmp(&b.labels)),
+        ResultOrder::ValueAsc => out.sort_by(by_value),
+        ResultOrder::ValueDesc => out.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+            (false, false) => b.v.total_cmp(&a.v),
+            _ => by_value(a, b),
+        }),
+        ResultOrder::ByLabels(desc) => {
+            let names = sort_label_names(expr);
+            out.sort_by(|a, b| {
+                for n in &names {
+                    let get = |s: &Sample| {
+                        s.labels
+                            .iter()
+                            .find(|(k, _)| k == n)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    };
+                    let o = get(a).cmp(&get(b));
+                    if o.is_ne() {
+                        return if desc { o.reverse() } else { o };
+                    }
+                }
+                let o = a.labels.cmp(&b.labels);
+                if desc { o.reverse() } else { o }
+            });
+        }
+    }
+}
+
+fn sort_label_names(e: &parser::Expr) -> Vec<String> {
+    match e {
+        parser::Expr::Paren(p) => sort_label_names(&p.expr),
+        parser::Expr::Call(c) => c.args.args[1..]
+            .iter()
+            .filter_map(|a| match a.as_ref() {
+                parser::Expr::StringLiteral(s) => Some(s.val.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// DataFusion's planner with the PromQL extension nodes added.
+#[derive(Debug)]
+struct PromQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for PromQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(PromPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
+    }
+}

@@ -1,0 +1,139 @@
+//! `histogram_quantile` over classic buckets: the series of one histogram (same labels but
+//! `le`) are its cumulative buckets; the quantile is interpolated linearly inside the bucket
+//! where its rank falls, as Prometheus's `BucketQuantile` does.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::RecordBatch;
+
+use super::Param;
+use super::input::{VectorBuilder, for_each_vector_row};
+use crate::error::Result;
+use crate::labelset;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistogramQuantileOp {
+    pub q: Param,
+}
+
+impl HistogramQuantileOp {
+    pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
+        let mut groups: HashMap<(i64, Vec<u8>), Vec<(f64, f64)>> = HashMap::new();
+        let mut order = Vec::new();
+        let le = ["le".to_string(), labelset::METRIC_NAME.to_string()];
+        for_each_vector_row(input, |l, t, v| {
+            let Some(upper) = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok()) else {
+                return;
+            };
+            let mut key = Vec::new();
+            labelset::drop(l, &le, &mut key);
+            groups
+                .entry((t, key))
+                .or_insert_with_key(|k| {
+                    order.push(k.clone());
+                    Vec::new()
+                })
+                .push((upper, v));
+        });
+        let mut out = VectorBuilder::default();
+        for k in order {
+            let mut buckets = groups.remove(&k).unwrap_or_default();
+            out.push(&k.1, k.0, bucket_quantile(self.q.0, &mut buckets));
+        }
+        out.finish()
+    }
+}
+
+/// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.
+pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Buckets with the same bound add up.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == b.0 => last.1 += b.1,
+            _ => merged.push(*b),
+        }
+    }
+    // Force monotonic counts; ignore tiny floating-point differences.
+    let mut prev = merged[0].1;
+    for b in merged.iter_mut().skip(1) {
+        let cur = b.1;
+        if cur == prev {
+            continue;
+        }
+        if almost_equal(prev, cur, 1e-12) || cur < prev {
+            b.1 = prev;
+            continue;
+        }
+        prev = cur;
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let b = merged[..merged.len() - 1]
+        .iter()
+        .position(|x| x.1 >= rank)
+        .unwrap_or(merged.len() - 1);
+    if b == merged.len() - 1 {
+        return merged[merged.len() - 2].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a == b {
+        return true;
+    }
+    let sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || sum < MIN_NORMAL {
+        return diff < eps * MIN_NORMAL;
+    }
+    diff / sum.min(f64::MAX) < eps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_inside_its_bucket() {
+        let mut b = vec![(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];
+        assert_eq!(bucket_quantile(0.5, &mut b), 1.0);
+        let mut b = vec![(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];
+        assert_eq!(bucket_quantile(0.75, &mut b), 1.5);
+    }
+
+    #[test]
+    fn quantile_without_an_inf_bucket_is_nan() {
+        assert!(bucket_quantile(0.5, &mut vec![(1.0, 1.0)]).is_nan());
+    }
+}

@@ -1,0 +1,144 @@
+//! Reading operator inputs and building operator outputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, RecordBatch,
+};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
+
+use super::{SeriesMap, scalar_schema, vector_schema};
+use crate::error::{Error, Result};
+
+/// Calls `f` with every row of vector batches: (labels, step, value).
+pub fn for_each_vector_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
+    for b in batches {
+        let labels = b.column(0).as_binary::<i32>();
+        let ts = b.column(1).as_primitive::<Int64Type>();
+        let vs = b.column(2).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            f(labels.value(i), ts.value(i), vs.value(i));
+        }
+    }
+}
+
+/// One series' samples, sorted by time.
+#[derive(Debug, Default)]
+pub struct SeriesData {
+    pub labels: Vec<u8>,
+    pub ts: Vec<i64>,
+    pub values: Vec<f64>,
+}
+
+/// Groups input rows into series: storage samples (`series_id`, `timestamp`, `value`, labels
+/// from `map`) or a vector (`labels`, `ts`, `value`, as a subquery yields).
+pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<Vec<SeriesData>> {
+    let mut out: Vec<SeriesData> = Vec::new();
+    let Some(first) = batches.first() else {
+        return Ok(out);
+    };
+    let schema = first.schema();
+    if let (Ok(id_col), Some(map)) = (schema.index_of("series_id"), map) {
+        let t_col = schema
+            .index_of("timestamp")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let v_col = schema
+            .index_of("value")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut pos: HashMap<u64, usize> = HashMap::new();
+        let mut last: Option<(u64, usize)> = None;
+        for b in batches {
+            let ids = b.column(id_col).as_primitive::<UInt64Type>();
+            let ts = b.column(t_col).as_primitive::<TimestampMillisecondType>();
+            let vs = b.column(v_col).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                let id = ids.value(i);
+                let k = match last {
+                    Some((l, k)) if l == id => k,
+                    _ => {
+                        let k = *pos.entry(id).or_insert_with(|| {
+                            out.push(SeriesData {
+                                labels: map.labels(id).unwrap_or_default().to_vec(),
+                                ..Default::default()
+                            });
+                            out.len() - 1
+                        });
+                        last = Some((id, k));
+                        k
+                    }
+                };
+                let s = &mut out[k];
+                s.ts.push(ts.value(i));
+                s.values
+                    .push(if vs.is_null(i) { f64::NAN } else { vs.value(i) });
+            }
+        }
+    } else {
+        let mut pos: HashMap<Vec<u8>, usize> = HashMap::new();
+        for_each_vector_row(batches, |labels, t, v| {
+            let k = match pos.get(labels) {
+                Some(k) => *k,
+                None => {
+                    out.push(SeriesData {
+                        labels: labels.to_vec(),
+                        ..Default::default()
+                    });
+                    pos.insert(labels.to_vec(), out.len() - 1);
+                    out.len() - 1
+                }
+            };
+            out[k].ts.push(t);
+            out[k].values.push(v);
+        });
+    }
+    for s in &mut out {
+        if !s.ts.is_sorted() {
+            let mut idx: Vec<usize> = (0..s.ts.len()).collect();
+            idx.sort_by_key(|i| s.ts[*i]);
+            s.ts = idx.iter().map(|i| s.ts[*i]).collect();
+            s.values = idx.iter().map(|i| s.values[*i]).collect();
+        }
+    }
+    Ok(out)
+}
+
+/// Builds a vector batch.
+#[derive(Default)]
+pub struct VectorBuilder {
+    labels: BinaryBuilder,
+    ts: Vec<i64>,
+    values: Vec<f64>,
+}
+
+impl VectorBuilder {
+    pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
+        self.labels.append_value(labels);
+        self.ts.push(t);
+        self.values.push(v);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        RecordBatch::try_new(
+            vector_schema(),
+            vec![
+                Arc::new(self.labels.finish()) as ArrayRef,
+                Arc::new(Int64Array::from(self.ts)),
+                Arc::new(Float64Array::from(self.values)),
+            ],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// Builds a scalar batch from one value per step.
+pub fn scalar_batch(steps: &super::Steps, values: Vec<f64>) -> Result<RecordBatch> {
+    RecordBatch::try_new(
+        scalar_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(steps.iter())) as ArrayRef,
+            Arc::new(Float64Array::from(values)),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
+}

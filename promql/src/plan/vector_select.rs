@@ -1,0 +1,57 @@
+//! The instant vector selector: at each step, the newest sample in the lookback window
+//! `(t - lookback, t]` of each series, unless that sample is a staleness marker.
+
+use datafusion::arrow::array::RecordBatch;
+use quiver_storage::is_stale_nan;
+
+use super::input::{VectorBuilder, group_series};
+use super::{SeriesMap, Steps, TimeShift};
+use crate::error::Result;
+use crate::guard::QueryGuard;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VectorSelectOp {
+    pub steps: Steps,
+    pub shift: TimeShift,
+    /// ms
+    pub lookback: i64,
+    pub series: SeriesMap,
+    /// `timestamp(selector)`: yield the sample's time (s) instead of its value.
+    pub timestamp_fn: bool,
+}
+
+impl VectorSelectOp {
+    pub(super) fn evaluate(
+        &self,
+        batches: &[RecordBatch],
+        guard: &QueryGuard,
+    ) -> Result<RecordBatch> {
+        let series = group_series(batches, Some(&self.series))?;
+        guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
+        let mut out = VectorBuilder::default();
+        for s in &series {
+            // Reference times never decrease along the steps, so one cursor walks the samples.
+            let mut next = 0; // first sample after the reference time
+            for t in self.steps.iter() {
+                let r = self.shift.reference(t);
+                while next < s.ts.len() && s.ts[next] <= r {
+                    next += 1;
+                }
+                if next == 0 {
+                    continue;
+                }
+                let i = next - 1;
+                if s.ts[i] <= r - self.lookback || is_stale_nan(s.values[i]) {
+                    continue;
+                }
+                let v = if self.timestamp_fn {
+                    s.ts[i] as f64 / 1000.0
+                } else {
+                    s.values[i]
+                };
+                out.push(&s.labels, t, v);
+            }
+        }
+        out.finish()
+    }
+}

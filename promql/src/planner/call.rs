@@ -1,0 +1,263 @@
+//! Function calls: range functions become [`RangeFn`] nodes over a selector or subquery;
+//! value functions become DataFusion expressions; the rest are small nodes or label rewrites.
+
+use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+use promql_parser::parser::{Call, Expr};
+use regex::Regex;
+
+use super::selector::{RangeInput, absent_labels, range_fn_plan};
+use super::{Planned, Planner, project_vector, scalar_to_vector};
+use crate::error::{Error, Result};
+use crate::functions::instant::InstantFn;
+use crate::functions::udf::{LabelsFn, LabelsKind, ValueFn};
+use crate::plan::{
+    AbsentOp, HistogramQuantileOp, Param, PromNode, PromOp, RangeFn, ScalarOfOp, Steps, StepsOp,
+};
+
+impl Planner<'_> {
+    pub(crate) fn plan_call(&self, c: &Call, steps: Steps) -> Result<Planned> {
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+        if let Some(f) = RangeFn::from_name(name) {
+            return self.plan_range_call(name, f, &args, steps);
+        }
+        if let Some(f) = InstantFn::from_name(name) {
+            if f.is_date() && args.is_empty() {
+                let time = PromNode::new(PromOp::Steps(StepsOp::Time(steps)), vec![])?.into_plan();
+                let v = scalar_to_vector(time)?;
+                return Ok(Planned::Vector(project_vector(
+                    v,
+                    ValueFn::call(f, col("value")),
+                    true,
+                )?));
+            }
+            let v = self.vector(args[0], steps)?;
+            return Ok(Planned::Vector(project_vector(
+                v,
+                ValueFn::call(f, col("value")),
+                true,
+            )?));
+        }
+        match name {
+            "round" => {
+                let to = match args.get(1) {
+                    Some(a) => self.constant(a, steps, name)?,
+                    None => 1.0,
+                };
+                self.value_fn(args[0], steps, InstantFn::Round(Param(to)))
+            }
+            "clamp_min" | "clamp_max" => {
+                let b = Param(self.constant(args[1], steps, name)?);
+                let f = if name == "clamp_min" {
+                    InstantFn::ClampMin(b)
+                } else {
+                    InstantFn::ClampMax(b)
+                };
+                self.value_fn(args[0], steps, f)
+            }
+            "clamp" => {
+                let lo = self.constant(args[1], steps, name)?;
+                let hi = self.constant(args[2], steps, name)?;
+                if hi < lo {
+                    let v = self.vector(args[0], steps)?;
+                    let empty = LogicalPlanBuilder::from(v).filter(lit(false))?.build()?;
+                    return Ok(Planned::Vector(empty));
+                }
+                self.value_fn(args[0], steps, InstantFn::Clamp(Param(lo), Param(hi)))
+            }
+            "time" => Ok(Planned::Scalar(
+                PromNode::new(PromOp::Steps(StepsOp::Time(steps)), vec![])?.into_plan(),
+            )),
+            "pi" => Ok(Planned::Const(std::f64::consts::PI)),
+            "vector" => match self.plan(args[0], steps)? {
+                Planned::Const(v) => {
+                    let s = PromNode::new(PromOp::Steps(StepsOp::Value(steps, Param(v))), vec![])?
+                        .into_plan();
+                    Ok(Planned::Vector(scalar_to_vector(s)?))
+                }
+                Planned::Scalar(p) => Ok(Planned::Vector(scalar_to_vector(p)?)),
+                other => Err(Error::BadData(format!(
+                    "vector() expects a scalar, got {}",
+                    other.type_name()
+                ))),
+            },
+            "scalar" => {
+                let v = self.vector(args[0], steps)?;
+                Ok(Planned::Scalar(
+                    PromNode::new(PromOp::ScalarOf(ScalarOfOp { steps }), vec![v])?.into_plan(),
+                ))
+            }
+            "timestamp" => {
+                if let Some(vs) = unwrap_selector(args[0]) {
+                    let Planned::Vector(p) = self.plan_vector_selector(vs, steps, true)? else {
+                        return Err(Error::Internal("selector without a vector".into()));
+                    };
+                    return Ok(Planned::Vector(project_vector(p, col("value"), true)?));
+                }
+                let v = self.vector(args[0], steps)?;
+                let secs = datafusion::logical_expr::cast(
+                    col("ts"),
+                    datafusion::arrow::datatypes::DataType::Float64,
+                ) / lit(1000.0);
+                Ok(Planned::Vector(project_vector(v, secs, true)?))
+            }
+            "absent" => {
+                let v = self.vector(args[0], steps)?;
+                let labels = unwrap_selector(args[0])
+                    .map(absent_labels)
+                    .unwrap_or_default();
+                Ok(Planned::Vector(
+                    PromNode::new(PromOp::Absent(AbsentOp { steps, labels }), vec![v])?.into_plan(),
+                ))
+            }
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+                Ok(Planned::Vector(self.vector(args[0], steps)?))
+            }
+            "label_replace" => {
+                let v = self.vector(args[0], steps)?;
+                let dst = self.string(args[1])?;
+                let replacement = self.string(args[2])?;
+                let src = self.string(args[3])?;
+                let re = self.string(args[4])?;
+                let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+                    Error::BadData(format!(
+                        "invalid regular expression in label_replace(): {e}"
+                    ))
+                })?;
+                if dst.is_empty() {
+                    return Err(Error::BadData(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
+                }
+                self.relabel(
+                    v,
+                    LabelsKind::Replace {
+                        dst,
+                        replacement,
+                        src,
+                        regex,
+                    },
+                )
+            }
+            "label_join" => {
+                let v = self.vector(args[0], steps)?;
+                let dst = self.string(args[1])?;
+                let separator = self.string(args[2])?;
+                let src = args[3..]
+                    .iter()
+                    .map(|a| self.string(a))
+                    .collect::<Result<Vec<_>>>()?;
+                if dst.is_empty() {
+                    return Err(Error::BadData(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    )));
+                }
+                self.relabel(
+                    v,
+                    LabelsKind::Join {
+                        dst,
+                        separator,
+                        src,
+                    },
+                )
+            }
+            "histogram_quantile" => {
+                let q = self.constant(args[0], steps, name)?;
+                let v = self.vector(args[1], steps)?;
+                Ok(Planned::Vector(
+                    PromNode::new(
+                        PromOp::HistogramQuantile(HistogramQuantileOp { q: Param(q) }),
+                        vec![v],
+                    )?
+                    .into_plan(),
+                ))
+            }
+            other => Err(Error::BadData(format!(
+                "function {other}() is not supported yet"
+            ))),
+        }
+    }
+
+    fn value_fn(&self, arg: &Expr, steps: Steps, f: InstantFn) -> Result<Planned> {
+        let v = self.vector(arg, steps)?;
+        Ok(Planned::Vector(project_vector(
+            v,
+            ValueFn::call(f, col("value")),
+            true,
+        )?))
+    }
+
+    fn relabel(
+        &self,
+        v: datafusion::logical_expr::LogicalPlan,
+        kind: LabelsKind,
+    ) -> Result<Planned> {
+        let p = LogicalPlanBuilder::from(v)
+            .project(vec![
+                LabelsFn::call(kind, col("labels")).alias("labels"),
+                col("ts"),
+                col("value"),
+            ])?
+            .build()?;
+        Ok(Planned::Vector(
+            PromNode::new(PromOp::CheckUnique, vec![p])?.into_plan(),
+        ))
+    }
+
+    fn plan_range_call(
+        &self,
+        name: &str,
+        f: RangeFn,
+        args: &[&Expr],
+        steps: Steps,
+    ) -> Result<Planned> {
+        // The range argument's position and the constant parameters around it.
+        let (range_arg, params): (&Expr, Vec<&Expr>) = match name {
+            "quantile_over_time" => (args[1], vec![args[0]]),
+            "predict_linear" => (args[0], vec![args[1]]),
+            "double_exponential_smoothing" | "holt_winters" => (args[0], vec![args[1], args[2]]),
+            _ => (args[0], vec![]),
+        };
+        let params = params
+            .into_iter()
+            .map(|p| self.constant(p, steps, name))
+            .collect::<Result<Vec<_>>>()?;
+        let input = self.range_input(range_arg, steps)?;
+        let absent = (name == "absent_over_time").then(|| match unwrap_matrix(range_arg) {
+            Some(ms) => absent_labels(&ms.vs),
+            None => Vec::new(),
+        });
+        let plan = range_fn_plan(f, steps, input, params)?;
+        match absent {
+            Some(labels) => Ok(Planned::Vector(
+                PromNode::new(PromOp::Absent(AbsentOp { steps, labels }), vec![plan])?.into_plan(),
+            )),
+            None => Ok(Planned::Vector(plan)),
+        }
+    }
+
+    fn range_input(&self, e: &Expr, steps: Steps) -> Result<RangeInput> {
+        match e {
+            Expr::MatrixSelector(ms) => self.matrix_input(ms, steps),
+            Expr::Subquery(sq) => self.subquery_input(sq, steps),
+            Expr::Paren(p) => self.range_input(&p.expr, steps),
+            _ => Err(Error::BadData("expected type range vector".into())),
+        }
+    }
+}
+
+fn unwrap_selector(e: &Expr) -> Option<&promql_parser::parser::VectorSelector> {
+    match e {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::Paren(p) => unwrap_selector(&p.expr),
+        _ => None,
+    }
+}
+
+fn unwrap_matrix(e: &Expr) -> Option<&promql_parser::parser::MatrixSelector> {
+    match e {
+        Expr::MatrixSelector(ms) => Some(ms),
+        Expr::Paren(p) => unwrap_matrix(&p.expr),
+        _ => None,
+    }
+}

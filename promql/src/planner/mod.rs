@@ -1,0 +1,226 @@
+//! From a `promql-parser` AST to a DataFusion [`LogicalPlan`], split by AST node kind.
+//!
+//! Every expression is planned for an evaluation grid ([`Steps`]); a subquery plans its inner
+//! expression for its own grid. What an expression yields is a [`Planned`]: a vector or scalar
+//! plan, or a constant known at plan time (constants fold: `2 * 3` is never a plan).
+
+mod aggregate;
+mod binary;
+mod call;
+mod selector;
+mod subquery;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{
+    Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, TableSource, col, lit,
+};
+use promql_parser::parser::{AtModifier, Expr, Offset};
+use quiver_storage::Db;
+
+use crate::error::{Error, Result};
+use crate::functions::udf::{LabelsFn, LabelsKind};
+use crate::plan::{Steps, TimeShift};
+
+/// What an expression yields.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    /// An instant vector: `labels`, `ts`, `value`.
+    Vector(LogicalPlan),
+    /// A scalar per step: `ts`, `value`.
+    Scalar(LogicalPlan),
+    /// A number known at plan time.
+    Const(f64),
+    String(String),
+    /// Raw samples of a range selector or subquery (an instant query's range-vector result):
+    /// vector schema with `ts` the sample time.
+    Matrix(LogicalPlan),
+}
+
+impl Planned {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Planned::Vector(_) => "instant vector",
+            Planned::Scalar(_) | Planned::Const(_) => "scalar",
+            Planned::String(_) => "string",
+            Planned::Matrix(_) => "range vector",
+        }
+    }
+}
+
+/// How the result of an instant query is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultOrder {
+    /// By label set (Prometheus's order when the query says nothing).
+    Labels,
+    /// `sort`, `bottomk`: by value ascending.
+    ValueAsc,
+    /// `sort_desc`, `topk`: by value descending.
+    ValueDesc,
+    /// `sort_by_label(…)`: by these labels, then the whole label set.
+    ByLabels(bool),
+}
+
+/// The settings planning needs.
+#[derive(Debug, Clone)]
+pub struct PlannerOptions {
+    /// ms
+    pub lookback: i64,
+    /// The default subquery step (ms), Prometheus's global evaluation interval.
+    pub subquery_step: i64,
+}
+
+/// Plans one query.
+pub struct Planner<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) samples: Arc<dyn TableSource>,
+    pub(crate) opts: &'a PlannerOptions,
+    /// The query's own start and end (ms), for `@ start()` and `@ end()`.
+    pub(crate) query_start: i64,
+    pub(crate) query_end: i64,
+}
+
+impl Planner<'_> {
+    pub fn plan(&self, e: &Expr, steps: Steps) -> Result<Planned> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Planned::Const(n.val)),
+            Expr::StringLiteral(s) => Ok(Planned::String(s.val.clone())),
+            Expr::Paren(p) => self.plan(&p.expr, steps),
+            Expr::Unary(u) => self.plan_neg(&u.expr, steps),
+            Expr::VectorSelector(vs) => self.plan_vector_selector(vs, steps, false),
+            Expr::MatrixSelector(ms) => self.plan_raw_matrix(ms, steps),
+            Expr::Subquery(sq) => self.plan_raw_subquery(sq, steps),
+            Expr::Aggregate(a) => self.plan_aggregate(a, steps),
+            Expr::Binary(b) => self.plan_binary(b, steps),
+            Expr::Call(c) => self.plan_call(c, steps),
+            Expr::Extension(_) => Err(Error::BadData("unsupported expression".into())),
+        }
+    }
+
+    /// The order an instant query's vector comes out in.
+    pub fn result_order(e: &Expr) -> ResultOrder {
+        match e {
+            Expr::Paren(p) => Self::result_order(&p.expr),
+            Expr::Call(c) => match c.func.name {
+                "sort" => ResultOrder::ValueAsc,
+                "sort_desc" => ResultOrder::ValueDesc,
+                "sort_by_label" => ResultOrder::ByLabels(false),
+                "sort_by_label_desc" => ResultOrder::ByLabels(true),
+                _ => ResultOrder::Labels,
+            },
+            Expr::Aggregate(a) => match a.op.to_string().as_str() {
+                "topk" => ResultOrder::ValueDesc,
+                "bottomk" => ResultOrder::ValueAsc,
+                _ => ResultOrder::Labels,
+            },
+            _ => ResultOrder::Labels,
+        }
+    }
+
+    fn plan_neg(&self, e: &Expr, steps: Steps) -> Result<Planned> {
+        Ok(match self.plan(e, steps)? {
+            Planned::Const(v) => Planned::Const(-v),
+            Planned::Scalar(p) => Planned::Scalar(project_scalar(p, -col("value"))?),
+            Planned::Vector(p) => Planned::Vector(project_vector(p, -col("value"), true)?),
+            other => {
+                return Err(Error::BadData(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                )));
+            }
+        })
+    }
+
+    /// A vector plan for the expression, which must yield one.
+    fn vector(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
+        match self.plan(e, steps)? {
+            Planned::Vector(p) => Ok(p),
+            other => Err(Error::BadData(format!(
+                "expected type instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// The value of a parameter that must be known at plan time.
+    fn constant(&self, e: &Expr, steps: Steps, what: &str) -> Result<f64> {
+        match self.plan(e, steps)? {
+            Planned::Const(v) => Ok(v),
+            _ => Err(Error::BadData(format!(
+                "{what}: only a constant parameter is supported here"
+            ))),
+        }
+    }
+
+    fn string(&self, e: &Expr) -> Result<String> {
+        match e {
+            Expr::StringLiteral(s) => Ok(s.val.clone()),
+            Expr::Paren(p) => self.string(&p.expr),
+            _ => Err(Error::BadData("expected a string literal".into())),
+        }
+    }
+
+    pub(crate) fn shift(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> TimeShift {
+        let at = at.as_ref().map(|a| match a {
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+            AtModifier::At(t) => system_time_ms(*t),
+        });
+        let offset = match offset {
+            Some(Offset::Pos(d)) => duration_ms(d),
+            Some(Offset::Neg(d)) => -duration_ms(d),
+            None => 0,
+        };
+        TimeShift { at, offset }
+    }
+}
+
+pub(crate) fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// A vector plan with a new value (and `__name__` dropped when asked).
+pub(crate) fn project_vector(
+    p: LogicalPlan,
+    value: DfExpr,
+    drop_name: bool,
+) -> Result<LogicalPlan> {
+    let labels = if drop_name {
+        LabelsFn::call(LabelsKind::DropName, col("labels"))
+    } else {
+        col("labels")
+    };
+    Ok(LogicalPlanBuilder::from(p)
+        .project(vec![
+            labels.alias("labels"),
+            col("ts"),
+            value.alias("value"),
+        ])?
+        .build()?)
+}
+
+pub(crate) fn project_scalar(p: LogicalPlan, value: DfExpr) -> Result<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(p)
+        .project(vec![col("ts"), value.alias("value")])?
+        .build()?)
+}
+
+/// A scalar plan turned into a vector with no labels (`vector(s)`).
+pub(crate) fn scalar_to_vector(p: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(p)
+        .project(vec![
+            lit(ScalarValue::Binary(Some(Vec::new()))).alias("labels"),
+            col("ts"),
+            col("value"),
+        ])?
+        .build()?)
+}

@@ -1,0 +1,193 @@
+//! Selectors: matchers resolve to series ids in the index at plan time; the scan reads only
+//! those series over the time the steps need (widened by lookback, range and offset).
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan, LogicalPlanBuilder, col, lit};
+use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+use quiver_storage::{MatchOp, Matcher, Matchers};
+
+use super::{Planned, Planner, duration_ms};
+use crate::error::{Error, Result};
+use crate::labelset;
+use crate::plan::{
+    PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift, VectorSelectOp,
+};
+
+/// A selector's samples, ready for a range function.
+pub(crate) struct RangeInput {
+    pub plan: LogicalPlan,
+    pub source: RangeSource,
+    pub shift: TimeShift,
+    pub range: i64,
+}
+
+impl Planner<'_> {
+    pub(crate) fn plan_vector_selector(
+        &self,
+        vs: &VectorSelector,
+        steps: Steps,
+        timestamp_fn: bool,
+    ) -> Result<Planned> {
+        let shift = self.shift(&vs.at, &vs.offset);
+        let lookback = self.opts.lookback;
+        let (lo, hi) = ref_bounds(shift, steps);
+        let (series, scan) = self.select(vs, lo - lookback + 1, hi)?;
+        let op = VectorSelectOp {
+            steps,
+            shift,
+            lookback,
+            series,
+            timestamp_fn,
+        };
+        Ok(Planned::Vector(
+            PromNode::new(PromOp::VectorSelect(op), vec![scan])?.into_plan(),
+        ))
+    }
+
+    pub(crate) fn matrix_input(&self, ms: &MatrixSelector, steps: Steps) -> Result<RangeInput> {
+        let shift = self.shift(&ms.vs.at, &ms.vs.offset);
+        let range = duration_ms(&ms.range);
+        let (lo, hi) = ref_bounds(shift, steps);
+        let (series, plan) = self.select(&ms.vs, lo - range + 1, hi)?;
+        Ok(RangeInput {
+            plan,
+            source: RangeSource::Selector(series),
+            shift,
+            range,
+        })
+    }
+
+    /// `x[5m]` as a query's result: the raw samples in the window.
+    pub(crate) fn plan_raw_matrix(&self, ms: &MatrixSelector, steps: Steps) -> Result<Planned> {
+        let input = self.matrix_input(ms, steps)?;
+        Ok(Planned::Matrix(range_fn_plan(
+            RangeFn::Raw,
+            steps,
+            input,
+            vec![],
+        )?))
+    }
+
+    /// Resolves the selector and builds the scan of its series in `[mint, maxt]`.
+    fn select(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<(SeriesMap, LogicalPlan)> {
+        let sets = matcher_sets(vs)?;
+        let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
+        for m in &sets {
+            for (id, labels) in self.db.series(m, mint, maxt) {
+                found.push((
+                    id.0,
+                    labelset::encode(labels.iter().map(|l| (&*l.name, &*l.value))),
+                ));
+            }
+        }
+        found.sort_by_key(|s| s.0);
+        found.dedup_by_key(|s| s.0);
+        let ids: Vec<_> = found.iter().map(|s| lit(s.0)).collect();
+        let ts = |t: i64| {
+            lit(ScalarValue::TimestampMillisecond(
+                Some(t),
+                Some("UTC".into()),
+            ))
+        };
+        let filters = vec![
+            col("series_id").in_list(ids, false),
+            col("timestamp").gt_eq(ts(mint)),
+            col("timestamp").lt_eq(ts(maxt)),
+        ];
+        let scan = LogicalPlanBuilder::scan_with_filters(
+            "samples",
+            self.samples.clone(),
+            Some(vec![1, 2, 3]),
+            filters,
+        )?
+        .build()?;
+        // An empty id list would simplify to `false`, which the scan cannot push down.
+        let scan = if found.is_empty() {
+            LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: scan.schema().clone(),
+            })
+        } else {
+            scan
+        };
+        Ok((SeriesMap::new(found), scan))
+    }
+}
+
+/// The earliest and latest reference time over the steps.
+pub(crate) fn ref_bounds(shift: TimeShift, steps: Steps) -> (i64, i64) {
+    let (a, b) = (shift.reference(steps.start), shift.reference(steps.end));
+    (a.min(b), a.max(b))
+}
+
+pub(crate) fn range_fn_plan(
+    func: RangeFn,
+    steps: Steps,
+    input: RangeInput,
+    args: Vec<f64>,
+) -> Result<LogicalPlan> {
+    let op = RangeFnOp {
+        func,
+        steps,
+        shift: input.shift,
+        range: input.range,
+        source: input.source,
+        args: args.into_iter().map(crate::plan::Param).collect(),
+    };
+    Ok(PromNode::new(PromOp::RangeFn(op), vec![input.plan])?.into_plan())
+}
+
+/// The selector's matchers as storage matchers; `{a="b" or c="d"}` gives several sets.
+pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Matchers>> {
+    let convert = |ms: &[PMatcher]| -> Result<Matchers> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(name) = &vs.name {
+            out.push(Matcher::equal(labelset::METRIC_NAME, name.clone()));
+        }
+        for m in ms {
+            let op = match m.op {
+                PMatchOp::Equal => MatchOp::Equal,
+                PMatchOp::NotEqual => MatchOp::NotEqual,
+                PMatchOp::Re(_) => MatchOp::RegexMatch,
+                PMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+            };
+            out.push(
+                Matcher::new(op, m.name.clone(), m.value.clone())
+                    .map_err(|e| Error::BadData(e.to_string()))?,
+            );
+        }
+        Ok(Matchers(out))
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![convert(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|set| convert(set))
+            .collect()
+    }
+}
+
+/// The labels `absent(selector)` gives: the equality matchers, except `__name__` and names
+/// matched more than once or otherwise.
+pub(crate) fn absent_labels(vs: &VectorSelector) -> Vec<u8> {
+    let ms = &vs.matchers.matchers;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for m in ms {
+        if m.name == labelset::METRIC_NAME {
+            continue;
+        }
+        let others = ms.iter().filter(|o| o.name == m.name).count();
+        if matches!(m.op, PMatchOp::Equal) && others == 1 {
+            pairs.push((m.name.clone(), m.value.clone()));
+        }
+    }
+    labelset::encode_unsorted(&pairs)
+}

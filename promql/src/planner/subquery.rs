@@ -1,0 +1,53 @@
+//! Subqueries: the inner expression evaluated on its own grid, aligned to multiples of its
+//! step (Prometheus aligns to the epoch), covering every window the outer steps look at.
+
+use promql_parser::parser::SubqueryExpr;
+
+use super::selector::{RangeInput, range_fn_plan, ref_bounds};
+use super::{Planned, Planner, duration_ms};
+use crate::error::{Error, Result};
+use crate::plan::{RangeFn, RangeSource, Steps};
+
+impl Planner<'_> {
+    pub(crate) fn subquery_input(&self, sq: &SubqueryExpr, steps: Steps) -> Result<RangeInput> {
+        let shift = self.shift(&sq.at, &sq.offset);
+        let range = duration_ms(&sq.range);
+        let step = match &sq.step {
+            Some(s) if !s.is_zero() => duration_ms(s),
+            _ => self.opts.subquery_step,
+        };
+        if step <= 0 {
+            return Err(Error::BadData("zero or negative subquery step".into()));
+        }
+        let (lo, hi) = ref_bounds(shift, steps);
+        // The first multiple of the step at or after the earliest window start.
+        let first = lo - range;
+        let mut start = first.div_euclid(step) * step;
+        if start < first {
+            start += step;
+        }
+        let inner = Steps {
+            start,
+            end: hi,
+            step,
+        };
+        let plan = self.vector(&sq.expr, inner)?;
+        Ok(RangeInput {
+            plan,
+            source: RangeSource::Subquery,
+            shift,
+            range,
+        })
+    }
+
+    /// `expr[5m:1m]` as a query's result: the inner points in the window.
+    pub(crate) fn plan_raw_subquery(&self, sq: &SubqueryExpr, steps: Steps) -> Result<Planned> {
+        let input = self.subquery_input(sq, steps)?;
+        Ok(Planned::Matrix(range_fn_plan(
+            RangeFn::Raw,
+            steps,
+            input,
+            vec![],
+        )?))
+    }
+}

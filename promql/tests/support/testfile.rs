@@ -1,0 +1,450 @@
+//! Prometheus's PromQL test-file format (`promql/promqltest`): `load`, `clear`, `eval instant`,
+//! `eval range`, `expect …` and the older `eval_fail` / `eval_ordered` forms.
+
+/// One command of a test file.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Load(Load),
+    Clear,
+    Eval(Eval),
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub line: usize,
+    pub series: Vec<LoadSeries>,
+    /// `load_with_nhcb`, or a series with `{{…}}` samples: native histograms are involved.
+    pub native_histograms: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSeries {
+    pub labels: Vec<(String, String)>,
+    /// (ms, value); staleness markers are `STALE_NAN`.
+    pub samples: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EvalKind {
+    Instant(i64),
+    Range { start: i64, end: i64, step: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Eval {
+    pub line: usize,
+    pub kind: EvalKind,
+    pub expr: String,
+    pub fail: Option<Fail>,
+    pub ordered: bool,
+    /// `expect warn` / `info` and their negations, which this runner cannot check: counted.
+    pub annotations: bool,
+    pub expected: Expected,
+    /// The expected output mentions `{{…}}` (native histograms).
+    pub native_output: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Fail {
+    Any,
+    Msg(String),
+    Regex(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Expected {
+    /// Series with one value (instant) or a point per step (`None` = no point).
+    Series(Vec<(Vec<(String, String)>, Vec<Option<f64>>)>),
+    Scalar(f64),
+    String(String),
+    /// `expect range vector from … to … step …` and its series.
+    RangeVector {
+        start: i64,
+        step: i64,
+        series: Vec<(Vec<(String, String)>, Vec<Option<f64>>)>,
+    },
+}
+
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn parse(text: &str) -> Result<Vec<Command>, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        let no = i + 1;
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let body = |i: &mut usize| -> Vec<(usize, String)> {
+            let mut b = Vec::new();
+            while *i < lines.len() {
+                let l = lines[*i];
+                if l.trim().starts_with('#') {
+                    *i += 1;
+                    continue;
+                }
+                if l.trim().is_empty() || !l.starts_with([' ', '\t']) {
+                    break;
+                }
+                b.push((*i + 1, l.trim().to_string()));
+                *i += 1;
+            }
+            b
+        };
+        if line == "clear" {
+            out.push(Command::Clear);
+        } else if let Some(rest) = line
+            .strip_prefix("load_with_nhcb ")
+            .map(|r| (r, true))
+            .or_else(|| line.strip_prefix("load ").map(|r| (r, false)))
+        {
+            let (interval, nhcb) = rest;
+            let interval =
+                parse_duration(interval.trim()).ok_or(format!("line {no}: bad interval"))?;
+            let mut load = Load {
+                line: no,
+                series: Vec::new(),
+                native_histograms: Vec::new(),
+            };
+            for (ln, l) in body(&mut i) {
+                let (labels, rest) = parse_labels(&l).map_err(|e| format!("line {ln}: {e}"))?;
+                let name = labels
+                    .iter()
+                    .find(|(n, _)| n == "__name__")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                if nhcb || rest.contains("{{") {
+                    load.native_histograms.push(name);
+                    if rest.contains("{{") {
+                        continue;
+                    }
+                }
+                let values = expand_values(rest).map_err(|e| format!("line {ln}: {e}"))?;
+                let samples = values
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| v.map(|v| (k as i64 * interval, v)))
+                    .collect();
+                load.series.push(LoadSeries { labels, samples });
+            }
+            out.push(Command::Load(load));
+        } else if line.starts_with("eval") {
+            let (head, rest) = line.split_once(' ').ok_or(format!("line {no}: bad eval"))?;
+            let mut fail = None;
+            let mut ordered = false;
+            match head {
+                "eval" => {}
+                "eval_fail" => fail = Some(Fail::Any),
+                "eval_ordered" => ordered = true,
+                "eval_warn" | "eval_info" => {}
+                other => return Err(format!("line {no}: unknown command {other}")),
+            }
+            let (kind, expr) = if let Some(r) = rest.strip_prefix("instant at ") {
+                let (t, e) = r.split_once(' ').ok_or(format!("line {no}: bad eval"))?;
+                (
+                    EvalKind::Instant(parse_duration(t).ok_or(format!("line {no}: bad time {t}"))?),
+                    e.trim().to_string(),
+                )
+            } else if let Some(r) = rest.strip_prefix("range from ") {
+                let parts: Vec<&str> = r.splitn(6, ' ').collect();
+                if parts.len() < 6 || parts[1] != "to" || parts[3] != "step" {
+                    return Err(format!("line {no}: bad range eval"));
+                }
+                let p = |s: &str| parse_duration(s).ok_or(format!("line {no}: bad time {s}"));
+                (
+                    EvalKind::Range {
+                        start: p(parts[0])?,
+                        end: p(parts[2])?,
+                        step: p(parts[4])?,
+                    },
+                    parts[5].trim().to_string(),
+                )
+            } else {
+                return Err(format!("line {no}: bad eval"));
+            };
+            let mut eval = Eval {
+                line: no,
+                kind,
+                expr,
+                fail,
+                ordered,
+                annotations: head == "eval_warn" || head == "eval_info",
+                expected: Expected::Series(Vec::new()),
+                native_output: false,
+            };
+            let mut series = Vec::new();
+            let mut range_vector = None;
+            for (ln, l) in body(&mut i) {
+                if let Some(e) = l.strip_prefix("expect ") {
+                    let e = e.trim();
+                    if let Some(f) = e.strip_prefix("fail") {
+                        let f = f.trim();
+                        eval.fail = Some(if let Some(m) = f.strip_prefix("msg:") {
+                            Fail::Msg(m.trim().to_string())
+                        } else if let Some(r) = f.strip_prefix("regex:") {
+                            Fail::Regex(r.trim().to_string())
+                        } else {
+                            Fail::Any
+                        });
+                    } else if e == "ordered" {
+                        eval.ordered = true;
+                    } else if let Some(s) = e.strip_prefix("string ") {
+                        eval.expected = Expected::String(
+                            unquote(s.trim()).ok_or(format!("line {ln}: bad string"))?,
+                        );
+                    } else if let Some(r) = e.strip_prefix("range vector from ") {
+                        let parts: Vec<&str> = r.split_whitespace().collect();
+                        if parts.len() != 5 {
+                            return Err(format!("line {ln}: bad range vector"));
+                        }
+                        let p =
+                            |s: &str| parse_duration(s).ok_or(format!("line {ln}: bad time {s}"));
+                        range_vector = Some((p(parts[0])?, p(parts[4])?));
+                    } else {
+                        // warn, info, no_warn, no_info
+                        eval.annotations = true;
+                    }
+                    continue;
+                }
+                if l.contains("{{") {
+                    eval.native_output = true;
+                    continue;
+                }
+                if series.is_empty() && !l.contains('{') && !l.contains(' ') {
+                    if let Some(v) = parse_value(&l) {
+                        eval.expected = Expected::Scalar(v);
+                        continue;
+                    }
+                }
+                let (labels, rest) = parse_labels(&l).map_err(|e| format!("line {ln}: {e}"))?;
+                let values = expand_values(rest).map_err(|e| format!("line {ln}: {e}"))?;
+                series.push((labels, values));
+            }
+            if let Some((start, step)) = range_vector {
+                eval.expected = Expected::RangeVector {
+                    start,
+                    step,
+                    series,
+                };
+            } else if !series.is_empty() {
+                eval.expected = Expected::Series(series);
+            }
+            out.push(Command::Eval(eval));
+        } else {
+            return Err(format!("line {no}: unknown command {line:?}"));
+        }
+    }
+    Ok(out)
+}
+
+/// A PromQL duration (`1h30m`, `90s`, `10s53ms`) or a bare number of seconds, in ms.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let ms = if let Ok(secs) = s.parse::<f64>() {
+        (secs * 1000.0).round() as i64
+    } else {
+        let mut total = 0i64;
+        let mut num = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let n: i64 = num.parse().ok()?;
+            num.clear();
+            let unit = match c {
+                'm' if chars.peek() == Some(&'s') => {
+                    chars.next();
+                    1
+                }
+                'y' => 365 * 86_400_000,
+                'w' => 7 * 86_400_000,
+                'd' => 86_400_000,
+                'h' => 3_600_000,
+                'm' => 60_000,
+                's' => 1000,
+                _ => return None,
+            };
+            total += n * unit;
+        }
+        if !num.is_empty() {
+            return None;
+        }
+        total
+    };
+    Some(if neg { -ms } else { ms })
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        "stale" => Some(f64::from_bits(STALE_NAN)),
+        _ => {
+            if let Some(h) = s.strip_prefix("0x") {
+                return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
+            }
+            s.parse::<f64>().ok()
+        }
+    }
+}
+
+/// Expands `1+2x3 _ 5 _x2 stale` into one value per step (`None` for `_`).
+pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
+    let mut out = Vec::new();
+    for tok in s.split_whitespace() {
+        if tok == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| format!("bad token {tok}"))?;
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        if let Some(v) = parse_value(tok) {
+            out.push(Some(v));
+            continue;
+        }
+        // start[+-]incxN or startxN
+        let (head, times) = tok.rsplit_once('x').ok_or(format!("bad token {tok}"))?;
+        let times: usize = times.parse().map_err(|_| format!("bad token {tok}"))?;
+        let bytes = head.as_bytes();
+        let sep = (1..bytes.len()).find(|&i| {
+            (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
+        });
+        let (start, inc) = match sep {
+            Some(i) => {
+                let inc = parse_value(&head[i + 1..]).ok_or(format!("bad token {tok}"))?;
+                let inc = if bytes[i] == b'-' { -inc } else { inc };
+                (
+                    parse_value(&head[..i]).ok_or(format!("bad token {tok}"))?,
+                    inc,
+                )
+            }
+            None => (parse_value(head).ok_or(format!("bad token {tok}"))?, 0.0),
+        };
+        if start.to_bits() == STALE_NAN {
+            out.extend(std::iter::repeat_n(Some(start), times + 1));
+            continue;
+        }
+        for k in 0..=times {
+            out.push(Some(start + inc * k as f64));
+        }
+    }
+    Ok(out)
+}
+
+/// `name{a="b", "c"="d"}` (either part optional) and the rest of the line.
+pub fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+    let mut labels = Vec::new();
+    let s = s.trim_start();
+    let name_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(s.len());
+    if name_end > 0 {
+        labels.push(("__name__".to_string(), s[..name_end].to_string()));
+    }
+    let mut rest = &s[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut r = inner.trim_start();
+        loop {
+            if let Some(after) = r.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (name, after) = if r.starts_with('"') {
+                read_quoted(r)?
+            } else {
+                let end = r
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))
+                    .unwrap_or(r.len());
+                (r[..end].to_string(), &r[end..])
+            };
+            let after = after.trim_start();
+            if let Some(v) = after.strip_prefix('=') {
+                let (value, after) = read_quoted(v.trim_start())?;
+                labels.push((name, value));
+                r = after.trim_start();
+            } else {
+                // A bare quoted string is the metric name.
+                labels.push(("__name__".to_string(), name));
+                r = after;
+            }
+            r = r.trim_start();
+            if let Some(after) = r.strip_prefix(',') {
+                r = after.trim_start();
+            }
+        }
+    }
+    labels.retain(|(_, v)| !v.is_empty());
+    labels.sort();
+    Ok((labels, rest.trim()))
+}
+
+fn read_quoted(s: &str) -> Result<(String, &str), String> {
+    let q = s.chars().next().ok_or("expected a quoted string")?;
+    if q != '"' && q != '\'' && q != '`' {
+        return Err(format!("expected a quoted string at {s:?}"));
+    }
+    let mut out = String::new();
+    let mut chars = s[1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == q {
+            return Ok((out, &s[1 + i + 1..]));
+        }
+        if c == '\\' && q != '`' {
+            match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, '\\')) => out.push('\\'),
+                Some((_, '"')) => out.push('"'),
+                Some((_, '\'')) => out.push('\''),
+                Some((_, c)) => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                None => break,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Err(format!("unterminated string in {s:?}"))
+}
+
+fn unquote(s: &str) -> Option<String> {
+    read_quoted(s).ok().map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_expand_as_prometheus_documents() {
+        assert_eq!(
+            expand_values("1+2x3 _ 10-1x2 _x2").unwrap(),
+            vec![
+                Some(1.0),
+                Some(3.0),
+                Some(5.0),
+                Some(7.0),
+                None,
+                Some(10.0),
+                Some(9.0),
+                Some(8.0),
+                None,
+                None
+            ]
+        );
+    }
+}
