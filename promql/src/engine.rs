@@ -124,17 +124,24 @@ impl Engine {
             }
             Planned::Vector(_) => {
                 let mut out: Vec<Sample> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                let mut duplicate = false;
                 for_rows(&batches, |l, ts, v| {
+                    let labels = labelset::finish(l);
+                    duplicate |= !seen.insert(labels.clone());
                     out.push(Sample {
-                        labels: decode(l),
+                        labels: decode(&labels),
                         t: ts,
                         v,
                     })
                 });
+                if duplicate {
+                    return Err(duplicate_labelset());
+                }
                 order_vector(&mut out, Planner::result_order(&expr), &expr);
                 Value::Vector(out)
             }
-            Planned::Matrix(_) => Value::Matrix(to_matrix(&batches)),
+            Planned::Matrix(_) => Value::Matrix(to_matrix(&batches)?),
         })
     }
 
@@ -173,7 +180,7 @@ impl Engine {
                     }]
                 })
             }
-            Planned::Vector(_) => Value::Matrix(to_matrix(&batches)),
+            Planned::Vector(_) => Value::Matrix(to_matrix(&batches)?),
             Planned::String(_) | Planned::Matrix(_) => {
                 return Err(Error::BadData(
                     "invalid expression type for range query, must be Scalar or instant Vector"
@@ -291,23 +298,30 @@ fn scalar_rows(batches: &[RecordBatch]) -> Vec<(i64, f64)> {
     out
 }
 
-fn to_matrix(batches: &[RecordBatch]) -> Vec<Series> {
+fn duplicate_labelset() -> Error {
+    Error::Execution("vector cannot contain metrics with the same labelset".into())
+}
+
+/// Series by their final label set. Series whose names were dropped may end up with the
+/// same labels: they merge, unless two of them have a point at the same time.
+fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
     let mut by: BTreeMap<Vec<u8>, Vec<(i64, f64)>> = BTreeMap::new();
     for_rows(batches, |l, t, v| {
-        by.entry(l.to_vec()).or_default().push((t, v))
+        by.entry(labelset::finish(l)).or_default().push((t, v))
     });
-    let mut out: Vec<Series> = by
-        .into_iter()
-        .map(|(l, mut points)| {
-            points.sort_by_key(|p| p.0);
-            Series {
-                labels: decode(&l),
-                points,
-            }
-        })
-        .collect();
+    let mut out = Vec::with_capacity(by.len());
+    for (l, mut points) in by {
+        points.sort_by_key(|p| p.0);
+        if points.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(duplicate_labelset());
+        }
+        out.push(Series {
+            labels: decode(&l),
+            points,
+        });
+    }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
+    Ok(out)
 }
 
 fn order_vector(out: &mut [Sample], order: ResultOrder, expr: &parser::Expr) {
@@ -338,7 +352,7 @@ fn order_vector(out: &mut [Sample], order: ResultOrder, expr: &parser::Expr) {
                             .map(|(_, v)| v.clone())
                             .unwrap_or_default()
                     };
-                    let o = get(a).cmp(&get(b));
+                    let o = natural_cmp(&get(a), &get(b));
                     if o.is_ne() {
                         return if desc { o.reverse() } else { o };
                     }
@@ -346,6 +360,38 @@ fn order_vector(out: &mut [Sample], order: ResultOrder, expr: &parser::Expr) {
                 let o = a.labels.cmp(&b.labels);
                 if desc { o.reverse() } else { o }
             });
+        }
+    }
+}
+
+/// Natural order: digit runs compare as numbers (`"2" < "10"`, `"1.2.3" < "1.11.3"`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let n = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let m = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (p, q) = (&x[..n], &y[..m]);
+                let strip = |s: &[u8]| -> usize { s.iter().take_while(|c| **c == b'0').count() };
+                let (p2, q2) = (&p[strip(p)..], &q[strip(q)..]);
+                let o = p2.len().cmp(&q2.len()).then(p2.cmp(q2));
+                if o.is_ne() {
+                    return o;
+                }
+                x = &x[n..];
+                y = &y[m..];
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
         }
     }
 }

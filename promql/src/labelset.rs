@@ -5,6 +5,11 @@
 //! exactly when their encodings are: grouping, joining and hashing work on the bytes.
 
 pub const METRIC_NAME: &str = "__name__";
+/// A pseudo-label marking `__name__` for removal at the end of the query (Prometheus 3's
+/// delayed name removal): functions and operators that drop the name set it, so the name
+/// stays visible to `label_replace`, `by (__name__)` and matching until the result is built.
+/// `\x01` sorts before every real label name, so the mark is always first.
+pub const DROP_NAME: &str = "\u{1}";
 const NAME_END: u8 = 0xFF;
 const PAIR_END: u8 = 0xFE;
 
@@ -79,11 +84,32 @@ pub fn drop(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
     }
 }
 
-/// The set without `__name__`.
+/// The set without `__name__` (and its drop mark).
 pub fn drop_name(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    drop(bytes, &[METRIC_NAME.to_string()], &mut out);
+    drop(bytes, &[METRIC_NAME.to_string(), DROP_NAME.to_string()], &mut out);
     out
+}
+
+/// The set with its `__name__` marked for removal at the end of the query.
+pub fn mark_drop_name(bytes: &[u8]) -> Vec<u8> {
+    if has_drop_mark(bytes) || get(bytes, METRIC_NAME).is_none() {
+        return bytes.to_vec();
+    }
+    set(bytes, DROP_NAME, "1")
+}
+
+pub fn has_drop_mark(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x01\xFF")
+}
+
+/// The set as a query returns it: a marked `__name__` removed.
+pub fn finish(bytes: &[u8]) -> Vec<u8> {
+    if has_drop_mark(bytes) {
+        drop_name(bytes)
+    } else {
+        bytes.to_vec()
+    }
 }
 
 /// The set with `name` set to `value` (removed when `value` is empty).
@@ -108,7 +134,10 @@ pub fn set(bytes: &[u8], name: &str, value: &str) -> Vec<u8> {
 
 /// `{a="b", c="d"}` in Prometheus's notation, for messages.
 pub fn display(bytes: &[u8]) -> String {
-    let inner: Vec<String> = pairs(bytes).map(|(n, v)| format!("{n}={v:?}")).collect();
+    let inner: Vec<String> = pairs(bytes)
+        .filter(|(n, _)| *n != DROP_NAME)
+        .map(|(n, v)| format!("{n}={v:?}"))
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
@@ -123,10 +152,16 @@ pub enum Grouping {
 impl Grouping {
     pub fn key(&self, labels: &[u8], out: &mut Vec<u8>) {
         match self {
-            Grouping::By(names) => keep(labels, names, out),
+            Grouping::By(names) => {
+                keep(labels, names, out);
+                // Grouping by a name that is due to be dropped keeps the mark with it.
+                if has_drop_mark(labels) && names.iter().any(|n| n == METRIC_NAME) {
+                    *out = set(out, DROP_NAME, "1");
+                }
+            }
             Grouping::Without(names) => {
                 drop(labels, names, out);
-                if get(out, METRIC_NAME).is_some() {
+                if get(out, METRIC_NAME).is_some() || has_drop_mark(out) {
                     *out = drop_name(out);
                 }
             }
@@ -170,5 +205,17 @@ mod tests {
         drop(&e, &["b".to_string()], &mut out);
         assert_eq!(out, encode([("__name__", "m"), ("a", "1")]));
         assert_eq!(drop_name(&e), encode([("a", "1"), ("b", "2")]));
+        let upper = encode([("A", "x"), ("__name__", "m")]);
+        assert_eq!(drop_name(&upper), encode([("A", "x")]));
+    }
+
+    #[test]
+    fn a_marked_name_stays_until_the_result_is_finished() {
+        let e = encode([("__name__", "m"), ("a", "1")]);
+        let marked = mark_drop_name(&e);
+        assert_eq!(get(&marked, METRIC_NAME), Some("m"));
+        assert!(has_drop_mark(&marked));
+        assert_eq!(finish(&marked), encode([("a", "1")]));
+        assert_eq!(finish(&e), e);
     }
 }

@@ -68,8 +68,8 @@ impl AggKind {
             AggKind::Count => vs.len() as f64,
             AggKind::Group => 1.0,
             AggKind::Stddev | AggKind::Stdvar => {
-                let (mut mean, mut var, mut n) = (vs[0], 0.0, 1.0);
-                for v in &vs[1..] {
+                let (mut mean, mut var, mut n) = (0.0, 0.0, 0.0);
+                for v in vs.iter() {
                     n += 1.0;
                     let delta = v - mean;
                     mean += delta / n;

@@ -179,6 +179,9 @@ pub fn eval(f: RangeFn, ts: &[i64], vs: &[f64], w: &Window) -> Option<f64> {
         StddevOverTime => variance(vs.iter().copied()).sqrt(),
         StdvarOverTime => variance(vs.iter().copied()),
         MadOverTime => {
+            if vs.iter().any(|v| v.is_nan()) {
+                return Some(f64::NAN);
+            }
             let mut v = vs.to_vec();
             let median = quantile(0.5, &mut v);
             let mut dev: Vec<f64> = vs.iter().map(|x| (x - median).abs()).collect();

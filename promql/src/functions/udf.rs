@@ -109,7 +109,8 @@ impl ScalarUDFImpl for CompareFn {
 /// A rewrite of the encoded label set.
 #[derive(Debug, Clone)]
 pub enum LabelsKind {
-    DropName,
+    /// Marks `__name__` for removal at the end of the query.
+    MarkDropName,
     /// The grouping key of an aggregation.
     Group(Grouping),
     Replace {
@@ -128,7 +129,7 @@ pub enum LabelsKind {
 impl LabelsKind {
     fn describe(&self) -> String {
         match self {
-            LabelsKind::DropName => "drop_name".into(),
+            LabelsKind::MarkDropName => "drop_name".into(),
             LabelsKind::Group(g) => format!("group {g:?}"),
             LabelsKind::Replace {
                 dst,
@@ -149,7 +150,7 @@ impl LabelsKind {
 
     fn apply(&self, labels: &[u8], out: &mut Vec<u8>) {
         match self {
-            LabelsKind::DropName => *out = labelset::drop_name(labels),
+            LabelsKind::MarkDropName => *out = labelset::mark_drop_name(labels),
             LabelsKind::Group(g) => g.key(labels, out),
             LabelsKind::Replace {
                 dst,
@@ -162,7 +163,7 @@ impl LabelsKind {
                     Some(c) => {
                         let mut res = String::new();
                         c.expand(replacement, &mut res);
-                        *out = labelset::set(labels, dst, &res);
+                        *out = set_label(labels, dst, &res);
                     }
                     None => {
                         out.clear();
@@ -179,10 +180,19 @@ impl LabelsKind {
                     .iter()
                     .map(|s| labelset::get(labels, s).unwrap_or(""))
                     .collect();
-                *out = labelset::set(labels, dst, &joined.join(separator));
+                *out = set_label(labels, dst, &joined.join(separator));
             }
         }
     }
+}
+
+/// Sets a label; setting `__name__` itself keeps it (drops a pending removal mark).
+fn set_label(labels: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let out = labelset::set(labels, name, value);
+    if name == labelset::METRIC_NAME && labelset::has_drop_mark(&out) {
+        return labelset::set(&out, labelset::DROP_NAME, "");
+    }
+    out
 }
 
 /// `labels -> labels'`.
@@ -210,7 +220,7 @@ impl Hash for LabelsFn {
 impl LabelsFn {
     pub fn call(kind: LabelsKind, labels: Expr) -> Expr {
         let name = match &kind {
-            LabelsKind::DropName => "prom_drop_name",
+            LabelsKind::MarkDropName => "prom_drop_name",
             LabelsKind::Group(_) => "prom_group_key",
             LabelsKind::Replace { .. } => "prom_label_replace",
             LabelsKind::Join { .. } => "prom_label_join",

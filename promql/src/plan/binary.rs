@@ -125,7 +125,12 @@ struct Row {
 impl BinaryOp {
     fn signature(&self, labels: &[u8], out: &mut Vec<u8>) {
         match &self.matching {
-            Matching::On(names) => labelset::keep(labels, names, out),
+            Matching::On(names) => {
+                labelset::keep(labels, names, out);
+                if labelset::has_drop_mark(out) {
+                    *out = labelset::set(out, labelset::DROP_NAME, "");
+                }
+            }
             Matching::Ignoring(names) => {
                 labelset::drop(labels, names, out);
                 *out = labelset::drop_name(out);
@@ -224,19 +229,28 @@ impl BinaryOp {
                         m
                     }
                 };
+                let mut pair = [labelset::display(&r.labels), labelset::display(&dup.labels)];
+                pair.sort();
                 return Err(Error::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                     labelset::display(&matched),
-                    labelset::display(&r.labels),
-                    labelset::display(&dup.labels)
+                    pair[0],
+                    pair[1]
                 )));
             }
             ones.insert(sig.clone(), r);
         }
         let mut matched: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
+        let mut one_to_one_seen: HashSet<Vec<u8>> = HashSet::new();
         for m in many {
             self.signature(&m.labels, &mut sig);
             let Some(o) = ones.get(&sig) else { continue };
+            // Ambiguous one-to-one matches fail even when the comparison filters them out.
+            if self.card == Cardinality::OneToOne && !one_to_one_seen.insert(sig.clone()) {
+                return Err(Error::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
             let (fl, fr) = if swapped {
                 (o.value, m.value)
             } else {
@@ -251,11 +265,6 @@ impl BinaryOp {
             let labels = self.result_labels(&m.labels, &o.labels);
             match matched.get_mut(&sig) {
                 Some(seen) => {
-                    if self.card == Cardinality::OneToOne {
-                        return Err(Error::Execution(
-                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                        ));
-                    }
                     if !seen.insert(labels.clone()) {
                         return Err(Error::Execution(
                             "multiple matches for labels: grouping labels must ensure unique matches".into(),
@@ -273,7 +282,7 @@ impl BinaryOp {
 
     fn result_labels(&self, many: &[u8], one: &[u8]) -> Vec<u8> {
         let mut labels = if self.op.drops_name() || self.return_bool {
-            labelset::drop_name(many)
+            labelset::mark_drop_name(many)
         } else {
             many.to_vec()
         };

@@ -20,7 +20,11 @@ impl HistogramQuantileOp {
     pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
         let mut groups: HashMap<(i64, Vec<u8>), Vec<(f64, f64)>> = HashMap::new();
         let mut order = Vec::new();
-        let le = ["le".to_string(), labelset::METRIC_NAME.to_string()];
+        let le = [
+            "le".to_string(),
+            labelset::METRIC_NAME.to_string(),
+            labelset::DROP_NAME.to_string(),
+        ];
         for_each_vector_row(input, |l, t, v| {
             let Some(upper) = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok()) else {
                 return;

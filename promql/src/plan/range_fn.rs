@@ -66,7 +66,7 @@ impl RangeFnOp {
             let labels = if self.func.keeps_name() {
                 s.labels.clone()
             } else {
-                labelset::drop_name(&s.labels)
+                labelset::mark_drop_name(&s.labels)
             };
             let (mut lo, mut hi) = (0, 0);
             for t in self.steps.iter() {

@@ -28,7 +28,10 @@ impl TopKOp {
     pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
         let k = self.k.0;
         let mut out = VectorBuilder::default();
-        if k.is_nan() || k < 1.0 {
+        if k.is_nan() {
+            return Err(Error::Execution("Parameter value is NaN".into()));
+        }
+        if k < 1.0 {
             return out.finish();
         }
         if k >= 9.223_372_036_854_776e18 {

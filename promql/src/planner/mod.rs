@@ -195,7 +195,7 @@ pub(crate) fn project_vector(
     drop_name: bool,
 ) -> Result<LogicalPlan> {
     let labels = if drop_name {
-        LabelsFn::call(LabelsKind::DropName, col("labels"))
+        LabelsFn::call(LabelsKind::MarkDropName, col("labels"))
     } else {
         col("labels")
     };

@@ -117,6 +117,12 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
                 if nhcb || rest.contains("{{") {
+                    // load_with_nhcb turns `x_bucket`, `x_sum`, `x_count` into native `x`.
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        if let Some(base) = name.strip_suffix(suffix) {
+                            load.native_histograms.push(base.to_string());
+                        }
+                    }
                     load.native_histograms.push(name);
                     if rest.contains("{{") {
                         continue;
