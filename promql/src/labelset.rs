@@ -150,15 +150,16 @@ pub enum Grouping {
 }
 
 impl Grouping {
+    /// Whether the key keeps `__name__` (so a pending removal must be carried along).
+    pub fn keeps_name(&self) -> bool {
+        matches!(self, Grouping::By(n) if n.iter().any(|n| n == METRIC_NAME))
+    }
+
     pub fn key(&self, labels: &[u8], out: &mut Vec<u8>) {
         match self {
-            Grouping::By(names) => {
-                keep(labels, names, out);
-                // Grouping by a name that is due to be dropped keeps the mark with it.
-                if has_drop_mark(labels) && names.iter().any(|n| n == METRIC_NAME) {
-                    *out = set(out, DROP_NAME, "1");
-                }
-            }
+            // A pending removal of `__name__` is not part of the key: the aggregation carries
+            // it separately (see `planner::aggregate`).
+            Grouping::By(names) => keep(labels, names, out),
             Grouping::Without(names) => {
                 drop(labels, names, out);
                 if get(out, METRIC_NAME).is_some() || has_drop_mark(out) {

@@ -13,7 +13,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use super::{kahan_inc, mean, quantile};
@@ -104,7 +104,13 @@ impl PromAggregate {
         Arc::new(AggregateUDF::new_from_impl(PromAggregate {
             kind,
             name,
-            signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Float64]),
+                    TypeSignature::Exact(vec![DataType::Float64, DataType::Float64]),
+                ],
+                Volatility::Immutable,
+            ),
         }))
     }
 }
@@ -126,15 +132,19 @@ impl AggregateUDFImpl for PromAggregate {
         Ok(Box::new(Values {
             kind: self.kind,
             values: Vec::new(),
+            param: None,
         }))
     }
 
     fn state_fields(&self, _args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            "values",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
-            true,
-        ))])
+        Ok(vec![
+            Arc::new(Field::new(
+                "values",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
+                true,
+            )),
+            Arc::new(Field::new("param", DataType::Float64, true)),
+        ])
     }
 }
 
@@ -144,12 +154,20 @@ impl AggregateUDFImpl for PromAggregate {
 struct Values {
     kind: AggKind,
     values: Vec<f64>,
+    /// The parameter when it comes per row (the same within a step).
+    param: Option<f64>,
 }
 
 impl Accumulator for Values {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let a = values[0].as_primitive::<Float64Type>();
         self.values.extend(a.iter().flatten());
+        if let Some(p) = values.get(1) {
+            let p = p.as_primitive::<Float64Type>();
+            if let Some(v) = p.iter().flatten().last() {
+                self.param = Some(v);
+            }
+        }
         Ok(())
     }
 
@@ -157,7 +175,11 @@ impl Accumulator for Values {
         if self.values.is_empty() {
             return Ok(ScalarValue::Float64(None));
         }
-        Ok(ScalarValue::Float64(Some(self.kind.fold(&mut self.values))))
+        let kind = match (self.kind, self.param) {
+            (AggKind::Quantile(_), Some(q)) => AggKind::Quantile(Param(q)),
+            (k, _) => k,
+        };
+        Ok(ScalarValue::Float64(Some(kind.fold(&mut self.values))))
     }
 
     fn size(&self) -> usize {
@@ -168,7 +190,7 @@ impl Accumulator for Values {
         let list = ListArray::from_iter_primitive::<Float64Type, _, _>([Some(
             self.values.iter().map(|v| Some(*v)),
         )]);
-        Ok(vec![ScalarValue::List(Arc::new(list))])
+        Ok(vec![ScalarValue::List(Arc::new(list)), ScalarValue::Float64(self.param)])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
@@ -180,6 +202,11 @@ impl Accumulator for Values {
             let inner = lists.value(i);
             self.values
                 .extend(inner.as_primitive::<Float64Type>().iter().flatten());
+        }
+        if let Some(p) = states.get(1)
+            && let Some(v) = p.as_primitive::<Float64Type>().iter().flatten().last()
+        {
+            self.param = Some(v);
         }
         Ok(())
     }

@@ -263,3 +263,38 @@ impl ScalarUDFImpl for LabelsFn {
         Ok(ColumnarValue::Array(Arc::new(b.finish()) as ArrayRef))
     }
 }
+
+/// Whether the label set's `__name__` is marked for removal.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct HasDropMark {
+    signature: Signature,
+}
+
+impl HasDropMark {
+    pub fn call(labels: Expr) -> Expr {
+        ScalarUDF::new_from_impl(HasDropMark {
+            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+        })
+        .call(vec![labels])
+    }
+}
+
+impl ScalarUDFImpl for HasDropMark {
+    fn name(&self) -> &str {
+        "prom_has_drop_mark"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(&args.args)?;
+        let labels = a[0].as_binary::<i32>();
+        let out: BooleanArray = (0..labels.len())
+            .map(|i| Some(labelset::has_drop_mark(labels.value(i))))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}

@@ -148,9 +148,9 @@ impl PromOp {
         let first = || inputs.first().map(Vec::as_slice).unwrap_or_default();
         match self {
             PromOp::VectorSelect(op) => op.evaluate(first(), guard),
-            PromOp::RangeFn(op) => op.evaluate(first(), guard),
+            PromOp::RangeFn(op) => op.evaluate(first(), inputs.get(1).map(Vec::as_slice), guard),
             PromOp::Binary(op) => op.evaluate(&inputs[0], &inputs[1]),
-            PromOp::TopK(op) => op.evaluate(first()),
+            PromOp::TopK(op) => op.evaluate(first(), inputs.get(1).map(Vec::as_slice)),
             PromOp::CountValues(op) => op.evaluate(first()),
             PromOp::HistogramQuantile(op) => op.evaluate(first()),
             PromOp::Absent(op) => op.evaluate(first()),

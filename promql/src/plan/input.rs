@@ -23,6 +23,19 @@ pub fn for_each_vector_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64
     }
 }
 
+/// Scalar batches as a map from step to value.
+pub fn scalar_by_step(batches: &[RecordBatch]) -> HashMap<i64, f64> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let ts = b.column(0).as_primitive::<Int64Type>();
+        let vs = b.column(1).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            out.insert(ts.value(i), vs.value(i));
+        }
+    }
+    out
+}
+
 /// One series' samples, sorted by time.
 #[derive(Debug, Default)]
 pub struct SeriesData {

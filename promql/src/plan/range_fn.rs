@@ -5,7 +5,7 @@
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;
 
-use super::input::{VectorBuilder, group_series};
+use super::input::{VectorBuilder, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
 use crate::functions::range::{Window, eval};
@@ -32,14 +32,18 @@ pub struct RangeFnOp {
     pub range: i64,
     pub source: RangeSource,
     pub args: Vec<Param>,
+    /// Which of `args` the node's second input gives per step, if any.
+    pub step_arg: Option<usize>,
 }
 
 impl RangeFnOp {
     pub(super) fn evaluate(
         &self,
         batches: &[RecordBatch],
+        arg_steps: Option<&[RecordBatch]>,
         guard: &QueryGuard,
     ) -> Result<RecordBatch> {
+        let arg_steps = arg_steps.map(scalar_by_step);
         let map = match &self.source {
             RangeSource::Selector(m) => Some(m),
             RangeSource::Subquery => None,
@@ -47,7 +51,9 @@ impl RangeFnOp {
         let mut series = group_series(batches, map)?;
         guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
         let args: Vec<f64> = self.args.iter().map(|p| p.0).collect();
-        self.func.validate(&args)?;
+        if self.step_arg.is_none() {
+            self.func.validate(&args)?;
+        }
         let mut out = VectorBuilder::default();
         let mut w = Window {
             step: 0,
@@ -87,6 +93,10 @@ impl RangeFnOp {
                         out.push(&labels, s.ts[i], s.values[i]);
                     }
                     continue;
+                }
+                if let (Some(i), Some(m)) = (self.step_arg, &arg_steps) {
+                    w.args[i] = m.get(&t).copied().unwrap_or(f64::NAN);
+                    self.func.validate(&w.args)?;
                 }
                 w.step = t;
                 w.start = start;

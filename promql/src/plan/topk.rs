@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, for_each_vector_row};
+use super::input::{VectorBuilder, for_each_vector_row, scalar_by_step};
 use crate::error::{Error, Result};
 use crate::labelset::Grouping;
 
@@ -20,26 +20,31 @@ pub enum TopKKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TopKOp {
     pub kind: TopKKind,
+    /// k, unless the node's second input gives it per step.
     pub k: Param,
     pub grouping: Grouping,
 }
 
 impl TopKOp {
-    pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
-        let k = self.k.0;
+    pub(super) fn evaluate(&self, input: &[RecordBatch], k_steps: Option<&[RecordBatch]>) -> Result<RecordBatch> {
+        let per_step = k_steps.map(scalar_by_step);
+        let k_at = |t: i64| -> Result<usize> {
+            let k = match &per_step {
+                Some(m) => m.get(&t).copied().unwrap_or(f64::NAN),
+                None => self.k.0,
+            };
+            if k.is_nan() {
+                return Err(Error::Execution("Parameter value is NaN".into()));
+            }
+            if k >= 9.223_372_036_854_776e18 {
+                return Err(Error::Execution(format!("scalar value {k} overflows int64")));
+            }
+            Ok(if k < 1.0 { 0 } else { k as usize })
+        };
+        if per_step.is_none() {
+            k_at(0)?;
+        }
         let mut out = VectorBuilder::default();
-        if k.is_nan() {
-            return Err(Error::Execution("Parameter value is NaN".into()));
-        }
-        if k < 1.0 {
-            return out.finish();
-        }
-        if k >= 9.223_372_036_854_776e18 {
-            return Err(Error::Execution(format!(
-                "scalar value {k} overflows int64"
-            )));
-        }
-        let k = k as usize;
         // (step, group) -> rows, groups in order of first appearance
         let mut groups: HashMap<(i64, Vec<u8>), Vec<(Vec<u8>, f64)>> = HashMap::new();
         let mut order: Vec<(i64, Vec<u8>)> = Vec::new();
@@ -61,6 +66,7 @@ impl TopKOp {
                 TopKKind::Bottom => rows.sort_by(|a, b| rank_low(a.1).total_cmp(&rank_low(b.1))),
                 TopKKind::Limit => rows.sort_by(|a, b| a.0.cmp(&b.0)),
             }
+            let k = k_at(g.0)?;
             for (l, v) in rows.into_iter().take(k) {
                 out.push(&l, g.0, v);
             }

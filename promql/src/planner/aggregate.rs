@@ -2,13 +2,15 @@
 //! `stdvar`, `quantile`) are DataFusion `Aggregate`s grouped by (label key, step); `topk`,
 //! `bottomk`, `limitk` and `count_values` keep or make label sets and are extension nodes.
 
-use datafusion::logical_expr::{LogicalPlanBuilder, col};
+use datafusion::common::JoinType;
+use datafusion::functions_aggregate::expr_fn::bool_or;
+use datafusion::logical_expr::{LogicalPlanBuilder, col, when};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::{Planned, Planner};
+use super::{ParamPlan, Planned, Planner};
 use crate::error::{Error, Result};
 use crate::functions::aggregate::{AggKind, PromAggregate};
-use crate::functions::udf::{LabelsFn, LabelsKind};
+use crate::functions::udf::{HasDropMark, LabelsFn, LabelsKind};
 use crate::labelset::Grouping;
 use crate::plan::{CountValuesOp, Param, PromNode, PromOp, Steps, TopKKind, TopKOp};
 
@@ -32,17 +34,21 @@ impl Planner<'_> {
                     .param
                     .as_deref()
                     .ok_or_else(|| Error::BadData(format!("{op} needs a parameter")))?;
-                let k = self.constant(param, steps, &op)?;
                 let kind = match op.as_str() {
                     "topk" => TopKKind::Top,
                     "bottomk" => TopKKind::Bottom,
                     _ => TopKKind::Limit,
                 };
-                node(PromOp::TopK(TopKOp {
+                let (k, inputs) = match self.param(param, steps, &op)? {
+                    ParamPlan::Const(k) => (k, vec![input]),
+                    ParamPlan::Steps(p) => (f64::NAN, vec![input, p]),
+                };
+                let op = PromOp::TopK(TopKOp {
                     kind,
                     k: Param(k),
                     grouping,
-                }))
+                });
+                Ok(Planned::Vector(PromNode::new(op, inputs)?.into_plan()))
             }
             "count_values" => {
                 let param = a
@@ -57,23 +63,46 @@ impl Planner<'_> {
             }
             name => {
                 let param = match &a.param {
-                    Some(p) => Some(self.constant(p, steps, name)?),
+                    Some(p) => Some(self.param(p, steps, name)?),
                     None => None,
                 };
-                let kind = AggKind::from_name(name, param).ok_or_else(|| {
+                // A parameter per step (quantile(scalar(x), …)) joins in as a second argument.
+                let (input, args, constant) = match param {
+                    Some(ParamPlan::Steps(p)) => {
+                        let renamed = LogicalPlanBuilder::from(p)
+                            .project(vec![col("ts").alias("p_ts"), col("value").alias("p_value")])?
+                            .build()?;
+                        let joined = LogicalPlanBuilder::from(input)
+                            .join(renamed, JoinType::Inner, (vec!["ts"], vec!["p_ts"]), None)?
+                            .build()?;
+                        (joined, vec![col("value"), col("p_value")], Some(f64::NAN))
+                    }
+                    Some(ParamPlan::Const(v)) => (input, vec![col("value")], Some(v)),
+                    None => (input, vec![col("value")], None),
+                };
+                let kind = AggKind::from_name(name, constant).ok_or_else(|| {
                     Error::BadData(format!("aggregation {name} is not supported"))
                 })?;
+                let keeps_name = grouping.keeps_name();
                 let key = LabelsFn::call(LabelsKind::Group(grouping), col("labels"));
-                let plan = LogicalPlanBuilder::from(input)
-                    .aggregate(
-                        vec![key.alias("labels"), col("ts")],
-                        vec![
-                            PromAggregate::udaf(kind)
-                                .call(vec![col("value")])
-                                .alias("value"),
-                        ],
-                    )?
+                let mut aggs = vec![PromAggregate::udaf(kind).call(args).alias("value")];
+                if keeps_name {
+                    // `by (__name__)`: the name goes at the end if any input series drops it.
+                    aggs.push(bool_or(HasDropMark::call(col("labels"))).alias("drop_mark"));
+                }
+                let mut plan = LogicalPlanBuilder::from(input)
+                    .aggregate(vec![key.alias("labels"), col("ts")], aggs)?
                     .build()?;
+                if keeps_name {
+                    let labels = when(
+                        col("drop_mark"),
+                        LabelsFn::call(LabelsKind::MarkDropName, col("labels")),
+                    )
+                    .otherwise(col("labels"))?;
+                    plan = LogicalPlanBuilder::from(plan)
+                        .project(vec![labels.alias("labels"), col("ts"), col("value")])?
+                        .build()?;
+                }
                 Ok(Planned::Vector(plan))
             }
         }

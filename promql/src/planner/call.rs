@@ -220,7 +220,7 @@ impl Planner<'_> {
         };
         let params = params
             .into_iter()
-            .map(|p| self.constant(p, steps, name))
+            .map(|p| self.param(p, steps, name))
             .collect::<Result<Vec<_>>>()?;
         let input = self.range_input(range_arg, steps)?;
         let absent = (name == "absent_over_time").then(|| match unwrap_matrix(range_arg) {

@@ -50,6 +50,13 @@ impl Planned {
     }
 }
 
+/// A function or aggregation parameter: known at plan time, or a scalar plan per step.
+#[derive(Debug, Clone)]
+pub enum ParamPlan {
+    Const(f64),
+    Steps(LogicalPlan),
+}
+
 /// How the result of an instant query is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultOrder {
@@ -139,6 +146,18 @@ impl Planner<'_> {
             Planned::Vector(p) => Ok(p),
             other => Err(Error::BadData(format!(
                 "expected type instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// A parameter that is a number or a scalar per step.
+    fn param(&self, e: &Expr, steps: Steps, what: &str) -> Result<ParamPlan> {
+        match self.plan(e, steps)? {
+            Planned::Const(v) => Ok(ParamPlan::Const(v)),
+            Planned::Scalar(p) => Ok(ParamPlan::Steps(p)),
+            other => Err(Error::BadData(format!(
+                "{what}: expected type scalar in the parameter, got {}",
                 other.type_name()
             ))),
         }

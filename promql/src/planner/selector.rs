@@ -7,11 +7,11 @@ use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 use quiver_storage::{MatchOp, Matcher, Matchers};
 
-use super::{Planned, Planner, duration_ms};
+use super::{ParamPlan, Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
 use crate::labelset;
 use crate::plan::{
-    PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift, VectorSelectOp,
+    Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift, VectorSelectOp,
 };
 
 /// A selector's samples, ready for a range function.
@@ -130,17 +130,36 @@ pub(crate) fn range_fn_plan(
     func: RangeFn,
     steps: Steps,
     input: RangeInput,
-    args: Vec<f64>,
+    params: Vec<ParamPlan>,
 ) -> Result<LogicalPlan> {
+    let mut args = Vec::with_capacity(params.len());
+    let mut step_arg = None;
+    let mut inputs = vec![input.plan];
+    for (i, p) in params.into_iter().enumerate() {
+        match p {
+            ParamPlan::Const(v) => args.push(Param(v)),
+            ParamPlan::Steps(plan) if step_arg.is_none() => {
+                step_arg = Some(i);
+                args.push(Param(f64::NAN));
+                inputs.push(plan);
+            }
+            ParamPlan::Steps(_) => {
+                return Err(Error::BadData(
+                    "only one parameter per function may vary by step".into(),
+                ));
+            }
+        }
+    }
     let op = RangeFnOp {
         func,
         steps,
         shift: input.shift,
         range: input.range,
         source: input.source,
-        args: args.into_iter().map(crate::plan::Param).collect(),
+        args,
+        step_arg,
     };
-    Ok(PromNode::new(PromOp::RangeFn(op), vec![input.plan])?.into_plan())
+    Ok(PromNode::new(PromOp::RangeFn(op), inputs)?.into_plan())
 }
 
 /// The selector's matchers as storage matchers; `{a="b" or c="d"}` gives several sets.

@@ -294,12 +294,8 @@ fn parse_value(s: &str) -> Option<f64> {
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
         "NaN" | "nan" => Some(f64::NAN),
         "stale" => Some(f64::from_bits(STALE_NAN)),
-        _ => {
-            if let Some(h) = s.strip_prefix("0x") {
-                return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
-            }
-            s.parse::<f64>().ok()
-        }
+        // `0x3` is "0 three more times", never hex.
+        _ => s.parse::<f64>().ok(),
     }
 }
 
