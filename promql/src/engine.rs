@@ -112,7 +112,12 @@ impl Engine {
 
     /// An instant query at `t` (ms).
     pub async fn instant(&self, query: &str, t: i64) -> Result<Value> {
-        let expr = parse(query)?;
+        self.instant_expr(&parse(query)?, t).await
+    }
+
+    /// An instant query of an already parsed expression (rules parse once, run often).
+    pub async fn instant_expr(&self, expr: &parser::Expr, t: i64) -> Result<Value> {
+        let expr = expr.clone();
         let steps = Steps::instant(t);
         let (planned, batches) = self.run(&expr, steps).await?;
         Ok(match planned {
@@ -147,7 +152,18 @@ impl Engine {
 
     /// A range query over `[start, end]` every `step` (ms).
     pub async fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<Value> {
-        let expr = parse(query)?;
+        self.range_expr(&parse(query)?, start, end, step).await
+    }
+
+    /// A range query of an already parsed expression.
+    pub async fn range_expr(
+        &self,
+        expr: &parser::Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value> {
+        let expr = expr.clone();
         if step <= 0 {
             return Err(Error::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -198,7 +214,7 @@ impl Engine {
             end,
             step: step.max(1),
         };
-        let planned = self.planner(start, end).plan(&expr, steps)?;
+        let planned = self.planner(steps).plan(&expr, steps)?;
         let Some(plan) = plan_of(&planned) else {
             return Ok(format!("constant: {planned:?}"));
         };
@@ -211,19 +227,20 @@ impl Engine {
         ))
     }
 
-    fn planner(&self, start: i64, end: i64) -> Planner<'_> {
+    fn planner(&self, steps: Steps) -> Planner<'_> {
         Planner {
             db: &self.db,
             samples: self.samples.clone(),
             opts: &self.planner_opts,
-            query_start: start,
-            query_end: end,
+            query_start: steps.start,
+            query_end: steps.end,
+            query_step: steps.step,
         }
     }
 
     async fn run(&self, expr: &parser::Expr, steps: Steps) -> Result<(Planned, Vec<RecordBatch>)> {
         let deadline = Instant::now() + self.opts.timeout;
-        let planned = self.planner(steps.start, steps.end).plan(expr, steps)?;
+        let planned = self.planner(steps).plan(expr, steps)?;
         let Some(plan) = plan_of(&planned) else {
             return Ok((planned, Vec::new()));
         };
@@ -241,7 +258,8 @@ impl Engine {
     }
 }
 
-fn parse(query: &str) -> Result<parser::Expr> {
+/// Parses a PromQL expression.
+pub fn parse(query: &str) -> Result<parser::Expr> {
     parser::parse(query).map_err(Error::Parse)
 }
 

@@ -87,7 +87,11 @@ pub fn drop(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
 /// The set without `__name__` (and its drop mark).
 pub fn drop_name(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    drop(bytes, &[METRIC_NAME.to_string(), DROP_NAME.to_string()], &mut out);
+    drop(
+        bytes,
+        &[METRIC_NAME.to_string(), DROP_NAME.to_string()],
+        &mut out,
+    );
     out
 }
 

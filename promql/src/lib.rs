@@ -27,5 +27,5 @@ pub mod labelset;
 pub mod plan;
 pub mod planner;
 
-pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value};
+pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value, parse};
 pub use error::{Error, ErrorKind, Result};

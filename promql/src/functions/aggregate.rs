@@ -190,7 +190,10 @@ impl Accumulator for Values {
         let list = ListArray::from_iter_primitive::<Float64Type, _, _>([Some(
             self.values.iter().map(|v| Some(*v)),
         )]);
-        Ok(vec![ScalarValue::List(Arc::new(list)), ScalarValue::Float64(self.param)])
+        Ok(vec![
+            ScalarValue::List(Arc::new(list)),
+            ScalarValue::Float64(self.param),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {

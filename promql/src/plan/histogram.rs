@@ -9,11 +9,22 @@ use datafusion::arrow::array::RecordBatch;
 use super::Param;
 use super::input::{VectorBuilder, for_each_vector_row};
 use crate::error::Result;
+use crate::functions::format_float;
 use crate::labelset;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HistogramFn {
+    /// `histogram_quantile(φ, v)`
+    Quantile(Param),
+    /// `histogram_quantiles(v, "label", φ…)`: one series per φ, labelled with it.
+    Quantiles(String, Vec<Param>),
+    /// `histogram_fraction(lower, upper, v)`
+    Fraction(Param, Param),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HistogramQuantileOp {
-    pub q: Param,
+    pub func: HistogramFn,
 }
 
 impl HistogramQuantileOp {
@@ -42,7 +53,18 @@ impl HistogramQuantileOp {
         let mut out = VectorBuilder::default();
         for k in order {
             let mut buckets = groups.remove(&k).unwrap_or_default();
-            out.push(&k.1, k.0, bucket_quantile(self.q.0, &mut buckets));
+            match &self.func {
+                HistogramFn::Quantile(q) => out.push(&k.1, k.0, bucket_quantile(q.0, &mut buckets)),
+                HistogramFn::Quantiles(label, qs) => {
+                    for q in qs {
+                        let labels = labelset::set(&k.1, label, &format_float(q.0));
+                        out.push(&labels, k.0, bucket_quantile(q.0, &mut buckets));
+                    }
+                }
+                HistogramFn::Fraction(lo, hi) => {
+                    out.push(&k.1, k.0, bucket_fraction(lo.0, hi.0, &mut buckets))
+                }
+            }
         }
         out.finish()
     }
@@ -111,6 +133,73 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// Prometheus's `BucketFraction`: the share of observations between `lower` and `upper`,
+/// interpolating linearly inside the buckets the bounds fall in.
+pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == b.0 => last.1 += b.1,
+            _ => merged.push(*b),
+        }
+    }
+    let count = merged[merged.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, b) in merged.iter().enumerate() {
+        let lower_bound = if i > 0 {
+            merged[i - 1].0
+        } else if b.0 > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let upper_bound = b.0;
+        let interpolate =
+            |v: f64| rank + (b.1 - rank) * (v - lower_bound) / (upper_bound - lower_bound);
+        if !lower_set && lower_bound >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lower_bound >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lower_bound < lower && upper_bound > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lower_bound < upper && upper_bound > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = b.1;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
 fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
     if a == b {
@@ -134,6 +223,17 @@ mod tests {
         assert_eq!(bucket_quantile(0.5, &mut b), 1.0);
         let mut b = vec![(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];
         assert_eq!(bucket_quantile(0.75, &mut b), 1.5);
+    }
+
+    #[test]
+    fn fraction_interpolates_inside_buckets() {
+        let mut b = vec![(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];
+        assert_eq!(bucket_fraction(0.0, 1.5, &mut b), 0.75);
+        let mut b = vec![(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];
+        assert_eq!(
+            bucket_fraction(f64::NEG_INFINITY, f64::INFINITY, &mut b),
+            1.0
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 pub use absent::AbsentOp;
 pub use binary::{BinaryOp, Cardinality, Matching, VectorOp};
 pub use exec::{PromExec, PromPlanner};
-pub use histogram::HistogramQuantileOp;
+pub use histogram::{HistogramFn, HistogramQuantileOp};
 pub use range_fn::{RangeFn, RangeFnOp, RangeSource};
 pub use scalar::{CountValuesOp, ScalarOfOp, StepsOp};
 pub use topk::{TopKKind, TopKOp};
@@ -44,11 +44,12 @@ pub struct Steps {
 }
 
 impl Steps {
+    /// The single step of an instant query (its step width is 0, as `step()` reports).
     pub fn instant(t: i64) -> Self {
         Steps {
             start: t,
             end: t,
-            step: 1,
+            step: 0,
         }
     }
 

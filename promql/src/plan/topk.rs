@@ -26,7 +26,11 @@ pub struct TopKOp {
 }
 
 impl TopKOp {
-    pub(super) fn evaluate(&self, input: &[RecordBatch], k_steps: Option<&[RecordBatch]>) -> Result<RecordBatch> {
+    pub(super) fn evaluate(
+        &self,
+        input: &[RecordBatch],
+        k_steps: Option<&[RecordBatch]>,
+    ) -> Result<RecordBatch> {
         let per_step = k_steps.map(scalar_by_step);
         let k_at = |t: i64| -> Result<usize> {
             let k = match &per_step {
@@ -37,7 +41,9 @@ impl TopKOp {
                 return Err(Error::Execution("Parameter value is NaN".into()));
             }
             if k >= 9.223_372_036_854_776e18 {
-                return Err(Error::Execution(format!("scalar value {k} overflows int64")));
+                return Err(Error::Execution(format!(
+                    "scalar value {k} overflows int64"
+                )));
             }
             Ok(if k < 1.0 { 0 } else { k as usize })
         };

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::functions::instant::InstantFn;
 use crate::functions::udf::{LabelsFn, LabelsKind, ValueFn};
 use crate::plan::{
-    AbsentOp, HistogramQuantileOp, Param, PromNode, PromOp, RangeFn, ScalarOfOp, Steps, StepsOp,
+    AbsentOp, HistogramFn, HistogramQuantileOp, Param, PromNode, PromOp, RangeFn, ScalarOfOp,
+    Steps, StepsOp,
 };
 
 impl Planner<'_> {
@@ -69,6 +70,24 @@ impl Planner<'_> {
                 PromNode::new(PromOp::Steps(StepsOp::Time(steps)), vec![])?.into_plan(),
             )),
             "pi" => Ok(Planned::Const(std::f64::consts::PI)),
+            // The query's own parameters (Prometheus 3's duration-expression functions).
+            "step" => Ok(Planned::Const(self.query_step as f64 / 1000.0)),
+            "range" => Ok(Planned::Const(
+                (self.query_end - self.query_start) as f64 / 1000.0,
+            )),
+            "start" => Ok(Planned::Const(self.query_start as f64 / 1000.0)),
+            "end" => Ok(Planned::Const(self.query_end as f64 / 1000.0)),
+            "min_of" | "max_of" => {
+                let a = self.constant(args[0], steps, name)?;
+                let b = self.constant(args[1], steps, name)?;
+                Ok(Planned::Const(if a.is_nan() || b.is_nan() {
+                    f64::NAN
+                } else if name == "min_of" {
+                    a.min(b)
+                } else {
+                    a.max(b)
+                }))
+            }
             "vector" => match self.plan(args[0], steps)? {
                 Planned::Const(v) => {
                     let s = PromNode::new(PromOp::Steps(StepsOp::Value(steps, Param(v))), vec![])?
@@ -161,12 +180,32 @@ impl Planner<'_> {
                     },
                 )
             }
-            "histogram_quantile" => {
-                let q = self.constant(args[0], steps, name)?;
-                let v = self.vector(args[1], steps)?;
+            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
+                let (func, v) = match name {
+                    "histogram_quantile" => (
+                        HistogramFn::Quantile(Param(self.constant(args[0], steps, name)?)),
+                        args[1],
+                    ),
+                    "histogram_quantiles" => {
+                        let label = self.string(args[1])?;
+                        let qs = args[2..]
+                            .iter()
+                            .map(|a| self.constant(a, steps, name).map(Param))
+                            .collect::<Result<Vec<_>>>()?;
+                        (HistogramFn::Quantiles(label, qs), args[0])
+                    }
+                    _ => (
+                        HistogramFn::Fraction(
+                            Param(self.constant(args[0], steps, name)?),
+                            Param(self.constant(args[1], steps, name)?),
+                        ),
+                        args[2],
+                    ),
+                };
+                let v = self.vector(v, steps)?;
                 Ok(Planned::Vector(
                     PromNode::new(
-                        PromOp::HistogramQuantile(HistogramQuantileOp { q: Param(q) }),
+                        PromOp::HistogramQuantile(HistogramQuantileOp { func }),
                         vec![v],
                     )?
                     .into_plan(),

@@ -87,6 +87,8 @@ pub struct Planner<'a> {
     /// The query's own start and end (ms), for `@ start()` and `@ end()`.
     pub(crate) query_start: i64,
     pub(crate) query_end: i64,
+    /// The query's step (ms; 0 for an instant query), for `step()`.
+    pub(crate) query_step: i64,
 }
 
 impl Planner<'_> {

@@ -11,7 +11,8 @@ use super::{ParamPlan, Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
 use crate::labelset;
 use crate::plan::{
-    Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift, VectorSelectOp,
+    Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift,
+    VectorSelectOp,
 };
 
 /// A selector's samples, ready for a range function.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::memory::InMemory;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{AtModifier, Expr as PExpr};
 use quiver_promql::{Engine, EngineOptions, Value};
 use quiver_storage::{Db, Labels, Options, WriteBatch};
 
@@ -88,7 +90,11 @@ pub async fn run(commands: &[Command]) -> Report {
                     report.skipped.push(format!("line {}: {why}", e.line));
                     continue;
                 }
-                match check(&ctx.engine, e).await {
+                let mut outcome = check(&ctx.engine, e).await;
+                if outcome.is_ok() {
+                    outcome = check_variants(&ctx.engine, e).await;
+                }
+                match outcome {
                     Ok(()) => report.passed += 1,
                     Err(msg) => report
                         .failed
@@ -125,6 +131,161 @@ fn nameless_selector(expr: &str) -> bool {
     b.iter().enumerate().any(|(i, c)| {
         *c == b'{' && (i == 0 || matches!(b[i - 1], b'(' | b' ' | b',' | b'-' | b'+' | b'*' | b'/'))
     })
+}
+
+/// Prometheus's runner checks every instant eval twice more: as a range query from t-1m to
+/// t+1m (the middle point must agree), and with `@ t` on every selector, evaluated at other
+/// times (-10t, 0, t/5, t, 10t) — the answer must not change.
+async fn check_variants(engine: &Engine, e: &Eval) -> Result<(), String> {
+    let EvalKind::Instant(t) = e.kind else {
+        return Ok(());
+    };
+    if e.fail.is_some()
+        || matches!(
+            e.expected,
+            Expected::String(_) | Expected::RangeVector { .. }
+        )
+    {
+        return Ok(());
+    }
+    let expr = quiver_promql::parse(&e.expr).map_err(|err| err.to_string())?;
+    if !matches!(expr.value_type(), ValueType::Vector | ValueType::Scalar) {
+        return Ok(());
+    }
+    let mut pinned = expr.clone();
+    let mut unsafe_fn = false;
+    pin_at(&mut pinned, t, &mut unsafe_fn);
+    // Functions of the evaluation time itself answer differently at other steps by design.
+    if !e.ordered && !unsafe_fn {
+        let got = engine
+            .range_expr(&expr, t - 60_000, t + 60_000, 60_000)
+            .await
+            .map_err(|err| format!("as a range query: unexpected error: {err}"))?;
+        let middle: Vec<(Vec<(String, String)>, Vec<Option<f64>>)> = match got {
+            Value::Matrix(m) => m
+                .into_iter()
+                .filter_map(|s| {
+                    let v = s.points.iter().find(|p| p.0 == t)?.1;
+                    Some((s.labels, vec![Some(v)]))
+                })
+                .collect(),
+            other => return Err(format!("as a range query: got {other:?}")),
+        };
+        compare_expected(&e.expected, middle).map_err(|m| format!("as a range query: {m}"))?;
+    }
+    if unsafe_fn {
+        return Ok(());
+    }
+    let times = if t == 0 {
+        vec![0, 10, 100, 1000, -1000]
+    } else {
+        vec![-10 * t, 0, t / 5, t, 10 * t]
+    };
+    for at in times {
+        let got = engine
+            .instant_expr(&pinned, at)
+            .await
+            .map_err(|err| format!("with @ {t}ms at {at}ms: unexpected error: {err}"))?;
+        let rows = match got {
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels, vec![Some(s.v)])).collect(),
+            Value::Scalar { v, .. } => {
+                if let Expected::Scalar(w) = e.expected {
+                    if !float_eq(w, v) {
+                        return Err(format!("with @ at {at}ms: expected {w}, got {v}"));
+                    }
+                }
+                continue;
+            }
+            other => return Err(format!("with @ at {at}ms: got {other:?}")),
+        };
+        compare_expected(&e.expected, rows).map_err(|m| format!("with @ at {at}ms: {m}"))?;
+    }
+    Ok(())
+}
+
+fn compare_expected(
+    expected: &Expected,
+    got: Vec<(Vec<(String, String)>, Vec<Option<f64>>)>,
+) -> Result<(), String> {
+    match expected {
+        Expected::Series(want) => compare(want, &got, false),
+        Expected::Scalar(w) => match got.as_slice() {
+            [(l, v)] if l.is_empty() && v[0].is_some_and(|v| float_eq(*w, v)) => Ok(()),
+            _ => Err(format!("expected scalar {w}, got {got:?}")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Sets `@ t` on every selector and subquery that has none, outside subqueries that have
+/// one; notes functions whose answer depends on the evaluation time itself.
+fn pin_at(e: &mut PExpr, t: i64, unsafe_fn: &mut bool) {
+    let at = || Some(AtModifier::At(to_system_time(t)));
+    match e {
+        PExpr::VectorSelector(vs) => {
+            if vs.at.is_none() {
+                vs.at = at();
+            }
+        }
+        PExpr::MatrixSelector(ms) => {
+            if ms.vs.at.is_none() {
+                ms.vs.at = at();
+            }
+        }
+        // Inside a subquery, which now has an `@` either way, selectors stay as they are.
+        PExpr::Subquery(sq) => {
+            if sq.at.is_none() {
+                sq.at = at();
+            }
+        }
+        PExpr::Aggregate(a) => {
+            pin_at(&mut a.expr, t, unsafe_fn);
+            if let Some(p) = a.param.as_mut() {
+                pin_at(p, t, unsafe_fn);
+            }
+        }
+        PExpr::Unary(u) => pin_at(&mut u.expr, t, unsafe_fn),
+        PExpr::Binary(b) => {
+            pin_at(&mut b.lhs, t, unsafe_fn);
+            pin_at(&mut b.rhs, t, unsafe_fn);
+        }
+        PExpr::Paren(p) => pin_at(&mut p.expr, t, unsafe_fn),
+        PExpr::Call(c) => {
+            if matches!(
+                c.func.name,
+                "days_in_month"
+                    | "day_of_month"
+                    | "day_of_week"
+                    | "day_of_year"
+                    | "hour"
+                    | "minute"
+                    | "month"
+                    | "year"
+                    | "predict_linear"
+                    | "time"
+                    | "timestamp"
+                    | "step"
+                    | "range"
+                    | "start"
+                    | "end"
+            ) {
+                *unsafe_fn = true;
+            }
+            for a in c.args.args.iter_mut() {
+                pin_at(a, t, unsafe_fn);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn to_system_time(ms: i64) -> std::time::SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        std::time::UNIX_EPOCH + d
+    } else {
+        std::time::UNIX_EPOCH - d
+    }
 }
 
 async fn check(engine: &Engine, e: &Eval) -> Result<(), String> {
