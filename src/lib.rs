@@ -52,6 +52,7 @@ pub async fn run(
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let state = AppState::new(
         flags.clone(),
+        engine_options(&flags)?,
         Arc::new(ServerMetrics::default()),
         stop_tx.clone(),
     );
@@ -124,6 +125,20 @@ pub fn storage_options(flags: &Flags) -> anyhow::Result<Options> {
     opts.block_duration_ms = block;
     opts.compaction_ranges_ms = vec![block, (block * 12).max(86_400_000)];
     Ok(opts)
+}
+
+/// PromQL engine options from the `--query.*` flags.
+pub fn engine_options(flags: &Flags) -> anyhow::Result<quiver_promql::EngineOptions> {
+    let lookback = duration_flag("query.lookback-delta", &flags.query_lookback_delta)?;
+    if lookback.is_zero() {
+        anyhow::bail!("--query.lookback-delta must be positive");
+    }
+    Ok(quiver_promql::EngineOptions {
+        lookback,
+        subquery_step: Duration::from_secs(60),
+        max_samples: flags.query_max_samples,
+        timeout: duration_flag("query.timeout", &flags.query_timeout)?,
+    })
 }
 
 fn duration_flag(name: &str, value: &str) -> anyhow::Result<Duration> {

@@ -4,6 +4,7 @@
 mod error;
 mod export;
 pub mod params;
+pub mod query;
 pub mod series;
 mod status;
 mod write;
@@ -16,6 +17,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use quiver_promql::{Engine, EngineOptions};
 use quiver_storage::Db;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -34,6 +36,9 @@ pub struct AppState {
 struct Inner {
     /// Set once WAL replay is done; until then data endpoints answer 503.
     db: OnceLock<Arc<Db>>,
+    /// The PromQL engine over `db`, set with it.
+    engine: OnceLock<Arc<Engine>>,
+    engine_options: EngineOptions,
     flags: Flags,
     metrics: Arc<ServerMetrics>,
     /// Set to true to shut the server down (`POST /-/quit`).
@@ -41,10 +46,17 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(flags: Flags, metrics: Arc<ServerMetrics>, shutdown: watch::Sender<bool>) -> Self {
+    pub fn new(
+        flags: Flags,
+        engine_options: EngineOptions,
+        metrics: Arc<ServerMetrics>,
+        shutdown: watch::Sender<bool>,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 db: OnceLock::new(),
+                engine: OnceLock::new(),
+                engine_options,
                 flags,
                 metrics,
                 shutdown,
@@ -54,7 +66,17 @@ impl AppState {
 
     /// Makes the storage available (the server is ready from now on).
     pub fn set_db(&self, db: Arc<Db>) {
+        let engine = Engine::new(db.clone(), self.inner.engine_options.clone());
+        let _ = self.inner.engine.set(Arc::new(engine));
         let _ = self.inner.db.set(db);
+    }
+
+    /// The PromQL engine, or 503 while the WAL is still replaying.
+    pub fn engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.inner
+            .engine
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
     }
 
     /// The storage, or 503 while the WAL is still replaying.
@@ -95,6 +117,20 @@ pub fn app(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/query", get(query::query).post(query::query))
+        .route(
+            "/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::query_exemplars).post(query::query_exemplars),
+        )
+        .route("/api/v1/metadata", get(query::metadata))
         .route(
             "/api/v1/labels",
             get(series::label_names).post(series::label_names),

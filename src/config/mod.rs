@@ -84,6 +84,18 @@ pub struct Flags {
     #[arg(long = "web.max-request-body-bytes", default_value_t = 32 << 20)]
     pub max_request_body_bytes: usize,
 
+    /// How far back a selector looks for a sample at each evaluation step.
+    #[arg(long = "query.lookback-delta", default_value = "5m")]
+    pub query_lookback_delta: String,
+
+    /// Longest a query may run before it is cancelled.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    pub query_timeout: String,
+
+    /// Most samples a single query may load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+
     /// Largest remote-write body after decompression, and largest import body (bytes).
     #[arg(long = "web.max-decoded-body-bytes", default_value_t = 256 << 20)]
     pub max_decoded_body_bytes: usize,

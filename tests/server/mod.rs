@@ -2,4 +2,5 @@ mod api;
 mod durability;
 mod ingest;
 mod interop;
+mod query;
 mod support;
