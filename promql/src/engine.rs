@@ -260,7 +260,24 @@ impl Engine {
 
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<parser::Expr> {
+    register_prometheus2_functions();
     parser::parse(query).map_err(Error::Parse)
+}
+
+/// `holt_winters`, Prometheus 2's name for `double_exponential_smoothing`, which the parser no
+/// longer knows: queries written for Prometheus 2 keep working.
+fn register_prometheus2_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use parser::value::ValueType;
+        let _ = parser::register_extra_functions(vec![parser::Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        )]);
+    });
 }
 
 fn type_name(t: parser::value::ValueType) -> &'static str {

@@ -1,4 +1,5 @@
 mod api;
+mod differential;
 mod durability;
 mod ingest;
 mod interop;

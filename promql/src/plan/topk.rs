@@ -66,14 +66,15 @@ impl TopKOp {
         order.sort_by_key(|(t, _)| *t);
         for g in order {
             let mut rows = groups.remove(&g).unwrap_or_default();
-            match self.kind {
-                // NaN ranks below every number for topk and above for bottomk.
-                TopKKind::Top => rows.sort_by(|a, b| rank(b.1).total_cmp(&rank(a.1))),
-                TopKKind::Bottom => rows.sort_by(|a, b| rank_low(a.1).total_cmp(&rank_low(b.1))),
-                TopKKind::Limit => rows.sort_by(|a, b| a.0.cmp(&b.0)),
-            }
+            // Prometheus sees a selector's series in label order; so do we.
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
             let k = k_at(g.0)?;
-            for (l, v) in rows.into_iter().take(k) {
+            let kept = match self.kind {
+                TopKKind::Top => go_heap_select(rows, k, |a, b| a.is_nan() || a < b),
+                TopKKind::Bottom => go_heap_select(rows, k, |a, b| a.is_nan() || a > b),
+                TopKKind::Limit => rows.into_iter().take(k).collect(),
+            };
+            for (l, v) in kept {
                 out.push(&l, g.0, v);
             }
         }
@@ -81,12 +82,63 @@ impl TopKOp {
     }
 }
 
-fn rank(v: f64) -> f64 {
-    if v.is_nan() { f64::NEG_INFINITY } else { v }
-}
-
-fn rank_low(v: f64) -> f64 {
-    if v.is_nan() { f64::INFINITY } else { v }
+/// Selects k rows the way Prometheus's `topk`/`bottomk` do, with Go's `container/heap` and
+/// the same `Less`, so that ties (and NaN) resolve to the same series: the heap keeps the k
+/// best seen so far, its root the worst of them, replaced only by a strictly better row.
+fn go_heap_select(
+    rows: Vec<(Vec<u8>, f64)>,
+    k: usize,
+    less: impl Fn(f64, f64) -> bool,
+) -> Vec<(Vec<u8>, f64)> {
+    let mut h: Vec<(Vec<u8>, f64)> = Vec::with_capacity(k.min(rows.len()));
+    let lt = |h: &[(Vec<u8>, f64)], i: usize, j: usize| less(h[i].1, h[j].1);
+    let up = |h: &mut Vec<(Vec<u8>, f64)>, mut j: usize| {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !lt(h, j, i) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    };
+    let down = |h: &mut Vec<(Vec<u8>, f64)>, i0: usize| -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && lt(h, j1 + 1, j1) {
+                j = j1 + 1;
+            }
+            if !lt(h, j, i) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    };
+    if k == 0 {
+        return h;
+    }
+    for row in rows {
+        if h.len() < k {
+            h.push(row);
+            let last = h.len() - 1;
+            up(&mut h, last);
+        } else if less(h[0].1, row.1) && !(h[0].1.is_nan() && row.1.is_nan()) {
+            // `less(root, row)`: the root is worse than the row (NaN is worst).
+            h[0] = row;
+            if k > 1 && !down(&mut h, 0) {
+                up(&mut h, 0);
+            }
+        }
+    }
+    h
 }
 
 /// Fails when two rows of one step carry the same label set (as `label_replace` can make).
