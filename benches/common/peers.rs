@@ -31,6 +31,17 @@ impl Peer {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Peak resident memory in bytes so far (Linux `VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// User + system CPU seconds used so far (Linux).
     pub fn cpu_seconds(&self) -> f64 {
         let stat =
