@@ -5,7 +5,8 @@
 //! heavy aggregations, and each server's peak resident memory.
 //!
 //! Run: `taskset -c 0 cargo bench --bench query_side_by_side` (servers pinned to core 1).
-//! Shape by environment: `NODES` (24), `GPUS` (8), `HOURS` (4), `RUNS` (5 per query).
+//! Shape by environment: `NODES` (24), `GPUS` (8), `HOURS` (4), `RUNS` (5 per query);
+//! `SYSTEMS=quiver` and `ONLY="binary op"` narrow a run (for profiling).
 
 // A report for people: it prints its figures.
 #![allow(clippy::print_stdout)]
@@ -30,17 +31,33 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// (name, query, heavy aggregation?)
 const QUERIES: &[(&str, &str, bool)] = &[
-    ("rate", "rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[5m])", false),
-    ("sum by rate", "sum by (Hostname) (rate(DCGM_FI_PROF_PCIE_TX_BYTES[5m]))", true),
+    (
+        "rate",
+        "rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[5m])",
+        false,
+    ),
+    (
+        "sum by rate",
+        "sum by (Hostname) (rate(DCGM_FI_PROF_PCIE_TX_BYTES[5m]))",
+        true,
+    ),
     (
         "histogram_quantile",
         "histogram_quantile(0.99, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[5m])))",
         true,
     ),
     ("topk", "topk(5, DCGM_FI_DEV_GPU_TEMP)", true),
-    ("avg_over_time 1h", "avg_over_time(DCGM_FI_DEV_GPU_UTIL[1h])", true),
+    (
+        "avg_over_time 1h",
+        "avg_over_time(DCGM_FI_DEV_GPU_UTIL[1h])",
+        true,
+    ),
     ("selector (all DCGM)", "{job=\"dcgm-exporter\"}", false),
-    ("binary op", "DCGM_FI_DEV_POWER_USAGE / DCGM_FI_DEV_GPU_TEMP", false),
+    (
+        "binary op",
+        "DCGM_FI_DEV_POWER_USAGE / DCGM_FI_DEV_GPU_TEMP",
+        false,
+    ),
 ];
 
 fn main() {
@@ -78,7 +95,12 @@ fn main() {
 
     // (system, query, kind) -> median seconds
     let mut table: Vec<(&'static str, Vec<(f64, f64)>, u64)> = Vec::new();
+    let systems = std::env::var("SYSTEMS").unwrap_or("quiver,prometheus,victoria-metrics".into());
+    let only = std::env::var("ONLY").ok();
     for which in ["quiver", "prometheus", "victoria-metrics"] {
+        if !systems.split(',').any(|s| s == which) {
+            continue;
+        }
         let dir = tempfile::tempdir().unwrap();
         let peer = match which {
             "quiver" => Some(peers::start_quiver(quiver_bin, dir.path(), server_core)),
@@ -93,6 +115,10 @@ fn main() {
         let mut times = Vec::new();
         println!("{which}:");
         for (name, q, _) in QUERIES {
+            if only.as_deref().is_some_and(|o| o != *name) {
+                times.push((f64::NAN, f64::NAN));
+                continue;
+            }
             let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
             let range = format!(
                 "{}/api/v1/query_range?query={enc}&start={start_s}&end={end_s}&step=60",
@@ -111,8 +137,13 @@ fn main() {
         table.push((peer.name, times, peer.peak_rss_bytes()));
     }
 
-    println!("\nmedian of {runs}; range queries over {hours} h at 60 s steps; ratios are peer / Quiver (> 1: Quiver faster)");
-    println!("{:<22} {:>10} {:>12} {:>12}", "query (range)", "quiver ms", "prometheus", "victoria");
+    println!(
+        "\nmedian of {runs}; range queries over {hours} h at 60 s steps; ratios are peer / Quiver (> 1: Quiver faster)"
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>12}",
+        "query (range)", "quiver ms", "prometheus", "victoria"
+    );
     let q = &table[0].1;
     let ratio = |peer: &str, i: usize| -> Option<f64> {
         table
@@ -138,11 +169,17 @@ fn main() {
             .collect();
         if !heavy.is_empty() {
             let g = heavy.iter().map(|r| r.ln()).sum::<f64>() / heavy.len() as f64;
-            println!("geometric mean over heavy aggregations, {peer} / quiver: {:.2}x", g.exp());
+            println!(
+                "geometric mean over heavy aggregations, {peer} / quiver: {:.2}x",
+                g.exp()
+            );
         }
     }
     for (name, _, peak) in &table {
-        println!("peak RSS {name:<18} {:>8.1} MiB", *peak as f64 / (1 << 20) as f64);
+        println!(
+            "peak RSS {name:<18} {:>8.1} MiB",
+            *peak as f64 / (1 << 20) as f64
+        );
     }
 }
 
@@ -151,7 +188,11 @@ fn main() {
 async fn load(peer: &Peer, bodies: &[Vec<Vec<u8>>]) {
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/write", peer.base);
-    for body in bodies.iter().flatten() {
+    // Interleave the workers' streams so every system sees time move forward (Prometheus
+    // refuses samples far behind its head).
+    let longest = bodies.iter().map(Vec::len).max().unwrap_or(0);
+    let ordered = (0..longest).flat_map(|i| bodies.iter().filter_map(move |w| w.get(i)));
+    for body in ordered {
         let r = client
             .post(&url)
             .header("Content-Encoding", "snappy")

@@ -1,7 +1,6 @@
 //! [`Engine`]: parse, plan, optimize, execute, and shape the result the way Prometheus's API
 //! answers it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -340,13 +339,30 @@ fn duplicate_labelset() -> Error {
 /// Series by their final label set. Series whose names were dropped may end up with the
 /// same labels: they merge, unless two of them have a point at the same time.
 fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
-    let mut by: BTreeMap<Vec<u8>, Vec<(i64, f64)>> = BTreeMap::new();
+    // Rows of one series come together: look a label set up once per run of rows.
+    let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let mut series: Vec<(Vec<u8>, Vec<(i64, f64)>)> = Vec::new();
+    let mut last: Option<(Vec<u8>, usize)> = None;
     for_rows(batches, |l, t, v| {
-        by.entry(labelset::finish(l)).or_default().push((t, v))
+        let k = match &last {
+            Some((raw, k)) if raw.as_slice() == l => *k,
+            _ => {
+                let fin = labelset::finish(l);
+                let k = *index.entry(fin.clone()).or_insert_with(|| {
+                    series.push((fin, Vec::new()));
+                    series.len() - 1
+                });
+                last = Some((l.to_vec(), k));
+                k
+            }
+        };
+        series[k].1.push((t, v));
     });
-    let mut out = Vec::with_capacity(by.len());
-    for (l, mut points) in by {
-        points.sort_by_key(|p| p.0);
+    let mut out = Vec::with_capacity(series.len());
+    for (l, mut points) in series {
+        if !points.is_sorted_by_key(|p| p.0) {
+            points.sort_by_key(|p| p.0);
+        }
         if points.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(duplicate_labelset());
         }

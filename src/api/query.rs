@@ -31,7 +31,7 @@ pub async fn query(State(state): State<AppState>, params: Params) -> ApiResult {
         ));
     }
     let value = with_timeout(timeout, engine.instant(q, t)).await?;
-    Ok(success(encode(&value), None))
+    Ok(json_response(&value))
 }
 
 pub async fn query_range(State(state): State<AppState>, params: Params) -> ApiResult {
@@ -75,7 +75,7 @@ pub async fn query_range(State(state): State<AppState>, params: Params) -> ApiRe
         ));
     }
     let value = with_timeout(timeout, engine.range(q, start, end, step)).await?;
-    Ok(success(encode(&value), None))
+    Ok(json_response(&value))
 }
 
 /// `/api/v1/format_query`: the expression pretty-printed.
@@ -156,7 +156,118 @@ pub fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-/// A query value as Prometheus's API writes it.
+/// The success envelope around a query value, written straight into bytes: results can
+/// hold millions of points, and building a `serde_json::Value` tree first costs more than the
+/// query.
+fn json_response(v: &Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"status\":\"success\",\"data\":");
+    write_value(&mut out, v);
+    out.push(b'}');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
+}
+
+/// Writes a query value as Prometheus's API does: `{"resultType":…,"result":…}`.
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Scalar { t, v } => {
+            out.extend_from_slice(b"{\"resultType\":\"scalar\",\"result\":");
+            write_point(out, *t, *v);
+        }
+        Value::String { t, s } => {
+            out.extend_from_slice(b"{\"resultType\":\"string\",\"result\":[");
+            write_secs(out, *t);
+            out.push(b',');
+            write_str(out, s);
+            out.push(b']');
+        }
+        Value::Vector(samples) => {
+            out.extend_from_slice(b"{\"resultType\":\"vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                write_metric(out, &s.labels);
+                out.extend_from_slice(b",\"value\":");
+                write_point(out, s.t, s.v);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Value::Matrix(series) => {
+            out.extend_from_slice(b"{\"resultType\":\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                write_metric(out, &s.labels);
+                out.extend_from_slice(b",\"values\":[");
+                for (j, (t, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_point(out, *t, *v);
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_metric(out: &mut Vec<u8>, labels: &LabelPairs) {
+    out.push(b'{');
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, n);
+        out.push(b':');
+        write_str(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as JSON requires.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
+    use std::io::Write;
+    out.push(b'[');
+    write_secs(out, t);
+    let _ = write!(out, ",\"{}\"]", quiver_promql::functions::format_float(v));
+}
+
+fn write_secs(out: &mut Vec<u8>, t: i64) {
+    use std::io::Write;
+    let (sign, a) = if t < 0 {
+        ("-", t.unsigned_abs())
+    } else {
+        ("", t as u64)
+    };
+    let (s, ms) = (a / 1000, a % 1000);
+    let _ = if ms == 0 {
+        write!(out, "{sign}{s}")
+    } else if ms % 100 == 0 {
+        write!(out, "{sign}{s}.{}", ms / 100)
+    } else if ms % 10 == 0 {
+        write!(out, "{sign}{s}.{:02}", ms / 10)
+    } else {
+        write!(out, "{sign}{s}.{ms:03}")
+    };
+}
+
+/// A query value as a `serde_json::Value` (for callers that embed it).
 pub fn encode(v: &Value) -> Json {
     match v {
         Value::Scalar { t, v } => json!({"resultType": "scalar", "result": point(*t, *v)}),
@@ -205,6 +316,18 @@ fn secs(t: i64) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_writer_agrees_with_the_json_tree() {
+        let v = Value::Matrix(vec![quiver_promql::Series {
+            labels: vec![("a\"b".into(), "ü\n".into())],
+            points: vec![(1_500, 1.0), (-2_050, f64::NAN), (3_007, 1e21), (0, -0.0)],
+        }]);
+        let mut out = Vec::new();
+        write_value(&mut out, &v);
+        let parsed: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed, encode(&v));
+    }
 
     #[test]
     fn values_are_strings_and_times_are_seconds() {
