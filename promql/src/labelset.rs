@@ -35,13 +35,29 @@ pub fn encode_unsorted(pairs: &[(String, String)]) -> Vec<u8> {
 }
 
 fn push(out: &mut Vec<u8>, name: &str, value: &str) {
+    push_raw(out, name.as_bytes(), value.as_bytes());
+}
+
+fn push_raw(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     if value.is_empty() {
         return;
     }
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(name);
     out.push(NAME_END);
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.push(PAIR_END);
+}
+
+/// The pairs as bytes, without UTF-8 checks (the encoding only ever holds valid UTF-8):
+/// what rewrites use, since they compare and copy but never read characters.
+fn raw_pairs(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    bytes
+        .split(|b| *b == PAIR_END)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let at = p.iter().position(|b| *b == NAME_END).unwrap_or(p.len());
+            (&p[..at], p.get(at + 1..).unwrap_or_default())
+        })
 }
 
 /// The pairs of an encoded set, in name order.
@@ -61,15 +77,17 @@ pub fn pairs(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 
 /// The value of one label.
 pub fn get<'a>(bytes: &'a [u8], name: &str) -> Option<&'a str> {
-    pairs(bytes).find(|(n, _)| *n == name).map(|(_, v)| v)
+    raw_pairs(bytes)
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| std::str::from_utf8(v).unwrap_or_default())
 }
 
 /// Only the named labels (`by`, `on`).
 pub fn keep(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
     out.clear();
-    for (n, v) in pairs(bytes) {
-        if names.iter().any(|k| k == n) {
-            push(out, n, v);
+    for (n, v) in raw_pairs(bytes) {
+        if names.iter().any(|k| k.as_bytes() == n) {
+            push_raw(out, n, v);
         }
     }
 }
@@ -77,9 +95,9 @@ pub fn keep(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
 /// All labels but the named ones (`without`, `ignoring`).
 pub fn drop(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
     out.clear();
-    for (n, v) in pairs(bytes) {
-        if !names.iter().any(|k| k == n) {
-            push(out, n, v);
+    for (n, v) in raw_pairs(bytes) {
+        if !names.iter().any(|k| k.as_bytes() == n) {
+            push_raw(out, n, v);
         }
     }
 }
@@ -120,15 +138,15 @@ pub fn finish(bytes: &[u8]) -> Vec<u8> {
 pub fn set(bytes: &[u8], name: &str, value: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + name.len() + value.len() + 2);
     let mut done = false;
-    for (n, v) in pairs(bytes) {
-        if !done && n >= name {
+    for (n, v) in raw_pairs(bytes) {
+        if !done && n >= name.as_bytes() {
             push(&mut out, name, value);
             done = true;
-            if n == name {
+            if n == name.as_bytes() {
                 continue;
             }
         }
-        push(&mut out, n, v);
+        push_raw(&mut out, n, v);
     }
     if !done {
         push(&mut out, name, value);

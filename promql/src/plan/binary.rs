@@ -117,9 +117,23 @@ pub struct BinaryOp {
     pub return_bool: bool,
 }
 
-struct Row {
-    labels: Vec<u8>,
-    value: f64,
+/// One side of the operator: its distinct series (label set and matching signature, each
+/// computed once) and its rows by step.
+#[derive(Default)]
+struct Side {
+    labels: Vec<Vec<u8>>,
+    sigs: Vec<u32>,
+    /// (step, series, value), in input order.
+    rows: Vec<(i64, u32, f64)>,
+}
+
+/// Interns label sets and signatures so each is computed and hashed once per query, not once
+/// per step.
+#[derive(Default)]
+struct Interner {
+    series: HashMap<Vec<u8>, u32>,
+    sigs: HashMap<Vec<u8>, u32>,
+    sig_labels: Vec<Vec<u8>>,
 }
 
 impl BinaryOp {
@@ -138,99 +152,144 @@ impl BinaryOp {
         }
     }
 
+    fn side(&self, batches: &[RecordBatch], interner: &mut Interner) -> Side {
+        let mut side = Side::default();
+        let mut local: HashMap<u32, u32> = HashMap::new();
+        let mut last: Option<(Vec<u8>, u32)> = None;
+        let mut sig = Vec::new();
+        for_each_vector_row(batches, |l, t, v| {
+            let k = match &last {
+                Some((raw, k)) if raw.as_slice() == l => *k,
+                _ => {
+                    let n = interner.series.len() as u32;
+                    let global = *interner.series.entry(l.to_vec()).or_insert(n);
+                    let k = *local.entry(global).or_insert_with(|| {
+                        self.signature(l, &mut sig);
+                        let m = interner.sigs.len() as u32;
+                        let s = *interner.sigs.entry(sig.clone()).or_insert_with(|| {
+                            interner.sig_labels.push(sig.clone());
+                            m
+                        });
+                        side.labels.push(l.to_vec());
+                        side.sigs.push(s);
+                        (side.labels.len() - 1) as u32
+                    });
+                    last = Some((l.to_vec(), k));
+                    k
+                }
+            };
+            side.rows.push((t, k, v));
+        });
+        side
+    }
+
     pub(super) fn evaluate(
         &self,
         left: &[RecordBatch],
         right: &[RecordBatch],
     ) -> Result<RecordBatch> {
-        let mut steps: HashMap<i64, (Vec<Row>, Vec<Row>)> = HashMap::new();
-        for_each_vector_row(left, |l, t, v| {
-            steps.entry(t).or_default().0.push(Row {
-                labels: l.to_vec(),
-                value: v,
-            })
-        });
-        for_each_vector_row(right, |l, t, v| {
-            steps.entry(t).or_default().1.push(Row {
-                labels: l.to_vec(),
-                value: v,
-            })
-        });
-        let mut order: Vec<i64> = steps.keys().copied().collect();
-        order.sort_unstable();
+        let mut interner = Interner::default();
+        let lhs = self.side(left, &mut interner);
+        let rhs = self.side(right, &mut interner);
+        // Rows of each side grouped by step.
+        let by_step = |side: &Side| -> HashMap<i64, Vec<(u32, f64)>> {
+            let mut m: HashMap<i64, Vec<(u32, f64)>> = HashMap::new();
+            for (t, k, v) in &side.rows {
+                m.entry(*t).or_default().push((*k, *v));
+            }
+            m
+        };
+        let (ls, rs) = (by_step(&lhs), by_step(&rhs));
+        let mut steps: Vec<i64> = ls.keys().chain(rs.keys()).copied().collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let empty = Vec::new();
         let mut out = VectorBuilder::default();
-        for t in order {
-            let (l, r) = &steps[&t];
+        let mut result_labels: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
+        for t in steps {
+            let l = ls.get(&t).unwrap_or(&empty);
+            let r = rs.get(&t).unwrap_or(&empty);
             if self.op.is_set() {
-                self.set_op(l, r, t, &mut out);
+                self.set_op(&lhs, l, &rhs, r, t, &mut out);
             } else {
-                self.arith_op(l, r, t, &mut out)?;
+                self.arith_op(&lhs, l, &rhs, r, t, &interner, &mut result_labels, &mut out)?;
             }
         }
         out.finish()
     }
 
-    fn set_op(&self, lhs: &[Row], rhs: &[Row], t: i64, out: &mut VectorBuilder) {
-        let mut sig = Vec::new();
+    fn set_op(
+        &self,
+        lhs: &Side,
+        l: &[(u32, f64)],
+        rhs: &Side,
+        r: &[(u32, f64)],
+        t: i64,
+        out: &mut VectorBuilder,
+    ) {
         match self.op {
             VectorOp::And | VectorOp::Unless => {
-                let right: HashSet<Vec<u8>> = rhs
-                    .iter()
-                    .map(|r| {
-                        self.signature(&r.labels, &mut sig);
-                        sig.clone()
-                    })
-                    .collect();
-                for l in lhs {
-                    self.signature(&l.labels, &mut sig);
-                    if right.contains(&sig) == (self.op == VectorOp::And) {
-                        out.push(&l.labels, t, l.value);
+                let right: HashSet<u32> = r.iter().map(|(k, _)| rhs.sigs[*k as usize]).collect();
+                for (k, v) in l {
+                    if right.contains(&lhs.sigs[*k as usize]) == (self.op == VectorOp::And) {
+                        out.push(&lhs.labels[*k as usize], t, *v);
                     }
                 }
             }
             _ => {
                 let mut left = HashSet::new();
-                for l in lhs {
-                    self.signature(&l.labels, &mut sig);
-                    left.insert(sig.clone());
-                    out.push(&l.labels, t, l.value);
+                for (k, v) in l {
+                    left.insert(lhs.sigs[*k as usize]);
+                    out.push(&lhs.labels[*k as usize], t, *v);
                 }
-                for r in rhs {
-                    self.signature(&r.labels, &mut sig);
-                    if !left.contains(&sig) {
-                        out.push(&r.labels, t, r.value);
+                for (k, v) in r {
+                    if !left.contains(&rhs.sigs[*k as usize]) {
+                        out.push(&rhs.labels[*k as usize], t, *v);
                     }
                 }
             }
         }
     }
 
-    fn arith_op(&self, lhs: &[Row], rhs: &[Row], t: i64, out: &mut VectorBuilder) -> Result<()> {
-        if lhs.is_empty() || rhs.is_empty() {
+    #[allow(clippy::too_many_arguments)]
+    fn arith_op(
+        &self,
+        lhs: &Side,
+        l: &[(u32, f64)],
+        rhs: &Side,
+        r: &[(u32, f64)],
+        t: i64,
+        interner: &Interner,
+        result_labels: &mut HashMap<(u32, u32), Vec<u8>>,
+        out: &mut VectorBuilder,
+    ) -> Result<()> {
+        if l.is_empty() || r.is_empty() {
             return Ok(());
         }
         let swapped = matches!(self.card, Cardinality::OneToMany(_));
-        let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-        let mut sig = Vec::new();
-        let mut ones: HashMap<Vec<u8>, &Row> = HashMap::new();
-        for r in one {
-            self.signature(&r.labels, &mut sig);
-            if let Some(dup) = ones.get(&sig) {
+        let ((many_side, many), (one_side, one)) = if swapped {
+            ((rhs, r), (lhs, l))
+        } else {
+            ((lhs, l), (rhs, r))
+        };
+        let mut ones: HashMap<u32, (u32, f64)> = HashMap::with_capacity(one.len());
+        for (k, v) in one {
+            let sig = one_side.sigs[*k as usize];
+            if let Some((dup, _)) = ones.get(&sig) {
                 let side = if swapped { "left" } else { "right" };
+                let mut pair = [
+                    labelset::display(&one_side.labels[*k as usize]),
+                    labelset::display(&one_side.labels[*dup as usize]),
+                ];
+                pair.sort();
                 let matched = match &self.matching {
                     Matching::On(n) => {
                         let mut m = Vec::new();
-                        labelset::keep(&r.labels, n, &mut m);
+                        labelset::keep(&one_side.labels[*k as usize], n, &mut m);
                         m
                     }
-                    Matching::Ignoring(n) => {
-                        let mut m = Vec::new();
-                        labelset::drop(&r.labels, n, &mut m);
-                        m
-                    }
+                    Matching::Ignoring(_) => interner.sig_labels[sig as usize].clone(),
                 };
-                let mut pair = [labelset::display(&r.labels), labelset::display(&dup.labels)];
-                pair.sort();
                 return Err(Error::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                     labelset::display(&matched),
@@ -238,44 +297,43 @@ impl BinaryOp {
                     pair[1]
                 )));
             }
-            ones.insert(sig.clone(), r);
+            ones.insert(sig, (*k, *v));
         }
-        let mut matched: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
-        let mut one_to_one_seen: HashSet<Vec<u8>> = HashSet::new();
-        for m in many {
-            self.signature(&m.labels, &mut sig);
-            let Some(o) = ones.get(&sig) else { continue };
+        let mut matched: HashMap<u32, HashSet<Vec<u8>>> = HashMap::new();
+        let mut one_to_one_seen: HashSet<u32> = HashSet::new();
+        for (mk, mv) in many {
+            let sig = many_side.sigs[*mk as usize];
+            let Some((ok, ov)) = ones.get(&sig) else {
+                continue;
+            };
             // Ambiguous one-to-one matches fail even when the comparison filters them out.
-            if self.card == Cardinality::OneToOne && !one_to_one_seen.insert(sig.clone()) {
+            if self.card == Cardinality::OneToOne && !one_to_one_seen.insert(sig) {
                 return Err(Error::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            let (fl, fr) = if swapped {
-                (o.value, m.value)
-            } else {
-                (m.value, o.value)
-            };
+            let (fl, fr) = if swapped { (*ov, *mv) } else { (*mv, *ov) };
             let (mut v, keep) = self.op.apply(fl, fr);
             if self.return_bool {
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
                 continue;
             }
-            let labels = self.result_labels(&m.labels, &o.labels);
-            match matched.get_mut(&sig) {
-                Some(seen) => {
-                    if !seen.insert(labels.clone()) {
-                        return Err(Error::Execution(
-                            "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                        ));
-                    }
-                }
-                None => {
-                    matched.insert(sig.clone(), HashSet::from([labels.clone()]));
-                }
+            let labels = result_labels.entry((*mk, *ok)).or_insert_with(|| {
+                self.result_labels(
+                    &many_side.labels[*mk as usize],
+                    &one_side.labels[*ok as usize],
+                )
+            });
+            if self.card != Cardinality::OneToOne
+                && !matched.entry(sig).or_default().insert(labels.clone())
+            {
+                return Err(Error::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
             }
-            out.push(&labels, t, v);
+            out.push(labels, t, v);
         }
         Ok(())
     }
