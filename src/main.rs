@@ -5,6 +5,11 @@ use clap::Parser;
 use quiver::config::{Config, Flags};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc keeps freed memory for reuse instead of returning large blocks to the OS at once,
+/// so query buffers are not page-faulted in afresh for every query.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
