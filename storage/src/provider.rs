@@ -229,16 +229,33 @@ impl TableProvider for SamplesTable {
             .read(&ids, mint, maxt)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batches = self.to_batches(&data)?;
-        let schema = self.schema();
-        let ordering = LexOrdering::new(
-            ["metric", "series_id", "timestamp"]
-                .into_iter()
-                .map(|c| col(c, &schema).map(PhysicalSortExpr::new_default))
-                .collect::<datafusion::common::Result<Vec<_>>>()?,
-        );
-        let source = MemorySourceConfig::try_new(&[batches], schema, projection.cloned())?
-            .try_with_sort_information(ordering.into_iter().collect())?;
+        // Only the `metric` column costs anything to build (a dictionary per row): build it
+        // only when it is asked for.
+        let with_metric = projection.is_none_or(|p| p.contains(&0));
+        let batches = self.to_batches(&data, with_metric)?;
+        let (schema, projection, order): (SchemaRef, Option<Vec<usize>>, &[&str]) = if with_metric {
+            (
+                self.schema(),
+                projection.cloned(),
+                &["metric", "series_id", "timestamp"],
+            )
+        } else {
+            let full = self.schema();
+            let without = Arc::new(full.project(&[1, 2, 3])?);
+            // Positions in the metric-less schema.
+            let p = projection.map(|p| p.iter().map(|i| i - 1).collect());
+            (without, p, &["series_id", "timestamp"])
+        };
+        let mut ordering = Vec::new();
+        for c in order {
+            ordering.push(PhysicalSortExpr::new_default(col(c, &schema)?));
+        }
+        let mut source = MemorySourceConfig::try_new(&[batches], schema, projection)?;
+        // Without the metric column the rows are sorted by id (see `select`) only when the
+        // ids were not ordered by metric first; declare the order only when it holds.
+        if with_metric || ids.is_sorted() {
+            source = source.try_with_sort_information(LexOrdering::new(ordering).into_iter().collect())?;
+        }
         Ok(DataSourceExec::from_data_source(source))
     }
 }
@@ -246,6 +263,24 @@ impl TableProvider for SamplesTable {
 impl SamplesTable {
     /// The series in range, ordered by (metric, id) as the scan promises.
     fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
+        // Ids pushed down (PromQL resolves its selectors in the index first): look only those
+        // up, without cloning every label set in the database.
+        if let Some(ids) = &range.series {
+            let registry = self.db.registry();
+            let mut out: Vec<(&str, SeriesId)> = ids
+                .iter()
+                .filter_map(|id| {
+                    let metric = registry.labels(SeriesId(*id))?.metric_name().unwrap_or_default();
+                    range
+                        .metrics
+                        .as_ref()
+                        .is_none_or(|m| m.contains(metric))
+                        .then_some((metric, SeriesId(*id)))
+                })
+                .collect();
+            out.sort();
+            return out.into_iter().map(|(_, id)| id).collect();
+        }
         let mut out: Vec<(String, SeriesId)> = Vec::new();
         let state_ids: Vec<(SeriesId, String)> = match &range.metrics {
             Some(names) => names
@@ -274,15 +309,25 @@ impl SamplesTable {
         out.into_iter().map(|(_, id)| id).collect()
     }
 
-    fn to_batches(&self, data: &[SeriesSamples]) -> datafusion::common::Result<Vec<RecordBatch>> {
+    fn to_batches(
+        &self,
+        data: &[SeriesSamples],
+        with_metric: bool,
+    ) -> datafusion::common::Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
-        let mut b = SampleBuilder::default();
+        let mut b = SampleBuilder {
+            with_metric,
+            ..Default::default()
+        };
         for s in data {
-            let metric = self
-                .db
-                .labels(s.id)
-                .and_then(|l| l.metric_name().map(str::to_string))
-                .unwrap_or_default();
+            let metric = if with_metric {
+                self.db
+                    .labels(s.id)
+                    .and_then(|l| l.metric_name().map(str::to_string))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
             let mut start = 0;
             while start < s.timestamps.len() {
                 let take = (BATCH_ROWS - b.len()).min(s.timestamps.len() - start);
@@ -294,7 +339,14 @@ impl SamplesTable {
                 );
                 start += take;
                 if b.len() >= BATCH_ROWS {
-                    batches.push(std::mem::take(&mut b).finish()?);
+                    let full = std::mem::replace(
+                        &mut b,
+                        SampleBuilder {
+                            with_metric,
+                            ..Default::default()
+                        },
+                    );
+                    batches.push(full.finish()?);
                 }
             }
         }
@@ -307,6 +359,8 @@ impl SamplesTable {
 
 #[derive(Default)]
 struct SampleBuilder {
+    /// Build the `metric` column (else the batch has the schema without it).
+    with_metric: bool,
     metric: StringDictionaryBuilder<Int32Type>,
     ids: Vec<u64>,
     ts: Vec<i64>,
@@ -319,8 +373,10 @@ impl SampleBuilder {
     }
 
     fn push(&mut self, metric: &str, id: SeriesId, ts: &[i64], values: &[f64]) {
-        for _ in 0..ts.len() {
-            self.metric.append_value(metric);
+        if self.with_metric {
+            for _ in 0..ts.len() {
+                self.metric.append_value(metric);
+            }
         }
         self.ids.extend(std::iter::repeat_n(id.0, ts.len()));
         self.ts.extend_from_slice(ts);
@@ -328,15 +384,18 @@ impl SampleBuilder {
     }
 
     fn finish(mut self) -> datafusion::common::Result<RecordBatch> {
-        Ok(RecordBatch::try_new(
-            samples_schema(),
-            vec![
-                Arc::new(self.metric.finish()) as ArrayRef,
-                Arc::new(UInt64Array::from(self.ids)),
-                Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
-                Arc::new(Float64Array::from(self.values)),
-            ],
-        )?)
+        let mut columns = vec![
+            Arc::new(UInt64Array::from(self.ids)) as ArrayRef,
+            Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
+            Arc::new(Float64Array::from(self.values)),
+        ];
+        let schema = if self.with_metric {
+            columns.insert(0, Arc::new(self.metric.finish()));
+            samples_schema()
+        } else {
+            Arc::new(samples_schema().project(&[1, 2, 3])?)
+        };
+        Ok(RecordBatch::try_new(schema, columns)?)
     }
 }
 

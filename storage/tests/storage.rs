@@ -221,6 +221,15 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
         count("SELECT count(*) FROM series WHERE labels['gpu'] = '1'").await,
         1
     );
+    // Without the metric column (built only when asked for), filtered by ids.
+    assert_eq!(
+        count("SELECT count(*) FROM samples WHERE series_id IN (0, 1) AND value >= 0").await,
+        2 * 12
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT series_id, timestamp FROM samples ORDER BY series_id, timestamp)").await,
+        2 * 12 + 3
+    );
 
     // The plan shows the pushed filter and needs no sort for the declared order.
     let plan = ctx
