@@ -254,7 +254,8 @@ impl TableProvider for SamplesTable {
         // Without the metric column the rows are sorted by id (see `select`) only when the
         // ids were not ordered by metric first; declare the order only when it holds.
         if with_metric || ids.is_sorted() {
-            source = source.try_with_sort_information(LexOrdering::new(ordering).into_iter().collect())?;
+            source = source
+                .try_with_sort_information(LexOrdering::new(ordering).into_iter().collect())?;
         }
         Ok(DataSourceExec::from_data_source(source))
     }
@@ -270,7 +271,10 @@ impl SamplesTable {
             let mut out: Vec<(&str, SeriesId)> = ids
                 .iter()
                 .filter_map(|id| {
-                    let metric = registry.labels(SeriesId(*id))?.metric_name().unwrap_or_default();
+                    let metric = registry
+                        .labels(SeriesId(*id))?
+                        .metric_name()
+                        .unwrap_or_default();
                     range
                         .metrics
                         .as_ref()

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, for_each_vector_row};
+use super::input::{VectorBuilder, intern_rows};
 use crate::error::Result;
 use crate::functions::format_float;
 use crate::labelset;
@@ -29,30 +29,52 @@ pub struct HistogramQuantileOp {
 
 impl HistogramQuantileOp {
     pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
-        let mut groups: HashMap<(i64, Vec<u8>), Vec<(f64, f64)>> = HashMap::new();
-        let mut order = Vec::new();
         let le = [
             "le".to_string(),
             labelset::METRIC_NAME.to_string(),
             labelset::DROP_NAME.to_string(),
         ];
-        for_each_vector_row(input, |l, t, v| {
-            let Some(upper) = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok()) else {
-                return;
+        let input = intern_rows(input);
+        // Per series, once: its bucket bound and its histogram (labels without `le`).
+        let mut keys: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut key_labels: Vec<Vec<u8>> = Vec::new();
+        let series: Vec<Option<(f64, usize)>> = input
+            .labels
+            .iter()
+            .map(|l| {
+                let upper = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok())?;
+                let mut key = Vec::new();
+                labelset::drop(l, &le, &mut key);
+                let n = key_labels.len();
+                let id = *keys.entry(key.clone()).or_insert_with(|| {
+                    key_labels.push(key);
+                    n
+                });
+                Some((upper, id))
+            })
+            .collect();
+        let mut groups: HashMap<(i64, usize), Vec<(f64, f64)>> = HashMap::new();
+        let mut order = Vec::new();
+        for (t, k, v) in &input.rows {
+            let Some((upper, id)) = series[*k as usize] else {
+                continue;
             };
-            let mut key = Vec::new();
-            labelset::drop(l, &le, &mut key);
             groups
-                .entry((t, key))
+                .entry((*t, id))
                 .or_insert_with_key(|k| {
-                    order.push(k.clone());
+                    order.push(*k);
                     Vec::new()
                 })
-                .push((upper, v));
-        });
+                .push((upper, *v));
+        }
+        let order: Vec<(i64, Vec<u8>, (i64, usize))> = order
+            .into_iter()
+            .map(|(t, id)| (t, key_labels[id].clone(), (t, id)))
+            .collect();
         let mut out = VectorBuilder::default();
-        for k in order {
-            let mut buckets = groups.remove(&k).unwrap_or_default();
+        for (t, labels, gk) in order {
+            let k = (t, labels);
+            let mut buckets = groups.remove(&gk).unwrap_or_default();
             match &self.func {
                 HistogramFn::Quantile(q) => out.push(&k.1, k.0, bucket_quantile(q.0, &mut buckets)),
                 HistogramFn::Quantiles(label, qs) => {

@@ -36,6 +36,36 @@ pub fn scalar_by_step(batches: &[RecordBatch]) -> HashMap<i64, f64> {
     out
 }
 
+/// Vector rows with each distinct label set stored once: `rows` are (step, series, value)
+/// with `series` an index into `labels`. Kernels compute per-series work (group keys,
+/// bucket bounds) once per series instead of once per row.
+#[derive(Debug, Default)]
+pub struct InternedRows {
+    pub labels: Vec<Vec<u8>>,
+    pub rows: Vec<(i64, u32, f64)>,
+}
+
+pub fn intern_rows(batches: &[RecordBatch]) -> InternedRows {
+    let mut out = InternedRows::default();
+    let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut last: Option<(Vec<u8>, u32)> = None;
+    for_each_vector_row(batches, |l, t, v| {
+        let k = match &last {
+            Some((raw, k)) if raw.as_slice() == l => *k,
+            _ => {
+                let k = *index.entry(l.to_vec()).or_insert_with(|| {
+                    out.labels.push(l.to_vec());
+                    (out.labels.len() - 1) as u32
+                });
+                last = Some((l.to_vec(), k));
+                k
+            }
+        };
+        out.rows.push((t, k, v));
+    });
+    out
+}
+
 /// One series' samples, sorted by time.
 #[derive(Debug, Default)]
 pub struct SeriesData {

@@ -74,6 +74,7 @@ impl RangeFnOp {
             } else {
                 labelset::mark_drop_name(&s.labels)
             };
+            let prefix = PrefixSums::for_window_sums(self.func, &s.values);
             let (mut lo, mut hi) = (0, 0);
             for t in self.steps.iter() {
                 let r = self.shift.reference(t);
@@ -86,6 +87,16 @@ impl RangeFnOp {
                     hi += 1;
                 }
                 if lo == hi {
+                    continue;
+                }
+                if let Some(p) = &prefix {
+                    let sum = p.sum(lo, hi);
+                    let v = if self.func == RangeFn::SumOverTime {
+                        sum
+                    } else {
+                        sum / (hi - lo) as f64
+                    };
+                    out.push(&labels, t, v);
                     continue;
                 }
                 if self.func == RangeFn::Raw {
@@ -107,5 +118,67 @@ impl RangeFnOp {
             }
         }
         out.finish()
+    }
+}
+
+/// Compensated prefix sums of a series, so `sum_over_time` and `avg_over_time` cost O(1) per
+/// step however long the window: the window's sum is the difference of two prefixes (each a
+/// Kahan sum and its compensation). Used only when every value is finite (an `Inf` or `NaN`
+/// would poison every later prefix) and the series is long enough to pay off.
+struct PrefixSums {
+    sums: Vec<f64>,
+    comps: Vec<f64>,
+}
+
+impl PrefixSums {
+    fn for_window_sums(func: RangeFn, values: &[f64]) -> Option<Self> {
+        if !matches!(func, RangeFn::SumOverTime | RangeFn::AvgOverTime)
+            || values.len() < 64
+            || !values.iter().all(|v| v.is_finite())
+        {
+            return None;
+        }
+        let mut sums = Vec::with_capacity(values.len() + 1);
+        let mut comps = Vec::with_capacity(values.len() + 1);
+        let (mut s, mut c) = (0.0, 0.0);
+        sums.push(s);
+        comps.push(c);
+        for v in values {
+            (s, c) = crate::functions::kahan_inc(*v, s, c);
+            sums.push(s);
+            comps.push(c);
+        }
+        // A sum that overflows takes Prometheus's incremental-mean path: compute directly.
+        if !s.is_finite() {
+            return None;
+        }
+        Some(PrefixSums { sums, comps })
+    }
+
+    /// The sum of values `lo..hi`.
+    fn sum(&self, lo: usize, hi: usize) -> f64 {
+        (self.sums[hi] - self.sums[lo]) + (self.comps[hi] - self.comps[lo])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_window_sums_match_direct_sums() {
+        let values: Vec<f64> = (0..500)
+            .map(|i| ((i * 7919) % 1000) as f64 / 7.0 - 50.0)
+            .collect();
+        let p = PrefixSums::for_window_sums(RangeFn::SumOverTime, &values).unwrap();
+        for (lo, hi) in [(0, 500), (10, 250), (499, 500), (100, 101), (37, 400)] {
+            let direct: f64 = values[lo..hi].iter().sum();
+            let got = p.sum(lo, hi);
+            assert!(
+                (got - direct).abs() <= 1e-9 * direct.abs().max(1.0),
+                "{lo}..{hi}: {got} vs {direct}"
+            );
+        }
+        assert!(PrefixSums::for_window_sums(RangeFn::SumOverTime, &[f64::INFINITY; 100]).is_none());
     }
 }

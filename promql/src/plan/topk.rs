@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, for_each_vector_row, scalar_by_step};
+use super::input::{VectorBuilder, for_each_vector_row, intern_rows, scalar_by_step};
 use crate::error::{Error, Result};
 use crate::labelset::Grouping;
 
@@ -51,22 +51,35 @@ impl TopKOp {
             k_at(0)?;
         }
         let mut out = VectorBuilder::default();
-        // (step, group) -> rows, groups in order of first appearance
-        let mut groups: HashMap<(i64, Vec<u8>), Vec<(Vec<u8>, f64)>> = HashMap::new();
-        let mut order: Vec<(i64, Vec<u8>)> = Vec::new();
+        let input = intern_rows(input);
+        // Each series' group, computed once; then (step, group) -> rows.
+        let mut group_ids: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut key = Vec::new();
-        for_each_vector_row(input, |l, t, v| {
-            self.grouping.key(l, &mut key);
-            let g = groups.entry((t, key.clone())).or_insert_with(|| {
-                order.push((t, key.clone()));
-                Vec::new()
-            });
-            g.push((l.to_vec(), v));
-        });
-        order.sort_by_key(|(t, _)| *t);
+        let group_of: Vec<u32> = input
+            .labels
+            .iter()
+            .map(|l| {
+                self.grouping.key(l, &mut key);
+                let n = group_ids.len() as u32;
+                *group_ids.entry(key.clone()).or_insert(n)
+            })
+            .collect();
+        let mut groups: HashMap<(i64, u32), Vec<(u32, f64)>> = HashMap::new();
+        for (t, k, v) in &input.rows {
+            groups
+                .entry((*t, group_of[*k as usize]))
+                .or_default()
+                .push((*k, *v));
+        }
+        let mut order: Vec<(i64, u32)> = groups.keys().copied().collect();
+        order.sort_unstable();
         for g in order {
-            let mut rows = groups.remove(&g).unwrap_or_default();
+            let rows = groups.remove(&g).unwrap_or_default();
             // Prometheus sees a selector's series in label order; so do we.
+            let mut rows: Vec<(Vec<u8>, f64)> = rows
+                .into_iter()
+                .map(|(k, v)| (input.labels[k as usize].clone(), v))
+                .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             let k = k_at(g.0)?;
             let kept = match self.kind {
