@@ -30,6 +30,8 @@ use crate::labels::{METRIC_NAME, SeriesId, Timestamp};
 use crate::matchers::{Matcher, Matchers};
 
 const BATCH_ROWS: usize = 64 * 1024;
+/// Series with at least this many samples in range get a batch of their own.
+const OWN_BATCH_ROWS: usize = 1024;
 
 /// The `samples` table.
 #[derive(Debug)]
@@ -232,7 +234,7 @@ impl TableProvider for SamplesTable {
         // Only the `metric` column costs anything to build (a dictionary per row): build it
         // only when it is asked for.
         let with_metric = projection.is_none_or(|p| p.contains(&0));
-        let batches = self.to_batches(&data, with_metric)?;
+        let batches = self.to_batches(data, with_metric)?;
         let (schema, projection, order): (SchemaRef, Option<Vec<usize>>, &[&str]) = if with_metric {
             (
                 self.schema(),
@@ -315,7 +317,7 @@ impl SamplesTable {
 
     fn to_batches(
         &self,
-        data: &[SeriesSamples],
+        data: Vec<SeriesSamples>,
         with_metric: bool,
     ) -> datafusion::common::Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
@@ -324,6 +326,31 @@ impl SamplesTable {
             ..Default::default()
         };
         for s in data {
+            // A long series becomes its own batch, its vectors moved in without a copy.
+            if !with_metric && s.timestamps.len() >= OWN_BATCH_ROWS {
+                if b.len() > 0 {
+                    let part = std::mem::replace(
+                        &mut b,
+                        SampleBuilder {
+                            with_metric,
+                            ..Default::default()
+                        },
+                    );
+                    batches.push(part.finish()?);
+                }
+                let n = s.timestamps.len();
+                batches.push(RecordBatch::try_new(
+                    Arc::new(samples_schema().project(&[1, 2, 3])?),
+                    vec![
+                        Arc::new(UInt64Array::from(vec![s.id.0; n])) as ArrayRef,
+                        Arc::new(
+                            TimestampMillisecondArray::from(s.timestamps).with_timezone("UTC"),
+                        ),
+                        Arc::new(Float64Array::from(s.values)),
+                    ],
+                )?);
+                continue;
+            }
             let metric = if with_metric {
                 self.db
                     .labels(s.id)

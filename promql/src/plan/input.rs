@@ -90,31 +90,32 @@ pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<
             .index_of("value")
             .map_err(|e| Error::Internal(e.to_string()))?;
         let mut pos: HashMap<u64, usize> = HashMap::new();
-        let mut last: Option<(u64, usize)> = None;
         for b in batches {
-            let ids = b.column(id_col).as_primitive::<UInt64Type>();
+            let ids = b.column(id_col).as_primitive::<UInt64Type>().values();
             let ts = b.column(t_col).as_primitive::<TimestampMillisecondType>();
             let vs = b.column(v_col).as_primitive::<Float64Type>();
-            for i in 0..b.num_rows() {
-                let id = ids.value(i);
-                let k = match last {
-                    Some((l, k)) if l == id => k,
-                    _ => {
-                        let k = *pos.entry(id).or_insert_with(|| {
-                            out.push(SeriesData {
-                                labels: map.labels(id).unwrap_or_default().to_vec(),
-                                ..Default::default()
-                            });
-                            out.len() - 1
-                        });
-                        last = Some((id, k));
-                        k
-                    }
-                };
+            // Each series' rows are contiguous: copy them a run at a time.
+            let mut start = 0;
+            while start < ids.len() {
+                let id = ids[start];
+                let end = start + ids[start..].iter().take_while(|x| **x == id).count();
+                let k = *pos.entry(id).or_insert_with(|| {
+                    out.push(SeriesData {
+                        labels: map.labels(id).unwrap_or_default().to_vec(),
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                });
                 let s = &mut out[k];
-                s.ts.push(ts.value(i));
-                s.values
-                    .push(if vs.is_null(i) { f64::NAN } else { vs.value(i) });
+                s.ts.extend_from_slice(&ts.values()[start..end]);
+                if vs.null_count() == 0 {
+                    s.values.extend_from_slice(&vs.values()[start..end]);
+                } else {
+                    s.values.extend(
+                        (start..end).map(|i| if vs.is_null(i) { f64::NAN } else { vs.value(i) }),
+                    );
+                }
+                start = end;
             }
         }
     } else {
