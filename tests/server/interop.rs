@@ -163,3 +163,57 @@ print(json.dumps(out, sort_keys=True))
     }
     s.stop().await;
 }
+
+/// `promtool query instant|range` (Prometheus's own client) works against Quiver unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs promtool (Debian package prometheus)"]
+async fn promtool_queries_quiver_as_it_queries_prometheus() {
+    let promtool = which("promtool").expect("promtool is on the PATH");
+    let s = TestServer::start(&["--storage.retention.time=100y"]).await;
+    let lines: String = (0..20)
+        .map(|i| {
+            format!(
+                "gpu_util{{gpu=\"0\"}} {} {}\n",
+                40 + i,
+                1_700_000_000_000i64 + i * 15_000
+            )
+        })
+        .collect();
+    let (code, _) = post(&s.url("/api/v1/import/prometheus"), lines.into_bytes(), &[]).await;
+    assert_eq!(code, 204);
+    let run = |args: Vec<String>| {
+        let out = Command::new(&promtool).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let instant = run(vec![
+        "query".into(),
+        "instant".into(),
+        "--time=1700000100".into(),
+        s.base.clone(),
+        "gpu_util * 2".into(),
+    ]);
+    // The sample at 1700000090 s is the 7th (value 46).
+    assert!(
+        instant.contains("{gpu=\"0\"} => 92 @[1700000100]"),
+        "{instant}"
+    );
+    let range = run(vec![
+        "query".into(),
+        "range".into(),
+        "--start=1700000030".into(),
+        "--end=1700000090".into(),
+        "--step=30s".into(),
+        s.base.clone(),
+        "gpu_util".into(),
+    ]);
+    assert!(
+        range.contains("42 @[1700000030]") && range.contains("46 @[1700000090]"),
+        "{range}"
+    );
+    s.stop().await;
+}
