@@ -93,8 +93,9 @@ fn main() {
         .build()
         .unwrap();
 
-    // (system, query, kind) -> median seconds
-    let mut table: Vec<(&'static str, Vec<(f64, f64)>, u64)> = Vec::new();
+    // Per system: its name, (range, instant) median seconds per query, peak RSS.
+    type Row = (&'static str, Vec<(f64, f64)>, u64);
+    let mut table: Vec<Row> = Vec::new();
     let systems = std::env::var("SYSTEMS").unwrap_or("quiver,prometheus,victoria-metrics".into());
     let only = std::env::var("ONLY").ok();
     for which in ["quiver", "prometheus", "victoria-metrics"] {

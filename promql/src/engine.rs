@@ -338,10 +338,13 @@ fn duplicate_labelset() -> Error {
 
 /// Series by their final label set. Series whose names were dropped may end up with the
 /// same labels: they merge, unless two of them have a point at the same time.
+/// A series' (ms, value) points.
+type Points = Vec<(i64, f64)>;
+
 fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
     // Rows of one series come together: look a label set up once per run of rows.
     let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
-    let mut series: Vec<(Vec<u8>, Vec<(i64, f64)>)> = Vec::new();
+    let mut series: Vec<(Vec<u8>, Points)> = Vec::new();
     let mut last: Option<(Vec<u8>, usize)> = None;
     for_rows(batches, |l, t, v| {
         let k = match &last {

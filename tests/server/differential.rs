@@ -35,7 +35,10 @@ impl Lcg {
 }
 
 /// (labels, samples (ms, value)) of every generated series.
-fn generate() -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
+/// A series: its labels and (ms, value) samples.
+type GenSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
+
+fn generate() -> Vec<GenSeries> {
     let mut rng = Lcg(42);
     let mut out = Vec::new();
     let steps = SPAN / SCRAPE;
@@ -125,7 +128,7 @@ fn generate() -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
     out
 }
 
-fn text_format(series: &[(Vec<(String, String)>, Vec<(i64, f64)>)], seconds: bool) -> String {
+fn text_format(series: &[GenSeries], seconds: bool) -> String {
     let mut out = String::new();
     for (labels, samples) in series {
         let name = &labels.iter().find(|(n, _)| n == "__name__").unwrap().1;

@@ -134,7 +134,9 @@ async fn scalars_and_special_floats_are_encoded_as_prometheus_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_errors_use_prometheus_types_and_codes() {
     let s = gpu_server(&[]).await;
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    // (path, parameters, status, errorType)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case] = &[
         ("/api/v1/query", &[("query", "sum(")], 400, "bad_data"),
         ("/api/v1/query", &[], 400, "bad_data"),
         (

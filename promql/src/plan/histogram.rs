@@ -93,7 +93,7 @@ impl HistogramQuantileOp {
 }
 
 /// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.
-pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -260,6 +260,6 @@ mod tests {
 
     #[test]
     fn quantile_without_an_inf_bucket_is_nan() {
-        assert!(bucket_quantile(0.5, &mut vec![(1.0, 1.0)]).is_nan());
+        assert!(bucket_quantile(0.5, &mut [(1.0, 1.0)]).is_nan());
     }
 }

@@ -10,7 +10,7 @@ use promql_parser::parser::{AtModifier, Expr as PExpr};
 use quiver_promql::{Engine, EngineOptions, Value};
 use quiver_storage::{Db, Labels, Options, WriteBatch};
 
-use super::testfile::{Command, Eval, EvalKind, Expected, Fail, STALE_NAN};
+use super::testfile::{Command, Eval, EvalKind, Expected, Fail, STALE_NAN, SeriesRow};
 
 /// What happened to each eval of a file.
 #[derive(Debug, Default)]
@@ -161,7 +161,7 @@ async fn check_variants(engine: &Engine, e: &Eval) -> Result<(), String> {
             .range_expr(&expr, t - 60_000, t + 60_000, 60_000)
             .await
             .map_err(|err| format!("as a range query: unexpected error: {err}"))?;
-        let middle: Vec<(Vec<(String, String)>, Vec<Option<f64>>)> = match got {
+        let middle: Vec<SeriesRow> = match got {
             Value::Matrix(m) => m
                 .into_iter()
                 .filter_map(|s| {
@@ -189,10 +189,10 @@ async fn check_variants(engine: &Engine, e: &Eval) -> Result<(), String> {
         let rows = match got {
             Value::Vector(v) => v.into_iter().map(|s| (s.labels, vec![Some(s.v)])).collect(),
             Value::Scalar { v, .. } => {
-                if let Expected::Scalar(w) = e.expected {
-                    if !float_eq(w, v) {
-                        return Err(format!("with @ at {at}ms: expected {w}, got {v}"));
-                    }
+                if let Expected::Scalar(w) = e.expected
+                    && !float_eq(w, v)
+                {
+                    return Err(format!("with @ at {at}ms: expected {w}, got {v}"));
                 }
                 continue;
             }
@@ -203,10 +203,7 @@ async fn check_variants(engine: &Engine, e: &Eval) -> Result<(), String> {
     Ok(())
 }
 
-fn compare_expected(
-    expected: &Expected,
-    got: Vec<(Vec<(String, String)>, Vec<Option<f64>>)>,
-) -> Result<(), String> {
+fn compare_expected(expected: &Expected, got: Vec<SeriesRow>) -> Result<(), String> {
     match expected {
         Expected::Series(want) => compare(want, &got, false),
         Expected::Scalar(w) => match got.as_slice() {
@@ -222,22 +219,10 @@ fn compare_expected(
 fn pin_at(e: &mut PExpr, t: i64, unsafe_fn: &mut bool) {
     let at = || Some(AtModifier::At(to_system_time(t)));
     match e {
-        PExpr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = at();
-            }
-        }
-        PExpr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = at();
-            }
-        }
+        PExpr::VectorSelector(vs) if vs.at.is_none() => vs.at = at(),
+        PExpr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = at(),
         // Inside a subquery, which now has an `@` either way, selectors stay as they are.
-        PExpr::Subquery(sq) => {
-            if sq.at.is_none() {
-                sq.at = at();
-            }
-        }
+        PExpr::Subquery(sq) if sq.at.is_none() => sq.at = at(),
         PExpr::Aggregate(a) => {
             pin_at(&mut a.expr, t, unsafe_fn);
             if let Some(p) = a.param.as_mut() {
@@ -325,7 +310,7 @@ async fn check(engine: &Engine, e: &Eval) -> Result<(), String> {
             }
         }
         (Expected::Series(want), Value::Vector(got), EvalKind::Instant(_)) => {
-            let got: Vec<(Vec<(String, String)>, Vec<Option<f64>>)> = got
+            let got: Vec<SeriesRow> = got
                 .into_iter()
                 .map(|s| (s.labels, vec![Some(s.v)]))
                 .collect();
@@ -387,7 +372,7 @@ async fn check(engine: &Engine, e: &Eval) -> Result<(), String> {
     }
 }
 
-type Rows = [(Vec<(String, String)>, Vec<Option<f64>>)];
+type Rows = [SeriesRow];
 
 fn compare(want: &Rows, got: &Rows, ordered: bool) -> Result<(), String> {
     if want.len() != got.len() {
@@ -395,7 +380,7 @@ fn compare(want: &Rows, got: &Rows, ordered: bool) -> Result<(), String> {
             "expected {} series, got {}: {:?}",
             want.len(),
             got.len(),
-            got.iter().map(|g| show(g)).collect::<Vec<_>>()
+            got.iter().map(show).collect::<Vec<_>>()
         ));
     }
     for (i, w) in want.iter().enumerate() {
@@ -409,7 +394,7 @@ fn compare(want: &Rows, got: &Rows, ordered: bool) -> Result<(), String> {
                 "expected {} not found{}; got {:?}",
                 show(w),
                 if ordered { " at its position" } else { "" },
-                got.iter().map(|g| show(g)).collect::<Vec<_>>()
+                got.iter().map(show).collect::<Vec<_>>()
             ));
         };
         let mut gv = g.1.clone();
@@ -429,7 +414,7 @@ fn compare(want: &Rows, got: &Rows, ordered: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn show(s: &(Vec<(String, String)>, Vec<Option<f64>>)) -> String {
+fn show(s: &SeriesRow) -> String {
     let labels: Vec<String> = s.0.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
     let values: Vec<String> =
         s.1.iter()

@@ -51,17 +51,23 @@ pub enum Fail {
     Regex(String),
 }
 
+/// Name/value pairs, sorted by name.
+pub type LabelList = Vec<(String, String)>;
+
+/// A series as compared: its labels and one value per step (`None`: no point).
+pub type SeriesRow = (Vec<(String, String)>, Vec<Option<f64>>);
+
 #[derive(Debug, Clone)]
 pub enum Expected {
     /// Series with one value (instant) or a point per step (`None` = no point).
-    Series(Vec<(Vec<(String, String)>, Vec<Option<f64>>)>),
+    Series(Vec<SeriesRow>),
     Scalar(f64),
     String(String),
     /// `expect range vector from … to … step …` and its series.
     RangeVector {
         start: i64,
         step: i64,
-        series: Vec<(Vec<(String, String)>, Vec<Option<f64>>)>,
+        series: Vec<SeriesRow>,
     },
 }
 
@@ -219,11 +225,13 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     eval.native_output = true;
                     continue;
                 }
-                if series.is_empty() && !l.contains('{') && !l.contains(' ') {
-                    if let Some(v) = parse_value(&l) {
-                        eval.expected = Expected::Scalar(v);
-                        continue;
-                    }
+                if series.is_empty()
+                    && !l.contains('{')
+                    && !l.contains(' ')
+                    && let Some(v) = parse_value(&l)
+                {
+                    eval.expected = Expected::Scalar(v);
+                    continue;
                 }
                 let (labels, rest) = parse_labels(&l).map_err(|e| format!("line {ln}: {e}"))?;
                 let values = expand_values(rest).map_err(|e| format!("line {ln}: {e}"))?;
@@ -346,7 +354,7 @@ pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
 }
 
 /// `name{a="b", "c"="d"}` (either part optional) and the rest of the line.
-pub fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+pub fn parse_labels(s: &str) -> Result<(LabelList, &str), String> {
     let mut labels = Vec::new();
     let s = s.trim_start();
     let name_end = s
