@@ -249,8 +249,9 @@ async fn format_query_explain_and_grafana_side_routes_answer() {
     .await;
     assert_eq!(code, 200);
     let plan = body["data"]["result"].as_str().unwrap();
+    // sum by (…) (rate(…)) accumulates inside the range node: no hash aggregate.
     assert!(
-        plan.contains("RangeFn") && plan.contains("Aggregate"),
+        plan.contains("RangeFn") && plan.contains("aggregate: Some(StreamAgg"),
         "{plan}"
     );
     let (code, body) = get_json(&query_url(

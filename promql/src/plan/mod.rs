@@ -30,7 +30,7 @@ pub use absent::AbsentOp;
 pub use binary::{BinaryOp, Cardinality, Matching, VectorOp};
 pub use exec::{PromExec, PromPlanner};
 pub use histogram::{HistogramFn, HistogramQuantileOp};
-pub use range_fn::{RangeFn, RangeFnOp, RangeSource};
+pub use range_fn::{RangeFn, RangeFnOp, RangeSource, StreamAgg, StreamAggKind};
 pub use scalar::{CountValuesOp, ScalarOfOp, StepsOp};
 pub use topk::{TopKKind, TopKOp};
 pub use vector_select::VectorSelectOp;

@@ -2,15 +2,18 @@
 //! `(ref - range, ref]` go through a [`RangeFn`] kernel. Samples are sorted, and the window
 //! edges only move forward along the steps, so each series is walked with two cursors.
 
+use std::collections::HashMap;
+
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;
 
 use super::input::{VectorBuilder, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
+use crate::functions::kahan_inc;
 use crate::functions::range::{Window, eval};
 use crate::guard::QueryGuard;
-use crate::labelset;
+use crate::labelset::{self, Grouping};
 
 pub use crate::functions::range::RangeFn;
 
@@ -34,6 +37,138 @@ pub struct RangeFnOp {
     pub args: Vec<Param>,
     /// Which of `args` the node's second input gives per step, if any.
     pub step_arg: Option<usize>,
+    /// `agg by (…) (f(x[r]))` fused into the node: results accumulate per group and step as
+    /// each series is evaluated, instead of a row per series and step going to an aggregate.
+    pub aggregate: Option<StreamAgg>,
+}
+
+/// The aggregations that can accumulate while series stream by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamAggKind {
+    Sum,
+    Min,
+    Max,
+    Count,
+    Group,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamAgg {
+    pub kind: StreamAggKind,
+    pub grouping: Grouping,
+}
+
+/// One (group, step) cell of a streaming aggregation.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    value: f64,
+    comp: f64,
+    count: u32,
+}
+
+impl Cell {
+    fn add(&mut self, kind: StreamAggKind, v: f64) {
+        match kind {
+            StreamAggKind::Sum => (self.value, self.comp) = kahan_inc(v, self.value, self.comp),
+            // As Prometheus: the first value, then any better one; NaN only if all are NaN.
+            StreamAggKind::Min => {
+                if self.count == 0 || self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            StreamAggKind::Max => {
+                if self.count == 0 || self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            StreamAggKind::Count | StreamAggKind::Group => {}
+        }
+        self.count += 1;
+    }
+
+    fn result(&self, kind: StreamAggKind) -> f64 {
+        match kind {
+            StreamAggKind::Sum => self.value + self.comp,
+            StreamAggKind::Min | StreamAggKind::Max => self.value,
+            StreamAggKind::Count => self.count as f64,
+            StreamAggKind::Group => 1.0,
+        }
+    }
+}
+
+/// Where a range node's results go: rows per series and step, or cells per group and step.
+enum Sink<'a> {
+    Rows(VectorBuilder),
+    Groups {
+        agg: &'a StreamAgg,
+        steps: usize,
+        keys: HashMap<Vec<u8>, usize>,
+        labels: Vec<Vec<u8>>,
+        cells: Vec<Cell>,
+        /// The group of the series being evaluated.
+        current: usize,
+    },
+}
+
+impl Sink<'_> {
+    /// Starts a series; answers the labels its rows carry.
+    fn begin(&mut self, labels: &[u8]) {
+        if let Sink::Groups {
+            agg,
+            steps,
+            keys,
+            labels: group_labels,
+            cells,
+            current,
+        } = self
+        {
+            let mut key = Vec::new();
+            agg.grouping.key(labels, &mut key);
+            let n = group_labels.len();
+            *current = *keys.entry(key.clone()).or_insert_with(|| {
+                group_labels.push(key);
+                cells.extend(std::iter::repeat_n(Cell::default(), *steps));
+                n
+            });
+        }
+    }
+
+    fn push(&mut self, labels: &[u8], step_index: usize, t: i64, v: f64) {
+        match self {
+            Sink::Rows(out) => out.push(labels, t, v),
+            Sink::Groups {
+                agg,
+                steps,
+                cells,
+                current,
+                ..
+            } => cells[*current * *steps + step_index].add(agg.kind, v),
+        }
+    }
+
+    fn finish(self, grid: &Steps) -> Result<RecordBatch> {
+        match self {
+            Sink::Rows(out) => out.finish(),
+            Sink::Groups {
+                agg,
+                steps,
+                labels,
+                cells,
+                ..
+            } => {
+                let mut out = VectorBuilder::default();
+                for (g, l) in labels.iter().enumerate() {
+                    for (k, t) in grid.iter().enumerate() {
+                        let c = &cells[g * steps + k];
+                        if c.count > 0 {
+                            out.push(l, t, c.result(agg.kind));
+                        }
+                    }
+                }
+                out.finish()
+            }
+        }
+    }
 }
 
 impl RangeFnOp {
@@ -54,7 +189,21 @@ impl RangeFnOp {
         if self.step_arg.is_none() {
             self.func.validate(&args)?;
         }
-        let mut out = VectorBuilder::default();
+        let mut out = match &self.aggregate {
+            None => Sink::Rows(VectorBuilder::default()),
+            Some(agg) => {
+                // Series in label order, as Prometheus feeds its aggregations.
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Sink::Groups {
+                    agg,
+                    steps: self.steps.len(),
+                    keys: HashMap::new(),
+                    labels: Vec::new(),
+                    cells: Vec::new(),
+                    current: 0,
+                }
+            }
+        };
         let mut w = Window {
             step: 0,
             start: 0,
@@ -74,9 +223,10 @@ impl RangeFnOp {
             } else {
                 labelset::mark_drop_name(&s.labels)
             };
+            out.begin(&labels);
             let prefix = PrefixSums::for_window_sums(self.func, &s.values);
             let (mut lo, mut hi) = (0, 0);
-            for t in self.steps.iter() {
+            for (k, t) in self.steps.iter().enumerate() {
                 let r = self.shift.reference(t);
                 let start = r - self.range;
                 while lo < s.ts.len() && s.ts[lo] <= start {
@@ -96,12 +246,12 @@ impl RangeFnOp {
                     } else {
                         sum / (hi - lo) as f64
                     };
-                    out.push(&labels, t, v);
+                    out.push(&labels, k, t, v);
                     continue;
                 }
                 if self.func == RangeFn::Raw {
                     for i in lo..hi {
-                        out.push(&labels, s.ts[i], s.values[i]);
+                        out.push(&labels, k, s.ts[i], s.values[i]);
                     }
                     continue;
                 }
@@ -113,11 +263,11 @@ impl RangeFnOp {
                 w.start = start;
                 w.end = r;
                 if let Some(v) = eval(self.func, &s.ts[lo..hi], &s.values[lo..hi], &w) {
-                    out.push(&labels, t, v);
+                    out.push(&labels, k, t, v);
                 }
             }
         }
-        out.finish()
+        out.finish(&self.steps)
     }
 }
 

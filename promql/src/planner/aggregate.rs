@@ -5,14 +5,17 @@
 use datafusion::common::JoinType;
 use datafusion::functions_aggregate::expr_fn::bool_or;
 use datafusion::logical_expr::{LogicalPlanBuilder, col, when};
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::{ParamPlan, Planned, Planner};
 use crate::error::{Error, Result};
 use crate::functions::aggregate::{AggKind, PromAggregate};
 use crate::functions::udf::{HasDropMark, LabelsFn, LabelsKind};
 use crate::labelset::Grouping;
-use crate::plan::{CountValuesOp, Param, PromNode, PromOp, Steps, TopKKind, TopKOp};
+use crate::plan::{
+    CountValuesOp, Param, PromNode, PromOp, RangeFn, Steps, StreamAgg, StreamAggKind, TopKKind,
+    TopKOp,
+};
 
 impl Planner<'_> {
     pub(crate) fn plan_aggregate(&self, a: &AggregateExpr, steps: Steps) -> Result<Planned> {
@@ -22,6 +25,9 @@ impl Planner<'_> {
             None => Grouping::By(Vec::new()),
         };
         let op = a.op.to_string();
+        if let Some(fused) = self.plan_streaming(a, &op, &grouping, steps)? {
+            return Ok(fused);
+        }
         let input = self.vector(&a.expr, steps)?;
         let node = |op: PromOp| -> Result<Planned> {
             Ok(Planned::Vector(
@@ -106,6 +112,54 @@ impl Planner<'_> {
                 Ok(Planned::Vector(plan))
             }
         }
+    }
+}
+
+impl Planner<'_> {
+    /// `sum|min|max|count|group by (…) (range_fn(…))` as one range node that accumulates per
+    /// group and step while it evaluates each series (no row per series and step, no hash
+    /// aggregate). Only where the result is the same: constant parameters, and a grouping
+    /// that does not keep `__name__` (whose pending removal the general path carries).
+    fn plan_streaming(
+        &self,
+        a: &AggregateExpr,
+        op: &str,
+        grouping: &Grouping,
+        steps: Steps,
+    ) -> Result<Option<Planned>> {
+        let kind = match op {
+            "sum" => StreamAggKind::Sum,
+            "min" => StreamAggKind::Min,
+            "max" => StreamAggKind::Max,
+            "count" => StreamAggKind::Count,
+            "group" => StreamAggKind::Group,
+            _ => return Ok(None),
+        };
+        let mut e = a.expr.as_ref();
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        let Expr::Call(c) = e else { return Ok(None) };
+        let Some(f) = RangeFn::from_name(c.func.name) else {
+            return Ok(None);
+        };
+        if c.func.name == "absent_over_time" || grouping.keeps_name() {
+            return Ok(None);
+        }
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+        // Parameters must be constants (checked by planning them; cheap for literals).
+        let range_pos = usize::from(c.func.name == "quantile_over_time");
+        for (i, arg) in args.iter().enumerate() {
+            if i != range_pos && !matches!(self.plan(arg, steps)?, Planned::Const(_)) {
+                return Ok(None);
+            }
+        }
+        let agg = StreamAgg {
+            kind,
+            grouping: grouping.clone(),
+        };
+        self.plan_range_call(c.func.name, f, &args, steps, Some(agg))
+            .map(Some)
     }
 }
 

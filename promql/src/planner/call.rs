@@ -12,7 +12,7 @@ use crate::functions::instant::InstantFn;
 use crate::functions::udf::{LabelsFn, LabelsKind, ValueFn};
 use crate::plan::{
     AbsentOp, HistogramFn, HistogramQuantileOp, Param, PromNode, PromOp, RangeFn, ScalarOfOp,
-    Steps, StepsOp,
+    Steps, StepsOp, StreamAgg,
 };
 
 impl Planner<'_> {
@@ -20,7 +20,7 @@ impl Planner<'_> {
         let name = c.func.name;
         let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
         if let Some(f) = RangeFn::from_name(name) {
-            return self.plan_range_call(name, f, &args, steps);
+            return self.plan_range_call(name, f, &args, steps, None);
         }
         if let Some(f) = InstantFn::from_name(name) {
             if f.is_date() && args.is_empty() {
@@ -243,12 +243,15 @@ impl Planner<'_> {
         ))
     }
 
-    fn plan_range_call(
+    /// A range function; with `aggregate`, the aggregation around it accumulates inside the
+    /// node (see `plan_aggregate`).
+    pub(crate) fn plan_range_call(
         &self,
         name: &str,
         f: RangeFn,
         args: &[&Expr],
         steps: Steps,
+        aggregate: Option<StreamAgg>,
     ) -> Result<Planned> {
         // The range argument's position and the constant parameters around it.
         let (range_arg, params): (&Expr, Vec<&Expr>) = match name {
@@ -266,7 +269,7 @@ impl Planner<'_> {
             Some(ms) => absent_labels(&ms.vs),
             None => Vec::new(),
         });
-        let plan = range_fn_plan(f, steps, input, params)?;
+        let plan = range_fn_plan(f, steps, input, params, aggregate)?;
         match absent {
             Some(labels) => Ok(Planned::Vector(
                 PromNode::new(PromOp::Absent(AbsentOp { steps, labels }), vec![plan])?.into_plan(),

@@ -11,8 +11,8 @@ use super::{ParamPlan, Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
 use crate::labelset;
 use crate::plan::{
-    Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, TimeShift,
-    VectorSelectOp,
+    Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, StreamAgg,
+    TimeShift, VectorSelectOp,
 };
 
 /// A selector's samples, ready for a range function.
@@ -67,6 +67,7 @@ impl Planner<'_> {
             steps,
             input,
             vec![],
+            None,
         )?))
     }
 
@@ -132,6 +133,7 @@ pub(crate) fn range_fn_plan(
     steps: Steps,
     input: RangeInput,
     params: Vec<ParamPlan>,
+    aggregate: Option<StreamAgg>,
 ) -> Result<LogicalPlan> {
     let mut args = Vec::with_capacity(params.len());
     let mut step_arg = None;
@@ -159,6 +161,7 @@ pub(crate) fn range_fn_plan(
         source: input.source,
         args,
         step_arg,
+        aggregate,
     };
     Ok(PromNode::new(PromOp::RangeFn(op), inputs)?.into_plan())
 }

@@ -48,6 +48,7 @@ impl Planner<'_> {
             steps,
             input,
             vec![],
+            None,
         )?))
     }
 }
