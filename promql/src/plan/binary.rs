@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use datafusion::arrow::array::RecordBatch;
 
+use super::Param;
 use super::input::{VectorBuilder, for_each_vector_row};
 use crate::error::{Error, Result};
 use crate::labelset;
@@ -115,6 +116,11 @@ pub struct BinaryOp {
     pub matching: Matching,
     pub card: Cardinality,
     pub return_bool: bool,
+    /// `fill_left(v)` / `fill(v)`: the left operand's value where a right series has no match
+    /// (Prometheus 3's experimental fill modifiers).
+    pub fill_left: Option<Param>,
+    /// `fill_right(v)` / `fill(v)`: the right operand's value where a left series has none.
+    pub fill_right: Option<Param>,
 }
 
 /// One side of the operator: its distinct series (label set and matching signature, each
@@ -263,7 +269,8 @@ impl BinaryOp {
         result_labels: &mut HashMap<(u32, u32), Vec<u8>>,
         out: &mut VectorBuilder,
     ) -> Result<()> {
-        if l.is_empty() || r.is_empty() {
+        let filling = self.fill_left.is_some() || self.fill_right.is_some();
+        if (l.is_empty() || r.is_empty()) && !filling {
             return Ok(());
         }
         let swapped = matches!(self.card, Cardinality::OneToMany(_));
@@ -301,11 +308,20 @@ impl BinaryOp {
         }
         let mut matched: HashMap<u32, HashSet<Vec<u8>>> = HashMap::new();
         let mut one_to_one_seen: HashSet<u32> = HashSet::new();
+        let mut ones_matched: HashSet<u32> = HashSet::new();
         for (mk, mv) in many {
             let sig = many_side.sigs[*mk as usize];
             let Some((ok, ov)) = ones.get(&sig) else {
+                // Filled: the "one" operand takes `fill_right`'s value (Prometheus applies the
+                // fill values after swapping sides for group_right), and no labels from it.
+                if let Some(f) = self.fill_right {
+                    let (fl, fr) = if swapped { (f.0, *mv) } else { (*mv, f.0) };
+                    let labels = self.result_labels(&many_side.labels[*mk as usize], &[]);
+                    self.push_result(fl, fr, &labels, t, out);
+                }
                 continue;
             };
+            ones_matched.insert(sig);
             // Ambiguous one-to-one matches fail even when the comparison filters them out.
             if self.card == Cardinality::OneToOne && !one_to_one_seen.insert(sig) {
                 return Err(Error::Execution(
@@ -335,7 +351,31 @@ impl BinaryOp {
             }
             out.push(labels, t, v);
         }
+        // Filled: "one" series no "many" series matched take `fill_left`'s value for the other
+        // operand and carry their match-group labels.
+        if let Some(f) = self.fill_left {
+            for (ok, ov) in one {
+                let sig = one_side.sigs[*ok as usize];
+                if ones_matched.contains(&sig) || ones.get(&sig).is_none_or(|(k, _)| k != ok) {
+                    continue;
+                }
+                let (fl, fr) = if swapped { (*ov, f.0) } else { (f.0, *ov) };
+                let labels = interner.sig_labels[sig as usize].clone();
+                self.push_result(fl, fr, &labels, t, out);
+            }
+        }
         Ok(())
+    }
+
+    /// Applies the operator to a filled pair and pushes the result if it is kept.
+    fn push_result(&self, fl: f64, fr: f64, labels: &[u8], t: i64, out: &mut VectorBuilder) {
+        let (mut v, keep) = self.op.apply(fl, fr);
+        if self.return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            return;
+        }
+        out.push(labels, t, v);
     }
 
     fn result_labels(&self, many: &[u8], one: &[u8]) -> Vec<u8> {

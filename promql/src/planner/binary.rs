@@ -10,7 +10,7 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use super::{Planned, Planner, project_scalar, project_vector};
 use crate::error::{Error, Result};
 use crate::functions::udf::CompareFn;
-use crate::plan::{BinaryOp, Cardinality, Matching, PromNode, PromOp, Steps, VectorOp};
+use crate::plan::{BinaryOp, Cardinality, Matching, Param, PromNode, PromOp, Steps, VectorOp};
 
 impl Planner<'_> {
     pub(crate) fn plan_binary(&self, b: &BinaryExpr, steps: Steps) -> Result<Planned> {
@@ -31,11 +31,14 @@ impl Planner<'_> {
             }
             (Planned::Vector(l), Planned::Vector(r)) => {
                 let (matching, card) = vector_matching(b, op);
+                let fill = b.modifier.as_ref().map(|m| &m.fill_values);
                 let node = BinaryOp {
                     op,
                     matching,
                     card,
                     return_bool,
+                    fill_left: fill.and_then(|f| f.lhs).map(Param),
+                    fill_right: fill.and_then(|f| f.rhs).map(Param),
                 };
                 Ok(Planned::Vector(
                     PromNode::new(PromOp::Binary(node), vec![l, r])?.into_plan(),
