@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::labels::Labels;
 
 /// How a matcher compares a label value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
     Equal,
     NotEqual,

@@ -157,6 +157,7 @@ impl PromOp {
             PromOp::ScalarOf(op) => op.evaluate(first()),
             PromOp::Steps(op) => op.evaluate(),
             PromOp::CheckUnique => super::topk::check_unique(first()),
+            PromOp::Info(op) => op.evaluate(&inputs[0], &inputs[1]),
         }
     }
 }

@@ -11,6 +11,7 @@ mod absent;
 mod binary;
 mod exec;
 mod histogram;
+mod info;
 mod input;
 mod range_fn;
 mod scalar;
@@ -30,6 +31,7 @@ pub use absent::AbsentOp;
 pub use binary::{BinaryOp, Cardinality, Matching, VectorOp};
 pub use exec::{PromExec, PromPlanner};
 pub use histogram::{HistogramFn, HistogramQuantileOp};
+pub use info::InfoOp;
 pub use range_fn::{RangeFn, RangeFnOp, RangeSource, StreamAgg, StreamAggKind};
 pub use scalar::{CountValuesOp, ScalarOfOp, StepsOp};
 pub use topk::{TopKKind, TopKOp};
@@ -180,6 +182,8 @@ pub enum PromOp {
     Steps(StepsOp),
     /// Fails on two series with the same label set at one step (after `label_replace`…).
     CheckUnique,
+    /// `info(v, {…})`: adds info series' data labels.
+    Info(InfoOp),
 }
 
 impl PromOp {
@@ -195,6 +199,7 @@ impl PromOp {
             PromOp::ScalarOf(_) => "ScalarOf",
             PromOp::Steps(_) => "Steps",
             PromOp::CheckUnique => "CheckUnique",
+            PromOp::Info(_) => "Info",
         }
     }
 

@@ -10,10 +10,12 @@ use super::{Planned, Planner, project_vector, scalar_to_vector};
 use crate::error::{Error, Result};
 use crate::functions::instant::InstantFn;
 use crate::functions::udf::{LabelsFn, LabelsKind, ValueFn};
+use crate::labelset;
 use crate::plan::{
-    AbsentOp, HistogramFn, HistogramQuantileOp, Param, PromNode, PromOp, RangeFn, ScalarOfOp,
-    Steps, StepsOp, StreamAgg,
+    AbsentOp, HistogramFn, HistogramQuantileOp, InfoOp, Param, PromNode, PromOp, RangeFn,
+    ScalarOfOp, Steps, StepsOp, StreamAgg,
 };
+use quiver_storage::MatchOp;
 
 impl Planner<'_> {
     pub(crate) fn plan_call(&self, c: &Call, steps: Steps) -> Result<Planned> {
@@ -211,10 +213,86 @@ impl Planner<'_> {
                     .into_plan(),
                 ))
             }
+            "info" => self.plan_info(&args, steps),
             other => Err(Error::BadData(format!(
                 "function {other}() is not supported yet"
             ))),
         }
+    }
+
+    /// `info(v, {…})`: the info series are selected at the same reference times as `v` (its
+    /// `@` and offset when `v` is a selector), with their sample times as values.
+    fn plan_info(&self, args: &[&Expr], steps: Steps) -> Result<Planned> {
+        let base = self.vector(args[0], steps)?;
+        let selector = match args.get(1) {
+            Some(e) => Some(unwrap_selector(e).ok_or_else(|| {
+                Error::BadData("info(): the second argument must be a label selector".into())
+            })?),
+            None => None,
+        };
+        let convert = |m: &promql_parser::label::Matcher| {
+            use promql_parser::label::MatchOp as P;
+            let op = match m.op {
+                P::Equal => MatchOp::Equal,
+                P::NotEqual => MatchOp::NotEqual,
+                P::Re(_) => MatchOp::RegexMatch,
+                P::NotRe(_) => MatchOp::RegexNoMatch,
+            };
+            (m.name.clone(), op, m.value.clone())
+        };
+        let all: Vec<(String, MatchOp, String)> = selector
+            .map(|s| {
+                let mut v: Vec<_> = s.matchers.matchers.iter().map(convert).collect();
+                if let Some(n) = &s.name {
+                    v.push((labelset::METRIC_NAME.into(), MatchOp::Equal, n.clone()));
+                }
+                v
+            })
+            .unwrap_or_default();
+        let (mut name_matchers, data_matchers): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|m| m.0 == labelset::METRIC_NAME);
+        if name_matchers.is_empty() {
+            name_matchers.push((
+                labelset::METRIC_NAME.into(),
+                MatchOp::Equal,
+                "target_info".into(),
+            ));
+        }
+        let mut info_vs = promql_parser::parser::VectorSelector::default();
+        info_vs.matchers.matchers = name_matchers
+            .iter()
+            .map(|(n, op, v)| {
+                let op = match op {
+                    MatchOp::Equal => promql_parser::label::MatchOp::Equal,
+                    MatchOp::NotEqual => promql_parser::label::MatchOp::NotEqual,
+                    // Only the pattern's text is read when the selector resolves.
+                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                        let re = Regex::new(&format!("^(?s:{v})$"))
+                            .map_err(|e| Error::BadData(e.to_string()))?;
+                        if *op == MatchOp::RegexMatch {
+                            promql_parser::label::MatchOp::Re(re)
+                        } else {
+                            promql_parser::label::MatchOp::NotRe(re)
+                        }
+                    }
+                };
+                Ok(promql_parser::label::Matcher::new(op, n, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(vs) = unwrap_selector(args[0]) {
+            info_vs.at = vs.at.clone();
+            info_vs.offset = vs.offset.clone();
+        }
+        let Planned::Vector(info) = self.plan_vector_selector(&info_vs, steps, true)? else {
+            return Err(Error::Internal("info selector without a vector".into()));
+        };
+        let op = InfoOp {
+            name_matchers,
+            data_matchers,
+        };
+        Ok(Planned::Vector(
+            PromNode::new(PromOp::Info(op), vec![base, info])?.into_plan(),
+        ))
     }
 
     fn value_fn(&self, arg: &Expr, steps: Steps, f: InstantFn) -> Result<Planned> {
