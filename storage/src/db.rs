@@ -659,6 +659,22 @@ pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
         return (t.to_vec(), v.to_vec());
     }
     let total: usize = runs.iter().map(|r| r.0.len()).sum();
+    // The common case: each source covers its own time span (blocks are aligned windows,
+    // the head is newer). Ordered by first timestamp, disjoint runs simply concatenate.
+    let mut order: Vec<&Run<'_>> = runs.iter().filter(|r| !r.0.is_empty()).collect();
+    order.sort_by_key(|r| r.0[0]);
+    if order
+        .windows(2)
+        .all(|w| w[0].0[w[0].0.len() - 1] < w[1].0[0])
+    {
+        let mut ts = Vec::with_capacity(total);
+        let mut vs = Vec::with_capacity(total);
+        for (t, v) in order {
+            ts.extend_from_slice(t);
+            vs.extend_from_slice(v);
+        }
+        return (ts, vs);
+    }
     let mut all: Vec<(i64, usize, f64)> = Vec::with_capacity(total);
     for (rank, (t, v)) in runs.iter().enumerate() {
         all.extend(t.iter().zip(v.iter()).map(|(t, v)| (*t, rank, *v)));
@@ -680,6 +696,16 @@ pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disjoint_runs_concatenate_in_time_order() {
+        let late: (&[i64], &[f64]) = (&[5, 6], &[5.0, 6.0]);
+        let early: (&[i64], &[f64]) = (&[1, 2], &[1.0, 2.0]);
+        assert_eq!(
+            merge_runs(&[late, early]),
+            (vec![1, 2, 5, 6], vec![1.0, 2.0, 5.0, 6.0])
+        );
+    }
 
     #[test]
     fn merge_prefers_the_newer_source_on_equal_timestamps() {

@@ -117,9 +117,9 @@ pub fn eval(f: RangeFn, ts: &[i64], vs: &[f64], w: &Window) -> Option<f64> {
         return None;
     }
     Some(match f {
-        Rate => extrapolated_rate(ts, vs, w, true, true)?,
-        Increase => extrapolated_rate(ts, vs, w, true, false)?,
-        Delta => extrapolated_rate(ts, vs, w, false, false)?,
+        Rate => extrapolated_rate(ts, vs, w, true, true, None)?,
+        Increase => extrapolated_rate(ts, vs, w, true, false, None)?,
+        Delta => extrapolated_rate(ts, vs, w, false, false, None)?,
         Irate | Idelta => {
             if n < 2 {
                 return None;
@@ -224,19 +224,34 @@ fn ts_of(ts: &[i64], vs: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
 /// Prometheus's `extrapolatedRate`: the increase between the first and last sample (with
 /// counter resets added back), extrapolated towards the window's edges when the samples come
 /// close enough to them, and never below a counter's zero point.
-fn extrapolated_rate(ts: &[i64], vs: &[f64], w: &Window, counter: bool, rate: bool) -> Option<f64> {
+///
+/// `resets`, when given, is the sum of the values before each counter reset in the window,
+/// precomputed (see `RangeFnOp`); otherwise the window is walked.
+pub fn extrapolated_rate(
+    ts: &[i64],
+    vs: &[f64],
+    w: &Window,
+    counter: bool,
+    rate: bool,
+    resets: Option<f64>,
+) -> Option<f64> {
     let n = vs.len();
     if n < 2 {
         return None;
     }
     let mut result = vs[n - 1] - vs[0];
     if counter {
-        let mut last = 0.0;
-        for v in vs {
-            if *v < last {
-                result += last;
+        match resets {
+            Some(r) => result += r,
+            None => {
+                let mut last = 0.0;
+                for v in vs {
+                    if *v < last {
+                        result += last;
+                    }
+                    last = *v;
+                }
             }
-            last = *v;
         }
     }
     let mut to_start = (ts[0] - w.start) as f64 / 1000.0;

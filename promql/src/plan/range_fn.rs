@@ -11,7 +11,7 @@ use super::input::{VectorBuilder, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
 use crate::functions::kahan_inc;
-use crate::functions::range::{Window, eval};
+use crate::functions::range::{Window, eval, extrapolated_rate};
 use crate::guard::QueryGuard;
 use crate::labelset::{self, Grouping};
 
@@ -225,6 +225,7 @@ impl RangeFnOp {
             };
             out.begin(&labels);
             let prefix = PrefixSums::for_window_sums(self.func, &s.values);
+            let resets = ResetSums::for_counter(self.func, &s.values);
             let (mut lo, mut hi) = (0, 0);
             for (k, t) in self.steps.iter().enumerate() {
                 let r = self.shift.reference(t);
@@ -262,6 +263,20 @@ impl RangeFnOp {
                 w.step = t;
                 w.start = start;
                 w.end = r;
+                if let Some(rs) = &resets {
+                    let v = extrapolated_rate(
+                        &s.ts[lo..hi],
+                        &s.values[lo..hi],
+                        &w,
+                        true,
+                        self.func == RangeFn::Rate,
+                        Some(rs.within(lo, hi)),
+                    );
+                    if let Some(v) = v {
+                        out.push(&labels, k, t, v);
+                    }
+                    continue;
+                }
                 if let Some(v) = eval(self.func, &s.ts[lo..hi], &s.values[lo..hi], &w) {
                     out.push(&labels, k, t, v);
                 }
@@ -311,9 +326,60 @@ impl PrefixSums {
     }
 }
 
+/// For `rate` and `increase`: running sums of the values lost at counter resets, so each
+/// window's correction costs O(1). Used only when every value is an integer small enough that
+/// all these sums are exact, so the result is the same as adding the resets one by one.
+struct ResetSums {
+    /// `sums[i]`: the values before each reset among samples `1..=i`.
+    sums: Vec<f64>,
+}
+
+impl ResetSums {
+    fn for_counter(func: RangeFn, values: &[f64]) -> Option<Self> {
+        const EXACT: f64 = 4_503_599_627_370_496.0; // 2^52
+        if !matches!(func, RangeFn::Rate | RangeFn::Increase)
+            || values.len() < 64
+            || !values.iter().all(|v| v.fract() == 0.0 && v.abs() < EXACT)
+        {
+            return None;
+        }
+        let mut sums = Vec::with_capacity(values.len());
+        let mut acc = 0.0;
+        sums.push(0.0);
+        for w in values.windows(2) {
+            if w[1] < w[0] {
+                acc += w[0];
+            }
+            sums.push(acc);
+        }
+        (acc < EXACT).then_some(ResetSums { sums })
+    }
+
+    /// The correction for samples `lo..hi` (resets between consecutive samples inside).
+    fn within(&self, lo: usize, hi: usize) -> f64 {
+        self.sums[hi - 1] - self.sums[lo]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_sums_equal_walking_the_window() {
+        let values: Vec<f64> = (0..200).map(|i| ((i * 37) % 50) as f64).collect();
+        let r = ResetSums::for_counter(RangeFn::Increase, &values).unwrap();
+        for (lo, hi) in [(0, 200), (3, 17), (50, 51), (10, 190)] {
+            let mut walked = 0.0;
+            for j in lo + 1..hi {
+                if values[j] < values[j - 1] {
+                    walked += values[j - 1];
+                }
+            }
+            assert_eq!(r.within(lo, hi), walked, "{lo}..{hi}");
+        }
+        assert!(ResetSums::for_counter(RangeFn::Increase, &[0.5; 100]).is_none());
+    }
 
     #[test]
     fn prefix_window_sums_match_direct_sums() {
