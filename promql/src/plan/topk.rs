@@ -64,6 +64,13 @@ impl TopKOp {
                 *group_ids.entry(key.clone()).or_insert(n)
             })
             .collect();
+        // Each series' position in label order, computed once.
+        let mut by_labels: Vec<u32> = (0..input.labels.len() as u32).collect();
+        by_labels.sort_by(|a, b| input.labels[*a as usize].cmp(&input.labels[*b as usize]));
+        let mut rank = vec![0u32; by_labels.len()];
+        for (pos, s) in by_labels.iter().enumerate() {
+            rank[*s as usize] = pos as u32;
+        }
         let mut groups: HashMap<(i64, u32), Vec<(u32, f64)>> = HashMap::new();
         for (t, k, v) in &input.rows {
             groups
@@ -74,21 +81,17 @@ impl TopKOp {
         let mut order: Vec<(i64, u32)> = groups.keys().copied().collect();
         order.sort_unstable();
         for g in order {
-            let rows = groups.remove(&g).unwrap_or_default();
+            let mut rows = groups.remove(&g).unwrap_or_default();
             // Prometheus sees a selector's series in label order; so do we.
-            let mut rows: Vec<(Vec<u8>, f64)> = rows
-                .into_iter()
-                .map(|(k, v)| (input.labels[k as usize].clone(), v))
-                .collect();
-            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.sort_by_key(|(k, _)| rank[*k as usize]);
             let k = k_at(g.0)?;
             let kept = match self.kind {
                 TopKKind::Top => go_heap_select(rows, k, |a, b| a.is_nan() || a < b),
                 TopKKind::Bottom => go_heap_select(rows, k, |a, b| a.is_nan() || a > b),
                 TopKKind::Limit => rows.into_iter().take(k).collect(),
             };
-            for (l, v) in kept {
-                out.push(&l, g.0, v);
+            for (s, v) in kept {
+                out.push(&input.labels[s as usize], g.0, v);
             }
         }
         out.finish()
@@ -99,13 +102,13 @@ impl TopKOp {
 /// the same `Less`, so that ties (and NaN) resolve to the same series: the heap keeps the k
 /// best seen so far, its root the worst of them, replaced only by a strictly better row.
 fn go_heap_select(
-    rows: Vec<(Vec<u8>, f64)>,
+    rows: Vec<(u32, f64)>,
     k: usize,
     less: impl Fn(f64, f64) -> bool,
-) -> Vec<(Vec<u8>, f64)> {
-    let mut h: Vec<(Vec<u8>, f64)> = Vec::with_capacity(k.min(rows.len()));
-    let lt = |h: &[(Vec<u8>, f64)], i: usize, j: usize| less(h[i].1, h[j].1);
-    let up = |h: &mut Vec<(Vec<u8>, f64)>, mut j: usize| {
+) -> Vec<(u32, f64)> {
+    let mut h: Vec<(u32, f64)> = Vec::with_capacity(k.min(rows.len()));
+    let lt = |h: &[(u32, f64)], i: usize, j: usize| less(h[i].1, h[j].1);
+    let up = |h: &mut Vec<(u32, f64)>, mut j: usize| {
         while j > 0 {
             let i = (j - 1) / 2;
             if !lt(h, j, i) {
@@ -115,7 +118,7 @@ fn go_heap_select(
             j = i;
         }
     };
-    let down = |h: &mut Vec<(Vec<u8>, f64)>, i0: usize| -> bool {
+    let down = |h: &mut Vec<(u32, f64)>, i0: usize| -> bool {
         let n = h.len();
         let mut i = i0;
         loop {
