@@ -2,7 +2,7 @@
 //! series index without reading samples.
 
 use axum::extract::{Path, State};
-use quiver_storage::{Labels, MatchOp, Matcher, Matchers};
+use quiver_storage::{Labels, Matchers};
 use serde_json::{Map, Value, json};
 
 use super::params::{MAX_TIME, MIN_TIME, Params};
@@ -11,7 +11,6 @@ use super::{ApiError, ApiResult, AppState, success};
 /// Parses a `match[]` selector (`up{job="a"}`, `{__name__=~"x.*"}`) into matcher sets: one set,
 /// or several for Prometheus 3's `{a="1" or b="2"}`.
 pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
-    use promql_parser::label::MatchOp as P;
     use promql_parser::parser::Expr;
     let bad = |msg: String| ApiError::bad_data(format!("invalid parameter \"match[]\": {msg}"));
     let expr =
@@ -19,40 +18,14 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not an instant vector selector")));
     };
-    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Matchers, ApiError> {
-        let mut out = Vec::with_capacity(ms.len() + 1);
-        if let Some(name) = &vs.name {
-            out.push(Matcher::equal(quiver_storage::METRIC_NAME, name.clone()));
-        }
-        for m in ms {
-            let op = match &m.op {
-                P::Equal => MatchOp::Equal,
-                P::NotEqual => MatchOp::NotEqual,
-                P::Re(_) => MatchOp::RegexMatch,
-                P::NotRe(_) => MatchOp::RegexNoMatch,
-            };
-            out.push(
-                Matcher::new(op, m.name.clone(), m.value.clone())
-                    .map_err(|e| bad(e.to_string()))?,
-            );
-        }
-        let set = Matchers(out);
-        if !set.has_non_empty_matcher() {
-            return Err(bad(
-                "vector selector must contain at least one non-empty matcher".into(),
-            ));
-        }
-        Ok(set)
-    };
-    if vs.matchers.or_matchers.is_empty() {
-        Ok(vec![convert(&vs.matchers.matchers)?])
-    } else {
-        vs.matchers
-            .or_matchers
-            .iter()
-            .map(|ms| convert(ms))
-            .collect()
+    // The same conversion PromQL's selectors use.
+    let sets = quiver_promql::planner::matcher_sets(&vs).map_err(|e| bad(e.to_string()))?;
+    if sets.iter().any(|set| !set.has_non_empty_matcher()) {
+        return Err(bad(
+            "vector selector must contain at least one non-empty matcher".into(),
+        ));
     }
+    Ok(sets)
 }
 
 fn selectors(params: &Params) -> Result<Vec<Matchers>, ApiError> {

@@ -103,18 +103,9 @@ pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+    let Some(mut merged) = coalesce(buckets) else {
         return f64::NAN;
-    }
-    // Buckets with the same bound add up.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for b in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == b.0 => last.1 += b.1,
-            _ => merged.push(*b),
-        }
-    }
+    };
     // Force monotonic counts; ignore tiny floating-point differences.
     let mut prev = merged[0].1;
     for b in merged.iter_mut().skip(1) {
@@ -158,17 +149,9 @@ pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
 /// Prometheus's `BucketFraction`: the share of observations between `lower` and `upper`,
 /// interpolating linearly inside the buckets the bounds fall in.
 pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+    let Some(merged) = coalesce(buckets) else {
         return f64::NAN;
-    }
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for b in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == b.0 => last.1 += b.1,
-            _ => merged.push(*b),
-        }
-    }
+    };
     let count = merged[merged.len() - 1].1;
     if count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
@@ -220,6 +203,22 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
         upper_rank = count;
     }
     (upper_rank - lower_rank) / count
+}
+
+/// The buckets by bound, those with the same bound added up; `None` without a `+Inf` bucket.
+fn coalesce(buckets: &mut [(f64, f64)]) -> Option<Vec<(f64, f64)>> {
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == b.0 => last.1 += b.1,
+            _ => merged.push(*b),
+        }
+    }
+    Some(merged)
 }
 
 fn almost_equal(a: f64, b: f64, eps: f64) -> bool {

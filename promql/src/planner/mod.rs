@@ -10,6 +10,8 @@ mod call;
 mod selector;
 mod subquery;
 
+pub use selector::matcher_sets;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

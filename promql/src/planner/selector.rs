@@ -167,7 +167,7 @@ pub(crate) fn range_fn_plan(
 }
 
 /// The selector's matchers as storage matchers; `{a="b" or c="d"}` gives several sets.
-pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Matchers>> {
+pub fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Matchers>> {
     let convert = |ms: &[PMatcher]| -> Result<Matchers> {
         let mut out = Vec::with_capacity(ms.len() + 1);
         if let Some(name) = &vs.name {
