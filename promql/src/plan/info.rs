@@ -25,6 +25,12 @@ pub struct InfoOp {
     pub data_matchers: Vec<(String, MatchOp, String)>,
 }
 
+/// The values of the identifying labels.
+type Identity = Vec<String>;
+
+/// An info series that passed the data matchers: its identity and the labels it may add.
+type Candidate = (Identity, Vec<(String, String)>);
+
 fn compile(ms: &[(String, MatchOp, String)]) -> Result<Vec<Matcher>> {
     ms.iter()
         .map(|(n, op, v)| {
@@ -44,7 +50,7 @@ impl InfoOp {
         let names = compile(&self.name_matchers)?;
         let data = compile(&self.data_matchers)?;
         let requires_match = data.iter().any(|m| !m.matches_empty());
-        let ident = |l: &[u8]| -> Vec<String> {
+        let ident = |l: &[u8]| -> Identity {
             IDENTIFYING
                 .iter()
                 .map(|n| labelset::get(l, n).unwrap_or("").to_string())
@@ -53,7 +59,7 @@ impl InfoOp {
 
         // Info series that pass the data matchers, with the labels they can add.
         let info = intern_rows(info);
-        let candidates: Vec<Option<(Vec<String>, Vec<(String, String)>)>> = info
+        let candidates: Vec<Option<Candidate>> = info
             .labels
             .iter()
             .map(|l| {
@@ -74,7 +80,7 @@ impl InfoOp {
             })
             .collect();
         // step -> identifying values -> (sample time, info series)
-        let mut at_step: HashMap<i64, HashMap<Vec<String>, Vec<(f64, u32)>>> = HashMap::new();
+        let mut at_step: HashMap<i64, HashMap<Identity, Vec<(f64, u32)>>> = HashMap::new();
         for (t, k, sample_time) in &info.rows {
             if let Some((id, _)) = &candidates[*k as usize] {
                 at_step
@@ -99,7 +105,7 @@ impl InfoOp {
                     && names.iter().all(|m| m.matches(name))
             })
             .collect();
-        let idents: Vec<Vec<String>> = base.labels.iter().map(|l| ident(l)).collect();
+        let idents: Vec<Identity> = base.labels.iter().map(|l| ident(l)).collect();
         let mut out = VectorBuilder::default();
         for (t, k, v) in &base.rows {
             let labels = &base.labels[*k as usize];
