@@ -31,7 +31,7 @@ use crate::matchers::{Matcher, Matchers};
 
 const BATCH_ROWS: usize = 64 * 1024;
 /// Series with at least this many samples in range get a batch of their own.
-const OWN_BATCH_ROWS: usize = 1024;
+const OWN_BATCH_ROWS: usize = 128;
 
 /// The `samples` table.
 #[derive(Debug)]
