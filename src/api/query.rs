@@ -161,7 +161,13 @@ pub fn query_error(e: QueryError) -> ApiError {
 /// query.
 fn json_response(v: &Value) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let mut out = Vec::with_capacity(4096);
+    // Sized up front: a large matrix would otherwise be copied by every doubling.
+    let points: usize = match v {
+        Value::Matrix(m) => m.iter().map(|s| s.points.len() + 8).sum(),
+        Value::Vector(v) => v.len() * 8,
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(4096 + points * 32);
     out.extend_from_slice(b"{\"status\":\"success\",\"data\":");
     write_value(&mut out, v);
     out.push(b'}');
@@ -245,7 +251,16 @@ fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
     use std::io::Write;
     out.push(b'[');
     write_secs(out, t);
-    let _ = write!(out, ",\"{}\"]", quiver_promql::functions::format_float(v));
+    // As `format_float`, without a String per value.
+    if v.is_nan() {
+        out.extend_from_slice(b",\"NaN\"]");
+    } else if v == f64::INFINITY {
+        out.extend_from_slice(b",\"+Inf\"]");
+    } else if v == f64::NEG_INFINITY {
+        out.extend_from_slice(b",\"-Inf\"]");
+    } else {
+        let _ = write!(out, ",\"{v}\"]");
+    }
 }
 
 fn write_secs(out: &mut Vec<u8>, t: i64) {
