@@ -23,7 +23,7 @@ use quiver_storage::provider::SamplesTable;
 use crate::error::{Error, Result};
 use crate::guard::QueryGuard;
 use crate::labelset;
-use crate::plan::{PromPlanner, Steps};
+use crate::plan::{LabelMap, PromPlanner, Steps};
 use crate::planner::{Planned, Planner, PlannerOptions, ResultOrder};
 
 /// Engine settings (the `--query.*` flags).
@@ -342,19 +342,28 @@ fn duplicate_labelset() -> Error {
 type Points = Vec<(i64, f64)>;
 
 fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
-    // Rows of one series come together: look a label set up once per run of rows.
-    let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    // A label set is finished (its name dropped if marked) once: rows of one series often
+    // come together, and otherwise the raw label set finds its series by hash.
+    let mut index: LabelMap<usize> = LabelMap::default();
+    let mut raw_index: LabelMap<usize> = LabelMap::default();
     let mut series: Vec<(Vec<u8>, Points)> = Vec::new();
     let mut last: Option<(Vec<u8>, usize)> = None;
     for_rows(batches, |l, t, v| {
         let k = match &last {
             Some((raw, k)) if raw.as_slice() == l => *k,
             _ => {
-                let fin = labelset::finish(l);
-                let k = *index.entry(fin.clone()).or_insert_with(|| {
-                    series.push((fin, Vec::new()));
-                    series.len() - 1
-                });
+                let k = match raw_index.get(l) {
+                    Some(k) => *k,
+                    None => {
+                        let fin = labelset::finish(l);
+                        let k = *index.entry(fin.clone()).or_insert_with(|| {
+                            series.push((fin, Vec::new()));
+                            series.len() - 1
+                        });
+                        raw_index.insert(l.to_vec(), k);
+                        k
+                    }
+                };
                 last = Some((l.to_vec(), k));
                 k
             }

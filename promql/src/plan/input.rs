@@ -1,6 +1,9 @@
 //! Reading operator inputs and building operator outputs.
 
 use std::collections::HashMap;
+
+/// Label sets are long keys hashed once per row in places: foldhash, not SipHash.
+pub type LabelMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -47,7 +50,7 @@ pub struct InternedRows {
 
 pub fn intern_rows(batches: &[RecordBatch]) -> InternedRows {
     let mut out = InternedRows::default();
-    let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut index: LabelMap<u32> = LabelMap::default();
     let mut last: Option<(Vec<u8>, u32)> = None;
     for_each_vector_row(batches, |l, t, v| {
         let k = match &last {
@@ -119,7 +122,7 @@ pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<
             }
         }
     } else {
-        let mut pos: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut pos: LabelMap<usize> = LabelMap::default();
         for_each_vector_row(batches, |labels, t, v| {
             let k = match pos.get(labels) {
                 Some(k) => *k,

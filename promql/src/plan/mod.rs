@@ -32,6 +32,7 @@ pub use binary::{BinaryOp, Cardinality, Matching, VectorOp};
 pub use exec::{PromExec, PromPlanner};
 pub use histogram::{HistogramFn, HistogramQuantileOp};
 pub use info::InfoOp;
+pub use input::LabelMap;
 pub use range_fn::{RangeFn, RangeFnOp, RangeSource, StreamAgg, StreamAggKind};
 pub use scalar::{CountValuesOp, ScalarOfOp, StepsOp};
 pub use topk::{TopKKind, TopKOp};
