@@ -18,10 +18,10 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use promql_parser::parser;
 use quiver_storage::Db;
-use quiver_storage::provider::SamplesTable;
+use quiver_storage::provider::{SamplesTable, ScanBudget};
 
 use crate::error::{Error, Result};
-use crate::guard::QueryGuard;
+use crate::guard::{QueryGuard, TOO_MANY_SAMPLES};
 use crate::labelset;
 use crate::plan::{LabelMap, PromPlanner, Steps};
 use crate::planner::{Planned, Planner, PlannerOptions, ResultOrder};
@@ -244,10 +244,24 @@ impl Engine {
             return Ok((planned, Vec::new()));
         };
         let guard = Arc::new(QueryGuard::new(self.opts.max_samples, Some(deadline)));
+        // This query's limits travel in its session config: the scan (which reads during
+        // physical planning) stops at the sample budget, the operators check the guard.
+        let budget = Arc::new(ScanBudget {
+            max_rows: self.opts.max_samples,
+            message: TOO_MANY_SAMPLES.into(),
+        });
+        let config = self
+            .state
+            .config()
+            .clone()
+            .with_extension(guard.clone())
+            .with_extension(budget);
+        let state = SessionStateBuilder::new_from_existing(self.state.clone())
+            .with_config(config)
+            .build();
         let fut = async {
-            let physical: Arc<dyn ExecutionPlan> = self.state.create_physical_plan(plan).await?;
-            let config = self.state.config().clone().with_extension(guard.clone());
-            let ctx = Arc::new(TaskContext::from(&self.state).with_session_config(config));
+            let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(plan).await?;
+            let ctx = Arc::new(TaskContext::from(&state));
             Ok::<_, Error>(collect(physical, ctx).await?)
         };
         let batches = tokio::time::timeout_at(deadline.into(), fut)

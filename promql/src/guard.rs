@@ -5,6 +5,10 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 
+/// Prometheus's message when a query would hold more than `--query.max-samples`.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
 /// The limits of one query and what it has used so far.
 #[derive(Debug)]
 pub struct QueryGuard {
@@ -34,10 +38,7 @@ impl QueryGuard {
     pub fn add_samples(&self, n: usize) -> Result<()> {
         let total = self.samples.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.max_samples {
-            return Err(Error::Limit(
-                "query processing would load too many samples into memory in query execution"
-                    .into(),
-            ));
+            return Err(Error::Limit(TOO_MANY_SAMPLES.into()));
         }
         Ok(())
     }

@@ -30,6 +30,17 @@ use crate::labels::{METRIC_NAME, SeriesId, Timestamp};
 use crate::matchers::{Matcher, Matchers};
 
 const BATCH_ROWS: usize = 64 * 1024;
+/// Series read from storage per step of a scan (see [`ScanBudget`]).
+const READ_SERIES_AT_ONCE: usize = 256;
+
+/// The most rows one scan may read, set as a session config extension by the query engine
+/// (PromQL's `--query.max-samples`); exceeding it fails the scan with `message`.
+#[derive(Debug, Clone)]
+pub struct ScanBudget {
+    pub max_rows: usize,
+    pub message: String,
+}
+
 /// Series with at least this many samples in range get a batch of their own.
 const OWN_BATCH_ROWS: usize = 128;
 
@@ -215,7 +226,7 @@ impl TableProvider for SamplesTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
@@ -226,11 +237,25 @@ impl TableProvider for SamplesTable {
             range.maxt.unwrap_or(Timestamp::MAX),
         );
         let ids = self.select(&range);
-        let data = self
-            .db
-            .read(&ids, mint, maxt)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // Read a slice of series at a time, so a session's row budget stops an oversized
+        // scan before it holds much more than the budget.
+        let budget = state.config().get_extension::<ScanBudget>();
+        let mut data = Vec::with_capacity(ids.len());
+        let mut rows = 0usize;
+        for chunk in ids.chunks(READ_SERIES_AT_ONCE) {
+            let part = self
+                .db
+                .read(chunk, mint, maxt)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            rows += part.iter().map(|s| s.timestamps.len()).sum::<usize>();
+            if let Some(b) = &budget
+                && rows > b.max_rows
+            {
+                return Err(DataFusionError::ResourcesExhausted(b.message.clone()));
+            }
+            data.extend(part);
+        }
         // Only the `metric` column costs anything to build (a dictionary per row): build it
         // only when it is asked for.
         let with_metric = projection.is_none_or(|p| p.contains(&0));

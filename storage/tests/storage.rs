@@ -231,6 +231,33 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
         2 * 12 + 3
     );
 
+    // A session's row budget stops a scan that would read more.
+    let limited =
+        SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_extension(
+            Arc::new(quiver_storage::provider::ScanBudget {
+                max_rows: 10,
+                message: "too many rows".into(),
+            }),
+        ));
+    limited
+        .register_table("samples", Arc::new(SamplesTable::new(db.clone())))
+        .unwrap();
+    let err = limited
+        .sql("SELECT count(*) FROM samples")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many rows"), "{err}");
+    let ok = limited
+        .sql("SELECT count(*) FROM samples WHERE metric = 'b'")
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(ok.is_ok(), "3 rows fit the budget");
+
     // The plan shows the pushed filter and needs no sort for the declared order.
     let plan = ctx
         .sql("EXPLAIN SELECT * FROM samples WHERE metric = 'a' ORDER BY metric, series_id, timestamp")
