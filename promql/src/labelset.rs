@@ -102,14 +102,15 @@ pub fn drop(bytes: &[u8], names: &[String], out: &mut Vec<u8>) {
     }
 }
 
-/// The set without `__name__` (and its drop mark).
+/// The set without `__name__` (and its drop mark), and without `__type__` and `__unit__`,
+/// which describe the metric the name stood for and go with it (Prometheus 3).
 pub fn drop_name(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    drop(
-        bytes,
-        &[METRIC_NAME.to_string(), DROP_NAME.to_string()],
-        &mut out,
-    );
+    for (n, v) in raw_pairs(bytes) {
+        if !matches!(n, b"__name__" | b"\x01" | b"__type__" | b"__unit__") {
+            push_raw(&mut out, n, v);
+        }
+    }
     out
 }
 
@@ -230,6 +231,13 @@ mod tests {
         assert_eq!(drop_name(&e), encode([("a", "1"), ("b", "2")]));
         let upper = encode([("A", "x"), ("__name__", "m")]);
         assert_eq!(drop_name(&upper), encode([("A", "x")]));
+        let typed = encode([
+            ("__name__", "m"),
+            ("__type__", "counter"),
+            ("__unit__", "s"),
+            ("a", "1"),
+        ]);
+        assert_eq!(drop_name(&typed), encode([("a", "1")]));
     }
 
     #[test]

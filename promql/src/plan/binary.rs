@@ -151,9 +151,13 @@ impl BinaryOp {
                     *out = labelset::set(out, labelset::DROP_NAME, "");
                 }
             }
+            // `__type__` and `__unit__` stay in the signature: series of different types or
+            // units do not match.
             Matching::Ignoring(names) => {
-                labelset::drop(labels, names, out);
-                *out = labelset::drop_name(out);
+                let mut skip = names.clone();
+                skip.push(labelset::METRIC_NAME.into());
+                skip.push(labelset::DROP_NAME.into());
+                labelset::drop(labels, &skip, out);
             }
         }
     }
