@@ -3,4 +3,5 @@
 //! `../shared/promql-testdata/` when they are there.
 
 mod conformance;
+mod streaming;
 mod support;

@@ -1,0 +1,94 @@
+//! `agg by (…) (range_fn(…))` accumulates inside the range node; the same query with the
+//! aggregation kept apart (`… + 0` stops the fusion) goes through DataFusion's Aggregate.
+//! Both must answer the same on irregular data with gaps, resets and NaNs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::memory::InMemory;
+use quiver_promql::{Engine, EngineOptions, Value};
+use quiver_storage::{Db, Labels, Options, WriteBatch};
+
+async fn engine_with_data() -> (tempfile::TempDir, Arc<Db>, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path().join("wal"), Arc::new(InMemory::new()));
+    opts.retention_ms = i64::MAX / 4;
+    let db = Db::open(opts).await.unwrap();
+    let mut batch = WriteBatch::default();
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for s in 0..12 {
+        let group = format!("g{}", s % 3);
+        let inst = format!("i{s}");
+        let labels = Labels::from_validated(&[("__name__", "c"), ("g", &group), ("inst", &inst)]);
+        let idx = batch.push_series(labels);
+        let mut v = 0.0;
+        for i in 0..200i64 {
+            if next() < 0.1 {
+                continue; // a missed scrape
+            }
+            v += (next() * 10.0).floor();
+            if next() < 0.02 {
+                v = 0.0; // a counter reset
+            }
+            let value = if next() < 0.01 { f64::NAN } else { v };
+            batch.push_sample(idx, i * 15_000 + 1_234 + s * 100, value);
+        }
+    }
+    db.append(batch).await.unwrap();
+    let engine = Engine::new(
+        db.clone(),
+        EngineOptions {
+            lookback: Duration::from_secs(300),
+            subquery_step: Duration::from_secs(60),
+            max_samples: 10_000_000,
+            timeout: Duration::from_secs(60),
+        },
+    );
+    (dir, db, engine)
+}
+
+fn points(v: Value) -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
+    match v {
+        Value::Matrix(m) => m.into_iter().map(|s| (s.labels, s.points)).collect(),
+        other => panic!("expected a matrix, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_aggregations_match_the_general_aggregate() {
+    let (_dir, db, engine) = engine_with_data().await;
+    for agg in ["sum", "min", "max", "count", "group"] {
+        for f in [
+            "rate(c[5m])",
+            "max_over_time(c[2m])",
+            "increase(c[10m])",
+            "changes(c[5m])",
+        ] {
+            for by in ["by (g)", "without (inst)", ""] {
+                let fused = format!("{agg} {by} ({f})");
+                let general = format!("{agg} {by} ({f} + 0)");
+                let a = points(engine.range(&fused, 0, 3_000_000, 30_000).await.unwrap());
+                let b = points(engine.range(&general, 0, 3_000_000, 30_000).await.unwrap());
+                assert_eq!(a.len(), b.len(), "{fused}");
+                assert!(!a.is_empty(), "{fused} answers something");
+                for ((la, pa), (lb, pb)) in a.iter().zip(&b) {
+                    assert_eq!(la, lb, "{fused}");
+                    assert_eq!(pa.len(), pb.len(), "{fused} {la:?}");
+                    for (x, y) in pa.iter().zip(pb) {
+                        let same = x.0 == y.0
+                            && ((x.1.is_nan() && y.1.is_nan())
+                                || (x.1 - y.1).abs() <= 1e-9 * x.1.abs().max(1.0));
+                        assert!(same, "{fused} {la:?}: {x:?} vs {y:?}");
+                    }
+                }
+            }
+        }
+    }
+    db.close().await;
+}
