@@ -53,7 +53,7 @@ async fn engine_with_data() -> (tempfile::TempDir, Arc<Db>, Engine) {
     (dir, db, engine)
 }
 
-fn points(v: Value) -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
+fn points(v: Value) -> Vec<(quiver_promql::LabelPairs, Vec<(i64, f64)>)> {
     match v {
         Value::Matrix(m) => m.into_iter().map(|s| (s.labels, s.points)).collect(),
         other => panic!("expected a matrix, got {other:?}"),
