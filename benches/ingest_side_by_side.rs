@@ -20,14 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleet::{FleetShape, STEP_MS, encoded_requests};
-use peers::Peer;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use peers::{Peer, env_or};
 
 struct Outcome {
     name: &'static str,

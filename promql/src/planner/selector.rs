@@ -61,14 +61,7 @@ impl Planner<'_> {
 
     /// `x[5m]` as a query's result: the raw samples in the window.
     pub(crate) fn plan_raw_matrix(&self, ms: &MatrixSelector, steps: Steps) -> Result<Planned> {
-        let input = self.matrix_input(ms, steps)?;
-        Ok(Planned::Matrix(range_fn_plan(
-            RangeFn::Raw,
-            steps,
-            input,
-            vec![],
-            None,
-        )?))
+        raw_window(self.matrix_input(ms, steps)?, steps)
     }
 
     /// Resolves the selector and builds the scan of its series in `[mint, maxt]`.
@@ -120,6 +113,17 @@ impl Planner<'_> {
         };
         Ok((SeriesMap::new(found), scan))
     }
+}
+
+/// A range input as a query's result: its points in the window (a range vector).
+pub(crate) fn raw_window(input: RangeInput, steps: Steps) -> Result<Planned> {
+    Ok(Planned::Matrix(range_fn_plan(
+        RangeFn::Raw,
+        steps,
+        input,
+        vec![],
+        None,
+    )?))
 }
 
 /// The earliest and latest reference time over the steps.

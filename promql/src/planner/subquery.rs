@@ -3,10 +3,10 @@
 
 use promql_parser::parser::SubqueryExpr;
 
-use super::selector::{RangeInput, range_fn_plan, ref_bounds};
+use super::selector::{RangeInput, raw_window, ref_bounds};
 use super::{Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
-use crate::plan::{RangeFn, RangeSource, Steps};
+use crate::plan::{RangeSource, Steps};
 
 impl Planner<'_> {
     pub(crate) fn subquery_input(&self, sq: &SubqueryExpr, steps: Steps) -> Result<RangeInput> {
@@ -42,13 +42,6 @@ impl Planner<'_> {
 
     /// `expr[5m:1m]` as a query's result: the inner points in the window.
     pub(crate) fn plan_raw_subquery(&self, sq: &SubqueryExpr, steps: Steps) -> Result<Planned> {
-        let input = self.subquery_input(sq, steps)?;
-        Ok(Planned::Matrix(range_fn_plan(
-            RangeFn::Raw,
-            steps,
-            input,
-            vec![],
-            None,
-        )?))
+        raw_window(self.subquery_input(sq, steps)?, steps)
     }
 }
