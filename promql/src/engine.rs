@@ -318,7 +318,7 @@ fn decode(labels: &[u8]) -> LabelPairs {
 fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
     for b in batches {
         let (l, t, v) = (
-            b.column(0).as_binary::<i32>(),
+            crate::plan::input::LabelsCol::new(b.column(0)),
             b.column(1).as_primitive::<Int64Type>(),
             b.column(2).as_primitive::<Float64Type>(),
         );

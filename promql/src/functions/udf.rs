@@ -5,9 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Float64Array,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{
@@ -18,6 +16,7 @@ use regex::Regex;
 use super::instant::InstantFn;
 use crate::labelset::{self, Grouping};
 use crate::plan::VectorOp;
+use crate::plan::input::{LabelsBuilder, LabelsCol};
 
 /// `value -> f(value)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -229,7 +228,7 @@ impl LabelsFn {
         ScalarUDF::new_from_impl(LabelsFn {
             kind,
             name,
-            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+            signature: Signature::exact(vec![DataType::BinaryView], Volatility::Immutable),
         })
         .call(vec![labels])
     }
@@ -243,12 +242,12 @@ impl ScalarUDFImpl for LabelsFn {
         &self.signature
     }
     fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Binary)
+        Ok(DataType::BinaryView)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(&args.args)?;
-        let labels = a[0].as_binary::<i32>();
-        let mut b = BinaryBuilder::with_capacity(labels.len(), labels.values().len());
+        let labels = LabelsCol::new(&a[0]);
+        let mut b = LabelsBuilder::with_capacity(labels.len());
         let mut out = Vec::new();
         // Rows of one series repeat their label set: rewrite each distinct run once.
         let mut last: Option<&[u8]> = None;
@@ -258,7 +257,7 @@ impl ScalarUDFImpl for LabelsFn {
                 self.kind.apply(l, &mut out);
                 last = Some(l);
             }
-            b.append_value(&out);
+            b.append(&out);
         }
         Ok(ColumnarValue::Array(Arc::new(b.finish()) as ArrayRef))
     }
@@ -273,7 +272,7 @@ pub struct HasDropMark {
 impl HasDropMark {
     pub fn call(labels: Expr) -> Expr {
         ScalarUDF::new_from_impl(HasDropMark {
-            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+            signature: Signature::exact(vec![DataType::BinaryView], Volatility::Immutable),
         })
         .call(vec![labels])
     }
@@ -291,7 +290,7 @@ impl ScalarUDFImpl for HasDropMark {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(&args.args)?;
-        let labels = a[0].as_binary::<i32>();
+        let labels = LabelsCol::new(&a[0]);
         let out: BooleanArray = (0..labels.len())
             .map(|i| Some(labelset::has_drop_mark(labels.value(i))))
             .collect();

@@ -6,18 +6,96 @@ use std::collections::HashMap;
 pub type LabelMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
+use datafusion::arrow::array::builder::make_view;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, Float64Array, Int64Array, RecordBatch,
 };
+use datafusion::arrow::buffer::{Buffer, ScalarBuffer};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
 
 use super::{SeriesMap, scalar_schema, vector_schema};
 use crate::error::{Error, Result};
 
+/// A `labels` column: views (as plan nodes build it) or plain binary (as an expression may).
+pub enum LabelsCol<'a> {
+    View(&'a BinaryViewArray),
+    Plain(&'a BinaryArray),
+}
+
+impl<'a> LabelsCol<'a> {
+    pub fn new(a: &'a ArrayRef) -> Self {
+        match a.data_type() {
+            DataType::Binary => LabelsCol::Plain(a.as_binary::<i32>()),
+            _ => LabelsCol::View(a.as_binary_view()),
+        }
+    }
+
+    pub fn value(&self, i: usize) -> &'a [u8] {
+        match self {
+            LabelsCol::View(a) => a.value(i),
+            LabelsCol::Plain(a) => a.value(i),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            LabelsCol::View(a) => a.len(),
+            LabelsCol::Plain(a) => a.len(),
+        }
+    }
+}
+
+/// Builds a `labels` column of views: each label set's bytes are stored once per run of rows
+/// that repeat it (a series' steps), and every row of the run points at them — no copy per row.
+#[derive(Default)]
+pub struct LabelsBuilder {
+    data: Vec<u8>,
+    views: Vec<u128>,
+    /// The last label set: its view and where its bytes are.
+    last: Option<(u128, usize, usize)>,
+}
+
+impl LabelsBuilder {
+    pub fn with_capacity(rows: usize) -> Self {
+        LabelsBuilder {
+            views: Vec::with_capacity(rows),
+            ..Default::default()
+        }
+    }
+
+    pub fn append(&mut self, labels: &[u8]) {
+        // (Comparing bytes, not addresses: callers reuse their buffers.)
+        let view = match self.last {
+            Some((view, start, len))
+                if len == labels.len() && self.data[start..start + len] == *labels =>
+            {
+                view
+            }
+            _ => {
+                let start = self.data.len();
+                self.data.extend_from_slice(labels);
+                let view = make_view(labels, 0, start as u32);
+                self.last = Some((view, start, labels.len()));
+                view
+            }
+        };
+        self.views.push(view);
+    }
+
+    pub fn finish(self) -> BinaryViewArray {
+        BinaryViewArray::new(
+            ScalarBuffer::from(self.views),
+            vec![Buffer::from_vec(self.data)],
+            None,
+        )
+    }
+}
+
 /// Calls `f` with every row of vector batches: (labels, step, value).
 pub fn for_each_vector_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
     for b in batches {
-        let labels = b.column(0).as_binary::<i32>();
+        let labels = LabelsCol::new(b.column(0));
         let ts = b.column(1).as_primitive::<Int64Type>();
         let vs = b.column(2).as_primitive::<Float64Type>();
         for i in 0..b.num_rows() {
@@ -153,19 +231,19 @@ pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<
 /// Builds a vector batch.
 #[derive(Default)]
 pub struct VectorBuilder {
-    labels: BinaryBuilder,
+    labels: LabelsBuilder,
     ts: Vec<i64>,
     values: Vec<f64>,
 }
 
 impl VectorBuilder {
     pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
-        self.labels.append_value(labels);
+        self.labels.append(labels);
         self.ts.push(t);
         self.values.push(v);
     }
 
-    pub fn finish(mut self) -> Result<RecordBatch> {
+    pub fn finish(self) -> Result<RecordBatch> {
         RecordBatch::try_new(
             vector_schema(),
             vec![
@@ -188,4 +266,28 @@ pub fn scalar_batch(steps: &super::Steps, values: Vec<f64>) -> Result<RecordBatc
         ],
     )
     .map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_builder_stores_a_run_once_and_keeps_reused_buffers_apart() {
+        let mut b = LabelsBuilder::default();
+        let mut buf = b"job\xFFapi-server-with-a-long-name\xFE".to_vec();
+        b.append(&buf);
+        b.append(&buf);
+        // The caller rewrites its buffer in place: same address and length, other bytes.
+        buf.copy_from_slice(b"job\xFFweb-server-with-a-long-name\xFE");
+        b.append(&buf);
+        let a = b.finish();
+        assert_eq!(a.value(0), a.value(1));
+        assert_eq!(a.value(2), buf.as_slice());
+        assert_eq!(
+            a.data_buffers()[0].len(),
+            2 * buf.len(),
+            "each run's bytes stored once"
+        );
+    }
 }

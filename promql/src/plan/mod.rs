@@ -12,7 +12,7 @@ mod binary;
 mod exec;
 mod histogram;
 mod info;
-mod input;
+pub(crate) mod input;
 mod range_fn;
 mod scalar;
 mod topk;
@@ -213,7 +213,7 @@ impl PromOp {
 pub fn vector_schema() -> SchemaRef {
     static S: LazyLock<SchemaRef> = LazyLock::new(|| {
         Arc::new(Schema::new(vec![
-            Field::new("labels", DataType::Binary, false),
+            Field::new("labels", DataType::BinaryView, false),
             Field::new("ts", DataType::Int64, false),
             Field::new("value", DataType::Float64, false),
         ]))

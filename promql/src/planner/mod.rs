@@ -241,7 +241,7 @@ pub(crate) fn project_scalar(p: LogicalPlan, value: DfExpr) -> Result<LogicalPla
 pub(crate) fn scalar_to_vector(p: LogicalPlan) -> Result<LogicalPlan> {
     Ok(LogicalPlanBuilder::from(p)
         .project(vec![
-            lit(ScalarValue::Binary(Some(Vec::new()))).alias("labels"),
+            lit(ScalarValue::BinaryView(Some(Vec::new()))).alias("labels"),
             col("ts"),
             col("value"),
         ])?
