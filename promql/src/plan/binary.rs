@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, for_each_vector_row};
+use super::input::{SeriesOut, for_each_vector_row};
 use crate::error::{Error, Result};
 use crate::labelset;
 
@@ -214,7 +214,7 @@ impl BinaryOp {
         steps.sort_unstable();
         steps.dedup();
         let empty = Vec::new();
-        let mut out = VectorBuilder::default();
+        let mut out = SeriesOut::default();
         let mut result_labels: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
         for t in steps {
             let l = ls.get(&t).unwrap_or(&empty);
@@ -235,7 +235,7 @@ impl BinaryOp {
         rhs: &Side,
         r: &[(u32, f64)],
         t: i64,
-        out: &mut VectorBuilder,
+        out: &mut SeriesOut,
     ) {
         match self.op {
             VectorOp::And | VectorOp::Unless => {
@@ -271,7 +271,7 @@ impl BinaryOp {
         t: i64,
         interner: &Interner,
         result_labels: &mut HashMap<(u32, u32), Vec<u8>>,
-        out: &mut VectorBuilder,
+        out: &mut SeriesOut,
     ) -> Result<()> {
         let filling = self.fill_left.is_some() || self.fill_right.is_some();
         if (l.is_empty() || r.is_empty()) && !filling {
@@ -372,7 +372,7 @@ impl BinaryOp {
     }
 
     /// Applies the operator to a filled pair and pushes the result if it is kept.
-    fn push_result(&self, fl: f64, fr: f64, labels: &[u8], t: i64, out: &mut VectorBuilder) {
+    fn push_result(&self, fl: f64, fr: f64, labels: &[u8], t: i64, out: &mut SeriesOut) {
         let (mut v, keep) = self.op.apply(fl, fr);
         if self.return_bool {
             v = if keep { 1.0 } else { 0.0 };

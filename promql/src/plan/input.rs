@@ -256,6 +256,40 @@ impl VectorBuilder {
     }
 }
 
+/// Builds a vector batch from rows that arrive step by step (each step visiting many series),
+/// writing them out series by series, so each series' label bytes are stored once.
+#[derive(Default)]
+pub struct SeriesOut {
+    ids: LabelMap<u32>,
+    labels: Vec<Vec<u8>>,
+    rows: Vec<(u32, i64, f64)>,
+}
+
+impl SeriesOut {
+    pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
+        let id = match self.ids.get(labels) {
+            Some(id) => *id,
+            None => {
+                let id = self.labels.len() as u32;
+                self.ids.insert(labels.to_vec(), id);
+                self.labels.push(labels.to_vec());
+                id
+            }
+        };
+        self.rows.push((id, t, v));
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        // Stable: each series keeps its rows in the order they came (by step).
+        self.rows.sort_by_key(|r| r.0);
+        let mut out = VectorBuilder::default();
+        for (id, t, v) in self.rows {
+            out.push(&self.labels[id as usize], t, v);
+        }
+        out.finish()
+    }
+}
+
 /// Builds a scalar batch from one value per step.
 pub fn scalar_batch(steps: &super::Steps, values: Vec<f64>) -> Result<RecordBatch> {
     RecordBatch::try_new(

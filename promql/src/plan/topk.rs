@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, for_each_vector_row, intern_rows, scalar_by_step};
+use super::input::{SeriesOut, VectorBuilder, for_each_vector_row, intern_rows, scalar_by_step};
 use crate::error::{Error, Result};
 use crate::labelset::Grouping;
 
@@ -50,7 +50,7 @@ impl TopKOp {
         if per_step.is_none() {
             k_at(0)?;
         }
-        let mut out = VectorBuilder::default();
+        let mut out = SeriesOut::default();
         let input = intern_rows(input);
         // Each series' group, computed once; then (step, group) -> rows.
         let mut group_ids: HashMap<Vec<u8>, u32> = HashMap::new();
