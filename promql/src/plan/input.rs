@@ -324,4 +324,26 @@ mod tests {
             "each run's bytes stored once"
         );
     }
+
+    #[test]
+    fn series_out_groups_interleaved_rows_by_series_in_step_order() {
+        let mut out = SeriesOut::default();
+        for t in [1, 2] {
+            out.push(b"a\xFF1\xFE", t, t as f64);
+            out.push(b"a\xFF2\xFE", t, 10.0 * t as f64);
+        }
+        let mut rows = Vec::new();
+        for_each_vector_row(&[out.finish().unwrap()], |l, t, v| {
+            rows.push((l.to_vec(), t, v))
+        });
+        assert_eq!(
+            rows,
+            vec![
+                (b"a\xFF1\xFE".to_vec(), 1, 1.0),
+                (b"a\xFF1\xFE".to_vec(), 2, 2.0),
+                (b"a\xFF2\xFE".to_vec(), 1, 10.0),
+                (b"a\xFF2\xFE".to_vec(), 2, 20.0),
+            ]
+        );
+    }
 }
