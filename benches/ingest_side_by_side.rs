@@ -17,9 +17,9 @@ mod peers;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use fleet::{FleetShape, STEP_MS, encoded_requests};
+use fleet::{FleetShape, encoded_requests};
 use peers::{Peer, env_or};
 
 struct Outcome {
@@ -33,17 +33,7 @@ struct Outcome {
 fn main() {
     // `cargo bench` passes `--bench`; nothing to filter here.
     let hours = env_or("HOURS", 3);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let steps = hours * 3600 * 1000 / STEP_MS as usize;
-    let shape = FleetShape {
-        nodes: env_or("NODES", 64),
-        gpus_per_node: env_or("GPUS", 8),
-        steps,
-        start_ms: (now - steps as i64 * STEP_MS - 60_000) / STEP_MS * STEP_MS + 1_234,
-    };
+    let shape = FleetShape::ending_now(env_or("NODES", 64), env_or("GPUS", 8), hours, 60_000);
     let workers = env_or("WORKERS", 4);
     let runs = env_or("RUNS", 3).max(1);
     let (bodies, total, n_series) = encoded_requests(&shape, workers);

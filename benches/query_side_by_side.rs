@@ -17,7 +17,7 @@ mod fleet;
 mod peers;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fleet::{FleetShape, STEP_MS, encoded_requests};
 use peers::{Peer, env_or};
@@ -56,17 +56,8 @@ const QUERIES: &[(&str, &str, bool)] = &[
 fn main() {
     let hours = env_or("HOURS", 4);
     let runs = env_or("RUNS", 5).max(1);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let steps = hours * 3600 * 1000 / STEP_MS as usize;
-    let shape = FleetShape {
-        nodes: env_or("NODES", 24),
-        gpus_per_node: env_or("GPUS", 8),
-        steps,
-        start_ms: (now - steps as i64 * STEP_MS - 120_000) / STEP_MS * STEP_MS + 1_234,
-    };
+    let shape = FleetShape::ending_now(env_or("NODES", 24), env_or("GPUS", 8), hours, 120_000);
+    let steps = shape.steps;
     let (bodies, total, n_series) = encoded_requests(&shape, 2);
     println!(
         "data: {n_series} series, {} steps of 15 s ({hours} h), {total} samples",

@@ -20,6 +20,23 @@ pub struct FleetShape {
 
 pub const STEP_MS: i64 = 15_000;
 
+impl FleetShape {
+    /// `hours` of 15 s steps ending `margin_ms` before now, off the step boundaries by 1.234 s.
+    pub fn ending_now(nodes: usize, gpus_per_node: usize, hours: usize, margin_ms: i64) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let steps = hours * 3600 * 1000 / STEP_MS as usize;
+        FleetShape {
+            nodes,
+            gpus_per_node,
+            steps,
+            start_ms: (now - steps as i64 * STEP_MS - margin_ms) / STEP_MS * STEP_MS + 1_234,
+        }
+    }
+}
+
 /// One series: its labels and how its values evolve.
 pub struct SeriesSpec {
     pub labels: Vec<(String, String)>,
