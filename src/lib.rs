@@ -3,14 +3,15 @@
 //! ```text
 //!   remote write ─┐                                  ┌─► /api/v1/series, labels (index)
 //!   text import  ─┼─► ingest ─► quiver_storage::Db ──┤
-//!   (scrape)     ─┘   (4xx on bad input)  WAL, head, └─► DataFusion tables (SQL, PromQL)
+//!   scrape       ─┘   (4xx on bad input)  WAL, head, └─► DataFusion tables (SQL, PromQL)
 //!                                         Parquet blocks via object_store
 //! ```
 //!
 //! Layout:
 //! - [`config`]: flags (Prometheus's names) and the configuration file;
 //! - [`api`]: the HTTP API: routes, the error envelope, parameters;
-//! - [`ingest`]: remote write and the text exposition format;
+//! - [`ingest`]: remote write and the exposition formats (text 0.0.4, OpenMetrics);
+//! - [`scrape`]: targets, relabeling, scrape loops, staleness, reloads;
 //! - [`metrics`]: Quiver's own `/metrics`.
 //!
 //! `main.rs` is thin: it parses flags and calls [`run`], which tests call too, on `127.0.0.1:0`.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod scrape;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::api::params::parse_prometheus_duration;
 use crate::api::{AppState, app};
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
+use crate::scrape::ScrapeManager;
 
 /// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called): serves the
 /// API at once (answering 503 for data until WAL replay is done), opens the storage, runs
@@ -47,14 +50,30 @@ pub async fn run(
     let opts = storage_options(&flags)?;
     let maintenance_every =
         duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
+    let port = listener
+        .local_addr()
+        .context("reading the listen address")?
+        .port();
+    // The embedded default scrapes Quiver itself, on the port it really listens on.
+    let config = if config.source == config::EMBEDDED {
+        Config::embedded(port)
+    } else {
+        config
+    };
     tracing::info!(config = %config.source, "configuration loaded");
+    let metrics = Arc::new(ServerMetrics::default());
+    metrics.config_last_success.store(
+        (quiver_storage::maintenance::now_ms() / 1000) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let state = AppState::new(
         flags.clone(),
         engine_options(&flags)?,
-        Arc::new(ServerMetrics::default()),
+        metrics.clone(),
         stop_tx.clone(),
+        config,
     );
     let router = app(state.clone());
     let mut server_stop = stop_rx.clone();
@@ -69,6 +88,13 @@ pub async fn run(
     let db = Db::open(opts).await.context("opening the storage")?;
     state.set_db(db.clone());
     tracing::info!("storage ready");
+    let scraper = ScrapeManager::new(db.clone(), metrics.scrape.clone());
+    if let Err(e) = state.start_scraping(scraper.clone()).await {
+        let _ = stop_tx.send(true);
+        db.close().await;
+        anyhow::bail!("starting the scrape pools: {e}");
+    }
+    let reloader = tokio::spawn(reload_on_sighup(state.clone(), stop_rx.clone()));
 
     let maintenance = tokio::spawn({
         let db = db.clone();
@@ -95,6 +121,8 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    reloader.abort();
+    scraper.stop().await;
     let _ = maintenance.await;
     db.close().await;
     server
@@ -103,6 +131,32 @@ pub async fn run(
         .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the configuration on SIGHUP, as Prometheus does.
+async fn reload_on_sighup(state: AppState, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = state.reload().await; }
+                _ = &mut stopped => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stop.wait_for(|s| *s).await;
+        drop(state);
+    }
 }
 
 /// Storage options from the flags: the WAL under the storage path, blocks in the object store.

@@ -24,6 +24,12 @@ struct Histogram {
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
     pub remote_write_samples: AtomicU64,
+    /// Scrape counters, shared with the scrape loops.
+    pub scrape: std::sync::Arc<crate::scrape::scraper::ScrapeMetrics>,
+    /// 1 when the last configuration (re)load succeeded.
+    pub config_reload_failed: std::sync::atomic::AtomicBool,
+    /// When the configuration was last loaded successfully (seconds since the epoch).
+    pub config_last_success: AtomicU64,
     requests: Mutex<BTreeMap<(String, u16), Histogram>>,
 }
 
@@ -61,6 +67,41 @@ impl ServerMetrics {
             "counter",
             "Samples received over remote write.",
             self.remote_write_samples.load(Ordering::Relaxed) as f64,
+        );
+        let sc = &self.scrape;
+        metric(
+            "quiver_scrapes_total",
+            "counter",
+            "Scrapes attempted, over every target.",
+            sc.scrapes.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "quiver_scrape_failures_total",
+            "counter",
+            "Scrapes that failed (up = 0).",
+            sc.failures.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "quiver_scrape_samples_total",
+            "counter",
+            "Scraped samples appended.",
+            sc.samples.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "quiver_config_last_reload_successful",
+            "gauge",
+            "Whether the last configuration reload succeeded.",
+            if self.config_reload_failed.load(Ordering::Relaxed) {
+                0.0
+            } else {
+                1.0
+            },
+        );
+        metric(
+            "quiver_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration was last loaded successfully.",
+            self.config_last_success.load(Ordering::Relaxed) as f64,
         );
         if let Some(db) = db {
             let m = db.metrics();

@@ -7,6 +7,7 @@ pub mod params;
 pub mod query;
 pub mod series;
 mod status;
+mod targets;
 mod write;
 
 use std::sync::{Arc, OnceLock};
@@ -24,8 +25,9 @@ use tokio::sync::watch;
 
 pub use error::{ApiError, ErrorType, error_chain};
 
-use crate::config::Flags;
+use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
+use crate::scrape::ScrapeManager;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,6 +45,12 @@ struct Inner {
     metrics: Arc<ServerMetrics>,
     /// Set to true to shut the server down (`POST /-/quit`).
     shutdown: watch::Sender<bool>,
+    /// The configuration in force.
+    config: parking_lot::RwLock<Config>,
+    /// The scrape pools, set with the storage.
+    scrape: OnceLock<Arc<ScrapeManager>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -51,6 +59,7 @@ impl AppState {
         engine_options: EngineOptions,
         metrics: Arc<ServerMetrics>,
         shutdown: watch::Sender<bool>,
+        config: Config,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -60,8 +69,66 @@ impl AppState {
                 flags,
                 metrics,
                 shutdown,
+                config: parking_lot::RwLock::new(config),
+                scrape: OnceLock::new(),
+                reloading: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.inner.config.read().clone()
+    }
+
+    /// The scrape pools, or 503 while the WAL is still replaying.
+    pub fn scrape(&self) -> Result<&Arc<ScrapeManager>, ApiError> {
+        self.inner
+            .scrape
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
+    }
+
+    /// Starts scraping with the configuration in force.
+    pub async fn start_scraping(&self, manager: Arc<ScrapeManager>) -> Result<(), String> {
+        let _guard = self.inner.reloading.lock().await;
+        let cfg = self.config();
+        let _ = self.inner.scrape.set(manager.clone());
+        manager.apply(&cfg.file).await
+    }
+
+    /// Re-reads the configuration file and applies it; on any error the running configuration
+    /// stays in force and the error is returned.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _guard = self.inner.reloading.lock().await;
+        let result = async {
+            let current = self.config();
+            let next = match &self.inner.flags.config_file {
+                Some(path) => Config::load(Some(path)).map_err(|e| e.to_string())?,
+                // The embedded default does not change.
+                None => current.clone(),
+            };
+            if let Some(m) = self.inner.scrape.get() {
+                m.apply(&next.file).await?;
+            }
+            *self.inner.config.write() = next;
+            Ok::<(), String>(())
+        }
+        .await;
+        let m = self.metrics();
+        m.config_reload_failed
+            .store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+        match &result {
+            Ok(()) => {
+                m.config_last_success.store(
+                    (quiver_storage::maintenance::now_ms() / 1000) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => tracing::error!("configuration reload failed, keeping the running one: {e}"),
+        }
+        result
     }
 
     /// Makes the storage available (the server is ready from now on).
@@ -130,7 +197,11 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/query_exemplars",
             get(query::query_exemplars).post(query::query_exemplars),
         )
-        .route("/api/v1/metadata", get(query::metadata))
+        .route("/api/v1/metadata", get(targets::metadata))
+        .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(targets::targets_metadata))
+        .route("/api/v1/status/config", get(targets::config))
+        .route("/api/v1/status/flags", get(targets::flags))
         .route(
             "/api/v1/labels",
             get(series::label_names).post(series::label_names),
@@ -150,7 +221,9 @@ pub fn app(state: AppState) -> Router {
         );
     }
     if state.flags().web_enable_lifecycle {
-        api = api.route("/-/quit", post(status::quit).put(status::quit));
+        api = api
+            .route("/-/quit", post(status::quit).put(status::quit))
+            .route("/-/reload", post(targets::reload).put(targets::reload));
     }
     api.layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -94,10 +94,6 @@ pub async fn query_exemplars(params: Params) -> ApiResult {
 
 /// `/api/v1/metadata`: metric metadata is not stored yet (scraping will add it), so the map
 /// is empty, as Prometheus answers before its first scrape.
-pub async fn metadata(_params: Params) -> ApiResult {
-    Ok(success(json!({}), None))
-}
-
 fn required<'a>(params: &'a Params, key: &str) -> Result<&'a str, ApiError> {
     params
         .get(key)

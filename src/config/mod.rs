@@ -1,8 +1,10 @@
 //! Command-line flags (Prometheus's names) and the configuration file.
 //!
 //! Without `--config.file`, the embedded default (`default.yml`) applies: it scrapes Quiver's
-//! own `/metrics`. Scraping itself arrives with the scrape issue; until then the file is read
-//! and checked as YAML so a broken file fails start-up with its line and column.
+//! own `/metrics` (on the port Quiver listens on). The file is read strictly ([`file`]); an
+//! error names the file, the line and the field.
+
+pub mod file;
 
 use std::path::{Path, PathBuf};
 
@@ -106,6 +108,62 @@ impl Flags {
     pub fn defaults() -> Self {
         Flags::parse_from(["quiver"])
     }
+
+    /// Every flag by its name, as `/api/v1/status/flags` shows them.
+    pub fn to_map(&self) -> std::collections::BTreeMap<&'static str, String> {
+        let opt = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        [
+            ("config.file", opt(&self.config_file)),
+            ("web.listen-address", self.web_listen_address.clone()),
+            ("storage.path", self.storage_path.display().to_string()),
+            (
+                "storage.retention.time",
+                self.storage_retention_time.clone(),
+            ),
+            (
+                "storage.object-store.url",
+                self.storage_object_store_url.clone().unwrap_or_default(),
+            ),
+            (
+                "storage.tsdb.min-block-duration",
+                self.block_duration.clone(),
+            ),
+            (
+                "storage.maintenance-interval",
+                self.maintenance_interval.clone(),
+            ),
+            ("log.level", self.log_level.clone()),
+            (
+                "web.enable-admin-api",
+                self.web_enable_admin_api.to_string(),
+            ),
+            (
+                "web.enable-lifecycle",
+                self.web_enable_lifecycle.to_string(),
+            ),
+            (
+                "web.enable-remote-write-receiver",
+                self.web_enable_remote_write_receiver.to_string(),
+            ),
+            (
+                "web.max-request-body-bytes",
+                self.max_request_body_bytes.to_string(),
+            ),
+            (
+                "web.max-decoded-body-bytes",
+                self.max_decoded_body_bytes.to_string(),
+            ),
+            ("query.lookback-delta", self.query_lookback_delta.clone()),
+            ("query.timeout", self.query_timeout.clone()),
+            ("query.max-samples", self.query_max_samples.to_string()),
+        ]
+        .into_iter()
+        .collect()
+    }
 }
 
 /// The configuration file as read.
@@ -114,8 +172,11 @@ pub struct Config {
     /// Where it came from (`<embedded default>` when no file was given).
     pub source: String,
     pub yaml: String,
-    pub doc: serde_yaml_ng::Value,
+    pub file: file::ConfigFile,
 }
+
+/// The source name of the embedded default.
+pub const EMBEDDED: &str = "<embedded default>";
 
 /// A configuration error that names the file, and the line and column when known.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +191,7 @@ impl Config {
     /// Reads `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (source, yaml) = match path {
-            None => ("<embedded default>".to_string(), DEFAULT_CONFIG.to_string()),
+            None => (EMBEDDED.to_string(), DEFAULT_CONFIG.to_string()),
             Some(p) => {
                 let yaml = std::fs::read_to_string(p).map_err(|e| ConfigError {
                     file: p.display().to_string(),
@@ -140,20 +201,28 @@ impl Config {
                 (p.display().to_string(), yaml)
             }
         };
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&yaml).map_err(|e| ConfigError {
-                file: source.clone(),
-                location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
-            })?;
-        if !(doc.is_mapping() || doc.is_null()) {
-            return Err(ConfigError {
-                file: source,
-                location: None,
-                message: "the top level must be a mapping".into(),
-            });
+        let file = file::ConfigFile::parse(&source, &yaml)?;
+        Ok(Config { source, yaml, file })
+    }
+
+    /// A configuration from text (tests, and tools that hold the file in memory).
+    pub fn from_yaml(source: &str, yaml: &str) -> Result<Self, ConfigError> {
+        Ok(Config {
+            source: source.to_string(),
+            yaml: yaml.to_string(),
+            file: file::ConfigFile::parse(source, yaml)?,
+        })
+    }
+
+    /// The embedded default, scraping Quiver itself on `port`.
+    pub fn embedded(port: u16) -> Self {
+        let yaml = DEFAULT_CONFIG.replace("localhost:9090", &format!("localhost:{port}"));
+        let file = file::ConfigFile::parse(EMBEDDED, &yaml).expect("the embedded default is valid");
+        Config {
+            source: EMBEDDED.to_string(),
+            yaml,
+            file,
         }
-        Ok(Config { source, yaml, doc })
     }
 }
 
@@ -178,7 +247,12 @@ mod tests {
     #[test]
     fn embedded_default_config_is_valid_yaml() {
         let c = Config::load(None).unwrap();
-        assert!(c.doc.get("scrape_configs").is_some());
+        assert_eq!(c.file.scrape_configs[0].job_name, "quiver");
+        let c = Config::embedded(9123);
+        assert_eq!(
+            c.file.scrape_configs[0].static_configs[0].targets,
+            ["localhost:9123"]
+        );
     }
 
     #[test]

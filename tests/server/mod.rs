@@ -4,4 +4,5 @@ mod durability;
 mod ingest;
 mod interop;
 mod query;
+mod scrape;
 mod support;

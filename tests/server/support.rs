@@ -25,6 +25,16 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, extra_flags: &[&str]) -> Self {
+        // No scrape configs: tests see only the data they write.
+        Self::start_with_config(dir, extra_flags, Config::from_yaml("test.yml", "").unwrap()).await
+    }
+
+    /// A server with this configuration (scrape configs and all).
+    pub async fn start_with_config(
+        dir: tempfile::TempDir,
+        extra_flags: &[&str],
+        config: Config,
+    ) -> Self {
         let mut args = vec![
             "quiver".to_string(),
             format!("--storage.path={}", dir.path().display()),
@@ -34,14 +44,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(quiver::run(
-            flags,
-            Config::load(None).unwrap(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(quiver::run(flags, config, listener, async move {
+            let _ = stopped.await;
+        }));
         let server = TestServer {
             base,
             dir,

@@ -1,0 +1,874 @@
+//! One target's scrapes: fetch, parse, label, append (one batch, one WAL record, with the
+//! report series), staleness, status.
+//!
+//! A per-target cache maps each series' text as exposed (`name{a="b"}`) to its final labels and
+//! storage id, so a series seen before costs one hash lookup: no label parsing, no relabeling,
+//! no label set built. A series present in the previous scrape and absent now gets a staleness
+//! marker at this scrape's timestamp; a failed scrape marks every series of the last one stale.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use quiver_storage::{Db, LabelLimits, Labels, STALE_NAN_BITS, SeriesId, WriteBatch};
+
+use crate::config::file::ScrapeJob;
+use crate::ingest::exposition::{Entry, Format, MetricType, Parser, parse_series};
+
+use super::relabel::{self, LabelMap};
+use super::target::Target;
+
+/// The Accept header Prometheus 2.42 sends (protobuf is not asked for).
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// How a target is doing, for `/api/v1/targets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    pub health: Health,
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+}
+
+/// Metadata of one metric family as a target exposes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// What the API reads of a running target.
+#[derive(Debug)]
+pub struct TargetShared {
+    pub target: Target,
+    pub pool: String,
+    pub status: Mutex<TargetStatus>,
+    pub metadata: Mutex<HashMap<String, Metadata>>,
+}
+
+impl TargetShared {
+    pub fn new(target: Target, pool: String) -> Self {
+        TargetShared {
+            target,
+            pool,
+            status: Mutex::new(TargetStatus {
+                health: Health::Unknown,
+                last_error: String::new(),
+                last_scrape: None,
+                last_duration: Duration::ZERO,
+            }),
+            metadata: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// How a scrape's samples are labeled and limited.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub target_labels: LabelMap,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub metric_relabel: Vec<relabel::RelabelConfig>,
+    pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    pub storage_limits: LabelLimits,
+}
+
+impl Settings {
+    pub fn new(job: &ScrapeJob, target: &Target, storage_limits: LabelLimits) -> Self {
+        Settings {
+            target_labels: target.labels.clone(),
+            honor_labels: job.cfg.honor_labels,
+            honor_timestamps: job.cfg.honor_timestamps,
+            metric_relabel: job.cfg.metric_relabel_configs.clone(),
+            sample_limit: job.sample_limit,
+            label_limit: job.label_limit,
+            label_name_length_limit: job.label_name_length_limit,
+            label_value_length_limit: job.label_value_length_limit,
+            storage_limits,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    key: Box<str>,
+    /// Final labels; `None` when metric relabeling dropped the series.
+    labels: Option<Labels>,
+    id: Option<SeriesId>,
+    /// The scrape generation that last contained it.
+    seen: u64,
+}
+
+/// The names of the series every scrape reports, in order.
+const REPORT: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// A target's series cache and staleness state; it outlives a loop across config reloads.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    index: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    entries: Vec<CacheEntry>,
+    free: Vec<u32>,
+    generation: u64,
+    /// Entries written by the last successful scrape and tracked for staleness.
+    prev: Vec<u32>,
+    /// The report series of this target.
+    report: Vec<(Labels, Option<SeriesId>)>,
+}
+
+/// The outcome of one scrape, for the report series and the status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub scraped: u64,
+    pub post_relabel: u64,
+    pub series_added: u64,
+    pub error: Option<String>,
+}
+
+/// Samples ready to append: (cache entry, timestamp, value).
+struct Rows {
+    rows: Vec<(u32, i64, f64)>,
+}
+
+impl ScrapeCache {
+    fn entry(&mut self, key: &str, settings: &Settings) -> Result<(u32, bool), String> {
+        if let Some(i) = self.index.get(key) {
+            return Ok((*i, false));
+        }
+        let labels = label_sample(key, settings)?;
+        let e = CacheEntry {
+            key: key.into(),
+            labels,
+            id: None,
+            seen: 0,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = e;
+                i
+            }
+            None => {
+                self.entries.push(e);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.into(), i);
+        Ok((i, true))
+    }
+
+    /// Parses a body and stages its samples; metadata goes into `meta`.
+    fn stage(
+        &mut self,
+        (body, format): (&str, Format),
+        ts: i64,
+        settings: &Settings,
+        meta: &mut HashMap<String, Metadata>,
+        rows: &mut Rows,
+        outcome: &mut Outcome,
+    ) -> Result<Vec<u32>, String> {
+        let generation = self.generation;
+        let mut tracked = Vec::with_capacity(self.prev.len());
+        let mut parser = Parser::new(body, format);
+        for entry in parser.by_ref() {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let s = match entry {
+                Entry::Sample(s) => s,
+                Entry::Type(name, kind) => {
+                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
+                        kind,
+                        help: String::new(),
+                        unit: String::new(),
+                    });
+                    m.kind = kind;
+                    continue;
+                }
+                Entry::Help(name, help) => {
+                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
+                        kind: MetricType::Unknown,
+                        help: String::new(),
+                        unit: String::new(),
+                    });
+                    if m.help != help {
+                        m.help = help;
+                    }
+                    continue;
+                }
+                Entry::Unit(name, unit) => {
+                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
+                        kind: MetricType::Unknown,
+                        help: String::new(),
+                        unit: String::new(),
+                    });
+                    if m.unit != unit {
+                        m.unit = unit.to_string();
+                    }
+                    continue;
+                }
+            };
+            outcome.scraped += 1;
+            let (i, new) = self.entry(s.series, settings)?;
+            let e = &mut self.entries[i as usize];
+            if e.labels.is_none() {
+                e.seen = generation;
+                continue;
+            }
+            if e.seen == generation && !new {
+                // The same series twice in one exposition: Prometheus drops the second.
+                continue;
+            }
+            e.seen = generation;
+            outcome.post_relabel += 1;
+            if new {
+                outcome.series_added += 1;
+            }
+            if settings.sample_limit > 0 && outcome.post_relabel > settings.sample_limit {
+                return Err(format!(
+                    "sample_limit exceeded: the target exposes more than {} samples",
+                    settings.sample_limit
+                ));
+            }
+            let t = match s.timestamp_ms {
+                Some(t) if settings.honor_timestamps => t,
+                _ => {
+                    tracked.push(i);
+                    ts
+                }
+            };
+            rows.rows.push((i, t, s.value));
+        }
+        Ok(tracked)
+    }
+
+    /// Scrapes `body` into `batch`-ready rows; on error nothing of the body is kept.
+    fn process(
+        &mut self,
+        body: Result<(&str, Format), String>,
+        ts: i64,
+        settings: &Settings,
+        meta: &mut HashMap<String, Metadata>,
+    ) -> (Rows, Vec<u32>, Outcome) {
+        self.generation += 1;
+        let mut rows = Rows { rows: Vec::new() };
+        let mut outcome = Outcome {
+            scraped: 0,
+            post_relabel: 0,
+            series_added: 0,
+            error: None,
+        };
+        let staged = body.and_then(|(body, format)| {
+            self.stage((body, format), ts, settings, meta, &mut rows, &mut outcome)
+        });
+        let generation = self.generation;
+        let stale: Vec<u32> = match staged {
+            Ok(tracked) => {
+                let stale = self
+                    .prev
+                    .iter()
+                    .copied()
+                    .filter(|i| self.entries[*i as usize].seen != generation)
+                    .collect();
+                self.prev = tracked;
+                stale
+            }
+            Err(e) => {
+                rows.rows.clear();
+                outcome.error = Some(e);
+                std::mem::take(&mut self.prev)
+            }
+        };
+        (rows, stale, outcome)
+    }
+
+    /// Forgets series not seen for a while (they are re-parsed if they come back).
+    fn evict(&mut self) {
+        let generation = self.generation;
+        if !generation.is_multiple_of(16) {
+            return;
+        }
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if !e.key.is_empty() && e.seen + 10 < generation {
+                self.index.remove(&e.key);
+                e.key = Box::from("");
+                e.labels = None;
+                e.id = None;
+                self.free.push(i as u32);
+            }
+        }
+    }
+
+    /// Every series of the last successful scrape, for end-of-run staleness.
+    fn take_all_stale(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.prev)
+    }
+
+    fn report_labels(&mut self, settings: &Settings) -> Result<(), String> {
+        if !self.report.is_empty() {
+            return Ok(());
+        }
+        for name in REPORT {
+            let mut pairs: Vec<(String, String)> = settings
+                .target_labels
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            pairs.push(("__name__".into(), name.into()));
+            let labels = Labels::try_from_pairs(pairs, &settings.storage_limits)
+                .map_err(|e| e.to_string())?;
+            self.report.push((labels, None));
+        }
+        Ok(())
+    }
+}
+
+/// The labels a scraped series gets: target labels merged (with `exported_` renames unless
+/// `honor_labels`), then metric relabeling, then the limits. `None`: dropped by relabeling.
+pub fn label_sample(series: &str, settings: &Settings) -> Result<Option<Labels>, String> {
+    let pairs = parse_series(series).map_err(|e| format!("{series}: {e}"))?;
+    let mut lset: LabelMap = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    if settings.honor_labels {
+        for (n, v) in &settings.target_labels {
+            lset.entry(n.clone()).or_insert_with(|| v.clone());
+        }
+    } else {
+        let mut conflicts = Vec::new();
+        for (n, v) in &settings.target_labels {
+            // Any exposed value conflicts, even an equal one (as Prometheus does).
+            if let Some(old) = lset.insert(n.clone(), v.clone()) {
+                conflicts.push((n.clone(), old));
+            }
+        }
+        for (n, v) in conflicts {
+            let mut name = format!("exported_{n}");
+            while lset.contains_key(&name) {
+                name = format!("exported_{name}");
+            }
+            lset.insert(name, v);
+        }
+    }
+    if !relabel::process(&mut lset, &settings.metric_relabel) {
+        return Ok(None);
+    }
+    if settings.label_limit > 0 && lset.len() as u64 > settings.label_limit {
+        return Err(format!(
+            "label_limit exceeded (metric: {series}, number of labels: {}, limit: {})",
+            lset.len(),
+            settings.label_limit
+        ));
+    }
+    for (n, v) in &lset {
+        if settings.label_name_length_limit > 0 && n.len() as u64 > settings.label_name_length_limit
+        {
+            return Err(format!(
+                "label_name_length_limit exceeded (metric: {series}, label name: {n}, limit: {})",
+                settings.label_name_length_limit
+            ));
+        }
+        if settings.label_value_length_limit > 0
+            && v.len() as u64 > settings.label_value_length_limit
+        {
+            return Err(format!(
+                "label_value_length_limit exceeded (metric: {series}, label name: {n}, limit: {})",
+                settings.label_value_length_limit
+            ));
+        }
+    }
+    Labels::try_from_pairs(lset, &settings.storage_limits)
+        .map(Some)
+        .map_err(|e| format!("{series}: {e}"))
+}
+
+/// A target's scraping state: the cache, reused across reloads of its pool.
+#[derive(Debug, Default)]
+pub struct LoopState {
+    pub cache: ScrapeCache,
+}
+
+/// Appends staged rows, stale markers and (when `report` is given) the report series as one
+/// batch, then learns the ids of new series. Retries once with labels when a cached id was
+/// dropped by retention meanwhile.
+async fn commit(
+    db: &Db,
+    cache: &mut ScrapeCache,
+    rows: &Rows,
+    stale: &[u32],
+    stale_ts: i64,
+    report: Option<(i64, [f64; 5])>,
+) -> Result<(), quiver_storage::Error> {
+    for attempt in 0..2 {
+        let mut batch = WriteBatch::default();
+        let mut new_entries: Vec<u32> = Vec::new();
+        let mut slot_of = |cache: &ScrapeCache, batch: &mut WriteBatch, i: u32| -> Option<u32> {
+            let e = &cache.entries[i as usize];
+            match (e.id, &e.labels) {
+                (Some(id), _) => Some(batch.push_known(id)),
+                (None, Some(l)) => {
+                    new_entries.push(i);
+                    Some(batch.push_series(l.clone()))
+                }
+                (None, None) => None,
+            }
+        };
+        for (i, t, v) in &rows.rows {
+            if let Some(slot) = slot_of(cache, &mut batch, *i) {
+                batch.push_sample(slot, *t, *v);
+            }
+        }
+        let stale_v = f64::from_bits(STALE_NAN_BITS);
+        for i in stale {
+            if let Some(slot) = slot_of(cache, &mut batch, *i) {
+                batch.push_sample(slot, stale_ts, stale_v);
+            }
+        }
+        let mut new_report = Vec::new();
+        if let Some((ts, values)) = report {
+            for (k, v) in values.iter().enumerate() {
+                let (labels, id) = &cache.report[k];
+                let slot = match id {
+                    Some(id) => batch.push_known(*id),
+                    None => {
+                        new_report.push(k);
+                        batch.push_series(labels.clone())
+                    }
+                };
+                batch.push_sample(slot, ts, *v);
+            }
+        }
+        match db.append(batch).await {
+            Ok(()) => {
+                let reg = db.registry();
+                for i in new_entries {
+                    let e = &mut cache.entries[i as usize];
+                    if let Some(l) = &e.labels {
+                        e.id = reg.get(l);
+                    }
+                }
+                for k in new_report {
+                    let id = reg.get(&cache.report[k].0);
+                    cache.report[k].1 = id;
+                }
+                return Ok(());
+            }
+            Err(quiver_storage::Error::Retry(_)) if attempt == 0 => {
+                for e in &mut cache.entries {
+                    e.id = None;
+                }
+                for r in &mut cache.report {
+                    r.1 = None;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+/// Fetches a target's exposition: the body and its format.
+pub async fn fetch(
+    client: &reqwest::Client,
+    job: &ScrapeJob,
+    target: &Target,
+) -> Result<(String, Format), String> {
+    let cfg = &job.cfg;
+    let mut req = client
+        .get(&target.url)
+        .header(reqwest::header::ACCEPT, ACCEPT)
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", target.timeout.as_secs_f64()),
+        );
+    if let Some(b) = &cfg.basic_auth {
+        let password = match (&b.password, &b.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(f)) => Some(read_secret(f)?),
+            (None, None) => None,
+        };
+        req = req.basic_auth(&b.username, password);
+    }
+    let bearer = match (
+        &cfg.authorization,
+        &cfg.bearer_token,
+        &cfg.bearer_token_file,
+    ) {
+        (Some(a), _, _) => {
+            let cred = match (&a.credentials, &a.credentials_file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => read_secret(f)?,
+                (None, None) => String::new(),
+            };
+            Some(format!("{} {cred}", a.kind))
+        }
+        (None, Some(t), _) => Some(format!("Bearer {t}")),
+        (None, None, Some(f)) => Some(format!("Bearer {}", read_secret(f)?)),
+        _ => None,
+    };
+    if let Some(b) = bearer {
+        req = req.header(reqwest::header::AUTHORIZATION, b);
+    }
+    let run = async {
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| format!("Get {:?}: {}", target.url, crate::api::error_chain(&e)))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(format!("server returned HTTP status {}", resp.status()));
+        }
+        let format = Format::from_content_type(
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the body: {}", crate::api::error_chain(&e)))?
+        {
+            body.extend_from_slice(&chunk);
+            if job.body_size_limit > 0 && body.len() as u64 > job.body_size_limit {
+                return Err(format!(
+                    "body size limit exceeded: more than {} bytes",
+                    job.body_size_limit
+                ));
+            }
+        }
+        let body =
+            String::from_utf8(body).map_err(|_| "the body is not valid UTF-8".to_string())?;
+        Ok((body, format))
+    };
+    match tokio::time::timeout(target.timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "Get {:?}: context deadline exceeded (scrape timeout {:?})",
+            target.url, target.timeout
+        )),
+    }
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Counters over every target, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ScrapeMetrics {
+    pub scrapes: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+    pub samples: std::sync::atomic::AtomicU64,
+    pub append_failures: std::sync::atomic::AtomicU64,
+}
+
+/// Why a loop stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// Shutdown or a reload that keeps the target: no staleness markers.
+    Quiet,
+    /// The target went away: staleness markers after about two intervals.
+    Stale,
+}
+
+/// Everything a loop needs.
+pub struct LoopCtx {
+    pub db: Arc<Db>,
+    pub client: reqwest::Client,
+    pub job: Arc<ScrapeJob>,
+    pub shared: Arc<TargetShared>,
+    pub settings: Settings,
+    pub metrics: Arc<ScrapeMetrics>,
+    /// Set when the pool has more targets than `target_limit`.
+    pub over_limit: Arc<Mutex<Option<String>>>,
+}
+
+/// Scrapes one target on its schedule until told to stop; gives its state back.
+pub async fn run_loop(
+    ctx: LoopCtx,
+    mut state: LoopState,
+    mut stop: tokio::sync::watch::Receiver<Stop>,
+) -> LoopState {
+    let interval = ctx.shared.target.interval;
+    let interval_ms = interval.as_millis().max(1) as u64;
+    let phase = ctx.shared.target.key() % interval_ms;
+    let now = now_ms() as u64;
+    let mut first = now - now % interval_ms + phase;
+    if first < now {
+        first += interval_ms;
+    }
+    let start = tokio::time::Instant::now() + Duration::from_millis(first - now);
+    let mut tick = tokio::time::interval_at(start, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_scrape = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => break,
+        }
+        scrape_once(&ctx, &mut state).await;
+        last_scrape = true;
+    }
+    if *stop.borrow() == Stop::Stale && last_scrape {
+        // Prometheus's end-of-run staleness: wait for the next scrape time (the markers'
+        // timestamp), then one more interval and a tenth, in case the target comes back.
+        tick.tick().await;
+        let stale_ts = now_ms();
+        tick.tick().await;
+        tokio::time::sleep(interval / 10).await;
+        let stale = state.cache.take_all_stale();
+        let _ = state.cache.report_labels(&ctx.settings);
+        let values = [f64::from_bits(STALE_NAN_BITS); 5];
+        let empty = Rows { rows: Vec::new() };
+        if let Err(e) = commit(
+            &ctx.db,
+            &mut state.cache,
+            &empty,
+            &stale,
+            stale_ts,
+            Some((stale_ts, values)),
+        )
+        .await
+        {
+            tracing::warn!(target = %ctx.shared.target.url, "writing staleness markers failed: {e}");
+        }
+    }
+    state
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    quiver_storage::maintenance::now_ms()
+}
+
+/// One scrape: fetch, stage, commit, status.
+pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
+    let started = Instant::now();
+    let ts = now_ms();
+    let limit_error = ctx.over_limit.lock().clone();
+    let fetched = match limit_error {
+        Some(e) => Err(e),
+        None => fetch(&ctx.client, &ctx.job, &ctx.shared.target).await,
+    };
+    let fetch_failed = fetched.is_err();
+    let cache = &mut state.cache;
+    let (rows, stale, mut outcome) = {
+        let mut meta = ctx.shared.metadata.lock();
+        let body = fetched
+            .as_ref()
+            .map(|(b, f)| (b.as_str(), *f))
+            .map_err(Clone::clone);
+        cache.process(body, ts, &ctx.settings, &mut meta)
+    };
+    if fetch_failed {
+        outcome.scraped = 0;
+        outcome.post_relabel = 0;
+        outcome.series_added = 0;
+    }
+    if let Err(e) = cache.report_labels(&ctx.settings) {
+        outcome.error.get_or_insert(e);
+    }
+    let duration = started.elapsed();
+    let up = if outcome.error.is_none() { 1.0 } else { 0.0 };
+    let values = [
+        up,
+        duration.as_secs_f64(),
+        outcome.scraped as f64,
+        outcome.post_relabel as f64,
+        outcome.series_added as f64,
+    ];
+    let report = (cache.report.len() == REPORT.len()).then_some((ts, values));
+    let appended = rows.rows.len() as u64;
+    if let Err(e) = commit(&ctx.db, cache, &rows, &stale, ts, report).await {
+        ctx.metrics
+            .append_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        outcome
+            .error
+            .get_or_insert(format!("appending the scrape failed: {e}"));
+    } else {
+        ctx.metrics
+            .samples
+            .fetch_add(appended, std::sync::atomic::Ordering::Relaxed);
+    }
+    cache.evict();
+    ctx.metrics
+        .scrapes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if outcome.error.is_some() {
+        ctx.metrics
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut status = ctx.shared.status.lock();
+    status.health = if outcome.error.is_none() {
+        Health::Up
+    } else {
+        Health::Down
+    };
+    status.last_error = outcome.error.unwrap_or_default();
+    status.last_scrape = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ts as u64));
+    status.last_duration = duration;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(target: &[(&str, &str)], honor: bool) -> Settings {
+        Settings {
+            target_labels: target
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            honor_labels: honor,
+            honor_timestamps: true,
+            metric_relabel: vec![],
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            storage_limits: LabelLimits::default(),
+        }
+    }
+
+    fn get(l: &Labels, n: &str) -> Option<String> {
+        l.get(n).map(str::to_string)
+    }
+
+    #[test]
+    fn target_labels_win_and_conflicts_are_exported() {
+        let s = settings(&[("job", "j"), ("instance", "i")], false);
+        let l = label_sample("m{instance=\"exposed\",job=\"x\",exported_job=\"y\"}", &s)
+            .unwrap()
+            .unwrap();
+        assert_eq!(get(&l, "instance").as_deref(), Some("i"));
+        assert_eq!(get(&l, "exported_instance").as_deref(), Some("exposed"));
+        assert_eq!(get(&l, "job").as_deref(), Some("j"));
+        assert_eq!(get(&l, "exported_exported_job").as_deref(), Some("x"));
+        assert_eq!(get(&l, "exported_job").as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn honor_labels_keeps_exposed_values() {
+        let s = settings(&[("job", "j"), ("instance", "i")], true);
+        let l = label_sample("m{instance=\"exposed\"}", &s)
+            .unwrap()
+            .unwrap();
+        assert_eq!(get(&l, "instance").as_deref(), Some("exposed"));
+        assert_eq!(get(&l, "job").as_deref(), Some("j"));
+        assert_eq!(get(&l, "exported_instance"), None);
+    }
+
+    #[test]
+    fn metric_relabel_drop_and_limits() {
+        let mut s = settings(&[("job", "j")], false);
+        s.metric_relabel = vec![
+            serde_yaml_ng::from_str("{source_labels: [__name__], regex: 'go_.*', action: drop}")
+                .unwrap(),
+        ];
+        assert_eq!(label_sample("go_gc", &s).unwrap(), None);
+        s.label_limit = 2;
+        assert!(
+            label_sample("m{a=\"1\",b=\"2\"}", &s)
+                .unwrap_err()
+                .contains("label_limit")
+        );
+    }
+
+    fn stage(
+        cache: &mut ScrapeCache,
+        body: &str,
+        ts: i64,
+        s: &Settings,
+    ) -> (Vec<(u32, i64, f64)>, Vec<u32>, Outcome) {
+        let mut meta = HashMap::new();
+        let (rows, stale, out) = cache.process(Ok((body, Format::Text)), ts, s, &mut meta);
+        // Pretend the append gave every series an id so the next scrape hits the cache.
+        for e in &mut cache.entries {
+            if e.labels.is_some() && e.id.is_none() {
+                e.id = Some(SeriesId(1));
+            }
+        }
+        (rows.rows, stale, out)
+    }
+
+    #[test]
+    fn disappearing_series_go_stale_and_failures_stale_everything() {
+        let s = settings(&[("job", "j")], false);
+        let mut c = ScrapeCache::default();
+        let (rows, stale, out) = stage(&mut c, "a 1\nb 2\nc 3 1000\n", 5000, &s);
+        assert_eq!(rows.len(), 3);
+        assert!(stale.is_empty());
+        assert_eq!((out.scraped, out.post_relabel, out.series_added), (3, 3, 3));
+        assert_eq!(rows[2].1, 1000, "an exposed timestamp is honored");
+        let (_, stale, out) = stage(&mut c, "a 1\nc 3 2000\n", 6000, &s);
+        assert_eq!(out.series_added, 0);
+        let names: Vec<&str> = stale.iter().map(|i| &*c.entries[*i as usize].key).collect();
+        assert_eq!(
+            names,
+            ["b"],
+            "series with exposed timestamps get no staleness markers"
+        );
+        let mut meta = HashMap::new();
+        let (rows, stale, out) = c.process(Err("down".into()), 7000, &s, &mut meta);
+        assert!(rows.rows.is_empty() && out.error.is_some());
+        let names: Vec<&str> = stale.iter().map(|i| &*c.entries[*i as usize].key).collect();
+        assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn a_malformed_body_keeps_nothing() {
+        let s = settings(&[("job", "j")], false);
+        let mut c = ScrapeCache::default();
+        stage(&mut c, "a 1\n", 1000, &s);
+        let (rows, stale, out) = stage(&mut c, "a 2\nb{ 3\n", 2000, &s);
+        assert!(rows.is_empty());
+        assert!(out.error.unwrap().contains("line 2"));
+        assert_eq!(stale.len(), 1);
+    }
+
+    #[test]
+    fn sample_limit_fails_the_scrape() {
+        let mut s = settings(&[("job", "j")], false);
+        s.sample_limit = 2;
+        let mut c = ScrapeCache::default();
+        let (rows, _, out) = stage(&mut c, "a 1\nb 2\nc 3\n", 1000, &s);
+        assert!(rows.is_empty());
+        assert!(out.error.unwrap().contains("sample_limit"));
+    }
+
+    #[test]
+    fn duplicates_in_one_scrape_count_once() {
+        let s = settings(&[("job", "j")], false);
+        let mut c = ScrapeCache::default();
+        let (rows, _, out) = stage(&mut c, "a 1\na 2\n", 1000, &s);
+        assert_eq!(rows.len(), 1);
+        assert_eq!((out.scraped, out.post_relabel), (2, 1));
+    }
+}

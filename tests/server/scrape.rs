@@ -1,0 +1,514 @@
+//! Scraping end to end: a real HTTP exporter on loopback, a real Quiver scraping it every
+//! second, and the results read back through the API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::header;
+use parking_lot::Mutex;
+use quiver::config::Config;
+use serde_json::Value;
+
+use super::support::{TestServer, client, export, get_json};
+
+/// An exporter whose exposition, content type and status the test changes at will.
+#[derive(Clone)]
+struct Exporter {
+    addr: String,
+    state: Arc<Mutex<(u16, String, String)>>,
+    hits: Arc<Mutex<u64>>,
+}
+
+impl Exporter {
+    async fn start(body: &str) -> Self {
+        let state = Arc::new(Mutex::new((
+            200u16,
+            "text/plain; version=0.0.4".to_string(),
+            body.to_string(),
+        )));
+        let hits = Arc::new(Mutex::new(0u64));
+        let (s, h) = (state.clone(), hits.clone());
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (s, h) = (s.clone(), h.clone());
+                async move {
+                    *h.lock() += 1;
+                    let (code, ct, body) = s.lock().clone();
+                    (
+                        axum::http::StatusCode::from_u16(code).unwrap(),
+                        [(header::CONTENT_TYPE, ct)],
+                        body,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Exporter { addr, state, hits }
+    }
+
+    fn set(&self, code: u16, content_type: &str, body: &str) {
+        *self.state.lock() = (code, content_type.to_string(), body.to_string());
+    }
+
+    fn hits(&self) -> u64 {
+        *self.hits.lock()
+    }
+}
+
+fn config(yaml: &str) -> Config {
+    Config::from_yaml("test.yml", yaml).unwrap()
+}
+
+async fn server(yaml: &str, flags: &[&str]) -> TestServer {
+    TestServer::start_with_config(tempfile::tempdir().unwrap(), flags, config(yaml)).await
+}
+
+/// An instant query at now: the result vector.
+async fn query(s: &TestServer, q: &str) -> Vec<Value> {
+    let r = client()
+        .get(s.url("/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v["data"]["result"].as_array().unwrap().clone()
+}
+
+/// Waits until `cond` holds, polling every 100 ms.
+async fn eventually<F, Fut>(what: &str, secs: u64, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn active_targets(s: &TestServer) -> Vec<Value> {
+    let (code, v) = get_json(&s.url("/api/v1/targets?state=active")).await;
+    assert_eq!(code, 200, "{v}");
+    v["data"]["activeTargets"].as_array().unwrap().clone()
+}
+
+async fn value_of(s: &TestServer, q: &str) -> Option<f64> {
+    query(s, q)
+        .await
+        .first()
+        .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+}
+
+const EXPOSITION: &str = "# HELP requests_total Requests served.\n\
+# TYPE requests_total counter\n\
+requests_total{code=\"200\"} 10\n\
+requests_total{code=\"500\"} 2\n\
+# TYPE temperature gauge\n\
+temperature{instance=\"exposed\"} 21.5\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scraped_series_carry_job_and_instance_and_the_report_series() {
+    let exp = Exporter::start(EXPOSITION).await;
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: app\n  scrape_interval: 1s\n  static_configs:\n  - targets: ['{}']\n    labels: {{env: test}}\n",
+            exp.addr
+        ),
+        &[],
+    )
+    .await;
+    eventually("a successful scrape", 20, || async {
+        value_of(&s, "up").await == Some(1.0)
+    })
+    .await;
+    let r = query(&s, "requests_total").await;
+    assert_eq!(r.len(), 2);
+    let m = &r[0]["metric"];
+    assert_eq!(m["job"], "app");
+    assert_eq!(m["instance"], exp.addr);
+    assert_eq!(m["env"], "test");
+    // honor_labels is off: the exposed instance label is kept as exported_instance.
+    let t = query(&s, "temperature").await;
+    assert_eq!(t[0]["metric"]["instance"], exp.addr);
+    assert_eq!(t[0]["metric"]["exported_instance"], "exposed");
+    assert_eq!(value_of(&s, "scrape_samples_scraped").await, Some(3.0));
+    assert_eq!(
+        value_of(&s, "scrape_samples_post_metric_relabeling").await,
+        Some(3.0)
+    );
+    assert!(value_of(&s, "scrape_duration_seconds").await.unwrap() > 0.0);
+    // /api/v1/targets
+    let targets = active_targets(&s).await;
+    assert_eq!(targets.len(), 1);
+    let t = &targets[0];
+    assert_eq!(t["health"], "up");
+    assert_eq!(t["scrapePool"], "app");
+    assert_eq!(t["scrapeUrl"], format!("http://{}/metrics", exp.addr));
+    assert_eq!(t["labels"]["env"], "test");
+    assert_eq!(t["discoveredLabels"]["__address__"], exp.addr);
+    assert_eq!(t["discoveredLabels"]["__scrape_interval__"], "1s");
+    assert_eq!(t["scrapeInterval"], "1s");
+    assert_eq!(t["lastError"], "");
+    // Metadata, per target and overall.
+    let (_, v) = get_json(&s.url("/api/v1/targets/metadata?metric=requests_total")).await;
+    let md = v["data"].as_array().unwrap();
+    assert_eq!(md.len(), 1, "{v}");
+    assert_eq!(md[0]["type"], "counter");
+    assert_eq!(md[0]["help"], "Requests served.");
+    assert_eq!(md[0]["target"]["job"], "app");
+    let (_, v) = get_json(&s.url("/api/v1/metadata")).await;
+    assert_eq!(v["data"]["temperature"][0]["type"], "gauge", "{v}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_series_and_failed_scrapes_write_staleness_markers() {
+    let exp = Exporter::start("a 1\nb 2\n").await;
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: app\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{}']}}]\n",
+            exp.addr
+        ),
+        &[],
+    )
+    .await;
+    eventually("both series", 20, || async {
+        query(&s, "b").await.len() == 1
+    })
+    .await;
+    exp.set(200, "text/plain", "a 1\n");
+    // b disappears at the next scrape, long before the 5 m lookback would hide it.
+    eventually("b to go stale", 10, || async {
+        query(&s, "b").await.is_empty()
+    })
+    .await;
+    assert_eq!(query(&s, "a").await.len(), 1);
+    let b = export(&s.base, "b").await;
+    assert!(
+        b[0].2.last().unwrap().is_nan(),
+        "the last sample of b is a staleness marker"
+    );
+    // A malformed exposition fails the scrape: up = 0, the error on the target, a stale.
+    exp.set(200, "text/plain", "a 1\nbroken{ 2\n");
+    eventually("up = 0", 10, || async {
+        value_of(&s, "up").await == Some(0.0)
+    })
+    .await;
+    let t = &active_targets(&s).await[0];
+    assert_eq!(t["health"], "down");
+    assert!(t["lastError"].as_str().unwrap().contains("line 2"), "{t}");
+    assert!(
+        query(&s, "a").await.is_empty(),
+        "a failed scrape marks every series stale"
+    );
+    // A server error is a failed scrape too (nothing scraped); recovery brings the series back.
+    exp.set(503, "text/plain", "");
+    eventually("the 503 error", 10, || async {
+        active_targets(&s).await[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+    })
+    .await;
+    assert_eq!(value_of(&s, "scrape_samples_scraped").await, Some(0.0));
+    exp.set(200, "text/plain", "a 5\n");
+    eventually("recovery", 10, || async {
+        value_of(&s, "a").await == Some(5.0)
+    })
+    .await;
+    assert_eq!(value_of(&s, "up").await, Some(1.0));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_target_reports_up_zero_with_the_error() {
+    // A port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: gone\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{addr}']}}]\n"
+        ),
+        &[],
+    )
+    .await;
+    eventually("up = 0", 20, || async {
+        value_of(&s, "up{job=\"gone\"}").await == Some(0.0)
+    })
+    .await;
+    let t = &active_targets(&s).await[0];
+    assert_eq!(t["health"], "down");
+    assert!(!t["lastError"].as_str().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_honor_labels_relabeling_and_limits() {
+    let exp = Exporter::start("").await;
+    exp.set(
+        200,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        "# TYPE jobs_seconds counter\n# UNIT jobs_seconds seconds\njobs_seconds_total{job=\"inner\"} 4 # {trace_id=\"x\"} 1\ngo_gc 1\n# EOF\n",
+    );
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: om\n  honor_labels: true\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{}']}}]\n  metric_relabel_configs:\n  - {{source_labels: [__name__], regex: 'go_.*', action: drop}}\n",
+            exp.addr
+        ),
+        &[],
+    )
+    .await;
+    eventually("the OpenMetrics scrape", 20, || async {
+        !query(&s, "jobs_seconds_total").await.is_empty()
+    })
+    .await;
+    let r = query(&s, "jobs_seconds_total").await;
+    assert_eq!(
+        r[0]["metric"]["job"], "inner",
+        "honor_labels keeps the exposed job"
+    );
+    assert!(
+        query(&s, "go_gc").await.is_empty(),
+        "dropped by metric relabeling"
+    );
+    assert_eq!(value_of(&s, "scrape_samples_scraped").await, Some(2.0));
+    assert_eq!(
+        value_of(&s, "scrape_samples_post_metric_relabeling").await,
+        Some(1.0)
+    );
+    let (_, v) = get_json(&s.url("/api/v1/metadata?metric=jobs_seconds")).await;
+    assert_eq!(v["data"]["jobs_seconds"][0]["unit"], "seconds", "{v}");
+    s.stop().await;
+
+    // sample_limit fails the whole scrape.
+    let exp = Exporter::start("a 1\nb 2\nc 3\n").await;
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: lim\n  sample_limit: 2\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{}']}}]\n",
+            exp.addr
+        ),
+        &[],
+    )
+    .await;
+    eventually("up = 0", 20, || async {
+        value_of(&s, "up").await == Some(0.0)
+    })
+    .await;
+    assert!(query(&s, "a").await.is_empty());
+    let t = &active_targets(&s).await[0];
+    assert!(
+        t["lastError"].as_str().unwrap().contains("sample_limit"),
+        "{t}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
+    let a = Exporter::start("from_a 1\n").await;
+    let b = Exporter::start("from_b 1\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prometheus.yml");
+    let job = |name: &str, addr: &str| {
+        format!(
+            "- job_name: {name}\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{addr}']}}]\n"
+        )
+    };
+    std::fs::write(&path, format!("scrape_configs:\n{}", job("a", &a.addr))).unwrap();
+    let flags = [
+        format!("--config.file={}", path.display()),
+        "--web.enable-lifecycle".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &flags,
+        Config::load(Some(&path)).unwrap(),
+    )
+    .await;
+    eventually("job a", 20, || async {
+        !query(&s, "from_a").await.is_empty()
+    })
+    .await;
+
+    // A broken file: 500 with file and line, and the running config stays.
+    std::fs::write(
+        &path,
+        "scrape_configs:\n- job_name: a\n  scrape_interval: soon\n",
+    )
+    .unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("prometheus.yml:3"), "{text}");
+    assert!(text.contains("scrape_interval"), "{text}");
+    let (_, v) = get_json(&s.url("/api/v1/status/config")).await;
+    assert!(v["data"]["yaml"].as_str().unwrap().contains(&a.addr));
+    let metrics = super::support::get_text(&s.url("/metrics")).await;
+    assert!(
+        metrics.contains("quiver_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+
+    // A good file adds job b; job a keeps scraping.
+    std::fs::write(
+        &path,
+        format!(
+            "scrape_configs:\n{}{}",
+            job("a", &a.addr),
+            job("b", &b.addr)
+        ),
+    )
+    .unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eventually("job b", 20, || async {
+        !query(&s, "from_b").await.is_empty()
+    })
+    .await;
+    let hits = a.hits();
+    eventually("job a still scraped", 10, || async { a.hits() > hits }).await;
+    assert_eq!(active_targets(&s).await.len(), 2);
+
+    // Removing job b stops it: its series go stale after about two intervals.
+    std::fs::write(&path, format!("scrape_configs:\n{}", job("a", &a.addr))).unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("b's series to go stale", 20, || async {
+        query(&s, "from_b").await.is_empty()
+    })
+    .await;
+    assert_eq!(active_targets(&s).await.len(), 1);
+    let (_, v) = get_json(&s.url("/api/v1/status/flags")).await;
+    assert_eq!(v["data"]["web.enable-lifecycle"], "true");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sd_targets_follow_the_file_and_relabeling_drops_targets() {
+    let a = Exporter::start("sd_a 1\n").await;
+    let b = Exporter::start("sd_b 1\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("targets.json");
+    std::fs::write(
+        &sd,
+        format!(
+            r#"[{{"targets": ["{}"], "labels": {{"team": "x"}}}}]"#,
+            a.addr
+        ),
+    )
+    .unwrap();
+    let s = server(
+        &format!(
+            "scrape_configs:\n- job_name: sd\n  scrape_interval: 1s\n  file_sd_configs: [{{files: ['{}/*.json']}}]\n  relabel_configs:\n  - {{source_labels: [team], regex: drop, action: drop}}\n",
+            dir.path().display()
+        ),
+        &[],
+    )
+    .await;
+    eventually("the file SD target", 20, || async {
+        !query(&s, "sd_a{team=\"x\"}").await.is_empty()
+    })
+    .await;
+    std::fs::write(
+        &sd,
+        format!(
+            r#"[{{"targets": ["{}"], "labels": {{"team": "y"}}}}, {{"targets": ["{}"], "labels": {{"team": "drop"}}}}]"#,
+            b.addr, a.addr
+        ),
+    )
+    .unwrap();
+    eventually("the new target", 20, || async {
+        !query(&s, "sd_b{team=\"y\"}").await.is_empty()
+    })
+    .await;
+    let (_, v) = get_json(&s.url("/api/v1/targets?state=dropped")).await;
+    let dropped = v["data"]["droppedTargets"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1, "{v}");
+    assert_eq!(dropped[0]["discoveredLabels"]["team"], "drop");
+    assert_eq!(
+        dropped[0]["discoveredLabels"]["__meta_filepath"],
+        sd.display().to_string()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_scrapes_quiver_itself() {
+    let s = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &[],
+        Config::load(None).unwrap(),
+    )
+    .await;
+    // The default interval is 15 s and the first scrape lands somewhere in it.
+    eventually("the self-scrape", 40, || async {
+        value_of(&s, "up{job=\"quiver\"}").await == Some(1.0)
+    })
+    .await;
+    assert_eq!(query(&s, "quiver_ready").await.len(), 1);
+    let t = &active_targets(&s).await[0];
+    let port = s.base.rsplit(':').next().unwrap();
+    assert_eq!(t["labels"]["instance"], format!("localhost:{port}"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_leaves_unchanged_jobs_running_and_replaces_changed_ones() {
+    use clap::Parser;
+    use quiver::config::file::ConfigFile;
+    use quiver::scrape::ScrapeManager;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = quiver::config::Flags::parse_from([
+        "quiver".to_string(),
+        format!("--storage.path={}", dir.path().display()),
+    ]);
+    let db = quiver_storage::Db::open(quiver::storage_options(&flags).unwrap())
+        .await
+        .unwrap();
+    let manager = ScrapeManager::new(db.clone(), Default::default());
+    let job = |name: &str, interval: &str| {
+        format!(
+            "- job_name: {name}\n  scrape_interval: {interval}\n  static_configs: [{{targets: ['127.0.0.1:1']}}]\n"
+        )
+    };
+    let cfg =
+        |jobs: String| ConfigFile::parse("t.yml", &format!("scrape_configs:\n{jobs}")).unwrap();
+    let pool = |name: &str| {
+        manager
+            .pools()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap()
+    };
+    manager.apply(&cfg(job("a", "1m"))).await.unwrap();
+    let a1 = pool("a");
+    manager
+        .apply(&cfg(job("a", "1m") + &job("b", "1m")))
+        .await
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&a1, &pool("a")),
+        "an unchanged job keeps its pool"
+    );
+    manager
+        .apply(&cfg(job("a", "30s") + &job("b", "1m")))
+        .await
+        .unwrap();
+    assert!(
+        !Arc::ptr_eq(&a1, &pool("a")),
+        "a changed job gets a new pool"
+    );
+    assert_eq!(manager.pools().len(), 2);
+    manager.apply(&cfg(job("b", "1m"))).await.unwrap();
+    assert_eq!(manager.pools().len(), 1);
+    manager.stop().await;
+    db.close().await;
+}
