@@ -217,3 +217,195 @@ async fn promtool_queries_quiver_as_it_queries_prometheus() {
     );
     s.stop().await;
 }
+
+/// A `prometheus-client` (PyPI) exporter with every metric type.
+const PY_EXPORTER: &str = r#"
+import sys, time
+from prometheus_client import Counter, Gauge, Histogram, Summary, Info, Enum, start_http_server
+c = Counter('jobs_processed', 'Jobs processed.', ['queue'])
+g = Gauge('queue_depth', 'Jobs waiting.', ['queue'], unit='jobs')
+h = Histogram('job_latency_seconds', 'Job latency.', buckets=[0.1, 0.5, 1.0])
+s = Summary('payload_bytes', 'Payload sizes.')
+i = Info('build', 'Build information.')
+e = Enum('worker_state', 'Worker state.', states=['idle', 'busy'])
+i.info({'version': '1.2.3', 'commit': 'abc'})
+start_http_server(int(sys.argv[1]), addr='127.0.0.1')
+n = 0
+while True:
+    n += 1
+    for q in ('a', 'b\n"quoted"'):
+        c.labels(q).inc()
+        g.labels(q).set(n % 7)
+    h.observe((n % 10) / 10)
+    s.observe(n * 10)
+    e.state('busy' if n % 2 else 'idle')
+    time.sleep(0.2)
+"#;
+
+/// Quiver and a real Prometheus scrape the same targets with the same config: a real
+/// `prometheus-node-exporter`, a `prometheus-client` exporter (OpenMetrics, by content
+/// negotiation) and a target that is down. They store the same metric names and label sets, and
+/// agree on `up` and on the metric metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs prometheus and prometheus-node-exporter (Debian), prometheus-client (PyPI)"]
+async fn quiver_scrapes_what_prometheus_scrapes() {
+    let prometheus = which("prometheus").expect("prometheus is on the PATH");
+    let node_exporter =
+        which("prometheus-node-exporter").expect("prometheus-node-exporter is on the PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let kill_on_drop = |c: std::process::Child| scopeguard(c);
+
+    let node_port = free_port();
+    let _node = kill_on_drop(
+        Command::new(node_exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let py_port = free_port();
+    std::fs::write(dir.path().join("exporter.py"), PY_EXPORTER).unwrap();
+    let _py = kill_on_drop(
+        Command::new("python3")
+            .arg(dir.path().join("exporter.py"))
+            .arg(py_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let down_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n\
+         - job_name: node\n  static_configs: [{{targets: ['127.0.0.1:{node_port}']}}]\n\
+         - job_name: py\n  static_configs: [{{targets: ['127.0.0.1:{py_port}'], labels: {{team: ml}}}}]\n  metric_relabel_configs:\n  - {{source_labels: [__name__], regex: 'python_gc_.*', action: drop}}\n\
+         - job_name: down\n  static_configs: [{{targets: ['127.0.0.1:{down_port}']}}]\n"
+    );
+    for port in [node_port, py_port] {
+        wait_ready_path(&format!("http://127.0.0.1:{port}/metrics")).await;
+    }
+    std::fs::write(dir.path().join("prom.yml"), &config).unwrap();
+    let prom_port = free_port();
+    let _prom = kill_on_drop(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prom.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let quiver = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &[],
+        quiver::config::Config::from_yaml("prom.yml", &config).unwrap(),
+    )
+    .await;
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_ready(&prom).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let series = |v: &Value| -> BTreeSet<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let window = format!("start={}&end={}", now - 60.0, now);
+    for job in ["node", "py", "down"] {
+        let q = format!("/api/v1/series?match[]={{job=\"{job}\"}}&{window}");
+        let (_, p) = get_json(&format!("{prom}{q}")).await;
+        let (_, mine) = get_json(&quiver.url(&q)).await;
+        let (p, mine) = (series(&p), series(&mine));
+        assert!(p.len() >= 5, "Prometheus scraped job {job}: {p:?}");
+        let missing: Vec<_> = p.difference(&mine).take(5).collect();
+        let extra: Vec<_> = mine.difference(&p).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "job {job}: missing in Quiver: {missing:?}; only in Quiver: {extra:?}"
+        );
+    }
+    // `up` agrees for every target, the down one included.
+    let up = |base: String| async move {
+        let (_, v) = get_json(&format!("{base}/api/v1/query?query=up")).await;
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["job"].as_str().unwrap().to_string(),
+                    r["value"][1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    let expected: BTreeSet<(String, String)> = [("down", "0"), ("node", "1"), ("py", "1")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(up(prom.clone()).await, expected);
+    assert_eq!(up(quiver.base.clone()).await, expected);
+    // The metadata of the Python exporter's families agrees.
+    let metadata = |base: String| async move {
+        let (_, v) = get_json(&format!(
+            "{base}/api/v1/targets/metadata?match_target={{job=\"py\"}}"
+        ))
+        .await;
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{} {} {} {}", m["metric"], m["type"], m["help"], m["unit"]))
+            .collect::<BTreeSet<_>>()
+    };
+    let (p, mine) = (
+        metadata(prom.clone()).await,
+        metadata(quiver.base.clone()).await,
+    );
+    assert!(p.len() >= 6, "{p:?}");
+    assert_eq!(p, mine);
+    quiver.stop().await;
+}
+
+/// Kills a child process when dropped (also when an assertion fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scopeguard(c: std::process::Child) -> KillOnDrop {
+    KillOnDrop(c)
+}
+
+/// Waits until a URL answers 200.
+async fn wait_ready_path(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client().get(url).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
