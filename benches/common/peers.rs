@@ -137,9 +137,15 @@ fn ureq_get(url: &str) -> std::io::Result<u16> {
 }
 
 pub fn start_quiver(binary: &Path, dir: &Path, core: Option<usize>) -> Peer {
+    start_quiver_args(binary, dir, core, &[])
+}
+
+/// Quiver with extra flags (`--config.file=…`).
+pub fn start_quiver_args(binary: &Path, dir: &Path, core: Option<usize>, extra: &[String]) -> Peer {
     let port = free_port();
     let data = dir.join("quiver");
     let child = pinned(binary, core)
+        .args(extra)
         .arg(format!("--storage.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-admin-api")
@@ -160,15 +166,16 @@ pub fn start_quiver(binary: &Path, dir: &Path, core: Option<usize>) -> Peer {
 }
 
 pub fn start_prometheus(dir: &Path, core: Option<usize>) -> Option<Peer> {
+    start_prometheus_config(dir, core, "global:\n  scrape_interval: 1h\n")
+}
+
+/// Prometheus with this configuration file.
+pub fn start_prometheus_config(dir: &Path, core: Option<usize>, yaml: &str) -> Option<Peer> {
     let binary = which("prometheus")?;
     let port = free_port();
     let data = dir.join("prometheus");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 1h\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("prometheus.yml"), yaml).unwrap();
     let child = pinned(&binary, core)
         .arg(format!(
             "--config.file={}",

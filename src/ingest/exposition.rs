@@ -217,16 +217,22 @@ impl<'a> Parser<'a> {
     }
 
     fn sample(&mut self, line: &'a str) -> Option<Result<Entry<'a>, ParseError>> {
-        let series_len = match scan_series(line) {
+        let scanned = if self.format == Format::Text {
+            scan_series_text(line)
+        } else {
+            scan_series(line)
+        };
+        let series_len = match scanned {
             Ok(n) => n,
             Err(e) => return self.fail(e),
         };
         let series = line[..series_len].trim_end_matches([' ', '\t']);
         let rest = &line[series_len..];
         let om = self.format == Format::OpenMetrics;
-        let (rest, _exemplar) = match (om, rest.find(" # ")) {
-            (true, Some(i)) => (&rest[..i], Some(&rest[i + 3..])),
-            _ => (rest, None),
+        // Exemplars (OpenMetrics only) are parsed past and dropped.
+        let rest = match om.then(|| rest.find(" # ")).flatten() {
+            Some(i) => &rest[..i],
+            None => rest,
         };
         let mut fields = rest.split([' ', '\t']).filter(|f| !f.is_empty());
         let Some(value) = fields.next() else {
@@ -336,34 +342,56 @@ fn unescape_help(s: &str, om: bool) -> String {
 }
 
 /// The length of the series text at the start of `line`: a name, a `{…}` label set, or both.
+/// Jumps between the bytes that matter (`"`, `\\`, `}`) with memchr: label sets are long.
 fn scan_series(line: &str) -> Result<usize, String> {
     let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() && !matches!(b[i], b'{' | b' ' | b'\t') {
-        i += 1;
-    }
-    if i == 0 && b.first() != Some(&b'{') {
+    let name_end = memchr::memchr3(b'{', b' ', b'\t', b).unwrap_or(b.len());
+    if name_end == 0 && b.first() != Some(&b'{') {
         return Err(format!("expected a metric name at the start of {line:?}"));
     }
-    let name_end = i;
+    let mut i = name_end;
     while i < b.len() && matches!(b[i], b' ' | b'\t') {
         i += 1;
     }
     if b.get(i) != Some(&b'{') {
         return Ok(name_end);
     }
-    let mut in_quote = false;
     i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_quote => i += 1,
-            b'"' => in_quote = !in_quote,
-            b'}' if !in_quote => return Ok(i + 1),
-            _ => {}
+    let unterminated = || format!("unterminated label set in {line:?}");
+    loop {
+        i += memchr::memchr2(b'"', b'}', &b[i..]).ok_or_else(unterminated)?;
+        if b[i] == b'}' {
+            return Ok(i + 1);
         }
+        // Inside a quoted string: skip escapes up to the closing quote.
         i += 1;
+        loop {
+            i +=
+                memchr::memchr2(b'"', b'\\', b.get(i..).unwrap_or(&[])).ok_or_else(unterminated)?;
+            if b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            i += 1;
+            break;
+        }
     }
-    Err(format!("unterminated label set in {line:?}"))
+}
+
+/// The text format's fast path: a value and a timestamp never hold `}`, so a label set ends at
+/// the line's last `}`. Quotes are not checked here: a series text is parsed (and rejected if
+/// malformed) by [`parse_series`] the first time it is seen, and a cached text is byte-equal to
+/// one that parsed.
+fn scan_series_text(line: &str) -> Result<usize, String> {
+    let b = line.as_bytes();
+    let name_end = memchr::memchr3(b'{', b' ', b'\t', b).unwrap_or(b.len());
+    if b.get(name_end) != Some(&b'{') {
+        return scan_series(line);
+    }
+    match memchr::memrchr(b'}', b) {
+        Some(end) if end > name_end => Ok(end + 1),
+        _ => Err(format!("unterminated label set in {line:?}")),
+    }
 }
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -630,6 +658,12 @@ something_weird{problem=\"division by zero\"} +Inf -3982045\n";
             })
             .collect();
         assert_eq!(keys, ["m{a=\"}\"}", "m{a=\"}\"}"]);
+        // An escaped quote does not close the string.
+        let e = all("m{a=\"x\\\"} y\",b=\"\\\\\"} 7\n", Format::Text).unwrap();
+        let Entry::Sample(smp) = &e[0] else { panic!() };
+        assert_eq!(smp.value, 7.0);
+        assert_eq!(parse_series(smp.series).unwrap()[1].1, "x\"} y");
+        assert_eq!(parse_series(smp.series).unwrap()[2].1, "\\");
     }
 
     #[test]

@@ -114,9 +114,11 @@ impl Settings {
 #[derive(Debug)]
 struct CacheEntry {
     key: Box<str>,
-    /// Final labels; `None` when metric relabeling dropped the series.
+    /// Final labels until the series has an id (then the registry holds them).
     labels: Option<Labels>,
     id: Option<SeriesId>,
+    /// Metric relabeling dropped the series.
+    dropped: bool,
     /// The scrape generation that last contained it.
     seen: u64,
 }
@@ -141,6 +143,8 @@ pub struct ScrapeCache {
     prev: Vec<u32>,
     /// The report series of this target.
     report: Vec<(Labels, Option<SeriesId>)>,
+    /// The registry's removal count at which every cached id was known to be registered.
+    ids_valid_at: Option<u64>,
 }
 
 /// The outcome of one scrape, for the report series and the status.
@@ -165,6 +169,7 @@ impl ScrapeCache {
         let labels = label_sample(key, settings)?;
         let e = CacheEntry {
             key: key.into(),
+            dropped: labels.is_none(),
             labels,
             id: None,
             seen: 0,
@@ -235,7 +240,7 @@ impl ScrapeCache {
             outcome.scraped += 1;
             let (i, new) = self.entry(s.series, settings)?;
             let e = &mut self.entries[i as usize];
-            if e.labels.is_none() {
+            if e.dropped {
                 e.seen = generation;
                 continue;
             }
@@ -318,6 +323,7 @@ impl ScrapeCache {
                 e.key = Box::from("");
                 e.labels = None;
                 e.id = None;
+                e.dropped = true;
                 self.free.push(i as u32);
             }
         }
@@ -408,6 +414,8 @@ pub fn label_sample(series: &str, settings: &Settings) -> Result<Option<Labels>,
 #[derive(Debug, Default)]
 pub struct LoopState {
     pub cache: ScrapeCache,
+    /// The last response body: its buffer is reused, so a scrape does not fault in new pages.
+    body: Vec<u8>,
 }
 
 /// Appends staged rows, stale markers and (when `report` is given) the report series as one
@@ -415,6 +423,7 @@ pub struct LoopState {
 /// dropped by retention meanwhile.
 async fn commit(
     db: &Db,
+    settings: &Settings,
     cache: &mut ScrapeCache,
     rows: &Rows,
     stale: &[u32],
@@ -422,7 +431,11 @@ async fn commit(
     report: Option<(i64, [f64; 5])>,
 ) -> Result<(), quiver_storage::Error> {
     for attempt in 0..2 {
+        let removals_before = db.series_removals();
         let mut batch = WriteBatch::default();
+        if let Some(r) = cache.ids_valid_at {
+            batch.ids_valid_at(r);
+        }
         let mut new_entries: Vec<u32> = Vec::new();
         let mut slot_of = |cache: &ScrapeCache, batch: &mut WriteBatch, i: u32| -> Option<u32> {
             let e = &cache.entries[i as usize];
@@ -462,11 +475,15 @@ async fn commit(
         }
         match db.append(batch).await {
             Ok(()) => {
+                cache.ids_valid_at = Some(removals_before);
                 let reg = db.registry();
                 for i in new_entries {
                     let e = &mut cache.entries[i as usize];
                     if let Some(l) = &e.labels {
                         e.id = reg.get(l);
+                    }
+                    if e.id.is_some() {
+                        e.labels = None;
                     }
                 }
                 for k in new_report {
@@ -476,8 +493,12 @@ async fn commit(
                 return Ok(());
             }
             Err(quiver_storage::Error::Retry(_)) if attempt == 0 => {
+                cache.ids_valid_at = None;
                 for e in &mut cache.entries {
-                    e.id = None;
+                    if e.id.take().is_some() {
+                        // The labels come back from the exposed text.
+                        e.labels = label_sample(&e.key, settings).ok().flatten();
+                    }
                 }
                 for r in &mut cache.report {
                     r.1 = None;
@@ -494,7 +515,8 @@ pub async fn fetch(
     client: &reqwest::Client,
     job: &ScrapeJob,
     target: &Target,
-) -> Result<(String, Format), String> {
+    body: &mut Vec<u8>,
+) -> Result<Format, String> {
     let cfg = &job.cfg;
     let mut req = client
         .get(&target.url)
@@ -544,7 +566,8 @@ pub async fn fetch(
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         );
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        body.clear();
+        body.reserve(resp.content_length().unwrap_or(0) as usize);
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -558,9 +581,7 @@ pub async fn fetch(
                 ));
             }
         }
-        let body =
-            String::from_utf8(body).map_err(|_| "the body is not valid UTF-8".to_string())?;
-        Ok((body, format))
+        Ok(format)
     };
     match tokio::time::timeout(target.timeout, run).await {
         Ok(r) => r,
@@ -647,6 +668,7 @@ pub async fn run_loop(
         let empty = Rows { rows: Vec::new() };
         if let Err(e) = commit(
             &ctx.db,
+            &ctx.settings,
             &mut state.cache,
             &empty,
             &stale,
@@ -673,16 +695,17 @@ pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
     let limit_error = ctx.over_limit.lock().clone();
     let fetched = match limit_error {
         Some(e) => Err(e),
-        None => fetch(&ctx.client, &ctx.job, &ctx.shared.target).await,
+        None => fetch(&ctx.client, &ctx.job, &ctx.shared.target, &mut state.body).await,
     };
     let fetch_failed = fetched.is_err();
+    let body = fetched.and_then(|format| {
+        std::str::from_utf8(&state.body)
+            .map(|b| (b, format))
+            .map_err(|_| "the body is not valid UTF-8".to_string())
+    });
     let cache = &mut state.cache;
     let (rows, stale, mut outcome) = {
         let mut meta = ctx.shared.metadata.lock();
-        let body = fetched
-            .as_ref()
-            .map(|(b, f)| (b.as_str(), *f))
-            .map_err(Clone::clone);
         cache.process(body, ts, &ctx.settings, &mut meta)
     };
     if fetch_failed {
@@ -704,7 +727,7 @@ pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
     ];
     let report = (cache.report.len() == REPORT.len()).then_some((ts, values));
     let appended = rows.rows.len() as u64;
-    if let Err(e) = commit(&ctx.db, cache, &rows, &stale, ts, report).await {
+    if let Err(e) = commit(&ctx.db, &ctx.settings, cache, &rows, &stale, ts, report).await {
         ctx.metrics
             .append_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -811,8 +834,9 @@ mod tests {
         let (rows, stale, out) = cache.process(Ok((body, Format::Text)), ts, s, &mut meta);
         // Pretend the append gave every series an id so the next scrape hits the cache.
         for e in &mut cache.entries {
-            if e.labels.is_some() && e.id.is_none() {
+            if !e.dropped && e.id.is_none() {
                 e.id = Some(SeriesId(1));
+                e.labels = None;
             }
         }
         (rows.rows, stale, out)

@@ -87,6 +87,8 @@ pub struct StorageMetrics {
 /// A columnar batch of samples to append: series, and samples that point at them.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
+    /// The registry's removal count at which every known id was checked (see `ids_valid_at`).
+    ids_valid_at: Option<u64>,
     series: Vec<BatchSeries>,
     sample_series: Vec<u32>,
     timestamps: Vec<Timestamp>,
@@ -105,6 +107,14 @@ impl WriteBatch {
     pub fn push_known(&mut self, id: SeriesId) -> u32 {
         self.series.push(BatchSeries::Known(id));
         (self.series.len() - 1) as u32
+    }
+
+    /// Declares that every [`WriteBatch::push_known`] id was registered when the registry's
+    /// [`SeriesRegistry::removals`] count was `removals`: if nothing was removed since, the
+    /// append trusts the ids without looking each one up (a scraper that resolved its ids
+    /// earlier saves a hash lookup per sample). Otherwise every id is checked as usual.
+    pub fn ids_valid_at(&mut self, removals: u64) {
+        self.ids_valid_at = Some(removals);
     }
 
     pub fn push_sample(&mut self, series: u32, t: Timestamp, v: f64) {
@@ -287,6 +297,7 @@ impl Db {
             return Ok(());
         }
         let WriteBatch {
+            ids_valid_at,
             series,
             sample_series,
             timestamps,
@@ -299,6 +310,7 @@ impl Db {
                 used[*s as usize] = true;
             }
             let mut state = self.state.write();
+            let trusted = ids_valid_at == Some(state.registry.removals());
             let mut slot_ids = Vec::with_capacity(series.len());
             let mut new_series = Vec::new();
             for (series, used) in series.into_iter().zip(used) {
@@ -307,7 +319,7 @@ impl Db {
                     continue;
                 }
                 let labels = match series {
-                    BatchSeries::Known(id) if state.registry.contains(id) => {
+                    BatchSeries::Known(id) if trusted || state.registry.contains(id) => {
                         slot_ids.push(id);
                         continue;
                     }
@@ -378,6 +390,11 @@ impl Db {
     }
 
     /// Read access to the series registry (hold it briefly: appends wait for it).
+    /// The registry's removal count now (see [`WriteBatch::ids_valid_at`]).
+    pub fn series_removals(&self) -> u64 {
+        self.state.read().registry.removals()
+    }
+
     pub fn registry(&self) -> parking_lot::MappedRwLockReadGuard<'_, SeriesRegistry> {
         parking_lot::RwLockReadGuard::map(self.state.read(), |s| &s.registry)
     }

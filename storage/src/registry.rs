@@ -21,6 +21,8 @@ pub struct SeriesRegistry {
     index: PostingsIndex,
     interner: Interner,
     next_id: u64,
+    /// Series removed so far: an id resolved while this was unchanged is still registered.
+    removals: u64,
 }
 
 impl SeriesRegistry {
@@ -53,6 +55,11 @@ impl SeriesRegistry {
             .find(|id| self.by_id.get(id).is_some_and(|l| l.eq_pairs(pairs)))
     }
 
+    /// How many series were removed so far (see [`crate::WriteBatch::ids_valid_at`]).
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
+
     /// Whether the id is registered.
     pub fn contains(&self, id: SeriesId) -> bool {
         self.by_id.contains_key(&id)
@@ -80,6 +87,7 @@ impl SeriesRegistry {
     /// Forgets a series (after retention dropped its last samples).
     pub fn remove(&mut self, id: SeriesId) {
         if let Some(labels) = self.by_id.remove(&id) {
+            self.removals += 1;
             self.index.remove(id, &labels);
             let h = labels.hash_with(&self.hasher);
             if let Some(ids) = self.by_hash.get_mut(&h) {

@@ -187,6 +187,38 @@ async fn retention_drops_old_blocks_and_forgets_their_series() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_ids_are_trusted_only_while_no_series_was_removed() {
+    let f = Fixture::new();
+    let mut o = f.options();
+    o.retention_ms = 3_600_000;
+    let db = Db::open(o).await.unwrap();
+    db.append(batch("old", 1, 10, 0)).await.unwrap();
+    let old = db.registry().get(&labels("old", &[("gpu", "0")])).unwrap();
+    let removals = db.series_removals();
+    // Trusted: nothing was removed since the id was resolved.
+    let mut b = WriteBatch::default();
+    b.ids_valid_at(removals);
+    let i = b.push_known(old);
+    b.push_sample(i, 200_000, 1.0);
+    db.append(b).await.unwrap();
+    db.flush().await.unwrap();
+    db.append(batch("new", 1, 10, 10 * 3_600_000))
+        .await
+        .unwrap();
+    db.apply_retention(10 * 3_600_000).await.unwrap();
+    assert_eq!(db.series_removals(), removals + 1);
+    // The same claim is stale now: the id is checked and found gone, so the sender retries.
+    let mut b = WriteBatch::default();
+    b.ids_valid_at(removals);
+    let i = b.push_known(old);
+    b.push_sample(i, 10 * 3_600_000, 1.0);
+    assert!(matches!(
+        db.append(b).await,
+        Err(quiver_storage::Error::Retry(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() {
     let f = Fixture::new();
     let db = f.open().await;

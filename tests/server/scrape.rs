@@ -512,3 +512,39 @@ async fn a_reload_leaves_unchanged_jobs_running_and_replaces_changed_ones() {
     manager.stop().await;
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(&path, "global: {scrape_interval: 1m}\n").unwrap();
+    let flag = format!("--config.file={}", path.display());
+    let child = super::support::ChildServer::start(&dir.path().join("data"), &[&flag]).await;
+    let config = |base: String| async move {
+        let (_, v) = get_json(&format!("{base}/api/v1/status/config")).await;
+        v["data"]["yaml"].as_str().unwrap().to_string()
+    };
+    assert!(config(child.base.clone()).await.contains("1m"));
+    std::fs::write(
+        &path,
+        "global: {scrape_interval: 1m}\nscrape_configs: [{job_name: added, static_configs: [{targets: ['127.0.0.1:1']}]}]\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let base = child.base.clone();
+    eventually("the reloaded configuration", 10, || {
+        let base = base.clone();
+        async move {
+            let (_, v) = get_json(&format!("{base}/api/v1/targets")).await;
+            v["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        }
+    })
+    .await;
+    assert!(config(child.base.clone()).await.contains("job_name: added"));
+}

@@ -214,6 +214,10 @@ impl ChildServer {
         ChildServer { base, child }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();
