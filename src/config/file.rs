@@ -525,19 +525,13 @@ impl ConfigFile {
                 ));
             }
         }
-        if let Some(tls) = &sc.tls_config {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err((
-                    "tls_config",
-                    "cert_file and key_file must be set together".into(),
-                ));
-            }
-            if tls.server_name.is_some() {
-                return Err((
-                    "tls_config.server_name",
-                    "is not supported by Quiver yet (the target's host name is used)".into(),
-                ));
-            }
+        if let Some(tls) = &sc.tls_config
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err((
+                "tls_config",
+                "cert_file and key_file must be set together".into(),
+            ));
         }
         if sc.proxy_url.is_some() {
             return Err(("proxy_url", "is not supported by Quiver yet".into()));

@@ -86,8 +86,8 @@ impl ScrapeManager {
             if pools.get(name).is_some_and(|p| *p.job == *job) {
                 continue;
             }
-            let client =
-                build_client(job).map_err(|e| format!("scrape_configs (job {name:?}): {e}"))?;
+            let client = build_client(job, None)
+                .map_err(|e| format!("scrape_configs (job {name:?}): {e}"))?;
             clients.insert(name.clone(), client);
         }
         let names: Vec<String> = pools.keys().cloned().collect();
@@ -141,7 +141,11 @@ impl ScrapeManager {
     }
 }
 
-fn build_client(job: &ScrapeJob) -> Result<reqwest::Client, String> {
+/// The HTTP client of a job; `resolve` pins a host name to an address (for `server_name`).
+fn build_client(
+    job: &ScrapeJob,
+    resolve: Option<(&str, std::net::SocketAddr)>,
+) -> Result<reqwest::Client, String> {
     let cfg = &job.cfg;
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("Quiver/", env!("CARGO_PKG_VERSION")))
@@ -182,8 +186,56 @@ fn build_client(job: &ScrapeJob) -> Result<reqwest::Client, String> {
             );
         }
     }
+    if let Some((name, addr)) = resolve {
+        b = b.resolve(name, addr);
+    }
     b.build()
         .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// With `tls_config.server_name`, the request goes to that name (so TLS checks the certificate
+/// against it), resolved to the target's address by a client of its own.
+fn client_for_target(
+    job: &ScrapeJob,
+    pool_client: &reqwest::Client,
+    target_url: &str,
+) -> (reqwest::Client, String) {
+    let keep = || (pool_client.clone(), target_url.to_string());
+    let Some(name) = job
+        .cfg
+        .tls_config
+        .as_ref()
+        .and_then(|t| t.server_name.as_deref())
+    else {
+        return keep();
+    };
+    let Ok(mut url) = url::Url::parse(target_url) else {
+        return keep();
+    };
+    let (Some(host), Some(port)) = (
+        url.host_str().map(str::to_string),
+        url.port_or_known_default(),
+    ) else {
+        return keep();
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut a| a.next())
+    {
+        Some(a) => a,
+        None => {
+            tracing::warn!(job = %job.cfg.job_name, "cannot resolve {host} for server_name {name}");
+            return keep();
+        }
+    };
+    match build_client(job, Some((name, addr))) {
+        Ok(client) if url.set_host(Some(name)).is_ok() => (client, url.to_string()),
+        _ => keep(),
+    }
 }
 
 impl Pool {
@@ -336,9 +388,11 @@ impl Pool {
     ) -> LoopHandle {
         let settings = Settings::new(&self.job, &shared.target, db.limits().labels.clone());
         let (stop, rx) = watch::channel(initial);
+        let (client, url) = client_for_target(&self.job, &self.client, &shared.target.url);
         let ctx = LoopCtx {
             db: db.clone(),
-            client: self.client.clone(),
+            client,
+            url,
             job: self.job.clone(),
             shared: shared.clone(),
             settings,

@@ -87,6 +87,8 @@ pub struct Settings {
     pub target_labels: LabelMap,
     pub honor_labels: bool,
     pub honor_timestamps: bool,
+    /// Staleness markers also for series exposed with timestamps.
+    pub track_timestamps_staleness: bool,
     pub metric_relabel: Vec<relabel::RelabelConfig>,
     pub sample_limit: u64,
     pub label_limit: u64,
@@ -101,6 +103,7 @@ impl Settings {
             target_labels: target.labels.clone(),
             honor_labels: job.cfg.honor_labels,
             honor_timestamps: job.cfg.honor_timestamps,
+            track_timestamps_staleness: job.cfg.track_timestamps_staleness,
             metric_relabel: job.cfg.metric_relabel_configs.clone(),
             sample_limit: job.sample_limit,
             label_limit: job.label_limit,
@@ -260,7 +263,12 @@ impl ScrapeCache {
                 ));
             }
             let t = match s.timestamp_ms {
-                Some(t) if settings.honor_timestamps => t,
+                Some(t) if settings.honor_timestamps => {
+                    if settings.track_timestamps_staleness {
+                        tracked.push(i);
+                    }
+                    t
+                }
                 _ => {
                     tracked.push(i);
                     ts
@@ -513,13 +521,14 @@ async fn commit(
 /// Fetches a target's exposition: the body and its format.
 pub async fn fetch(
     client: &reqwest::Client,
+    url: &str,
     job: &ScrapeJob,
     target: &Target,
     body: &mut Vec<u8>,
 ) -> Result<Format, String> {
     let cfg = &job.cfg;
     let mut req = client
-        .get(&target.url)
+        .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
@@ -621,6 +630,9 @@ pub enum Stop {
 pub struct LoopCtx {
     pub db: Arc<Db>,
     pub client: reqwest::Client,
+    /// The URL requested: the target's, with the host replaced by `tls_config.server_name`
+    /// when that is set (the client resolves that name to the target's address).
+    pub url: String,
     pub job: Arc<ScrapeJob>,
     pub shared: Arc<TargetShared>,
     pub settings: Settings,
@@ -695,7 +707,16 @@ pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
     let limit_error = ctx.over_limit.lock().clone();
     let fetched = match limit_error {
         Some(e) => Err(e),
-        None => fetch(&ctx.client, &ctx.job, &ctx.shared.target, &mut state.body).await,
+        None => {
+            fetch(
+                &ctx.client,
+                &ctx.url,
+                &ctx.job,
+                &ctx.shared.target,
+                &mut state.body,
+            )
+            .await
+        }
     };
     let fetch_failed = fetched.is_err();
     let body = fetched.and_then(|format| {
@@ -771,6 +792,7 @@ mod tests {
                 .collect(),
             honor_labels: honor,
             honor_timestamps: true,
+            track_timestamps_staleness: false,
             metric_relabel: vec![],
             sample_limit: 0,
             label_limit: 0,
@@ -864,6 +886,16 @@ mod tests {
         assert!(rows.rows.is_empty() && out.error.is_some());
         let names: Vec<&str> = stale.iter().map(|i| &*c.entries[*i as usize].key).collect();
         assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn track_timestamps_staleness_marks_timestamped_series_too() {
+        let mut s = settings(&[("job", "j")], false);
+        s.track_timestamps_staleness = true;
+        let mut c = ScrapeCache::default();
+        stage(&mut c, "a 1 1000\nb 2\n", 5000, &s);
+        let (_, stale, _) = stage(&mut c, "b 2\n", 6000, &s);
+        assert_eq!(stale.len(), 1, "the timestamped series a goes stale");
     }
 
     #[test]

@@ -548,3 +548,218 @@ async fn sighup_reloads_the_configuration_file() {
     .await;
     assert!(config(child.base.clone()).await.contains("job_name: added"));
 }
+
+/// An HTTPS exporter (rustls) with the test certificates in `tests/fixtures/tls`: it answers
+/// `tls_metric 1` and records the `Authorization` header of each request; with
+/// `client_auth`, it only completes handshakes with a client certificate from the test CA.
+async fn tls_exporter(client_auth: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    tls_exporter_with(client_auth, "server").await
+}
+
+/// The same with the certificate `<cert>.pem` (and key `<cert>.key`).
+async fn tls_exporter_with(client_auth: bool, cert: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixtures.join(format!("{cert}.pem")))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(fixtures.join(format!("{cert}.key"))).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(fixtures.join("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap()
+    } else {
+        builder
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap()
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let auth = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("authorization:")
+                            .then(|| l[14..].trim().to_string())
+                    })
+                    .unwrap_or_default();
+                log.lock().push(auth);
+                let body = "tls_metric 1\n";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_with_ca_client_certificates_and_credentials() {
+    let (plain, seen_plain) = tls_exporter(false).await;
+    let (mtls, seen_mtls) = tls_exporter(true).await;
+    // Its certificate names only exporter.test.
+    let (named, _) = tls_exporter_with(false, "named").await;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), "s3cret\n").unwrap();
+    std::fs::write(dir.path().join("token"), "tok-123\n").unwrap();
+    let f = |name: &str| fixtures.join(name).display().to_string();
+    let job = |name: &str, target: &str, extra: &str| {
+        format!(
+            "- job_name: {name}\n  scheme: https\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{target}']}}]\n{extra}"
+        )
+    };
+    let yaml = format!(
+        "scrape_configs:\n{}{}{}{}{}{}{}",
+        job(
+            "ca_basic",
+            &plain,
+            &format!(
+                "  tls_config: {{ca_file: '{}'}}\n  basic_auth: {{username: scraper, password_file: '{}'}}\n",
+                f("ca.pem"),
+                dir.path().join("password").display()
+            )
+        ),
+        job("no_ca", &plain, ""),
+        job(
+            "insecure",
+            &plain,
+            "  tls_config: {insecure_skip_verify: true}\n"
+        ),
+        job(
+            "mtls",
+            &mtls,
+            &format!(
+                "  tls_config: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}\n  authorization: {{credentials_file: '{}'}}\n",
+                f("ca.pem"),
+                f("client.pem"),
+                f("client.key"),
+                dir.path().join("token").display()
+            )
+        ),
+        job(
+            "mtls_without_cert",
+            &mtls,
+            &format!("  tls_config: {{ca_file: '{}'}}\n", f("ca.pem"))
+        ),
+        job(
+            "server_name",
+            &named,
+            &format!(
+                "  tls_config: {{ca_file: '{}', server_name: exporter.test}}\n",
+                f("ca.pem")
+            )
+        ),
+        job(
+            "wrong_name",
+            &named,
+            &format!("  tls_config: {{ca_file: '{}'}}\n", f("ca.pem"))
+        ),
+    );
+    let s = server(&yaml, &[]).await;
+    let up = |job: &'static str| {
+        let s = &s;
+        async move { value_of(s, &format!("up{{job=\"{job}\"}}")).await }
+    };
+    eventually("every TLS job scraped", 20, || async {
+        let mut all = true;
+        for j in [
+            "ca_basic",
+            "no_ca",
+            "insecure",
+            "mtls",
+            "mtls_without_cert",
+            "server_name",
+            "wrong_name",
+        ] {
+            all &= up(j).await.is_some();
+        }
+        all
+    })
+    .await;
+    assert_eq!(up("ca_basic").await, Some(1.0));
+    assert_eq!(up("insecure").await, Some(1.0));
+    assert_eq!(up("mtls").await, Some(1.0));
+    assert_eq!(
+        up("no_ca").await,
+        Some(0.0),
+        "an unknown CA fails the scrape"
+    );
+    assert_eq!(
+        up("mtls_without_cert").await,
+        Some(0.0),
+        "the server wants a client certificate"
+    );
+    assert_eq!(
+        up("server_name").await,
+        Some(1.0),
+        "the certificate is checked against server_name"
+    );
+    assert_eq!(
+        up("wrong_name").await,
+        Some(0.0),
+        "127.0.0.1 is not a name of that certificate"
+    );
+    // base64("scraper:s3cret")
+    assert!(
+        seen_plain
+            .lock()
+            .iter()
+            .any(|a| a == "Basic c2NyYXBlcjpzM2NyZXQ="),
+        "{:?}",
+        seen_plain.lock()
+    );
+    assert!(
+        seen_mtls.lock().iter().any(|a| a == "Bearer tok-123"),
+        "{:?}",
+        seen_mtls.lock()
+    );
+    let targets = active_targets(&s).await;
+    let no_ca = targets.iter().find(|t| t["scrapePool"] == "no_ca").unwrap();
+    assert!(!no_ca["lastError"].as_str().unwrap().is_empty());
+    s.stop().await;
+}
