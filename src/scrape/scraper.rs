@@ -209,31 +209,18 @@ impl ScrapeCache {
             let s = match entry {
                 Entry::Sample(s) => s,
                 Entry::Type(name, kind) => {
-                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
-                        kind,
-                        help: String::new(),
-                        unit: String::new(),
-                    });
-                    m.kind = kind;
+                    family(meta, name).kind = kind;
                     continue;
                 }
                 Entry::Help(name, help) => {
-                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
-                        kind: MetricType::Unknown,
-                        help: String::new(),
-                        unit: String::new(),
-                    });
+                    let m = family(meta, name);
                     if m.help != help {
                         m.help = help;
                     }
                     continue;
                 }
                 Entry::Unit(name, unit) => {
-                    let m = meta.entry(name.to_string()).or_insert_with(|| Metadata {
-                        kind: MetricType::Unknown,
-                        help: String::new(),
-                        unit: String::new(),
-                    });
+                    let m = family(meta, name);
                     if m.unit != unit {
                         m.unit = unit.to_string();
                     }
@@ -359,6 +346,21 @@ impl ScrapeCache {
         }
         Ok(())
     }
+}
+
+/// A family's metadata entry (untyped until a TYPE line says otherwise).
+fn family<'m>(meta: &'m mut HashMap<String, Metadata>, name: &str) -> &'m mut Metadata {
+    if !meta.contains_key(name) {
+        meta.insert(
+            name.to_string(),
+            Metadata {
+                kind: MetricType::Unknown,
+                help: String::new(),
+                unit: String::new(),
+            },
+        );
+    }
+    meta.get_mut(name).expect("just inserted")
 }
 
 /// The labels a scraped series gets: target labels merged (with `exported_` renames unless

@@ -24,20 +24,7 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
         quiver.base
     );
     std::fs::write(dir.path().join("prom.yml"), config).unwrap();
-    let mut child = Command::new(prometheus)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prom.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_prometheus(&prometheus, dir.path(), port);
     let prom = format!("http://127.0.0.1:{port}");
     wait_ready(&prom).await;
 
@@ -253,7 +240,7 @@ async fn quiver_scrapes_what_prometheus_scrapes() {
     let node_exporter =
         which("prometheus-node-exporter").expect("prometheus-node-exporter is on the PATH");
     let dir = tempfile::tempdir().unwrap();
-    let kill_on_drop = |c: std::process::Child| scopeguard(c);
+    let kill_on_drop = KillOnDrop;
 
     let node_port = free_port();
     let _node = kill_on_drop(
@@ -287,22 +274,7 @@ async fn quiver_scrapes_what_prometheus_scrapes() {
     }
     std::fs::write(dir.path().join("prom.yml"), &config).unwrap();
     let prom_port = free_port();
-    let _prom = kill_on_drop(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prom.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prom = kill_on_drop(spawn_prometheus(&prometheus, dir.path(), prom_port));
     let quiver = TestServer::start_with_config(
         tempfile::tempdir().unwrap(),
         &[],
@@ -392,10 +364,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn scopeguard(c: std::process::Child) -> KillOnDrop {
-    KillOnDrop(c)
-}
-
 /// Waits until a URL answers 200.
 async fn wait_ready_path(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -408,4 +376,23 @@ async fn wait_ready_path(url: &str) {
         assert!(Instant::now() < deadline, "{url} did not answer");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Prometheus with `<dir>/prom.yml`, its TSDB in `<dir>/tsdb`, on loopback `port`.
+fn spawn_prometheus(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+) -> std::process::Child {
+    Command::new(binary)
+        .arg(format!("--config.file={}", dir.join("prom.yml").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
