@@ -660,16 +660,16 @@ pub async fn run_loop(
     let start = tokio::time::Instant::now() + Duration::from_millis(first - now);
     let mut tick = tokio::time::interval_at(start, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_scrape = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => break,
         }
         scrape_once(&ctx, &mut state).await;
-        last_scrape = true;
     }
-    if *stop.borrow() == Stop::Stale && last_scrape {
+    // A target that was ever scraped (by this loop or by the one it took over from) has report
+    // series to mark.
+    if *stop.borrow() == Stop::Stale && !state.cache.report.is_empty() {
         // Prometheus's end-of-run staleness: wait for the next scrape time (the markers'
         // timestamp), then one more interval and a tenth, in case the target comes back.
         tick.tick().await;

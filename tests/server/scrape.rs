@@ -763,3 +763,45 @@ async fn https_targets_with_ca_client_certificates_and_credentials() {
     assert!(!no_ca["lastError"].as_str().unwrap().is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_labels_change_on_reload_leaves_stale_series_behind() {
+    let exp = Exporter::start("m 1\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prometheus.yml");
+    let cfg = |v: &str| {
+        format!(
+            "scrape_configs:\n- job_name: a\n  scrape_interval: 1s\n  static_configs: [{{targets: ['{}'], labels: {{v: '{v}'}}}}]\n",
+            exp.addr
+        )
+    };
+    std::fs::write(&path, cfg("1")).unwrap();
+    let flags = [
+        format!("--config.file={}", path.display()),
+        "--web.enable-lifecycle".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &flags,
+        Config::load(Some(&path)).unwrap(),
+    )
+    .await;
+    eventually("v=1", 20, || async {
+        !query(&s, "m{v=\"1\"}").await.is_empty()
+    })
+    .await;
+    std::fs::write(&path, cfg("2")).unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("v=2", 20, || async {
+        !query(&s, "m{v=\"2\"}").await.is_empty()
+    })
+    .await;
+    // The old target is gone: its series and report series get staleness markers.
+    eventually("v=1 to go stale", 20, || async {
+        query(&s, "m{v=\"1\"}").await.is_empty() && query(&s, "up{v=\"1\"}").await.is_empty()
+    })
+    .await;
+    s.stop().await;
+}
