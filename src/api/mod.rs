@@ -6,6 +6,7 @@ mod export;
 pub mod params;
 pub mod query;
 pub mod series;
+mod sql;
 mod status;
 mod targets;
 mod write;
@@ -28,6 +29,7 @@ pub use error::{ApiError, ErrorType, error_chain};
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::scrape::ScrapeManager;
+use quiver_sql::SqlSession;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -47,6 +49,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// The configuration in force.
     config: parking_lot::RwLock<Config>,
+    /// The SQL session over `db`, set with it.
+    sql: OnceLock<Arc<SqlSession>>,
     /// The scrape pools, set with the storage.
     scrape: OnceLock<Arc<ScrapeManager>>,
     /// One reload at a time.
@@ -71,6 +75,7 @@ impl AppState {
                 shutdown,
                 config: parking_lot::RwLock::new(config),
                 scrape: OnceLock::new(),
+                sql: OnceLock::new(),
                 reloading: tokio::sync::Mutex::new(()),
             }),
         }
@@ -79,6 +84,14 @@ impl AppState {
     /// The configuration in force.
     pub fn config(&self) -> Config {
         self.inner.config.read().clone()
+    }
+
+    /// The SQL session, or 503 while the WAL is still replaying.
+    pub fn sql(&self) -> Result<&Arc<SqlSession>, ApiError> {
+        self.inner
+            .sql
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
     }
 
     /// The scrape pools, or 503 while the WAL is still replaying.
@@ -135,6 +148,12 @@ impl AppState {
     pub fn set_db(&self, db: Arc<Db>) {
         let engine = Engine::new(db.clone(), self.inner.engine_options.clone());
         let _ = self.inner.engine.set(Arc::new(engine));
+        match SqlSession::new(db.clone()) {
+            Ok(s) => {
+                let _ = self.inner.sql.set(Arc::new(s));
+            }
+            Err(e) => tracing::error!("the SQL session could not be set up: {e}"),
+        }
         let _ = self.inner.db.set(db);
     }
 
@@ -199,6 +218,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/metadata", get(targets::metadata))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/sql", get(sql::sql).post(sql::sql))
         .route("/api/v1/targets/metadata", get(targets::targets_metadata))
         .route("/api/v1/status/config", get(targets::config))
         .route("/api/v1/status/flags", get(targets::flags))

@@ -98,6 +98,10 @@ pub struct Flags {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 
+    /// Most rows `/api/v1/sql` answers (a request's `limit` is capped to it).
+    #[arg(long = "sql.max-rows", default_value_t = 1_000_000)]
+    pub sql_max_rows: usize,
+
     /// Largest remote-write body after decompression, and largest import body (bytes).
     #[arg(long = "web.max-decoded-body-bytes", default_value_t = 256 << 20)]
     pub max_decoded_body_bytes: usize,
@@ -160,6 +164,7 @@ impl Flags {
             ("query.lookback-delta", self.query_lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
+            ("sql.max-rows", self.sql_max_rows.to_string()),
         ]
         .into_iter()
         .collect()

@@ -5,4 +5,5 @@ mod ingest;
 mod interop;
 mod query;
 mod scrape;
+mod sql;
 mod support;

@@ -1,0 +1,137 @@
+//! `/api/v1/sql`: the metrics catalog answered as JSON, CSV and Arrow IPC, with limits and
+//! Prometheus's error envelope.
+
+use serde_json::Value;
+
+use super::support::{TestServer, client, post};
+
+async fn server_with_gpus() -> TestServer {
+    let s = TestServer::start(&["--storage.retention.time=100y"]).await;
+    let mut text = String::new();
+    for gpu in 0..3 {
+        for t in 0..4 {
+            text.push_str(&format!(
+                "gpu_util{{gpu=\"{gpu}\",host=\"a,b\"}} {} {}\n",
+                t * 10 + gpu,
+                1_700_000_000_000i64 + t * 15_000
+            ));
+        }
+    }
+    let (code, body) = post(&s.url("/api/v1/import/prometheus"), text.into_bytes(), &[]).await;
+    assert_eq!(code, 204, "{body}");
+    s
+}
+
+async fn get(
+    s: &TestServer,
+    query: &[(&str, &str)],
+    accept: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut req = client().get(s.url("/api/v1/sql")).query(query);
+    if let Some(a) = accept {
+        req = req.header("Accept", a);
+    }
+    let r = req.send().await.unwrap();
+    let (code, headers) = (r.status().as_u16(), r.headers().clone());
+    (code, r.text().await.unwrap(), headers)
+}
+
+const Q: &str = "SELECT gpu, host, sum(value) AS total, count(*) AS n FROM metrics.gpu_util GROUP BY gpu, host ORDER BY gpu";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_answers_json_csv_and_arrow() {
+    let s = server_with_gpus().await;
+    let (code, body, _) = get(&s, &[("query", Q)], None).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success");
+    let names: Vec<&str> = v["data"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gpu", "host", "total", "n"]);
+    let rows = v["data"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1], serde_json::json!(["1", "a,b", 64.0, 4]));
+
+    // POST with a form body, CSV by Accept.
+    let r = client()
+        .post(s.url("/api/v1/sql"))
+        .header("Accept", "text/csv")
+        .form(&[("query", Q)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "gpu,host,total,n");
+    assert_eq!(lines[2], "1,\"a,b\",64.0,4");
+
+    // Arrow IPC stream, read back with arrow's reader.
+    let (code, _, headers) = get(&s, &[("query", Q), ("format", "arrow")], None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", Q), ("format", "arrow")])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+        std::io::Cursor::new(bytes.to_vec()),
+        None,
+    )
+    .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    assert_eq!(batches[0].schema().field(2).name(), "total");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_limits_and_errors_use_the_envelope() {
+    let s = server_with_gpus().await;
+    let (code, body, headers) = get(
+        &s,
+        &[("query", "SELECT * FROM metrics.gpu_util"), ("limit", "5")],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["rows"].as_array().unwrap().len(), 5);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("truncated"),
+        "{v}"
+    );
+    assert_eq!(headers["x-quiver-truncated"], "true");
+
+    for (query, code, kind) in [
+        ("SELEC 1", 400, "bad_data"),
+        ("SELECT * FROM metrics.missing", 400, "bad_data"),
+        ("SELECT CAST('x' AS INT)", 422, "execution"),
+    ] {
+        let (got, body, _) = get(&s, &[("query", query)], None).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (got, v["errorType"].as_str().unwrap()),
+            (code, kind),
+            "{query}: {v}"
+        );
+        assert_eq!(v["status"], "error");
+    }
+    let (code, _, _) = get(&s, &[], None).await;
+    assert_eq!(code, 400);
+    let (code, _, _) = get(&s, &[("query", "SELECT 1"), ("format", "xml")], None).await;
+    assert_eq!(code, 400);
+    s.stop().await;
+}
