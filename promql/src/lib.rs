@@ -26,6 +26,8 @@ mod guard;
 pub mod labelset;
 pub mod plan;
 pub mod planner;
+pub mod table_function;
 
 pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value, parse};
 pub use error::{Error, ErrorKind, Result};
+pub use table_function::PromqlTableFunction;

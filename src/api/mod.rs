@@ -146,10 +146,15 @@ impl AppState {
 
     /// Makes the storage available (the server is ready from now on).
     pub fn set_db(&self, db: Arc<Db>) {
-        let engine = Engine::new(db.clone(), self.inner.engine_options.clone());
-        let _ = self.inner.engine.set(Arc::new(engine));
+        let engine = Arc::new(Engine::new(db.clone(), self.inner.engine_options.clone()));
+        let _ = self.inner.engine.set(engine.clone());
         match SqlSession::new(db.clone()) {
             Ok(s) => {
+                // PromQL inside SQL: the two query crates stay siblings, wired here.
+                s.context().register_udtf(
+                    "promql",
+                    Arc::new(quiver_promql::PromqlTableFunction::new(engine)),
+                );
                 let _ = self.inner.sql.set(Arc::new(s));
             }
             Err(e) => tracing::error!("the SQL session could not be set up: {e}"),

@@ -135,3 +135,30 @@ async fn sql_limits_and_errors_use_the_envelope() {
     assert_eq!(code, 400);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_table_function_joins_with_sql() {
+    let s = server_with_gpus().await;
+    // A range query: 3 series x 4 steps of 15 s.
+    let q = "SELECT gpu, count(*) AS n, max(value) AS top FROM promql('gpu_util * 2', 1700000000, 1700000045, '15s') GROUP BY gpu ORDER BY gpu";
+    let (code, body, _) = get(&s, &[("query", q)], None).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["rows"],
+        serde_json::json!([["0", 4, 60.0], ["1", 4, 62.0], ["2", 4, 64.0]])
+    );
+    // An instant query joined with a metric table.
+    let q = "SELECT p.gpu, p.value, count(m.value) AS raw FROM promql('sum by (gpu) (gpu_util)', '2023-11-14T22:14:05Z') p JOIN metrics.gpu_util m ON p.gpu = m.gpu GROUP BY p.gpu, p.value ORDER BY p.gpu";
+    let (code, body, _) = get(&s, &[("query", q)], None).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["rows"],
+        serde_json::json!([["0", 30.0, 4], ["1", 31.0, 4], ["2", 32.0, 4]])
+    );
+    // PromQL errors come back in the envelope.
+    let (code, body, _) = get(&s, &[("query", "SELECT * FROM promql('sum(', 0)")], None).await;
+    assert_eq!(code, 400, "{body}");
+    s.stop().await;
+}

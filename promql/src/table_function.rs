@@ -1,0 +1,206 @@
+//! `promql(expr, start, end, step)` (a range query) and `promql(expr, time)` (an instant query)
+//! as a SQL table function: the result as rows of `timestamp`, `value` and one column per label
+//! (`__name__` included when the result keeps it), joinable with any table.
+//!
+//! Times are seconds since the epoch (numbers) or RFC 3339 strings, or SQL timestamps; `step` is
+//! seconds or a Prometheus duration string (`'15s'`). The query runs when the statement is
+//! planned (the columns are the result's labels), on the server's multi-threaded runtime.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringBuilder, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+
+use crate::engine::{Engine, Series, Value};
+
+/// The table function; the server registers it in its SQL session as `promql`.
+#[derive(Debug)]
+pub struct PromqlTableFunction {
+    engine: Arc<Engine>,
+}
+
+impl PromqlTableFunction {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        PromqlTableFunction { engine }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+fn literal(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v.clone()),
+        Expr::Negative(inner) => match literal(inner)? {
+            ScalarValue::Int64(Some(v)) => Some(ScalarValue::Int64(Some(-v))),
+            ScalarValue::Float64(Some(v)) => Some(ScalarValue::Float64(Some(-v))),
+            _ => None,
+        },
+        Expr::Cast(c) => literal(&c.expr),
+        _ => None,
+    }
+}
+
+/// A time argument in milliseconds.
+fn time_ms(e: &Expr, what: &str) -> Result<i64> {
+    let bad = || {
+        DataFusionError::Plan(format!(
+            "promql(): {what} must be seconds since the epoch, an RFC 3339 string or a timestamp"
+        ))
+    };
+    match literal(e).ok_or_else(bad)? {
+        ScalarValue::Int64(Some(s)) => Ok(s * 1000),
+        ScalarValue::Int32(Some(s)) => Ok(s as i64 * 1000),
+        ScalarValue::Float64(Some(s)) => Ok((s * 1000.0).round() as i64),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => {
+            if let Ok(secs) = s.parse::<f64>() {
+                return Ok((secs * 1000.0).round() as i64);
+            }
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| bad())
+        }
+        ScalarValue::TimestampSecond(Some(v), _) => Ok(v * 1000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Ok(v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Ok(v / 1000),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Ok(v / 1_000_000),
+        _ => Err(bad()),
+    }
+}
+
+/// A step in milliseconds: seconds, or a duration string.
+fn step_ms(e: &Expr) -> Result<i64> {
+    let bad =
+        || DataFusionError::Plan("promql(): step must be seconds or a duration like '15s'".into());
+    match literal(e).ok_or_else(bad)? {
+        ScalarValue::Int64(Some(s)) => Ok(s * 1000),
+        ScalarValue::Int32(Some(s)) => Ok(s as i64 * 1000),
+        ScalarValue::Float64(Some(s)) => Ok((s * 1000.0).round() as i64),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => {
+            if let Ok(secs) = s.parse::<f64>() {
+                return Ok((secs * 1000.0).round() as i64);
+            }
+            promql_parser::util::parse_duration(&s)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+impl TableFunctionImpl for PromqlTableFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        let query = match exprs.first().and_then(literal) {
+            Some(
+                ScalarValue::Utf8(Some(q))
+                | ScalarValue::Utf8View(Some(q))
+                | ScalarValue::LargeUtf8(Some(q)),
+            ) => q,
+            _ => return plan_err!("promql(): the first argument must be a PromQL string"),
+        };
+        let engine = self.engine.clone();
+        let run = match exprs.len() {
+            2 => {
+                let t = time_ms(&exprs[1], "time")?;
+                Box::pin(async move { engine.instant(&query, t).await })
+                    as std::pin::Pin<
+                        Box<dyn std::future::Future<Output = crate::Result<Value>> + Send>,
+                    >
+            }
+            4 => {
+                let (start, end) = (time_ms(&exprs[1], "start")?, time_ms(&exprs[2], "end")?);
+                let step = step_ms(&exprs[3])?;
+                Box::pin(async move { engine.range(&query, start, end, step).await })
+            }
+            n => {
+                return plan_err!(
+                    "promql() takes (expr, time) or (expr, start, end, step), not {n} arguments"
+                );
+            }
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| DataFusionError::Execution("promql() needs a Tokio runtime".into()))?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(DataFusionError::Execution(
+                "promql() needs a multi-threaded Tokio runtime".into(),
+            ));
+        }
+        let value = tokio::task::block_in_place(|| handle.block_on(run))
+            .map_err(|e| DataFusionError::Execution(format!("promql(): {e}")))?;
+        let batch = to_batch(value)?;
+        Ok(Arc::new(MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?))
+    }
+}
+
+/// Rows of `timestamp`, `value`, then one column per label name (sorted).
+fn to_batch(value: Value) -> Result<RecordBatch> {
+    let series: Vec<Series> = match value {
+        Value::Scalar { t, v } => vec![Series {
+            labels: vec![],
+            points: vec![(t, v)],
+        }],
+        Value::String { .. } => return plan_err!("promql(): a string result has no rows"),
+        Value::Vector(samples) => samples
+            .into_iter()
+            .map(|s| Series {
+                labels: s.labels,
+                points: vec![(s.t, s.v)],
+            })
+            .collect(),
+        Value::Matrix(series) => series,
+    };
+    let names: BTreeSet<&str> = series
+        .iter()
+        .flat_map(|s| s.labels.iter().map(|(n, _)| n.as_str()))
+        .filter(|n| *n != "timestamp" && *n != "value")
+        .collect();
+    let mut ts = Vec::new();
+    let mut vs = Vec::new();
+    let mut cols: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
+    for Series { labels, points } in &series {
+        for (t, v) in points {
+            ts.push(*t);
+            vs.push(*v);
+            for (i, name) in names.iter().enumerate() {
+                match labels.iter().find(|(n, _)| n == name) {
+                    Some((_, value)) => cols[i].append_value(value),
+                    None => cols[i].append_null(),
+                }
+            }
+        }
+    }
+    let mut fields = vec![
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("value", DataType::Float64, false),
+    ];
+    fields.extend(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMillisecondArray::from(ts)),
+        Arc::new(Float64Array::from(vs)),
+    ];
+    arrays.extend(cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
