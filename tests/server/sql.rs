@@ -162,3 +162,120 @@ async fn promql_table_function_joins_with_sql() {
     assert_eq!(code, 400, "{body}");
     s.stop().await;
 }
+
+/// One cell as the `.slt` files write it.
+fn slt_cell(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs every `tests/sql/*.slt` file against a fresh server (format in the files' headers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_logic_tests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for file in &files {
+        let s = TestServer::start(&["--storage.retention.time=100y"]).await;
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i].trim_end();
+            i += 1;
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = format!("{}:{i}", file.display());
+            // The block after the directive: up to a blank line (load) or `----`.
+            let mut block = Vec::new();
+            while i < lines.len() && !lines[i].trim().is_empty() && lines[i].trim() != "----" {
+                block.push(lines[i]);
+                i += 1;
+            }
+            if line == "load" {
+                let (code, body) = post(
+                    &s.url("/api/v1/import/prometheus"),
+                    (block.join("\n") + "\n").into_bytes(),
+                    &[],
+                )
+                .await;
+                assert_eq!(code, 204, "{at}: load failed: {body}");
+                continue;
+            }
+            assert_eq!(
+                lines.get(i).map(|l| l.trim()),
+                Some("----"),
+                "{at}: expected ----"
+            );
+            i += 1;
+            let mut expected = Vec::new();
+            while i < lines.len() && !lines[i].trim().is_empty() {
+                expected.push(lines[i].trim_end().to_string());
+                i += 1;
+            }
+            let query = block.join("\n");
+            let (code, body, _) = get(&s, &[("query", query.as_str()), ("limit", "0")], None).await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            ran += 1;
+            if let Some(want) = line.strip_prefix("error ") {
+                let err = v["error"].as_str().unwrap_or("");
+                if code == 200 || !err.contains(want) {
+                    failures.push(format!(
+                        "{at}: expected an error with {want:?}, got {code} {body}"
+                    ));
+                }
+                continue;
+            }
+            let rowsort = match line {
+                "query" => false,
+                "query rowsort" => true,
+                other => panic!("{at}: unknown directive {other:?}"),
+            };
+            if code != 200 {
+                failures.push(format!("{at}: {query}\n  failed: {body}"));
+                continue;
+            }
+            let mut got: Vec<String> = v["data"]["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(slt_cell)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            if rowsort {
+                got.sort();
+                expected.sort();
+            }
+            if got != expected {
+                failures.push(format!(
+                    "{at}: {query}\n  expected: {expected:?}\n  got:      {got:?}"
+                ));
+            }
+        }
+        s.stop().await;
+    }
+    assert!(ran > 0);
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
