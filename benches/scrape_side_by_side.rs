@@ -153,6 +153,12 @@ struct Outcome {
     samples: f64,
     rss_mib: f64,
     peak_mib: f64,
+    /// Resident memory per million samples scraped since the start.
+    rss_mib_per_million: f64,
+}
+
+fn rss_mib(peer: &Peer) -> f64 {
+    peer.rss_bytes() as f64 / (1 << 20) as f64
 }
 
 fn measure(peer: &Peer, hits: &AtomicU64, series: usize, warmup: u64, seconds: u64) -> Outcome {
@@ -161,12 +167,14 @@ fn measure(peer: &Peer, hits: &AtomicU64, series: usize, warmup: u64, seconds: u
     std::thread::sleep(Duration::from_secs(seconds));
     let (cpu1, hits1) = (peer.cpu_seconds(), hits.load(Ordering::Relaxed));
     let samples = ((hits1 - hits0) as usize * series) as f64;
+    let rss_mib = rss_mib(peer);
     Outcome {
         name: peer.name,
         cpu_per_million: (cpu1 - cpu0) / (samples / 1e6),
         samples,
-        rss_mib: peer.rss_bytes() as f64 / (1 << 20) as f64,
+        rss_mib,
         peak_mib: peer.peak_rss_bytes() as f64 / (1 << 20) as f64,
+        rss_mib_per_million: rss_mib / ((hits1 as usize * series) as f64 / 1e6),
     }
 }
 
@@ -229,13 +237,13 @@ fn main() {
         results.push(measure(&peer, counter, series, warmup, seconds));
     }
     println!(
-        "\n{:<12} {:>16} {:>14} {:>10} {:>10}",
-        "system", "cpu s / 1M smp", "samples", "RSS MiB", "peak MiB"
+        "\n{:<12} {:>16} {:>14} {:>10} {:>10} {:>14}",
+        "system", "cpu s / 1M smp", "samples", "RSS MiB", "peak MiB", "RSS MiB / 1M"
     );
     for o in &results {
         println!(
-            "{:<12} {:>16.3} {:>14.0} {:>10.1} {:>10.1}",
-            o.name, o.cpu_per_million, o.samples, o.rss_mib, o.peak_mib
+            "{:<12} {:>16.3} {:>14.0} {:>10.1} {:>10.1} {:>14.1}",
+            o.name, o.cpu_per_million, o.samples, o.rss_mib, o.peak_mib, o.rss_mib_per_million
         );
     }
     if let (Some(q), Some(p)) = (

@@ -86,7 +86,7 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
-    #[serde(default = "default_interval")]
+    #[serde(default = "default_scrape_interval")]
     pub scrape_interval: PromDuration,
     #[serde(default)]
     pub scrape_timeout: Option<PromDuration>,
@@ -116,15 +116,21 @@ pub struct GlobalConfig {
     pub keep_dropped_targets: Option<u64>,
 }
 
-/// Prometheus's defaults: 1 m for both intervals (Quiver's embedded default file sets 15 s).
+/// Prometheus's default evaluation interval: 1 m.
 fn default_interval() -> PromDuration {
     PromDuration(Duration::from_secs(60))
+}
+
+/// The scrape interval when the file sets none: 15 s (what Prometheus's shipped configuration
+/// sets; its built-in default is 1 m).
+fn default_scrape_interval() -> PromDuration {
+    PromDuration(Duration::from_secs(15))
 }
 
 impl Default for GlobalConfig {
     fn default() -> Self {
         GlobalConfig {
-            scrape_interval: default_interval(),
+            scrape_interval: default_scrape_interval(),
             scrape_timeout: None,
             evaluation_interval: default_interval(),
             rule_query_offset: None,
@@ -730,12 +736,12 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_prometheus() {
+    fn defaults_follow_prometheus_with_a_15s_interval() {
         let c =
             parse("scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['h:1']}]\n")
                 .unwrap();
         let job = &c.jobs()[0];
-        assert_eq!(job.interval, Duration::from_secs(60));
+        assert_eq!(job.interval, Duration::from_secs(15));
         assert_eq!(job.timeout, Duration::from_secs(10));
         assert_eq!(job.cfg.metrics_path, "/metrics");
         assert_eq!(job.cfg.scheme, Scheme::Http);

@@ -150,20 +150,62 @@ fn insert_sorted(ts: &mut Vec<Timestamp>, vs: &mut Vec<f64>, t: Timestamp, v: f6
     true
 }
 
+/// Series ids below this are found through a flat index (4 bytes per id); larger ones (after
+/// tens of millions of series were ever created) through a hash map.
+const FLAT_IDS: u64 = 1 << 24;
+
 /// Samples per series, with the time span and count kept up to date.
+///
+/// Series live in a dense vector in the order they were first appended, found by id through a
+/// flat index: a scrape or remote write appends series in about the order their ids were given,
+/// so appends walk memory forwards instead of hashing to random places.
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<SeriesId, MemSeries, foldhash::fast::RandomState>,
+    /// Slot in `dense` by id (`u32::MAX`: not in this head), for ids below [`FLAT_IDS`].
+    index: Vec<u32>,
+    /// Slots of larger ids.
+    overflow: HashMap<SeriesId, u32, foldhash::fast::RandomState>,
+    dense: Vec<(SeriesId, MemSeries)>,
     num_samples: usize,
     min_time: Option<Timestamp>,
     max_time: Option<Timestamp>,
 }
 
 impl Head {
+    fn slot(&self, id: SeriesId) -> Option<usize> {
+        if id.0 < FLAT_IDS {
+            match self.index.get(id.0 as usize) {
+                Some(&s) if s != u32::MAX => Some(s as usize),
+                _ => None,
+            }
+        } else {
+            self.overflow.get(&id).map(|s| *s as usize)
+        }
+    }
+
+    fn slot_or_insert(&mut self, id: SeriesId) -> usize {
+        if let Some(s) = self.slot(id) {
+            return s;
+        }
+        let s = self.dense.len();
+        self.dense.push((id, MemSeries::default()));
+        if id.0 < FLAT_IDS {
+            let i = id.0 as usize;
+            if self.index.len() <= i {
+                self.index.resize((i + 1).next_power_of_two(), u32::MAX);
+            }
+            self.index[i] = s as u32;
+        } else {
+            self.overflow.insert(id, s as u32);
+        }
+        s
+    }
+
     /// Appends column slices of one batch.
     pub fn append(&mut self, ids: &[SeriesId], timestamps: &[Timestamp], values: &[f64]) {
         for ((id, &t), &v) in ids.iter().zip(timestamps).zip(values) {
-            if self.series.entry(*id).or_default().insert(t, v) {
+            let s = self.slot_or_insert(*id);
+            if self.dense[s].1.insert(t, v) {
                 self.num_samples += 1;
             }
             self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
@@ -172,15 +214,15 @@ impl Head {
     }
 
     pub fn get(&self, id: SeriesId) -> Option<&MemSeries> {
-        self.series.get(&id)
+        self.slot(id).map(|s| &self.dense[s].1)
     }
 
     pub fn series(&self) -> impl Iterator<Item = (&SeriesId, &MemSeries)> {
-        self.series.iter()
+        self.dense.iter().map(|(id, s)| (id, s))
     }
 
     pub fn num_series(&self) -> usize {
-        self.series.len()
+        self.dense.len()
     }
 
     pub fn num_samples(&self) -> usize {
@@ -201,7 +243,7 @@ impl Head {
 
     /// Bytes held by sample buffers and chunks.
     pub fn sample_bytes(&self) -> usize {
-        self.series.values().map(MemSeries::byte_size).sum()
+        self.dense.iter().map(|(_, s)| s.byte_size()).sum::<usize>() + self.index.capacity() * 4
     }
 }
 
@@ -211,6 +253,21 @@ mod tests {
 
     fn all(s: &MemSeries) -> (Vec<i64>, Vec<f64>) {
         s.samples()
+    }
+
+    #[test]
+    fn series_are_found_by_small_and_large_ids() {
+        let mut h = Head::default();
+        let ids = [SeriesId(5), SeriesId(FLAT_IDS + 7), SeriesId(0), SeriesId(5)];
+        h.append(&ids, &[1, 1, 1, 2], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(h.num_series(), 3);
+        assert_eq!(h.num_samples(), 4);
+        assert_eq!(all(h.get(SeriesId(5)).unwrap()), (vec![1, 2], vec![1.0, 4.0]));
+        assert_eq!(all(h.get(SeriesId(FLAT_IDS + 7)).unwrap()).1, vec![2.0]);
+        assert!(h.get(SeriesId(6)).is_none() && h.get(SeriesId(1 << 40)).is_none());
+        let mut seen: Vec<u64> = h.series().map(|(id, _)| id.0).collect();
+        seen.sort();
+        assert_eq!(seen, [0, 5, FLAT_IDS + 7]);
     }
 
     #[test]
