@@ -5,8 +5,11 @@
 //! table per metric name: its labels as columns, then `timestamp` and `value`
 //! (`SELECT gpu, avg(value) FROM metrics."DCGM_FI_DEV_GPU_UTIL" GROUP BY gpu`). A metric table is
 //! a view over `samples` joined with `series`, built when a query names it, so new metrics and
-//! labels appear without a restart. The `experiments` and `system` schemas, the `promql()` table
-//! function (registered by the server) and the ML functions come with the rest of the SQL issue.
+//! labels appear without a restart. Window functions for ML curves and counters are in
+//! [`functions`]; the server registers `promql()`; the `experiments` and `system` schemas come
+//! later.
+
+pub mod functions;
 
 use std::sync::Arc;
 
@@ -30,6 +33,9 @@ impl SqlSession {
             datafusion::prelude::SessionConfig::new().with_information_schema(true),
         );
         register_base_tables(&ctx, &db)?;
+        for f in functions::window_functions() {
+            ctx.register_udwf(f);
+        }
         // The views of `metrics` are planned in a context of their own (holding only the base
         // tables), so the session does not own itself.
         let base = SessionContext::new();

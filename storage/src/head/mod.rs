@@ -258,11 +258,19 @@ mod tests {
     #[test]
     fn series_are_found_by_small_and_large_ids() {
         let mut h = Head::default();
-        let ids = [SeriesId(5), SeriesId(FLAT_IDS + 7), SeriesId(0), SeriesId(5)];
+        let ids = [
+            SeriesId(5),
+            SeriesId(FLAT_IDS + 7),
+            SeriesId(0),
+            SeriesId(5),
+        ];
         h.append(&ids, &[1, 1, 1, 2], &[1.0, 2.0, 3.0, 4.0]);
         assert_eq!(h.num_series(), 3);
         assert_eq!(h.num_samples(), 4);
-        assert_eq!(all(h.get(SeriesId(5)).unwrap()), (vec![1, 2], vec![1.0, 4.0]));
+        assert_eq!(
+            all(h.get(SeriesId(5)).unwrap()),
+            (vec![1, 2], vec![1.0, 4.0])
+        );
         assert_eq!(all(h.get(SeriesId(FLAT_IDS + 7)).unwrap()).1, vec![2.0]);
         assert!(h.get(SeriesId(6)).is_none() && h.get(SeriesId(1 << 40)).is_none());
         let mut seen: Vec<u64> = h.series().map(|(id, _)| id.0).collect();
