@@ -6,10 +6,13 @@
 //! - `counter_rate(value, timestamp) OVER (… ORDER BY timestamp)`: per-second increase since the
 //!   previous row, counter-aware (a drop is a reset: the increase is the new value); NULL for a
 //!   partition's first row.
+//! - `lttb(timestamp, value, n) OVER (… ORDER BY timestamp)`: whether the row is one of the `n`
+//!   points largest-triangle-three-buckets keeps for plotting (`… WHERE keep`); with `n` ≥ the
+//!   partition's rows, or `n` < 3, every row is kept.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, TimeUnit};
 use datafusion::error::Result;
@@ -23,6 +26,7 @@ pub fn window_functions() -> Vec<WindowUDF> {
     vec![
         WindowUDF::new_from_impl(Smooth::new()),
         WindowUDF::new_from_impl(CounterRate::new()),
+        WindowUDF::new_from_impl(Lttb::new()),
     ]
 }
 
@@ -196,5 +200,133 @@ impl PartitionEvaluator for CounterRateEval {
             })
             .collect();
         Ok(Arc::new(out))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Lttb {
+    signature: Signature,
+}
+
+impl Lttb {
+    pub fn new() -> Self {
+        Lttb {
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for Lttb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WindowUDFImpl for Lttb {
+    fn name(&self) -> &str {
+        "lttb"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
+        Ok(Box::new(LttbEval))
+    }
+
+    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Boolean,
+            false,
+        )))
+    }
+}
+
+#[derive(Debug)]
+struct LttbEval;
+
+impl PartitionEvaluator for LttbEval {
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
+        let xs: Vec<f64> = millis(&values[0])?
+            .into_iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect();
+        let ys = floats(&values[1])?;
+        let ys: Vec<f64> = (0..num_rows)
+            .map(|i| if ys.is_null(i) { f64::NAN } else { ys.value(i) })
+            .collect();
+        let ns = floats(&values[2])?;
+        let n = if ns.is_empty() || ns.is_null(0) {
+            0
+        } else {
+            ns.value(0).max(0.0) as usize
+        };
+        Ok(Arc::new(BooleanArray::from(lttb_keep(&xs, &ys, n))))
+    }
+}
+
+/// Which of the points largest-triangle-three-buckets keeps (Steinarsson 2013): the first and
+/// the last, and in each of `n − 2` buckets the point making the largest triangle with the
+/// point kept before it and the average of the next bucket.
+pub fn lttb_keep(xs: &[f64], ys: &[f64], n: usize) -> Vec<bool> {
+    let len = xs.len();
+    if n >= len || n < 3 {
+        return vec![true; len];
+    }
+    let mut keep = vec![false; len];
+    keep[0] = true;
+    keep[len - 1] = true;
+    let every = (len - 2) as f64 / (n - 2) as f64;
+    let mut a = 0;
+    for i in 0..n - 2 {
+        let (next_start, next_end) = (
+            ((i + 1) as f64 * every) as usize + 1,
+            (((i + 2) as f64 * every) as usize + 1).min(len),
+        );
+        let span = (next_end - next_start).max(1) as f64;
+        let (avg_x, avg_y) = (next_start..next_end).fold((0.0, 0.0), |(sx, sy), j| {
+            (sx + xs[j] / span, sy + ys[j] / span)
+        });
+        let (start, end) = (
+            (i as f64 * every) as usize + 1,
+            ((i + 1) as f64 * every) as usize + 1,
+        );
+        let mut best = start;
+        let mut best_area = -1.0;
+        for j in start..end.min(len - 1) {
+            let area =
+                ((xs[a] - avg_x) * (ys[j] - ys[a]) - (xs[a] - xs[j]) * (avg_y - ys[a])).abs();
+            if area > best_area {
+                best_area = area;
+                best = j;
+            }
+        }
+        keep[best] = true;
+        a = best;
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lttb_keeps_the_ends_and_the_extremes() {
+        // A flat line with one spike: the spike survives downsampling to 3 points.
+        let xs: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let mut ys = vec![0.0; 10];
+        ys[6] = 100.0;
+        let keep = lttb_keep(&xs, &ys, 3);
+        let kept: Vec<usize> = (0..10).filter(|i| keep[*i]).collect();
+        assert_eq!(kept, [0, 6, 9]);
+        // Enough room: everything stays.
+        assert!(lttb_keep(&xs, &ys, 10).iter().all(|k| *k));
+        assert_eq!(lttb_keep(&xs, &ys, 5).iter().filter(|k| **k).count(), 5);
     }
 }
