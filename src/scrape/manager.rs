@@ -52,6 +52,8 @@ struct PoolInner {
     loops: HashMap<u64, LoopHandle>,
     /// Caches handed over by the previous pool of the same job.
     handover: HashMap<u64, (Arc<TargetShared>, LoopState)>,
+    /// Loops of targets that went away, waiting to write staleness markers.
+    stopping: HashMap<u64, watch::Sender<Stop>>,
     synced: bool,
 }
 
@@ -332,14 +334,20 @@ impl Pool {
             .filter(|k| !keys.contains(k))
             .copied()
             .collect();
+        inner.stopping.retain(|_, tx| !tx.is_closed());
         for k in gone {
             let h = inner.loops.remove(&k).expect("listed");
             let _ = h.stop.send(Stop::Stale);
+            inner.stopping.insert(k, h.stop);
         }
         for t in active {
             let key = t.key();
             if inner.loops.contains_key(&key) {
                 continue;
+            }
+            // Back before its staleness markers were written: they must not be.
+            if let Some(old) = inner.stopping.remove(&key) {
+                let _ = old.send(Stop::Quiet);
             }
             let (shared, state) = match inner.handover.remove(&key) {
                 Some((old, state)) => {
@@ -408,6 +416,13 @@ impl Pool {
     async fn shut(&self, how: Stop) -> HashMap<u64, (Arc<TargetShared>, LoopState)> {
         let _ = self.sd_stop.send(true);
         let mut inner = self.inner.lock().await;
+        if how == Stop::Quiet {
+            // Shutting down or handing over: no staleness markers from targets that went away
+            // just before either.
+            for (_, tx) in inner.stopping.drain() {
+                let _ = tx.send(Stop::Quiet);
+            }
+        }
         let mut out = HashMap::new();
         for (k, h) in inner.loops.drain() {
             let _ = h.stop.send(how);

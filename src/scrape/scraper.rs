@@ -671,11 +671,25 @@ pub async fn run_loop(
     // series to mark.
     if *stop.borrow() == Stop::Stale && !state.cache.report.is_empty() {
         // Prometheus's end-of-run staleness: wait for the next scrape time (the markers'
-        // timestamp), then one more interval and a tenth, in case the target comes back.
-        tick.tick().await;
-        let stale_ts = now_ms();
-        tick.tick().await;
-        tokio::time::sleep(interval / 10).await;
+        // timestamp), then one more interval and a tenth, in case the target comes back. If it
+        // does (the pool restarts it), the pool switches this loop to `Quiet`: no markers.
+        let wait = async {
+            tick.tick().await;
+            let stale_ts = now_ms();
+            tick.tick().await;
+            tokio::time::sleep(interval / 10).await;
+            stale_ts
+        };
+        // A dropped sender (a removed pool lets its loops finish alone) is no cancellation.
+        let cancelled = async {
+            if stop.wait_for(|s| *s == Stop::Quiet).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let stale_ts = tokio::select! {
+            t = wait => t,
+            _ = cancelled => return state,
+        };
         let stale = state.cache.take_all_stale();
         let _ = state.cache.report_labels(&ctx.settings);
         let values = [f64::from_bits(STALE_NAN_BITS); 5];
@@ -898,6 +912,74 @@ mod tests {
         stage(&mut c, "a 1 1000\nb 2\n", 5000, &s);
         let (_, stale, _) = stage(&mut c, "b 2\n", 6000, &s);
         assert_eq!(stale.len(), 1, "the timestamped series a goes stale");
+    }
+
+    /// A loop told to stop with staleness markers writes them about two intervals later,
+    /// unless the pool switches it to a quiet stop first (its target came back).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn end_of_run_staleness_is_written_unless_cancelled() {
+        use crate::config::file::ConfigFile;
+        use crate::scrape::target::{Populated, populate};
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = dir.path().join("blocks");
+        std::fs::create_dir_all(&blocks).unwrap();
+        let store =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&blocks).unwrap());
+        let db = Db::open(quiver_storage::Options::new(dir.path().join("wal"), store))
+            .await
+            .unwrap();
+        let cfg = ConfigFile::parse(
+            "t.yml",
+            "scrape_configs: [{job_name: a, scrape_interval: 1s, static_configs: [{targets: ['127.0.0.1:1']}]}]",
+        )
+        .unwrap();
+        let job = cfg.jobs().remove(0);
+        let run = |how: Stop, cancel: bool| {
+            let (db, job) = (db.clone(), job.clone());
+            async move {
+                let Populated::Active(target) = populate(
+                    &job,
+                    LabelMap::from([("__address__".into(), "127.0.0.1:1".into())]),
+                )
+                .unwrap() else {
+                    panic!()
+                };
+                let settings = Settings::new(&job, &target, LabelLimits::default());
+                let ctx = LoopCtx {
+                    db: db.clone(),
+                    client: reqwest::Client::new(),
+                    url: target.url.clone(),
+                    job: Arc::new(job),
+                    shared: Arc::new(TargetShared::new(target, "a".into())),
+                    settings,
+                    metrics: Default::default(),
+                    over_limit: Default::default(),
+                };
+                let before = db.head_stats().num_samples;
+                let mut state = LoopState::default();
+                // One scrape of a port nothing listens on: the five report series.
+                scrape_once(&ctx, &mut state).await;
+                assert_eq!(db.head_stats().num_samples, before + 5);
+                let (tx, rx) = tokio::sync::watch::channel(how);
+                let task = tokio::spawn(run_loop(ctx, state, rx));
+                if cancel {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tx.send(Stop::Quiet).unwrap();
+                }
+                tokio::time::timeout(Duration::from_secs(5), task)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                db.head_stats().num_samples - before
+            }
+        };
+        assert_eq!(
+            run(Stop::Stale, false).await,
+            10,
+            "five samples and five markers"
+        );
+        assert_eq!(run(Stop::Stale, true).await, 5, "cancelled: no markers");
+        db.close().await;
     }
 
     #[test]
