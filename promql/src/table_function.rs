@@ -52,55 +52,63 @@ fn literal(e: &Expr) -> Option<ScalarValue> {
     }
 }
 
-/// A time argument in milliseconds.
-fn time_ms(e: &Expr, what: &str) -> Result<i64> {
-    let bad = || {
-        DataFusionError::Plan(format!(
-            "promql(): {what} must be seconds since the epoch, an RFC 3339 string or a timestamp"
-        ))
-    };
-    match literal(e).ok_or_else(bad)? {
-        ScalarValue::Int64(Some(s)) => Ok(s * 1000),
-        ScalarValue::Int32(Some(s)) => Ok(s as i64 * 1000),
-        ScalarValue::Float64(Some(s)) => Ok((s * 1000.0).round() as i64),
+/// Milliseconds from an argument: seconds as a number or numeric string; any other string goes
+/// to `text` (RFC 3339 for times, a duration for steps); SQL timestamps only when `timestamps`.
+fn millis_arg(
+    e: &Expr,
+    timestamps: bool,
+    text: impl Fn(&str) -> Option<i64>,
+    bad: impl Fn() -> DataFusionError,
+) -> Result<i64> {
+    let ms = match literal(e).ok_or_else(&bad)? {
+        ScalarValue::Int64(Some(s)) => Some(s * 1000),
+        ScalarValue::Int32(Some(s)) => Some(s as i64 * 1000),
+        ScalarValue::Float64(Some(s)) => Some((s * 1000.0).round() as i64),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::Utf8View(Some(s))
-        | ScalarValue::LargeUtf8(Some(s)) => {
-            if let Ok(secs) = s.parse::<f64>() {
-                return Ok((secs * 1000.0).round() as i64);
-            }
-            chrono::DateTime::parse_from_rfc3339(&s)
+        | ScalarValue::LargeUtf8(Some(s)) => match s.parse::<f64>() {
+            Ok(secs) => Some((secs * 1000.0).round() as i64),
+            Err(_) => text(&s),
+        },
+        ScalarValue::TimestampSecond(Some(v), _) if timestamps => Some(v * 1000),
+        ScalarValue::TimestampMillisecond(Some(v), _) if timestamps => Some(v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) if timestamps => Some(v / 1000),
+        ScalarValue::TimestampNanosecond(Some(v), _) if timestamps => Some(v / 1_000_000),
+        _ => None,
+    };
+    ms.ok_or_else(bad)
+}
+
+/// A time argument in milliseconds.
+fn time_ms(e: &Expr, what: &str) -> Result<i64> {
+    millis_arg(
+        e,
+        true,
+        |s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
                 .map(|t| t.timestamp_millis())
-                .map_err(|_| bad())
-        }
-        ScalarValue::TimestampSecond(Some(v), _) => Ok(v * 1000),
-        ScalarValue::TimestampMillisecond(Some(v), _) => Ok(v),
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Ok(v / 1000),
-        ScalarValue::TimestampNanosecond(Some(v), _) => Ok(v / 1_000_000),
-        _ => Err(bad()),
-    }
+        },
+        || {
+            DataFusionError::Plan(format!(
+                "promql(): {what} must be seconds since the epoch, an RFC 3339 string or a timestamp"
+            ))
+        },
+    )
 }
 
 /// A step in milliseconds: seconds, or a duration string.
 fn step_ms(e: &Expr) -> Result<i64> {
-    let bad =
-        || DataFusionError::Plan("promql(): step must be seconds or a duration like '15s'".into());
-    match literal(e).ok_or_else(bad)? {
-        ScalarValue::Int64(Some(s)) => Ok(s * 1000),
-        ScalarValue::Int32(Some(s)) => Ok(s as i64 * 1000),
-        ScalarValue::Float64(Some(s)) => Ok((s * 1000.0).round() as i64),
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::Utf8View(Some(s))
-        | ScalarValue::LargeUtf8(Some(s)) => {
-            if let Ok(secs) = s.parse::<f64>() {
-                return Ok((secs * 1000.0).round() as i64);
-            }
-            promql_parser::util::parse_duration(&s)
+    millis_arg(
+        e,
+        false,
+        |s| {
+            promql_parser::util::parse_duration(s)
+                .ok()
                 .map(|d| d.as_millis() as i64)
-                .map_err(|_| bad())
-        }
-        _ => Err(bad()),
-    }
+        },
+        || DataFusionError::Plan("promql(): step must be seconds or a duration like '15s'".into()),
+    )
 }
 
 impl TableFunctionImpl for PromqlTableFunction {

@@ -24,40 +24,57 @@ use datafusion::logical_expr::{
 /// Every function of this module, to register in a session.
 pub fn window_functions() -> Vec<WindowUDF> {
     vec![
-        WindowUDF::new_from_impl(Smooth::new()),
-        WindowUDF::new_from_impl(CounterRate::new()),
-        WindowUDF::new_from_impl(Lttb::new()),
+        MlWindow::udf("smooth", 2, DataType::Float64, || Box::new(SmoothEval)),
+        MlWindow::udf("counter_rate", 2, DataType::Float64, || {
+            Box::new(CounterRateEval)
+        }),
+        MlWindow::udf("lttb", 3, DataType::Boolean, || Box::new(LttbEval)),
     ]
 }
 
-fn floats(a: &ArrayRef) -> Result<Float64Array> {
-    Ok(cast(a, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Smooth {
+/// One of this module's window functions: a name, its arity, its output type, and the
+/// evaluator that computes a whole partition at once. Equal by name (names are unique).
+#[derive(Debug)]
+struct MlWindow {
+    name: &'static str,
     signature: Signature,
+    output: DataType,
+    evaluator: fn() -> Box<dyn PartitionEvaluator>,
 }
 
-impl Smooth {
-    pub fn new() -> Self {
-        Smooth {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
+impl PartialEq for MlWindow {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
     }
 }
 
-impl Default for Smooth {
-    fn default() -> Self {
-        Self::new()
+impl Eq for MlWindow {}
+
+impl std::hash::Hash for MlWindow {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
     }
 }
 
-impl WindowUDFImpl for Smooth {
+impl MlWindow {
+    fn udf(
+        name: &'static str,
+        arity: usize,
+        output: DataType,
+        evaluator: fn() -> Box<dyn PartitionEvaluator>,
+    ) -> WindowUDF {
+        WindowUDF::new_from_impl(MlWindow {
+            name,
+            signature: Signature::any(arity, Volatility::Immutable),
+            output,
+            evaluator,
+        })
+    }
+}
+
+impl WindowUDFImpl for MlWindow {
     fn name(&self) -> &str {
-        "smooth"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -68,16 +85,22 @@ impl WindowUDFImpl for Smooth {
         &self,
         _args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(SmoothEval))
+        Ok((self.evaluator)())
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
         Ok(Arc::new(Field::new(
             field_args.name(),
-            DataType::Float64,
+            self.output.clone(),
             true,
         )))
     }
+}
+
+fn floats(a: &ArrayRef) -> Result<Float64Array> {
+    Ok(cast(a, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
 }
 
 #[derive(Debug)]
@@ -114,50 +137,6 @@ impl PartitionEvaluator for SmoothEval {
             })
             .collect();
         Ok(Arc::new(out))
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CounterRate {
-    signature: Signature,
-}
-
-impl CounterRate {
-    pub fn new() -> Self {
-        CounterRate {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for CounterRate {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl WindowUDFImpl for CounterRate {
-    fn name(&self) -> &str {
-        "counter_rate"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn partition_evaluator(
-        &self,
-        _args: PartitionEvaluatorArgs,
-    ) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(CounterRateEval))
-    }
-
-    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(
-            field_args.name(),
-            DataType::Float64,
-            true,
-        )))
     }
 }
 
@@ -200,50 +179,6 @@ impl PartitionEvaluator for CounterRateEval {
             })
             .collect();
         Ok(Arc::new(out))
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Lttb {
-    signature: Signature,
-}
-
-impl Lttb {
-    pub fn new() -> Self {
-        Lttb {
-            signature: Signature::any(3, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for Lttb {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl WindowUDFImpl for Lttb {
-    fn name(&self) -> &str {
-        "lttb"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn partition_evaluator(
-        &self,
-        _args: PartitionEvaluatorArgs,
-    ) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(LttbEval))
-    }
-
-    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(
-            field_args.name(),
-            DataType::Boolean,
-            false,
-        )))
     }
 }
 

@@ -121,17 +121,20 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     parse_prometheus_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
 }
 
+/// Prometheus's duration units and their milliseconds, largest first.
+pub const DURATION_UNITS: [(&str, i64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
 /// `1h30m`, `5m`, `100ms`, `2d`, `1w`, `1y`: units in descending order, each once.
 pub fn parse_prometheus_duration(s: &str) -> Option<i64> {
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
+    const UNITS: [(&str, i64); 7] = DURATION_UNITS;
     if s.is_empty() {
         return None;
     }

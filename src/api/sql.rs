@@ -145,6 +145,18 @@ pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Para
     }
 }
 
+/// A display formatter per column of a batch.
+fn formatters<'a>(
+    b: &'a RecordBatch,
+    opts: &'a FormatOptions<'a>,
+) -> Result<Vec<ArrayFormatter<'a>>, ApiError> {
+    b.columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
+        .collect::<Result<_, _>>()
+        .map_err(execution)
+}
+
 /// A JSON value per cell: numbers as numbers (non-finite floats as strings, as Prometheus
 /// writes them), booleans, strings, nulls; everything else (timestamps, maps, lists) as its
 /// display string.
@@ -152,12 +164,7 @@ fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
     let opts = FormatOptions::default();
     let mut out = Vec::new();
     for b in batches {
-        let formatters: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<_, _>>()
-            .map_err(execution)?;
+        let formatters = formatters(b, &opts)?;
         for row in 0..b.num_rows() {
             let cells: Vec<Value> = b
                 .columns()
@@ -216,12 +223,7 @@ fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, ApiError> 
     out.push('\n');
     let opts = FormatOptions::default();
     for b in batches {
-        let formatters: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<_, _>>()
-            .map_err(execution)?;
+        let formatters = formatters(b, &opts)?;
         for row in 0..b.num_rows() {
             let cells: Vec<String> = b
                 .columns()

@@ -35,15 +35,8 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in [
-            ("y", 365 * 86_400_000u64),
-            ("w", 7 * 86_400_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-        ] {
+        for (unit, size) in crate::api::params::DURATION_UNITS {
+            let size = size as u64;
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;

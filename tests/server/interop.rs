@@ -31,14 +31,7 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
     // Let Prometheus scrape and send for a while, then compare what both hold up to a cut-off
     // that remote write has certainly delivered.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let names = |v: &Value| -> BTreeSet<String> {
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
+    let names = series_set;
     let deadline = Instant::now() + Duration::from_secs(60);
     let (in_prom, in_quiver) = loop {
         let now = std::time::SystemTime::now()
@@ -285,14 +278,7 @@ async fn quiver_scrapes_what_prometheus_scrapes() {
     wait_ready(&prom).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
-    let series = |v: &Value| -> BTreeSet<String> {
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
+    let series = series_set;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -395,4 +381,14 @@ fn spawn_prometheus(
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// The `data` array of a series answer, as a set of label sets (JSON text, keys sorted).
+fn series_set(v: &Value) -> BTreeSet<String> {
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
