@@ -12,12 +12,14 @@
 //! - [`api`]: the HTTP API: routes, the error envelope, parameters;
 //! - [`ingest`]: remote write and the exposition formats (text 0.0.4, OpenMetrics);
 //! - [`scrape`]: targets, relabeling, scrape loops, staleness, reloads;
+//! - [`flight`]: Arrow Flight and Flight SQL over the SQL session;
 //! - [`metrics`]: Quiver's own `/metrics`.
 //!
 //! `main.rs` is thin: it parses flags and calls [`run`], which tests call too, on `127.0.0.1:0`.
 
 pub mod api;
 pub mod config;
+pub mod flight;
 pub mod ingest;
 pub mod metrics;
 pub mod scrape;
@@ -38,16 +40,61 @@ use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::scrape::ScrapeManager;
 
-/// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called): serves the
-/// API at once (answering 503 for data until WAL replay is done), opens the storage, runs
-/// maintenance in the background, and on shutdown stops taking writes and closes the WAL.
+/// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called), with
+/// Flight on `--flight.listen-address`. See [`run_with_flight`].
 pub async fn run(
     flags: Flags,
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let flight = bind_flight(&flags).await?;
+    run_with_flight(flags, config, listener, flight, shutdown).await
+}
+
+/// Binds `--flight.listen-address` (`None` when it is empty: no Flight).
+pub async fn bind_flight(flags: &Flags) -> anyhow::Result<Option<TcpListener>> {
+    if flags.flight_listen_address.is_empty() {
+        return Ok(None);
+    }
+    let l = TcpListener::bind(&flags.flight_listen_address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding --flight.listen-address {}",
+                flags.flight_listen_address
+            )
+        })?;
+    Ok(Some(l))
+}
+
+/// Reads `--flight.token-file`: the token is the file's content without surrounding whitespace.
+fn read_token(flags: &Flags) -> anyhow::Result<Option<String>> {
+    let Some(path) = &flags.flight_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--flight.token-file: reading {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!("--flight.token-file: {} is empty", path.display());
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// Runs the server on `listener` (HTTP) and `flight` until `shutdown` resolves (or `/-/quit`
+/// is called): serves the API at once (answering 503 for data until WAL replay is done), opens
+/// the storage, runs maintenance in the background, and on shutdown stops taking writes and
+/// closes the WAL.
+pub async fn run_with_flight(
+    flags: Flags,
+    config: Config,
+    listener: TcpListener,
+    flight: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let opts = storage_options(&flags)?;
+    let token = read_token(&flags)?;
     let maintenance_every =
         duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
     let port = listener
@@ -74,6 +121,7 @@ pub async fn run(
         metrics.clone(),
         stop_tx.clone(),
         config,
+        token,
     );
     let router = app(state.clone());
     let mut server_stop = stop_rx.clone();
@@ -83,6 +131,13 @@ pub async fn run(
                 let _ = server_stop.wait_for(|s| *s).await;
             })
             .await
+    });
+
+    let flight_server = flight.map(|l| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(flight::serve(state.clone(), l, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
     });
 
     let db = Db::open(opts).await.context("opening the storage")?;
@@ -125,6 +180,13 @@ pub async fn run(
     scraper.stop().await;
     let _ = maintenance.await;
     db.close().await;
+    if let Some(f) = flight_server {
+        match f.await {
+            Ok(Err(e)) => tracing::error!("serving Flight: {e}"),
+            Err(e) => tracing::error!("the Flight task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     server
         .await
         .context("server task")?

@@ -43,7 +43,20 @@ async fn main() -> anyhow::Result<()> {
         "Quiver listening on http://{shown} — data in {}; try http://{shown}/api/v1/labels, /metrics, /api/v1/status/tsdb; remote write to http://{shown}/api/v1/write",
         flags.storage_path.display()
     );
-    quiver::run(flags, config, listener, shutdown_signal()).await
+    let flight = quiver::bind_flight(&flags).await?;
+    if let Some(f) = &flight {
+        let a = f.local_addr()?;
+        tracing::info!(
+            "Arrow Flight and Flight SQL on grpc://{}:{} (pyarrow.flight, ADBC)",
+            if a.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                a.ip().to_string()
+            },
+            a.port()
+        );
+    }
+    quiver::run_with_flight(flags, config, listener, flight, shutdown_signal()).await
 }
 
 /// SIGINT or SIGTERM.

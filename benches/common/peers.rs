@@ -19,6 +19,8 @@ pub fn env_or(name: &str, default: usize) -> usize {
 pub struct Peer {
     pub name: &'static str,
     pub base: String,
+    /// Quiver's Flight address (`grpc://127.0.0.1:<port>`).
+    pub flight: Option<String>,
     pub data: PathBuf,
     child: Child,
 }
@@ -143,11 +145,13 @@ pub fn start_quiver(binary: &Path, dir: &Path, core: Option<usize>) -> Peer {
 /// Quiver with extra flags (`--config.file=…`).
 pub fn start_quiver_args(binary: &Path, dir: &Path, core: Option<usize>, extra: &[String]) -> Peer {
     let port = free_port();
+    let flight_port = free_port();
     let data = dir.join("quiver");
     let child = pinned(binary, core)
         .args(extra)
         .arg(format!("--storage.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--flight.listen-address=127.0.0.1:{flight_port}"))
         .arg("--web.enable-admin-api")
         .arg("--storage.retention.time=100y")
         .arg("--log.level=warn")
@@ -160,6 +164,7 @@ pub fn start_quiver_args(binary: &Path, dir: &Path, core: Option<usize>, extra: 
     Peer {
         name: "quiver",
         base,
+        flight: Some(format!("grpc://127.0.0.1:{flight_port}")),
         data,
         child,
     }
@@ -194,6 +199,7 @@ pub fn start_prometheus_config(dir: &Path, core: Option<usize>, yaml: &str) -> O
     wait_ready(&format!("{base}/-/ready"));
     Some(Peer {
         name: "prometheus",
+        flight: None,
         base,
         data,
         child,
@@ -218,6 +224,7 @@ pub fn start_victoria_metrics(dir: &Path, core: Option<usize>) -> Option<Peer> {
     wait_ready(&format!("{base}/health"));
     Some(Peer {
         name: "victoria-metrics",
+        flight: None,
         base,
         data,
         child,

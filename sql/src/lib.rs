@@ -5,16 +5,17 @@
 //! table per metric name: its labels as columns, then `timestamp` and `value`
 //! (`SELECT gpu, avg(value) FROM metrics."DCGM_FI_DEV_GPU_UTIL" GROUP BY gpu`). A metric table is
 //! a view over `samples` joined with `series`, built when a query names it, so new metrics and
-//! labels appear without a restart. Window functions for ML curves and counters are in
-//! [`functions`]; the server registers `promql()`; the `experiments` and `system` schemas come
-//! later.
+//! labels appear without a restart. Schema `experiments` has ML runs ([`experiments`]); schema
+//! `system` has `series` and whatever the server registers (`targets`). Window functions for ML
+//! curves and counters are in [`functions`]; the server registers `promql()`.
 
+pub mod experiments;
 pub mod functions;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -43,13 +44,37 @@ impl SqlSession {
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| DataFusionError::Internal("no default catalog".into()))?;
-        catalog.register_schema("metrics", Arc::new(MetricsSchema { db, base }))?;
+        catalog.register_schema(
+            "metrics",
+            Arc::new(MetricsSchema {
+                db: db.clone(),
+                base,
+            }),
+        )?;
+        catalog.register_schema(
+            "experiments",
+            Arc::new(experiments::ExperimentsSchema::new(db.clone())),
+        )?;
+        let system = Arc::new(MemorySchemaProvider::new());
+        system.register_table("series".into(), Arc::new(SeriesTable::new(db)))?;
+        catalog.register_schema("system", system)?;
         Ok(SqlSession { ctx })
     }
 
     /// The DataFusion context (the server registers more functions in it).
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Adds a table to schema `system` (the server's targets, rules, alerts).
+    pub fn register_system_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+        let schema = self
+            .ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("system"))
+            .ok_or_else(|| DataFusionError::Internal("no system schema".into()))?;
+        schema.register_table(name.into(), table)?;
+        Ok(())
     }
 
     /// Plans a statement.

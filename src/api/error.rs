@@ -16,6 +16,7 @@ pub enum ErrorType {
     Internal,
     Unavailable,
     NotFound,
+    Unauthorized,
 }
 
 impl ErrorType {
@@ -27,6 +28,7 @@ impl ErrorType {
             ErrorType::Internal => "internal",
             ErrorType::Unavailable => "unavailable",
             ErrorType::NotFound => "not_found",
+            ErrorType::Unauthorized => "unauthorized",
         }
     }
 }
@@ -47,6 +49,7 @@ impl ApiError {
             ErrorType::Timeout | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
         };
         ApiError {
             error_type,

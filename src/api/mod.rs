@@ -2,6 +2,7 @@
 //! call it without a socket.
 
 mod error;
+mod experiments;
 mod export;
 pub mod params;
 pub mod query;
@@ -55,6 +56,10 @@ struct Inner {
     scrape: OnceLock<Arc<ScrapeManager>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Per experiment run, the last arrival time given to a line without a timestamp.
+    run_clocks: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// The bearer token Flight and the SQL endpoint require (`--flight.token-file`).
+    token: Option<String>,
 }
 
 impl AppState {
@@ -64,6 +69,7 @@ impl AppState {
         metrics: Arc<ServerMetrics>,
         shutdown: watch::Sender<bool>,
         config: Config,
+        token: Option<String>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -77,6 +83,8 @@ impl AppState {
                 scrape: OnceLock::new(),
                 sql: OnceLock::new(),
                 reloading: tokio::sync::Mutex::new(()),
+                run_clocks: Default::default(),
+                token,
             }),
         }
     }
@@ -144,6 +152,45 @@ impl AppState {
         result
     }
 
+    /// The bearer token Flight and the SQL endpoint require, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// Checks a request's `Authorization` header when a token is configured.
+    pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = self.token() else {
+            return Ok(());
+        };
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match header {
+            Some(h) if token_matches(h, token) => Ok(()),
+            Some(_) => Err(ApiError::new(
+                ErrorType::Unauthorized,
+                "the bearer token is not valid",
+            )),
+            None => Err(ApiError::new(
+                ErrorType::Unauthorized,
+                "this endpoint needs \"Authorization: Bearer <token>\" (--flight.token-file)",
+            )),
+        }
+    }
+
+    /// Reserves `n` consecutive milliseconds of arrival time for a run's lines without
+    /// timestamps, after any the run was given before: no two such lines share a sample.
+    pub fn reserve_arrival_times(&self, experiment: &str, run: &str, n: usize) -> i64 {
+        let now = quiver_storage::maintenance::now_ms();
+        let mut clocks = self.inner.run_clocks.lock();
+        let last = clocks
+            .entry((experiment.to_string(), run.to_string()))
+            .or_insert(i64::MIN);
+        let base = now.max(last.saturating_add(1));
+        *last = base + n as i64 - 1;
+        base
+    }
+
     /// Makes the storage available (the server is ready from now on).
     pub fn set_db(&self, db: Arc<Db>) {
         let engine = Arc::new(Engine::new(db.clone(), self.inner.engine_options.clone()));
@@ -191,6 +238,27 @@ impl AppState {
     }
 }
 
+/// Whether an `Authorization` header carries the token: `Bearer <token>`, or `Basic` with the
+/// token as password. Compared in constant time.
+pub fn token_matches(header: &str, token: &str) -> bool {
+    let given = if let Some(t) = header.strip_prefix("Bearer ") {
+        t.trim().to_string()
+    } else if let Some(b) = header.strip_prefix("Basic ") {
+        match crate::flight::basic_password(b) {
+            Some(p) => p,
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// A handler's answer: the success envelope, or an error envelope.
 pub type ApiResult = Result<Response, ApiError>;
 
@@ -236,6 +304,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/export", get(export::export).post(export::export))
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/import/prometheus", post(write::import_text))
+        .route(
+            "/api/v1/experiments/{experiment}/runs/{run}/metrics",
+            post(experiments::metrics),
+        )
+        .route(
+            "/api/v1/experiments/{experiment}/runs/{run}/params",
+            post(experiments::params),
+        )
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics));

@@ -54,6 +54,7 @@ fn execution(e: impl std::fmt::Display) -> ApiError {
 }
 
 pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
+    state.authorize(&headers)?;
     let session = state.sql()?.clone();
     let query = params
         .get("query")

@@ -11,7 +11,7 @@ use super::{ApiError, AppState};
 use crate::ingest::{remote_write, text};
 
 /// Reads a body up to the configured limit; over it is a 413.
-async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
     Bytes::from_request(req, &()).await.map_err(|e| {
         if super::error_chain(&e).contains("length limit exceeded") {

@@ -105,6 +105,14 @@ pub struct Flags {
     /// Largest remote-write body after decompression, and largest import body (bytes).
     #[arg(long = "web.max-decoded-body-bytes", default_value_t = 256 << 20)]
     pub max_decoded_body_bytes: usize,
+
+    /// Where Arrow Flight and Flight SQL listen (empty: no Flight).
+    #[arg(long = "flight.listen-address", default_value = "0.0.0.0:50051")]
+    pub flight_listen_address: String,
+
+    /// A file holding a bearer token that Flight and `/api/v1/sql` require.
+    #[arg(long = "flight.token-file")]
+    pub flight_token_file: Option<PathBuf>,
 }
 
 impl Flags {
@@ -165,6 +173,8 @@ impl Flags {
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
             ("sql.max-rows", self.sql_max_rows.to_string()),
+            ("flight.listen-address", self.flight_listen_address.clone()),
+            ("flight.token-file", opt(&self.flight_token_file)),
         ]
         .into_iter()
         .collect()

@@ -1,5 +1,7 @@
-//! Ingest formats: remote write and the text exposition format (for backfill import).
+//! Ingest formats: remote write, the text exposition format (for backfill import), and
+//! experiment runs (JSON lines).
 
+pub mod experiments;
 pub mod exposition;
 pub mod remote_write;
 pub mod text;

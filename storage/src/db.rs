@@ -127,6 +127,15 @@ impl WriteBatch {
         self.series.len()
     }
 
+    /// The samples, in the order pushed: (series index, timestamp, value).
+    pub fn samples(&self) -> impl Iterator<Item = (u32, Timestamp, f64)> + '_ {
+        self.sample_series
+            .iter()
+            .zip(&self.timestamps)
+            .zip(&self.values)
+            .map(|((s, t), v)| (*s, *t, *v))
+    }
+
     pub fn num_samples(&self) -> usize {
         self.timestamps.len()
     }

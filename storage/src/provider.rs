@@ -7,7 +7,7 @@
 //! the filters, so a filter this provider does not understand is simply not pushed. The scan
 //! declares its order, (metric, series_id, timestamp), so no sort is added above it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -44,6 +44,9 @@ pub struct ScanBudget {
 /// Series with at least this many samples in range get a batch of their own.
 const OWN_BATCH_ROWS: usize = 128;
 
+/// The string column of `samples` that filters narrow.
+const SAMPLES_STRING_COLUMNS: &[&str] = &["metric"];
+
 /// The `samples` table.
 #[derive(Debug)]
 pub struct SamplesTable {
@@ -56,22 +59,65 @@ impl SamplesTable {
     }
 }
 
-/// What the pushed filters narrow a scan to.
+/// What pushed filters narrow a scan to: equality and `IN` filters on the string columns a
+/// table names, on `series_id`, and ranges on `timestamp`. The other table providers over the
+/// engine (the experiment tables of `quiver-sql`) use it too.
 #[derive(Debug, Default, PartialEq)]
-struct ScanRange {
-    metrics: Option<BTreeSet<String>>,
-    series: Option<BTreeSet<u64>>,
-    mint: Option<Timestamp>,
-    maxt: Option<Timestamp>,
+pub struct ScanRange {
+    string_columns: &'static [&'static str],
+    /// Per string column, the values it may have (`None` for a column without a filter).
+    pub strings: BTreeMap<&'static str, BTreeSet<String>>,
+    pub series: Option<BTreeSet<u64>>,
+    pub mint: Option<Timestamp>,
+    pub maxt: Option<Timestamp>,
 }
 
 impl ScanRange {
-    fn from_filters(filters: &[Expr]) -> Self {
-        let mut r = ScanRange::default();
+    /// The range `filters` select, understanding equality on `string_columns`.
+    pub fn from_filters(filters: &[Expr], string_columns: &'static [&'static str]) -> Self {
+        let mut r = ScanRange::new(string_columns);
         for f in filters {
             r.apply(f);
         }
         r
+    }
+
+    pub fn new(string_columns: &'static [&'static str]) -> Self {
+        ScanRange {
+            string_columns,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a filter narrows a scan (for `supports_filters_pushdown`).
+    pub fn understands(filter: &Expr, string_columns: &'static [&'static str]) -> bool {
+        ScanRange::new(string_columns).apply(filter)
+    }
+
+    /// The allowed values of a string column, if filtered.
+    pub fn values(&self, column: &str) -> Option<&BTreeSet<String>> {
+        self.strings.get(column)
+    }
+
+    /// `[mint, maxt]`, open ends as the extreme timestamps.
+    pub fn time_range(&self) -> (Timestamp, Timestamp) {
+        (
+            self.mint.unwrap_or(Timestamp::MIN),
+            self.maxt.unwrap_or(Timestamp::MAX),
+        )
+    }
+
+    fn string_column(&self, name: &str) -> Option<&'static str> {
+        self.string_columns.iter().copied().find(|c| *c == name)
+    }
+
+    fn intersect_strings(&mut self, column: &'static str, new: BTreeSet<String>) {
+        let cur = self.strings.remove(column);
+        let mut slot = cur;
+        intersect(&mut slot, new);
+        if let Some(v) = slot {
+            self.strings.insert(column, v);
+        }
     }
 
     /// Narrows the range by one filter; answers whether the filter was understood.
@@ -113,12 +159,12 @@ impl ScanRange {
                     })
                     .collect();
                 let Some(values) = values else { return false };
+                if let Some(column) = self.string_column(&c.name) {
+                    let set: Option<BTreeSet<String>> =
+                        values.iter().map(|v| scalar_string(v)).collect();
+                    return set.map(|s| self.intersect_strings(column, s)).is_some();
+                }
                 match c.name.as_str() {
-                    "metric" => {
-                        let set: Option<BTreeSet<String>> =
-                            values.iter().map(|v| scalar_string(v)).collect();
-                        set.map(|s| intersect(&mut self.metrics, s)).is_some()
-                    }
                     "series_id" => {
                         let set: Option<BTreeSet<u64>> =
                             values.iter().map(|v| scalar_u64(v)).collect();
@@ -132,10 +178,12 @@ impl ScanRange {
     }
 
     fn apply_comparison(&mut self, column: &str, op: Operator, value: &ScalarValue) -> bool {
+        if let (Some(c), Operator::Eq) = (self.string_column(column), op) {
+            return scalar_string(value)
+                .map(|s| self.intersect_strings(c, [s].into()))
+                .is_some();
+        }
         match (column, op) {
-            ("metric", Operator::Eq) => scalar_string(value)
-                .map(|s| intersect(&mut self.metrics, [s].into()))
-                .is_some(),
             ("series_id", Operator::Eq) => scalar_u64(value)
                 .map(|v| intersect(&mut self.series, [v].into()))
                 .is_some(),
@@ -215,7 +263,7 @@ impl TableProvider for SamplesTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if ScanRange::default().apply(f) {
+                if ScanRange::understands(f, SAMPLES_STRING_COLUMNS) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -231,11 +279,8 @@ impl TableProvider for SamplesTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let range = ScanRange::from_filters(filters);
-        let (mint, maxt) = (
-            range.mint.unwrap_or(Timestamp::MIN),
-            range.maxt.unwrap_or(Timestamp::MAX),
-        );
+        let range = ScanRange::from_filters(filters, SAMPLES_STRING_COLUMNS);
+        let (mint, maxt) = range.time_range();
         let ids = self.select(&range);
         // Read a slice of series at a time, so a session's row budget stops an oversized
         // scan before it holds much more than the budget.
@@ -303,8 +348,7 @@ impl SamplesTable {
                         .metric_name()
                         .unwrap_or_default();
                     range
-                        .metrics
-                        .as_ref()
+                        .values("metric")
                         .is_none_or(|m| m.contains(metric))
                         .then_some((metric, SeriesId(*id)))
                 })
@@ -313,7 +357,7 @@ impl SamplesTable {
             return out.into_iter().map(|(_, id)| id).collect();
         }
         let mut out: Vec<(String, SeriesId)> = Vec::new();
-        let state_ids: Vec<(SeriesId, String)> = match &range.metrics {
+        let state_ids: Vec<(SeriesId, String)> = match range.values("metric") {
             Some(names) => names
                 .iter()
                 .flat_map(|n| {
@@ -544,15 +588,21 @@ mod tests {
                 .and(col("timestamp").lt_eq(ts(5000))),
             col("series_id").in_list(vec![lit(1u64), lit(2u64)], false),
         ];
-        let r = ScanRange::from_filters(&filters);
-        assert_eq!(r.metrics, Some(["up".to_string()].into()));
+        let r = ScanRange::from_filters(&filters, SAMPLES_STRING_COLUMNS);
+        assert_eq!(r.values("metric"), Some(&["up".to_string()].into()));
         assert_eq!(r.series, Some([1, 2].into()));
         assert_eq!((r.mint, r.maxt), (Some(1001), Some(5000)));
     }
 
     #[test]
     fn unknown_filters_are_not_pushed() {
-        assert!(!ScanRange::default().apply(&col("value").gt(lit(1.0))));
-        assert!(!ScanRange::default().apply(&col("metric").not_eq(lit("x"))));
+        assert!(!ScanRange::understands(
+            &col("value").gt(lit(1.0)),
+            SAMPLES_STRING_COLUMNS
+        ));
+        assert!(!ScanRange::understands(
+            &col("metric").not_eq(lit("x")),
+            SAMPLES_STRING_COLUMNS
+        ));
     }
 }

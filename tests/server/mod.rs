@@ -1,6 +1,8 @@
 mod api;
 mod differential;
 mod durability;
+mod experiments;
+mod flight;
 mod ingest;
 mod interop;
 mod query;

@@ -213,6 +213,19 @@ async fn sql_logic_tests() {
                 assert_eq!(code, 204, "{at}: load failed: {body}");
                 continue;
             }
+            if let Some(path) = line.strip_prefix("post ") {
+                let (code, body) = post(
+                    &s.url(path.trim()),
+                    (block.join("\n") + "\n").into_bytes(),
+                    &[],
+                )
+                .await;
+                assert!(
+                    (200..300).contains(&code),
+                    "{at}: post failed: {code} {body}"
+                );
+                continue;
+            }
             assert_eq!(
                 lines.get(i).map(|l| l.trim()),
                 Some("----"),

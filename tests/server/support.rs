@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 /// A Quiver running in this process, on its own data folder.
 pub struct TestServer {
     pub base: String,
+    /// Flight's address, `http://127.0.0.1:<port>`.
+    pub flight: String,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -43,12 +45,21 @@ impl TestServer {
         let flags = Flags::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let flight_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let flight = format!("http://{}", flight_listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(quiver::run(flags, config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(quiver::run_with_flight(
+            flags,
+            config,
+            listener,
+            Some(flight_listener),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let server = TestServer {
             base,
+            flight,
             dir,
             stop: Some(stop),
             task: Some(task),
@@ -203,6 +214,7 @@ impl ChildServer {
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .arg(format!("--storage.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--flight.listen-address=127.0.0.1:{}", free_port()))
             .arg("--log.level=warn")
             .args(extra)
             .stdout(Stdio::null())

@@ -1,0 +1,82 @@
+//! Experiment ingest: `POST /api/v1/experiments/<experiment>/runs/<run>/metrics` (JSON lines)
+//! and `…/params` (a JSON object). Both are all or nothing and acknowledge once the samples are
+//! in the WAL; see `crate::ingest::experiments` for the formats.
+
+use axum::extract::{Path, Request, State};
+use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_VALUE, RUN_ID};
+use quiver_storage::{
+    METRIC_NAME, MatchOp, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch,
+};
+use serde_json::json;
+
+use super::write::read_body;
+use super::{ApiError, ApiResult, AppState, success};
+use crate::ingest::experiments;
+
+fn check_names(state: &AppState, experiment: &str, run: &str) -> Result<(), ApiError> {
+    let db = state.db()?;
+    let limits = &db.limits().labels;
+    experiments::check_name("experiment", experiment, limits).map_err(ApiError::bad_data)?;
+    experiments::check_name("run", run, limits).map_err(ApiError::bad_data)
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    Path((experiment, run)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult {
+    check_names(&state, &experiment, &run)?;
+    let db = state.db()?.clone();
+    let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
+    let base = state.reserve_arrival_times(&experiment, &run, experiments::count_lines(&body));
+    let limits = db.limits().labels.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let mut body = body.to_vec();
+        experiments::parse_metrics(&mut body, &experiment, &run, base, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("parse task failed: {e}")))?
+    .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    db.append(parsed.batch)
+        .await
+        .map_err(ApiError::from_storage)?;
+    Ok(success(
+        json!({"lines": parsed.lines, "samples": parsed.samples}),
+        None,
+    ))
+}
+
+pub async fn params(
+    State(state): State<AppState>,
+    Path((experiment, run)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult {
+    check_names(&state, &experiment, &run)?;
+    let db = state.db()?.clone();
+    let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
+    let params = experiments::parse_params(&mut body.to_vec()).map_err(ApiError::bad_data)?;
+    let limits = &db.limits().labels;
+    let now = quiver_storage::maintenance::now_ms();
+    let mut batch = WriteBatch::default();
+    for (name, text, number) in &params {
+        let labels = experiments::param_labels(&experiment, &run, name, text, limits)
+            .map_err(ApiError::bad_data)?;
+        // A changed parameter: its old value's series goes stale now.
+        let old = Matchers(vec![
+            Matcher::equal(METRIC_NAME, PARAM_METRIC),
+            Matcher::equal(EXPERIMENT, experiment.clone()),
+            Matcher::equal(RUN_ID, run.clone()),
+            Matcher::equal(PARAM, name.clone()),
+            Matcher::new(MatchOp::NotEqual, PARAM_VALUE, text.clone())
+                .map_err(ApiError::from_storage)?,
+        ]);
+        for (_, l) in db.series(&old, Timestamp::MIN, Timestamp::MAX) {
+            let i = batch.push_series(l);
+            batch.push_sample(i, now, f64::from_bits(STALE_NAN_BITS));
+        }
+        let i = batch.push_series(labels);
+        batch.push_sample(i, now, *number);
+    }
+    db.append(batch).await.map_err(ApiError::from_storage)?;
+    Ok(success(json!({"params": params.len()}), None))
+}
