@@ -4,6 +4,7 @@ mod durability;
 mod experiments;
 mod flight;
 mod ingest;
+mod notebooks;
 mod interop;
 mod query;
 mod scrape;
