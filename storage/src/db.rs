@@ -164,6 +164,15 @@ pub struct SeriesSamples {
     pub values: Vec<f64>,
 }
 
+/// How a scan reads a time range ([`Db::scan_sources`]).
+#[derive(Debug, Default)]
+pub struct ScanSources {
+    /// Blocks alone in their stretch of time: read their files directly.
+    pub direct: Vec<Arc<BlockReader>>,
+    /// Stretches `[lo, hi]` where sources overlap or live in memory: read with [`Db::read`].
+    pub merged: Vec<(Timestamp, Timestamp)>,
+}
+
 /// What the engine holds in memory, behind one lock.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -173,6 +182,9 @@ pub(crate) struct State {
     pub(crate) frozen: Vec<Arc<Head>>,
     /// Open blocks, by ascending sequence number.
     pub(crate) blocks: Vec<Arc<BlockReader>>,
+    /// Blocks a compaction or retention replaced whose files a running scan may still read
+    /// ([`crate::maintenance`] deletes them once nothing holds them).
+    pub(crate) retired: Vec<Arc<BlockReader>>,
 }
 
 /// The storage engine.
@@ -470,6 +482,49 @@ impl Db {
                 f(l);
             }
         }
+    }
+
+    /// How to read `[mint, maxt]` with a scan: the blocks that share no time with any other
+    /// source can be read straight from their files, since none of their samples can be
+    /// shadowed; every other stretch of time (heads, and blocks overlapping another source)
+    /// must be merged by [`Db::read`], newest source winning.
+    pub fn scan_sources(&self, mint: Timestamp, maxt: Timestamp) -> ScanSources {
+        let state = self.state.read();
+        // Each source's time span inside the range; `None` for a head.
+        let mut spans: Vec<(Timestamp, Timestamp, Option<Arc<BlockReader>>)> = Vec::new();
+        for b in &state.blocks {
+            if b.meta().overlaps(mint, maxt) {
+                let m = b.meta();
+                spans.push((m.min_time.max(mint), m.max_time.min(maxt), Some(b.clone())));
+            }
+        }
+        for head in state.frozen.iter().map(|f| f.as_ref()).chain([&state.head]) {
+            if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time())
+                && lo <= maxt
+                && hi >= mint
+            {
+                spans.push((lo.max(mint), hi.min(maxt), None));
+            }
+        }
+        drop(state);
+        spans.sort_by_key(|s| (s.0, s.1));
+        let mut out = ScanSources::default();
+        let mut i = 0;
+        while i < spans.len() {
+            // The cluster of sources whose spans chain into one stretch of time.
+            let (lo, mut hi) = (spans[i].0, spans[i].1);
+            let mut j = i + 1;
+            while j < spans.len() && spans[j].0 <= hi {
+                hi = hi.max(spans[j].1);
+                j += 1;
+            }
+            match &spans[i].2 {
+                Some(block) if j == i + 1 => out.direct.push(block.clone()),
+                _ => out.merged.push((lo, hi)),
+            }
+            i = j;
+        }
+        out
     }
 
     /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with

@@ -33,7 +33,8 @@ pub mod registry;
 pub mod wal;
 
 pub use db::{
-    Cardinality, Db, HeadStats, Limits, Options, SeriesSamples, StorageMetrics, WriteBatch,
+    Cardinality, Db, HeadStats, Limits, Options, ScanSources, SeriesSamples, StorageMetrics,
+    WriteBatch,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use labels::{

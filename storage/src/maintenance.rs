@@ -50,6 +50,7 @@ impl Db {
         let (deleted, forgotten) = self.apply_retention(now_ms()).await?;
         report.blocks_deleted = deleted;
         report.series_forgotten = forgotten;
+        self.delete_retired().await?;
         Ok(report)
     }
 
@@ -156,17 +157,34 @@ impl Db {
         }
         {
             let mut state = self.state.write();
-            state
-                .blocks
-                .retain(|b| !replaced.iter().any(|r| r.id == b.meta().id));
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.blocks)
+                .into_iter()
+                .partition(|b| replaced.iter().any(|r| r.id == b.meta().id));
+            state.blocks = kept;
+            state.retired.extend(gone);
             state.blocks.extend(readers);
             state.blocks.sort_by_key(|b| b.meta().seq);
             if let Some(head) = from_head {
                 state.frozen.retain(|f| !Arc::ptr_eq(f, head));
             }
         }
-        for r in replaced {
-            delete_prefix(store, &object_store::path::Path::from(r.id.as_str())).await?;
+        self.delete_retired().await
+    }
+
+    /// Deletes the files of replaced blocks that no scan reads any more (a scan streaming a
+    /// block's file holds its reader; the next maintenance run deletes what it left).
+    pub(crate) async fn delete_retired(&self) -> Result<()> {
+        let unused: Vec<Arc<BlockReader>> = {
+            let mut state = self.state.write();
+            let (unused, busy) = std::mem::take(&mut state.retired)
+                .into_iter()
+                .partition(|b| Arc::strong_count(b) == 1);
+            state.retired = busy;
+            unused
+        };
+        for b in unused {
+            let prefix = object_store::path::Path::from(b.meta().id.as_str());
+            delete_prefix(&self.opts.block_store, &prefix).await?;
         }
         Ok(())
     }

@@ -303,3 +303,146 @@ async fn sql_over_the_samples_table_pushes_filters_and_unions_head_and_blocks() 
         .to_string();
     assert!(!text.contains("SortExec"), "{text}");
 }
+
+/// Every sample of metric `name` as SQL answers it: (series id, timestamp ms, value bits).
+async fn sql_rows(ctx: &SessionContext, name: &str) -> Vec<(u64, i64, u64)> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+    let q = format!(
+        "SELECT series_id, CAST(timestamp AS BIGINT), value FROM samples WHERE metric = '{name}'"
+    );
+    let mut out = Vec::new();
+    for b in ctx.sql(&q).await.unwrap().collect().await.unwrap() {
+        let (ids, ts, vs) = (
+            b.column(0).as_primitive::<UInt64Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            out.push((ids.value(i), ts.value(i), vs.value(i).to_bits()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The same samples through `Db::read` (the merging read PromQL uses).
+async fn read_rows(db: &Db, name: &str) -> Vec<(u64, i64, u64)> {
+    let series = db.series(&select(name), i64::MIN, i64::MAX);
+    let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
+    let mut out: Vec<(u64, i64, u64)> = db
+        .read(&ids, i64::MIN, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|s| {
+            let id = s.id.0;
+            s.timestamps
+                .into_iter()
+                .zip(s.values)
+                .map(move |(t, v)| (id, t, v.to_bits()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn plan_text(ctx: &SessionContext, sql: &str) -> String {
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_read_lone_blocks_from_their_files_and_merge_where_sources_overlap() {
+    let f = Fixture::new();
+    let db = f.open().await;
+    // Two 2 h windows, one block each; decimals and full-precision values.
+    for (w, t0) in [0, 7_200_000].into_iter().enumerate() {
+        let mut b = batch("a", 3, 480, t0);
+        let idx = b.push_series(labels("ratio", &[("w", &w.to_string())]));
+        for i in 0..480 {
+            b.push_sample(idx, t0 + i * 15_000, (i as f64 + 0.5) / 7.0);
+        }
+        db.append(b).await.unwrap();
+        db.flush().await.unwrap();
+    }
+    let ctx = SessionContext::new();
+    ctx.register_table("samples", Arc::new(SamplesTable::new(db.clone())))
+        .unwrap();
+    let all = "SELECT * FROM samples";
+    assert!(
+        plan_text(&ctx, all).await.contains("BlockScanExec: blocks=2"),
+        "{}",
+        plan_text(&ctx, all).await
+    );
+    for name in ["a", "ratio"] {
+        let read = read_rows(&db, name).await;
+        assert_eq!(read.len(), if name == "a" { 2 * 3 * 480 } else { 960 });
+        assert_eq!(sql_rows(&ctx, name).await, read, "{name}");
+    }
+
+    // A late sample in the first window: the head now overlaps that block, so that stretch
+    // is merged (the head's value wins, once) and only the second block is read directly.
+    let mut b = WriteBatch::default();
+    let idx = b.push_series(labels("a", &[("gpu", "0")]));
+    b.push_sample(idx, 15_000, 999.0);
+    db.append(b).await.unwrap();
+    assert!(plan_text(&ctx, all).await.contains("BlockScanExec: blocks=1"));
+    let rows = sql_rows(&ctx, "a").await;
+    assert_eq!(rows, read_rows(&db, "a").await);
+    assert_eq!(rows.len(), 2 * 3 * 480);
+    let at_15s: Vec<_> = rows.iter().filter(|r| r.1 == 15_000).collect();
+    assert_eq!(at_15s.len(), 3);
+    assert!(at_15s.iter().any(|r| f64::from_bits(r.2) == 999.0));
+    // Filters still narrow (and are applied exactly above the scan).
+    let count = ctx
+        .sql("SELECT count(*) FROM samples WHERE metric = 'ratio' AND timestamp >= to_timestamp_millis(7200000) AND timestamp < to_timestamp_millis(7230000)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(count[0].column(0)).value(0);
+    assert_eq!(n, 2);
+
+    // A scan planned before a compaction replaces its blocks still reads them: the files
+    // stay until no plan holds them, and go at the next maintenance run after.
+    db.flush().await.unwrap();
+    let df = ctx
+        .sql("SELECT count(*), sum(value) FROM samples WHERE value > -1")
+        .await
+        .unwrap();
+    let plan = df.clone().create_physical_plan().await.unwrap();
+    let before: Vec<String> = block_dirs(&f);
+    assert!(db.compact(i64::MAX / 2).await.unwrap() >= 2);
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .unwrap();
+    let n = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(batches[0].column(0)).value(0);
+    assert_eq!(n, 2 * 3 * 480 + 960);
+    db.maintain(false).await.unwrap();
+    let after = block_dirs(&f);
+    assert_eq!(after.len(), 1, "{before:?} -> {after:?}");
+    assert!(!before.contains(&after[0]));
+    assert_eq!(sql_rows(&ctx, "a").await, rows);
+}
+
+/// The block folders on disk.
+fn block_dirs(f: &Fixture) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(f.dir.path().join("blocks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}

@@ -152,6 +152,42 @@ impl BlockReader {
         self.entries.keys().copied()
     }
 
+    /// The rows of `ids` (every series for `None`) whose series' time span meets
+    /// `[mint, maxt]`: a selection (`None` for the whole file) and how many rows it keeps.
+    pub fn row_selection(
+        &self,
+        ids: Option<&[SeriesId]>,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> (Option<RowSelection>, usize) {
+        let total = self.meta.num_samples as usize;
+        if ids.is_none() && self.meta.min_time >= mint && self.meta.max_time <= maxt {
+            return (None, total);
+        }
+        let meets = |e: &&SeriesEntry| e.min_time <= maxt && e.max_time >= mint;
+        let mut ranges: Vec<std::ops::Range<usize>> = match ids {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.entries.get(id))
+                .filter(meets)
+                .map(|e| e.first_row..e.first_row + e.num_rows)
+                .collect(),
+            None => self
+                .entries
+                .values()
+                .filter(meets)
+                .map(|e| e.first_row..e.first_row + e.num_rows)
+                .collect(),
+        };
+        ranges.sort_unstable_by_key(|r| r.start);
+        let n: usize = ranges.iter().map(|r| r.len()).sum();
+        if n == total {
+            return (None, total);
+        }
+        let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
+        (Some(selection), n)
+    }
+
     /// Reads the samples of `ids` that fall in `[mint, maxt]`. Only the rows of those series are
     /// decoded (the page index skips the pages of others).
     pub async fn read(

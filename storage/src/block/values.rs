@@ -95,15 +95,22 @@ impl ValueColumns {
 /// The values back, exactly as they were written.
 pub fn decode(floats: &Float64Array, mantissas: &Int64Array, scales: &UInt8Array) -> Float64Array {
     let n = floats.len();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        if mantissas.is_valid(i) {
-            let s = (scales.value(i)).min(MAX_SCALE) as usize;
-            out.push(mantissas.value(i) as f64 / POW10[s]);
-        } else {
-            out.push(floats.value(i));
-        }
+    // A run of float series: the column as it is (no copy).
+    if mantissas.null_count() == n && floats.null_count() == 0 {
+        return floats.clone();
     }
+    let (m, s) = (mantissas.values(), scales.values());
+    let decimal = |i: usize| m[i] as f64 / POW10[(s[i].min(MAX_SCALE)) as usize];
+    let out: Vec<f64> = match mantissas.nulls() {
+        // Only decimals: one tight loop.
+        None => (0..n).map(decimal).collect(),
+        Some(valid) => {
+            let f = floats.values();
+            (0..n)
+                .map(|i| if valid.is_valid(i) { decimal(i) } else { f[i] })
+                .collect()
+        }
+    };
     Float64Array::from(out)
 }
 

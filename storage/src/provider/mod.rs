@@ -1,0 +1,22 @@
+//! DataFusion table providers over the engine: `samples` (every sample of every series) and
+//! `series` (every series with its labels).
+//!
+//! `samples` pushes down equality and `IN` filters on `metric` and `series_id` (resolved in the
+//! series index, so only the selected series are read) and range filters on `timestamp`
+//! (only the blocks and rows in range are read). Pushdown is inexact: DataFusion still applies
+//! the filters, so a filter this provider does not understand is simply not pushed.
+//!
+//! - [`range`]: what pushed filters narrow a scan to ([`ScanRange`]).
+//! - [`samples`]: the `samples` table; a scan reads blocks that share no time with another
+//!   source straight from their Parquet files ([`block_scan`], streamed and in parallel) and
+//!   merges the rest (head, frozen heads, overlapping blocks) through `Db::read`.
+//! - [`series`]: the `series` table.
+
+mod block_scan;
+mod range;
+mod samples;
+mod series;
+
+pub use range::ScanRange;
+pub use samples::{SamplesTable, ScanBudget};
+pub use series::SeriesTable;
