@@ -11,6 +11,8 @@
 
 pub mod experiments;
 pub mod functions;
+mod group_keys;
+pub mod system;
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ impl SqlSession {
         for f in functions::window_functions() {
             ctx.register_udwf(f);
         }
+        ctx.add_optimizer_rule(Arc::new(group_keys::GroupByDictionaryValues));
         // The views of `metrics` are planned in a context of their own (holding only the base
         // tables), so the session does not own itself.
         let base = SessionContext::new();
