@@ -31,6 +31,7 @@ use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::scrape::ScrapeManager;
 use quiver_sql::SqlSession;
+use quiver_sql::system::SystemTable;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -202,11 +203,31 @@ impl AppState {
                     "promql",
                     Arc::new(quiver_promql::PromqlTableFunction::new(engine)),
                 );
+                self.register_system_tables(&s);
                 let _ = self.inner.sql.set(Arc::new(s));
             }
             Err(e) => tracing::error!("the SQL session could not be set up: {e}"),
         }
         let _ = self.inner.db.set(db);
+    }
+
+    /// The server's state as tables of schema `system`. They read the state through a weak
+    /// reference: the session belongs to the state and must not keep it alive.
+    fn register_system_tables(&self, session: &SqlSession) {
+        let weak = Arc::downgrade(&self.inner);
+        let targets = Arc::new(SystemTable::new(
+            crate::scrape::table::targets_schema(),
+            Arc::new(move || {
+                let pools = weak
+                    .upgrade()
+                    .and_then(|inner| inner.scrape.get().map(|m| m.pools()))
+                    .unwrap_or_default();
+                crate::scrape::table::targets_batch(&pools)
+            }),
+        ));
+        if let Err(e) = session.register_system_table("targets", targets) {
+            tracing::error!("system.targets could not be registered: {e}");
+        }
     }
 
     /// The PromQL engine, or 503 while the WAL is still replaying.

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod manager;
 pub mod relabel;
 pub mod scraper;
+pub mod table;
 pub mod target;
 
 pub use manager::ScrapeManager;

@@ -246,6 +246,29 @@ async fn a_down_target_reports_up_zero_with_the_error() {
     let t = &active_targets(&s).await[0];
     assert_eq!(t["health"], "down");
     assert!(!t["lastError"].as_str().unwrap().is_empty());
+    // SQL sees the same target in system.targets.
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[(
+            "query",
+            "SELECT scrape_pool, scrape_url, instance, labels['job'], health, last_error, \
+             last_scrape IS NOT NULL, scrape_interval_seconds FROM system.targets",
+        )])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let rows = v["data"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    let row = rows[0].as_array().unwrap();
+    assert_eq!(row[0], "gone");
+    assert_eq!(row[1], t["scrapeUrl"]);
+    assert_eq!(row[2], addr.as_str());
+    assert_eq!(row[3], "gone");
+    assert_eq!(row[4], "down");
+    assert!(!row[5].as_str().unwrap().is_empty());
+    assert_eq!(row[6], true);
+    assert_eq!(row[7], 1.0);
     s.stop().await;
 }
 
