@@ -7,8 +7,9 @@
 //! - the step of each line as `quiver_run_step{experiment, run_id}` (value = step) at the same
 //!   timestamp, which is how a metric sample finds its step;
 //! - each parameter as `quiver_run_param{experiment, run_id, param, param_value}` (value = the
-//!   number for a numeric parameter, 1 otherwise), the old value's series marked stale when a
-//!   parameter changes.
+//!   number for a numeric parameter, 1 otherwise) with its JSON type as `param_type`
+//!   (`number`, `string`, `bool`, `json`), the old value's series marked stale when a parameter
+//!   changes.
 //!
 //! Tables:
 //! - `run_metrics(experiment, run_id, key, step, timestamp, value)`: every sample of every series
@@ -16,7 +17,8 @@
 //!   with a null step), except Quiver's own step and parameter series. Filters on `experiment`,
 //!   `run_id`, `key` and `timestamp` narrow what is read.
 //! - `runs(experiment, run_id, <param>…)`: one row per run, one column per parameter name
-//!   (`Float64` when every value of it is a number, `Utf8` otherwise), each the latest value.
+//!   (`Float64` when every value of it is a JSON number, `Utf8` otherwise), each the latest
+//!   value.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -50,6 +52,30 @@ pub const PARAM_METRIC: &str = "quiver_run_param";
 pub const PARAM: &str = "param";
 /// The parameter's value (as text) on a [`PARAM_METRIC`] series.
 pub const PARAM_VALUE: &str = "param_value";
+/// The parameter's JSON type on a [`PARAM_METRIC`] series ([`ParamType`]).
+pub const PARAM_TYPE: &str = "param_type";
+
+/// The JSON type of a run parameter: `runs` shows a parameter as a number column only when
+/// every run's value of it is a JSON number (`"0"`, a string, stays text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Number,
+    String,
+    Bool,
+    /// An array, kept as its JSON text.
+    Json,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Number => "number",
+            ParamType::String => "string",
+            ParamType::Bool => "bool",
+            ParamType::Json => "json",
+        }
+    }
+}
 
 /// Series read from storage at once.
 const READ_AT_ONCE: usize = 256;
@@ -331,8 +357,9 @@ async fn runs_table(db: &Arc<Db>) -> Result<MemTable> {
     );
     let ids: Vec<SeriesId> = params.iter().map(|(id, _)| *id).collect();
     let labels: HashMap<SeriesId, &Labels> = params.iter().map(|(id, l)| (*id, l)).collect();
-    let mut latest: BTreeMap<(String, String, String), (Timestamp, Option<String>)> =
-        BTreeMap::new();
+    // (experiment, run, param) -> (time, (text, numeric) or None once stale).
+    type Latest = (Timestamp, Option<(String, bool)>);
+    let mut latest: BTreeMap<(String, String, String), Latest> = BTreeMap::new();
     for chunk in ids.chunks(READ_AT_ONCE) {
         for s in db
             .read(chunk, Timestamp::MIN, Timestamp::MAX)
@@ -348,7 +375,15 @@ async fn runs_table(db: &Arc<Db>) -> Result<MemTable> {
                 l.get(RUN_ID).unwrap_or_default().to_string(),
                 l.get(PARAM).unwrap_or_default().to_string(),
             );
-            let value = (!is_stale_nan(*v)).then(|| l.get(PARAM_VALUE).unwrap_or_default().into());
+            let value = (!is_stale_nan(*v)).then(|| {
+                let text: String = l.get(PARAM_VALUE).unwrap_or_default().into();
+                // Series written before types were recorded: a number is what parses as one.
+                let numeric = match l.get(PARAM_TYPE) {
+                    Some(kind) => kind == ParamType::Number.as_str(),
+                    None => text.parse::<f64>().is_ok(),
+                };
+                (text, numeric)
+            });
             let e = latest.entry(key).or_insert((Timestamp::MIN, None));
             if *t >= e.0 {
                 *e = (*t, value);
@@ -357,8 +392,7 @@ async fn runs_table(db: &Arc<Db>) -> Result<MemTable> {
     }
     let mut names: BTreeMap<String, bool> = BTreeMap::new(); // name -> all numeric
     for ((_, _, p), (_, v)) in &latest {
-        if let Some(v) = v {
-            let numeric = v.parse::<f64>().is_ok();
+        if let Some((_, numeric)) = v {
             *names.entry(p.clone()).or_insert(true) &= numeric;
         }
     }
@@ -393,7 +427,7 @@ async fn runs_table(db: &Arc<Db>) -> Result<MemTable> {
         let value = |exp: &String, run: &String| {
             latest
                 .get(&(exp.clone(), run.clone(), name.clone()))
-                .and_then(|(_, v)| v.clone())
+                .and_then(|(_, v)| v.as_ref().map(|(text, _)| text.clone()))
         };
         if *numeric {
             let mut b = Float64Builder::new();

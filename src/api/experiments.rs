@@ -3,9 +3,9 @@
 //! in the WAL; see `crate::ingest::experiments` for the formats.
 
 use axum::extract::{Path, Request, State};
-use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_VALUE, RUN_ID};
+use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_TYPE, PARAM_VALUE, RUN_ID};
 use quiver_storage::{
-    METRIC_NAME, MatchOp, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch,
+    METRIC_NAME, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch,
 };
 use serde_json::json;
 
@@ -58,24 +58,26 @@ pub async fn params(
     let limits = &db.limits().labels;
     let now = quiver_storage::maintenance::now_ms();
     let mut batch = WriteBatch::default();
-    for (name, text, number) in &params {
-        let labels = experiments::param_labels(&experiment, &run, name, text, limits)
+    for param in &params {
+        let labels = experiments::param_labels(&experiment, &run, param, limits)
             .map_err(ApiError::bad_data)?;
-        // A changed parameter: its old value's series goes stale now.
-        let old = Matchers(vec![
+        // A changed parameter (another value or type): its old series goes stale now.
+        let same_param = Matchers(vec![
             Matcher::equal(METRIC_NAME, PARAM_METRIC),
             Matcher::equal(EXPERIMENT, experiment.clone()),
             Matcher::equal(RUN_ID, run.clone()),
-            Matcher::equal(PARAM, name.clone()),
-            Matcher::new(MatchOp::NotEqual, PARAM_VALUE, text.clone())
-                .map_err(ApiError::from_storage)?,
+            Matcher::equal(PARAM, param.name.clone()),
         ]);
-        for (_, l) in db.series(&old, Timestamp::MIN, Timestamp::MAX) {
-            let i = batch.push_series(l);
-            batch.push_sample(i, now, f64::from_bits(STALE_NAN_BITS));
+        for (_, l) in db.series(&same_param, Timestamp::MIN, Timestamp::MAX) {
+            let unchanged = l.get(PARAM_VALUE) == Some(param.text.as_str())
+                && l.get(PARAM_TYPE) == Some(param.kind.as_str());
+            if !unchanged {
+                let i = batch.push_series(l);
+                batch.push_sample(i, now, f64::from_bits(STALE_NAN_BITS));
+            }
         }
         let i = batch.push_series(labels);
-        batch.push_sample(i, now, *number);
+        batch.push_sample(i, now, param.number);
     }
     db.append(batch).await.map_err(ApiError::from_storage)?;
     Ok(success(json!({"params": params.len()}), None))

@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 
-use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_VALUE, RUN_ID, STEP_METRIC};
+use quiver_sql::experiments::{
+    EXPERIMENT, PARAM, PARAM_METRIC, PARAM_TYPE, PARAM_VALUE, ParamType, RUN_ID, STEP_METRIC,
+};
 use quiver_storage::{LabelLimits, Labels, METRIC_NAME, Timestamp, WriteBatch};
 use simd_json::StaticNode;
 use simd_json::borrowed::Value;
@@ -361,7 +363,17 @@ fn metric_value(v: &Value) -> Result<f64, String> {
 
 /// A run's parameters: names (nested objects flattened with `.`) and their values as text,
 /// with the number each stands for (1 for text).
-pub fn parse_params(body: &mut [u8]) -> Result<Vec<(String, String, f64)>, String> {
+/// One run parameter: its (flattened) name, its value as text, its sample value (the number,
+/// or 1 for a parameter that is not a number) and its JSON type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub text: String,
+    pub number: f64,
+    pub kind: ParamType,
+}
+
+pub fn parse_params(body: &mut [u8]) -> Result<Vec<Param>, String> {
     let value = simd_json::borrowed::to_value(body).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(_) = value else {
         return Err(format!(
@@ -374,15 +386,15 @@ pub fn parse_params(body: &mut [u8]) -> Result<Vec<(String, String, f64)>, Strin
     if out.is_empty() {
         return Err("no parameters in the body".into());
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("parameter {:?} is given twice", w[0].0));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = out.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("parameter {:?} is given twice", w[0].name));
     }
     Ok(out)
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String, f64)>) -> Result<(), String> {
-    let (text, number) = match v {
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<Param>) -> Result<(), String> {
+    let (text, number, kind) = match v {
         Value::Object(obj) => {
             for (k, v) in obj.iter() {
                 if k.is_empty() {
@@ -399,22 +411,27 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String, f64)>) -> Res
         }
         // A null parameter is not set.
         Value::Static(StaticNode::Null) => return Ok(()),
-        Value::Static(StaticNode::Bool(b)) => (b.to_string(), if *b { 1.0 } else { 0.0 }),
-        Value::Static(StaticNode::I64(i)) => (i.to_string(), *i as f64),
-        Value::Static(StaticNode::U64(u)) => (u.to_string(), *u as f64),
-        Value::Static(StaticNode::F64(f)) => (f.to_string(), *f),
-        Value::String(s) => (s.to_string(), 1.0),
+        Value::Static(StaticNode::Bool(b)) => {
+            (b.to_string(), if *b { 1.0 } else { 0.0 }, ParamType::Bool)
+        }
+        Value::Static(StaticNode::I64(i)) => (i.to_string(), *i as f64, ParamType::Number),
+        Value::Static(StaticNode::U64(u)) => (u.to_string(), *u as f64, ParamType::Number),
+        Value::Static(StaticNode::F64(f)) => (f.to_string(), *f, ParamType::Number),
+        Value::String(s) => (s.to_string(), 1.0, ParamType::String),
         Value::Array(_) => (
             simd_json::to_string(v).map_err(|e| format!("parameter {prefix:?}: {e}"))?,
             1.0,
+            ParamType::Json,
         ),
     };
-    if text.is_empty() {
-        // An empty label value is no label: keep the parameter visible as `""`.
-        out.push((prefix.to_string(), "\"\"".into(), 1.0));
-    } else {
-        out.push((prefix.to_string(), text, number));
-    }
+    // An empty label value is no label: keep the parameter visible as `""`.
+    let text = if text.is_empty() { "\"\"".into() } else { text };
+    out.push(Param {
+        name: prefix.to_string(),
+        text,
+        number,
+        kind,
+    });
     Ok(())
 }
 
@@ -422,8 +439,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String, f64)>) -> Res
 pub fn param_labels(
     experiment: &str,
     run: &str,
-    name: &str,
-    value: &str,
+    param: &Param,
     limits: &LabelLimits,
 ) -> Result<Labels, String> {
     Labels::try_from_pairs(
@@ -431,12 +447,13 @@ pub fn param_labels(
             (METRIC_NAME, PARAM_METRIC),
             (EXPERIMENT, experiment),
             (RUN_ID, run),
-            (PARAM, name),
-            (PARAM_VALUE, value),
+            (PARAM, param.name.as_str()),
+            (PARAM_VALUE, param.text.as_str()),
+            (PARAM_TYPE, param.kind.as_str()),
         ],
         limits,
     )
-    .map_err(|e| format!("parameter {name:?}: {e}"))
+    .map_err(|e| format!("parameter {:?}: {e}", param.name))
 }
 
 #[cfg(test)]
@@ -544,15 +561,19 @@ mod tests {
             br#"{"lr": 0.001, "layers": 4, "opt": {"name": "adam", "beta": 0.9}, "tags": ["a", "b"], "fast": true, "none": null}"#
                 .to_vec();
         let p = parse_params(&mut b).unwrap();
-        let names: Vec<&str> = p.iter().map(|(n, _, _)| n.as_str()).collect();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
             ["fast", "layers", "lr", "opt.beta", "opt.name", "tags"]
         );
-        assert_eq!(p[2], ("lr".into(), "0.001".into(), 0.001));
-        assert_eq!(p[4], ("opt.name".into(), "adam".into(), 1.0));
-        assert_eq!(p[5].1, "[\"a\",\"b\"]");
-        assert_eq!(p[0].2, 1.0);
+        let summary = |p: &Param| (p.text.clone(), p.number, p.kind);
+        assert_eq!(summary(&p[2]), ("0.001".into(), 0.001, ParamType::Number));
+        assert_eq!(summary(&p[4]), ("adam".into(), 1.0, ParamType::String));
+        assert_eq!(summary(&p[5]), ("[\"a\",\"b\"]".into(), 1.0, ParamType::Json));
+        assert_eq!(summary(&p[0]), ("true".into(), 1.0, ParamType::Bool));
+        // A number written as a string stays a string.
+        let mut b = br#"{"gpu": "0"}"#.to_vec();
+        assert_eq!(parse_params(&mut b).unwrap()[0].kind, ParamType::String);
         assert!(parse_params(&mut b"[1]".to_vec()).is_err());
     }
 }
