@@ -199,14 +199,14 @@ fn to_batch(value: Value) -> Result<RecordBatch> {
     let mut fields = vec![
         Field::new(
             "timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
         Field::new("value", DataType::Float64, false),
     ];
     fields.extend(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
     let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(TimestampMillisecondArray::from(ts)),
+        Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
         Arc::new(Float64Array::from(vs)),
     ];
     arrays.extend(cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
