@@ -342,7 +342,12 @@ fn agree(name: &str, ours: &[Value], theirs: &[Value]) {
                 _ => {
                     let norm = |v: &Value| {
                         v.as_str()
-                            .map(|s| s.replace('T', " ").trim_end_matches("+00:00").trim_end_matches('Z').to_string())
+                            .map(|s| {
+                                s.replace('T', " ")
+                                    .trim_end_matches("+00:00")
+                                    .trim_end_matches('Z')
+                                    .to_string()
+                            })
                             .unwrap_or_else(|| v.to_string())
                     };
                     assert_eq!(norm(x), norm(y), "{name}: {a} vs {b}");

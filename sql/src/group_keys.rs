@@ -164,6 +164,9 @@ mod tests {
         )
         .await
         .0;
-        assert!(explain.contains("CAST(samples.metric AS Utf8)"), "{explain}");
+        assert!(
+            explain.contains("CAST(samples.metric AS Utf8)"),
+            "{explain}"
+        );
     }
 }

@@ -4,9 +4,7 @@
 
 use axum::extract::{Path, Request, State};
 use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_TYPE, PARAM_VALUE, RUN_ID};
-use quiver_storage::{
-    METRIC_NAME, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch,
-};
+use quiver_storage::{METRIC_NAME, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch};
 use serde_json::json;
 
 use super::write::read_body;

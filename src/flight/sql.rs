@@ -100,7 +100,11 @@ impl QuiverFlightSql {
     }
 
     /// Runs a statement and streams its batches as they come.
-    pub async fn stream(&self, sql: &str, params: Option<ParamValues>) -> Result<DoGetStream, Status> {
+    pub async fn stream(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<DoGetStream, Status> {
         let df = self.plan(sql, params).await?;
         let batches = df.execute_stream().await.map_err(execution_error)?;
         let schema = batches.schema();

@@ -569,7 +569,10 @@ mod tests {
         let summary = |p: &Param| (p.text.clone(), p.number, p.kind);
         assert_eq!(summary(&p[2]), ("0.001".into(), 0.001, ParamType::Number));
         assert_eq!(summary(&p[4]), ("adam".into(), 1.0, ParamType::String));
-        assert_eq!(summary(&p[5]), ("[\"a\",\"b\"]".into(), 1.0, ParamType::Json));
+        assert_eq!(
+            summary(&p[5]),
+            ("[\"a\",\"b\"]".into(), 1.0, ParamType::Json)
+        );
         assert_eq!(summary(&p[0]), ("true".into(), 1.0, ParamType::Bool));
         // A number written as a string stays a string.
         let mut b = br#"{"gpu": "0"}"#.to_vec();

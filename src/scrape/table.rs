@@ -53,9 +53,11 @@ pub fn targets_batch(pools: &[Arc<Pool>]) -> Result<RecordBatch> {
             labels.append(true)?;
             health.append_value(status.health.as_str());
             last_error.append_option((!status.last_error.is_empty()).then_some(&status.last_error));
-            last_scrape.append_option(status.last_scrape.map(|t| {
-                chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis()
-            }));
+            last_scrape.append_option(
+                status
+                    .last_scrape
+                    .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis()),
+            );
             duration.append_value(status.last_duration.as_secs_f64());
             interval.append_value(target.interval.as_secs_f64());
             timeout.append_value(target.timeout.as_secs_f64());

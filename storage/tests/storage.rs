@@ -379,7 +379,9 @@ async fn scans_read_lone_blocks_from_their_files_and_merge_where_sources_overlap
         .unwrap();
     let all = "SELECT * FROM samples";
     assert!(
-        plan_text(&ctx, all).await.contains("BlockScanExec: blocks=2"),
+        plan_text(&ctx, all)
+            .await
+            .contains("BlockScanExec: blocks=2"),
         "{}",
         plan_text(&ctx, all).await
     );
@@ -395,7 +397,11 @@ async fn scans_read_lone_blocks_from_their_files_and_merge_where_sources_overlap
     let idx = b.push_series(labels("a", &[("gpu", "0")]));
     b.push_sample(idx, 15_000, 999.0);
     db.append(b).await.unwrap();
-    assert!(plan_text(&ctx, all).await.contains("BlockScanExec: blocks=1"));
+    assert!(
+        plan_text(&ctx, all)
+            .await
+            .contains("BlockScanExec: blocks=1")
+    );
     let rows = sql_rows(&ctx, "a").await;
     assert_eq!(rows, read_rows(&db, "a").await);
     assert_eq!(rows.len(), 2 * 3 * 480);
@@ -410,7 +416,10 @@ async fn scans_read_lone_blocks_from_their_files_and_merge_where_sources_overlap
         .collect()
         .await
         .unwrap();
-    let n = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(count[0].column(0)).value(0);
+    let n = datafusion::arrow::array::AsArray::as_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+    >(count[0].column(0))
+    .value(0);
     assert_eq!(n, 2);
 
     // A scan planned before a compaction replaces its blocks still reads them: the files
@@ -426,7 +435,10 @@ async fn scans_read_lone_blocks_from_their_files_and_merge_where_sources_overlap
     let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
         .await
         .unwrap();
-    let n = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(batches[0].column(0)).value(0);
+    let n = datafusion::arrow::array::AsArray::as_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+    >(batches[0].column(0))
+    .value(0);
     assert_eq!(n, 2 * 3 * 480 + 960);
     db.maintain(false).await.unwrap();
     let after = block_dirs(&f);

@@ -12,7 +12,9 @@ use super::support::{TestServer, client, post};
 
 /// The rows `/api/v1/sql` answers for `query`.
 async fn sql_rows(s: &TestServer, query: &str, token: Option<&str>) -> Vec<Value> {
-    let mut req = client().get(s.url("/api/v1/sql")).query(&[("query", query)]);
+    let mut req = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", query)]);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -35,12 +37,8 @@ fn python_json(script: &Path, args: &[&str]) -> Value {
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -53,7 +51,12 @@ async fn import(s: &TestServer, text: String, token: Option<&str>) {
         .as_deref()
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
-    let (code, body) = post(&s.url("/api/v1/import/prometheus"), text.into_bytes(), &headers).await;
+    let (code, body) = post(
+        &s.url("/api/v1/import/prometheus"),
+        text.into_bytes(),
+        &headers,
+    )
+    .await;
     assert_eq!(code, 204, "{body}");
 }
 

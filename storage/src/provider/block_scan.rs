@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::block::{BlockReader, samples_file_schema, values};
+use crate::block::{BlockReader, samples_file_schema, samples_schema, values};
 use crate::db::Db;
 use crate::labels::{SeriesId, Timestamp};
 
@@ -56,9 +56,9 @@ pub(super) fn plan(
     ids: Option<&[SeriesId]>,
     (mint, maxt): (Timestamp, Timestamp),
     projection: &[usize],
-    out_schema: SchemaRef,
     filters: &[Expr],
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let out_schema = Arc::new(samples_schema().project(projection)?);
     let url = register_store(db, state)?;
     let mut files = Vec::new();
     let mut total_rows = 0usize;
@@ -69,7 +69,8 @@ pub(super) fn plan(
             continue;
         }
         total_rows += n;
-        let mut file = PartitionedFile::new(b.meta().samples_path().to_string(), b.meta().samples_bytes);
+        let mut file =
+            PartitionedFile::new(b.meta().samples_path().to_string(), b.meta().samples_bytes);
         if let Some(s) = selection {
             file = file.with_extension(ParquetRowSelection::new(s));
         }
@@ -119,11 +120,7 @@ pub(super) fn plan(
         scan = split;
     }
     Ok(Some(Arc::new(BlockScanExec::new(
-        scan,
-        out_schema,
-        outs,
-        pinned,
-        total_rows,
+        scan, out_schema, outs, pinned, total_rows,
     ))))
 }
 
@@ -141,7 +138,10 @@ fn at(c: usize, columns: &mut Vec<usize>) -> usize {
 /// The object store URL of the database's block store, registered with the session's runtime.
 fn register_store(db: &Db, state: &dyn Session) -> Result<ObjectStoreUrl> {
     // One URL per database, so two databases in one process never share a registration.
-    let url = ObjectStoreUrl::parse(format!("quiver-blocks://db-{:x}/", db as *const Db as usize))?;
+    let url = ObjectStoreUrl::parse(format!(
+        "quiver-blocks://db-{:x}/",
+        db as *const Db as usize
+    ))?;
     let runtime = state.runtime_env();
     if runtime.object_store(&url).is_err() {
         runtime.register_object_store(url.as_ref(), db.options().block_store.clone());
@@ -274,7 +274,10 @@ impl ExecutionPlan for BlockScanExec {
             let _ = &pinned;
             decode(&batch?, &outs, &schema)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 }
 

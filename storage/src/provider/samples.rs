@@ -54,7 +54,6 @@ impl SamplesTable {
     }
 }
 
-
 #[async_trait]
 impl TableProvider for SamplesTable {
     fn schema(&self) -> SchemaRef {
@@ -148,7 +147,6 @@ impl SamplesTable {
             ids.as_deref(),
             range.time_range(),
             projection,
-            out_schema.clone(),
             filters,
         )? {
             parts.push(scan);
@@ -163,7 +161,11 @@ impl SamplesTable {
             parts.push(DataSourceExec::from_data_source(source));
         }
         if parts.is_empty() {
-            return Ok(MemorySourceConfig::try_new_exec(&[vec![]], out_schema, None)?);
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[vec![]],
+                out_schema,
+                None,
+            )?);
         }
         UnionExec::try_new(parts)
     }
