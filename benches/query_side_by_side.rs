@@ -171,24 +171,8 @@ fn main() {
 /// Remote-writes the data, then lets each system settle: Quiver writes its blocks, VictoriaMetrics
 /// flushes, so the queries read each one's long-term format.
 async fn load(peer: &Peer, bodies: &[Vec<Vec<u8>>]) {
+    peers::remote_write_all(&peer.base, bodies).await;
     let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/write", peer.base);
-    // Interleave the workers' streams so every system sees time move forward (Prometheus
-    // refuses samples far behind its head).
-    let longest = bodies.iter().map(Vec::len).max().unwrap_or(0);
-    let ordered = (0..longest).flat_map(|i| bodies.iter().filter_map(move |w| w.get(i)));
-    for body in ordered {
-        let r = client
-            .post(&url)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("request sent");
-        assert!(r.status().is_success(), "{url}: {}", r.status());
-    }
     match peer.name {
         "quiver" => {
             let r = client

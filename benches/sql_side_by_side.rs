@@ -216,22 +216,8 @@ fn main() {
 
 /// Remote-writes the fleet, logs the training runs, and flushes everything into blocks.
 async fn load(peer: &Peer, bodies: &[Vec<Vec<u8>>], shape: &FleetShape) {
+    peers::remote_write_all(&peer.base, bodies).await;
     let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/write", peer.base);
-    let longest = bodies.iter().map(Vec::len).max().unwrap_or(0);
-    let ordered = (0..longest).flat_map(|i| bodies.iter().filter_map(move |w| w.get(i)));
-    for body in ordered {
-        let r = client
-            .post(&url)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("request sent");
-        assert!(r.status().is_success(), "{url}: {}", r.status());
-    }
     // Training runs: each on one node for a quarter of the span, a line every 30 s.
     let span_ms = shape.steps as i64 * STEP_MS;
     let per_node = env_or("RUNS_PER_NODE", 1);

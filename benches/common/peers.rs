@@ -245,3 +245,24 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// Remote-writes pre-encoded bodies, the workers' streams interleaved so every receiver sees
+/// time move forward (Prometheus refuses samples far behind its head).
+pub async fn remote_write_all(base: &str, bodies: &[Vec<Vec<u8>>]) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/write");
+    let longest = bodies.iter().map(Vec::len).max().unwrap_or(0);
+    let ordered = (0..longest).flat_map(|i| bodies.iter().filter_map(move |w| w.get(i)));
+    for body in ordered {
+        let r = client
+            .post(&url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request sent");
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+    }
+}

@@ -205,16 +205,7 @@ impl TableProvider for RunMetricsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if ScanRange::understands(f, RUN_METRICS_FILTERED) {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(ScanRange::pushdown(filters, RUN_METRICS_FILTERED))
     }
 
     async fn scan(

@@ -2,20 +2,31 @@
 //! and `…/params` (a JSON object). Both are all or nothing and acknowledge once the samples are
 //! in the WAL; see `crate::ingest::experiments` for the formats.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Request, State};
+use bytes::Bytes;
 use quiver_sql::experiments::{EXPERIMENT, PARAM, PARAM_METRIC, PARAM_TYPE, PARAM_VALUE, RUN_ID};
-use quiver_storage::{METRIC_NAME, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch};
+use quiver_storage::{Db, METRIC_NAME, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch};
 use serde_json::json;
 
 use super::write::read_body;
 use super::{ApiError, ApiResult, AppState, success};
 use crate::ingest::experiments;
 
-fn check_names(state: &AppState, experiment: &str, run: &str) -> Result<(), ApiError> {
-    let db = state.db()?;
+/// Checks the names in the URL, then reads the body: the storage and the bytes.
+async fn run_request(
+    state: &AppState,
+    experiment: &str,
+    run: &str,
+    req: Request,
+) -> Result<(Arc<Db>, Bytes), ApiError> {
+    let db = state.db()?.clone();
     let limits = &db.limits().labels;
     experiments::check_name("experiment", experiment, limits).map_err(ApiError::bad_data)?;
-    experiments::check_name("run", run, limits).map_err(ApiError::bad_data)
+    experiments::check_name("run", run, limits).map_err(ApiError::bad_data)?;
+    let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
+    Ok((db, body))
 }
 
 pub async fn metrics(
@@ -23,9 +34,7 @@ pub async fn metrics(
     Path((experiment, run)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult {
-    check_names(&state, &experiment, &run)?;
-    let db = state.db()?.clone();
-    let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
+    let (db, body) = run_request(&state, &experiment, &run, req).await?;
     let base = state.reserve_arrival_times(&experiment, &run, experiments::count_lines(&body));
     let limits = db.limits().labels.clone();
     let parsed = tokio::task::spawn_blocking(move || {
@@ -49,9 +58,7 @@ pub async fn params(
     Path((experiment, run)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult {
-    check_names(&state, &experiment, &run)?;
-    let db = state.db()?.clone();
-    let body = read_body(req, state.flags().max_decoded_body_bytes).await?;
+    let (db, body) = run_request(&state, &experiment, &run, req).await?;
     let params = experiments::parse_params(&mut body.to_vec()).map_err(ApiError::bad_data)?;
     let limits = &db.limits().labels;
     let now = quiver_storage::maintenance::now_ms();

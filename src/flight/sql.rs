@@ -119,14 +119,15 @@ impl QuiverFlightSql {
     #[allow(clippy::result_large_err)]
     fn info(
         schema: &Schema,
-        ticket: Vec<u8>,
-        descriptor: FlightDescriptor,
+        ticket: &impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = Ticket::new(ticket.as_any().encode_to_vec());
         let info = FlightInfo::new()
             .try_with_schema(&flight_schema(schema))
             .map_err(|e| Status::internal(e.to_string()))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-            .with_descriptor(descriptor);
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(request.into_inner());
         Ok(Response::new(info))
     }
 
@@ -194,11 +195,7 @@ impl FlightSqlService for QuiverFlightSql {
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
-        Self::info(
-            df.schema().as_arrow(),
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(df.schema().as_arrow(), &ticket, request)
     }
 
     async fn do_get_statement(
@@ -218,11 +215,7 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
         let df = self.plan(&handle.sql, handle.param_values()?).await?;
-        Self::info(
-            df.schema().as_arrow(),
-            cmd.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(df.schema().as_arrow(), &cmd, request)
     }
 
     async fn do_get_prepared_statement(
@@ -348,11 +341,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&SQL_INFO).schema();
-        Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(&schema, &query, request)
     }
 
     async fn do_get_sql_info(
@@ -371,11 +360,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -397,11 +382,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -423,11 +404,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -470,11 +447,7 @@ impl FlightSqlService for QuiverFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Self::info(
-            &table_types_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        Self::info(&table_types_schema(), &query, request)
     }
 
     async fn do_get_table_types(

@@ -65,29 +65,21 @@ async fn json_tickets_answer_sql_and_promql() {
     let s = server_with_gpus(&[]).await;
     let mut c = FlightClient::new(channel(&s).await);
     // SQL: the samples table's dictionary `metric` column arrives as plain strings.
-    let batches: Vec<RecordBatch> = c
-        .do_get(Ticket::new(
-            r#"{"sql": "SELECT metric, series_id, value FROM samples ORDER BY value"}"#,
-        ))
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = json_ticket(
+        &mut c,
+        r#"{"sql": "SELECT metric, series_id, value FROM samples ORDER BY value"}"#,
+    )
+    .await;
     assert_eq!(rows(&batches), 12);
     assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Utf8);
     assert!(strings(&batches, "metric").iter().all(|m| m == "gpu_util"));
 
     // PromQL over a range: one row per series and step, labels as columns.
-    let batches: Vec<RecordBatch> = c
-        .do_get(Ticket::new(
-            r#"{"promql": "gpu_util * 2", "start": 1700000000, "end": 1700000045, "step": "15s"}"#,
-        ))
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = json_ticket(
+        &mut c,
+        r#"{"promql": "gpu_util * 2", "start": 1700000000, "end": 1700000045, "step": "15s"}"#,
+    )
+    .await;
     assert_eq!(rows(&batches), 12);
     let mut gpus = strings(&batches, "gpu");
     gpus.dedup();
@@ -107,15 +99,11 @@ async fn json_tickets_answer_sql_and_promql() {
     assert_eq!(total, 2.0 * (3.0 * 60.0 + 4.0 * 3.0));
 
     // An instant PromQL ticket.
-    let batches: Vec<RecordBatch> = c
-        .do_get(Ticket::new(
-            r#"{"promql": "sum(gpu_util)", "time": "2023-11-14T22:13:50Z"}"#,
-        ))
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = json_ticket(
+        &mut c,
+        r#"{"promql": "sum(gpu_util)", "time": "2023-11-14T22:13:50Z"}"#,
+    )
+    .await;
     assert_eq!(rows(&batches), 1);
 
     // Bad tickets get a clear error.
@@ -130,6 +118,16 @@ async fn json_tickets_answer_sql_and_promql() {
     let err = refused(c.do_get(Ticket::new(r#"{"query": "SELECT 1"}"#)).await);
     assert!(err.to_string().contains("a JSON ticket is"), "{err}");
     s.stop().await;
+}
+
+/// The batches a plain-Flight JSON ticket answers.
+async fn json_ticket(c: &mut FlightClient, ticket: &'static str) -> Vec<RecordBatch> {
+    c.do_get(Ticket::new(ticket))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 async fn fetch(c: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {

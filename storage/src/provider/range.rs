@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 
 use crate::labels::Timestamp;
 
@@ -42,6 +42,24 @@ impl ScanRange {
     /// Whether a filter narrows a scan (for `supports_filters_pushdown`).
     pub fn understands(filter: &Expr, string_columns: &'static [&'static str]) -> bool {
         ScanRange::new(string_columns).apply(filter)
+    }
+
+    /// `supports_filters_pushdown` for a table whose scan narrows by these string columns:
+    /// what a scan understands is pushed (inexact: applied again above), the rest is not.
+    pub fn pushdown(
+        filters: &[&Expr],
+        string_columns: &'static [&'static str],
+    ) -> Vec<TableProviderFilterPushDown> {
+        filters
+            .iter()
+            .map(|f| {
+                if ScanRange::understands(f, string_columns) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect()
     }
 
     /// The allowed values of a string column, if filtered.

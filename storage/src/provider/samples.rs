@@ -68,16 +68,7 @@ impl TableProvider for SamplesTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if ScanRange::understands(f, SAMPLES_STRING_COLUMNS) {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(ScanRange::pushdown(filters, SAMPLES_STRING_COLUMNS))
     }
 
     async fn scan(
