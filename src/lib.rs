@@ -13,6 +13,7 @@
 //! - [`ingest`]: remote write and the exposition formats (text 0.0.4, OpenMetrics);
 //! - [`scrape`]: targets, relabeling, scrape loops, staleness, reloads;
 //! - [`flight`]: Arrow Flight and Flight SQL over the SQL session;
+//! - [`rules`]: recording and alerting rules, notifications to Alertmanager, SQL rules;
 //! - [`metrics`]: Quiver's own `/metrics`.
 //!
 //! `main.rs` is thin: it parses flags and calls [`run`], which tests call too, on `127.0.0.1:0`.
@@ -20,8 +21,10 @@
 pub mod api;
 pub mod config;
 pub mod flight;
+pub mod http_client;
 pub mod ingest;
 pub mod metrics;
+pub mod rules;
 pub mod scrape;
 
 use std::future::Future;
@@ -38,6 +41,7 @@ use crate::api::params::parse_prometheus_duration;
 use crate::api::{AppState, app};
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
+use crate::rules::RulesService;
 use crate::scrape::ScrapeManager;
 
 /// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called), with
@@ -149,6 +153,22 @@ pub async fn run_with_flight(
         db.close().await;
         anyhow::bail!("starting the scrape pools: {e}");
     }
+    let rules = RulesService::new(
+        db.clone(),
+        state
+            .engine()
+            .map_err(|e| anyhow::anyhow!(e.message))?
+            .clone(),
+        state.sql().map_err(|e| anyhow::anyhow!(e.message))?.clone(),
+        rule_options(&flags, port)?,
+    );
+    if let Err(e) = state.start_rules(rules.clone()).await {
+        let _ = stop_tx.send(true);
+        scraper.stop().await;
+        rules.stop().await;
+        db.close().await;
+        anyhow::bail!("starting the rules: {e}");
+    }
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), stop_rx.clone()));
 
     let maintenance = tokio::spawn({
@@ -178,6 +198,7 @@ pub async fn run_with_flight(
     let _ = stop_tx.send(true);
     reloader.abort();
     scraper.stop().await;
+    rules.stop().await;
     let _ = maintenance.await;
     db.close().await;
     if let Some(f) = flight_server {
@@ -254,6 +275,27 @@ pub fn engine_options(flags: &Flags) -> anyhow::Result<quiver_promql::EngineOpti
         subquery_step: Duration::from_secs(60),
         max_samples: flags.query_max_samples,
         timeout: duration_flag("query.timeout", &flags.query_timeout)?,
+    })
+}
+
+/// The rules' settings from the flags.
+fn rule_options(flags: &Flags, port: u16) -> anyhow::Result<rules::RuleOptions> {
+    Ok(rules::RuleOptions {
+        external_url: flags
+            .web_external_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| rules::service::default_external_url(port)),
+        resend_delay: duration_flag("rules.alert.resend-delay", &flags.rules_alert_resend_delay)?,
+        for_outage_tolerance: duration_flag(
+            "rules.alert.for-outage-tolerance",
+            &flags.rules_alert_for_outage_tolerance,
+        )?,
+        for_grace_period: duration_flag(
+            "rules.alert.for-grace-period",
+            &flags.rules_alert_for_grace_period,
+        )?,
+        queue_capacity: flags.alertmanager_queue_capacity,
     })
 }
 

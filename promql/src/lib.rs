@@ -26,6 +26,7 @@ mod guard;
 pub mod labelset;
 pub mod plan;
 pub mod planner;
+pub mod series_desc;
 pub mod table_function;
 
 pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value, parse};

@@ -58,6 +58,8 @@ impl SqlSession {
             "experiments",
             Arc::new(experiments::ExperimentsSchema::new(db.clone())),
         )?;
+        // SQL recording rules put their tables here (the server runs them).
+        catalog.register_schema("rules", Arc::new(MemorySchemaProvider::new()))?;
         let system = Arc::new(MemorySchemaProvider::new());
         system.register_table("series".into(), Arc::new(SeriesTable::new(db)))?;
         catalog.register_schema("system", system)?;
@@ -71,13 +73,29 @@ impl SqlSession {
 
     /// Adds a table to schema `system` (the server's targets, rules, alerts).
     pub fn register_system_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
-        let schema = self
-            .ctx
-            .catalog("datafusion")
-            .and_then(|c| c.schema("system"))
-            .ok_or_else(|| DataFusionError::Internal("no system schema".into()))?;
+        self.schema("system")?.register_table(name.into(), table)?;
+        Ok(())
+    }
+
+    /// Puts (or replaces) table `rules.<name>`, a SQL recording rule's answer.
+    pub fn register_rules_table(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+        let schema = self.schema("rules")?;
+        schema.deregister_table(name)?;
         schema.register_table(name.into(), table)?;
         Ok(())
+    }
+
+    /// Takes table `rules.<name>` away.
+    pub fn deregister_rules_table(&self, name: &str) -> Result<()> {
+        self.schema("rules")?.deregister_table(name)?;
+        Ok(())
+    }
+
+    fn schema(&self, name: &str) -> Result<Arc<dyn SchemaProvider>> {
+        self.ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema(name))
+            .ok_or_else(|| DataFusionError::Internal(format!("no schema {name}")))
     }
 
     /// Plans a statement.

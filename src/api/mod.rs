@@ -6,6 +6,7 @@ mod experiments;
 mod export;
 pub mod params;
 pub mod query;
+mod rules;
 pub mod series;
 mod sql;
 mod status;
@@ -33,6 +34,8 @@ use crate::scrape::ScrapeManager;
 use quiver_sql::SqlSession;
 use quiver_sql::system::SystemTable;
 
+use crate::rules::RulesService;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -55,6 +58,8 @@ struct Inner {
     sql: OnceLock<Arc<SqlSession>>,
     /// The scrape pools, set with the storage.
     scrape: OnceLock<Arc<ScrapeManager>>,
+    /// Rule groups, notifications and SQL rules, set with the storage.
+    rules: OnceLock<Arc<RulesService>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// Per experiment run, the last arrival time given to a line without a timestamp.
@@ -82,6 +87,7 @@ impl AppState {
                 shutdown,
                 config: parking_lot::RwLock::new(config),
                 scrape: OnceLock::new(),
+                rules: OnceLock::new(),
                 sql: OnceLock::new(),
                 reloading: tokio::sync::Mutex::new(()),
                 run_clocks: Default::default(),
@@ -119,8 +125,34 @@ impl AppState {
         manager.apply(&cfg.file).await
     }
 
-    /// Re-reads the configuration file and applies it; on any error the running configuration
-    /// stays in force and the error is returned.
+    /// Starts the rules of the configuration in force (a bad rule file fails the start).
+    pub async fn start_rules(&self, rules: Arc<RulesService>) -> Result<(), String> {
+        let _guard = self.inner.reloading.lock().await;
+        let cfg = self.config();
+        let loaded = RulesService::load(&cfg)?;
+        let _ = self.inner.rules.set(rules.clone());
+        rules.apply(&cfg, &loaded).await
+    }
+
+    /// The rule groups, or 503 while the WAL is still replaying.
+    pub fn rules(&self) -> Result<&Arc<crate::rules::RuleManager>, ApiError> {
+        self.rules_service().map(|r| &r.manager)
+    }
+
+    /// The Alertmanager notifier, or 503 while the WAL is still replaying.
+    pub fn notifier(&self) -> Result<&Arc<crate::rules::notifier::Notifier>, ApiError> {
+        self.rules_service().map(|r| &r.notifier)
+    }
+
+    pub fn rules_service(&self) -> Result<&Arc<RulesService>, ApiError> {
+        self.inner
+            .rules
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the storage is not ready yet (WAL replay)"))
+    }
+
+    /// Re-reads the configuration file and its rule files and applies them; on any error the
+    /// running configuration (scrape pools and rules) stays in force and the error is returned.
     pub async fn reload(&self) -> Result<(), String> {
         let _guard = self.inner.reloading.lock().await;
         let result = async {
@@ -130,8 +162,13 @@ impl AppState {
                 // The embedded default does not change.
                 None => current.clone(),
             };
+            // Every rule file is read before anything changes.
+            let loaded = RulesService::load(&next)?;
             if let Some(m) = self.inner.scrape.get() {
                 m.apply(&next.file).await?;
+            }
+            if let Some(r) = self.inner.rules.get() {
+                r.apply(&next, &loaded).await?;
             }
             *self.inner.config.write() = next;
             Ok::<(), String>(())
@@ -228,6 +265,34 @@ impl AppState {
         if let Err(e) = session.register_system_table("targets", targets) {
             tracing::error!("system.targets could not be registered: {e}");
         }
+        let rules_of = |inner: &Inner| {
+            inner
+                .rules
+                .get()
+                .map(|r| (r.manager.groups(), r.sql.status()))
+                .unwrap_or_default()
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let rules = Arc::new(SystemTable::new(
+            crate::rules::table::rules_schema(),
+            Arc::new(move || {
+                let (groups, sql) = weak.upgrade().map(|i| rules_of(&i)).unwrap_or_default();
+                crate::rules::table::rules_batch(&groups, &sql)
+            }),
+        ));
+        let weak = Arc::downgrade(&self.inner);
+        let alerts = Arc::new(SystemTable::new(
+            crate::rules::table::alerts_schema(),
+            Arc::new(move || {
+                let (groups, _) = weak.upgrade().map(|i| rules_of(&i)).unwrap_or_default();
+                crate::rules::table::alerts_batch(&groups)
+            }),
+        ));
+        for (name, table) in [("rules", rules), ("alerts", alerts)] {
+            if let Err(e) = session.register_system_table(name, table) {
+                tracing::error!("system.{name} could not be registered: {e}");
+            }
+        }
     }
 
     /// The PromQL engine, or 503 while the WAL is still replaying.
@@ -312,6 +377,9 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/metadata", get(targets::metadata))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/alertmanagers", get(rules::alertmanagers))
         .route("/api/v1/sql", get(sql::sql).post(sql::sql))
         .route("/api/v1/targets/metadata", get(targets::targets_metadata))
         .route("/api/v1/status/config", get(targets::config))

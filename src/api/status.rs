@@ -78,7 +78,10 @@ pub async fn tsdb(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics().render(state.db().ok().map(|d| d.as_ref()));
+    let mut body = state.metrics().render(state.db().ok().map(|d| d.as_ref()));
+    if let Ok(rules) = state.rules_service() {
+        rules.render_metrics(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -25,7 +25,7 @@ fn map_json(m: &LabelMap) -> Value {
 }
 
 /// RFC 3339 with nanoseconds, as Go prints a `time.Time`; the zero time when never scraped.
-fn rfc3339(t: Option<std::time::SystemTime>) -> String {
+pub(super) fn rfc3339(t: Option<std::time::SystemTime>) -> String {
     match t {
         None => "0001-01-01T00:00:00Z".into(),
         Some(t) => chrono::DateTime::<chrono::Utc>::from(t)

@@ -56,9 +56,13 @@ pub struct ConfigFile {
     pub rule_files: Vec<String>,
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
-    /// Read by the rules issue; kept as written until then.
+    /// Where alerts go: Alertmanagers and alert relabeling.
     #[serde(default)]
-    pub alerting: Option<serde_yaml_ng::Value>,
+    pub alerting: AlertingConfig,
+    /// SQL recording rules (Quiver's own section): named queries whose answers become tables
+    /// of schema `rules`.
+    #[serde(default)]
+    pub sql_rules: Vec<SqlRuleConfig>,
     /// Sections Prometheus has and Quiver does not act on yet: accepted, logged, ignored.
     #[serde(default)]
     pub remote_write: Option<serde_yaml_ng::Value>,
@@ -306,6 +310,84 @@ fn default_refresh() -> PromDuration {
     PromDuration(Duration::from_secs(300))
 }
 
+/// `alerting`: the Alertmanagers alerts are sent to, and how alerts are relabeled first.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    #[serde(default)]
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// One `alerting.alertmanagers` entry: how to find and reach a set of Alertmanagers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    #[serde(default = "default_scheme")]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub path_prefix: String,
+    #[serde(default = "default_am_timeout")]
+    pub timeout: PromDuration,
+    /// Only `v2` (Alertmanager 0.16 and later; v1 is gone since 0.27).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    #[serde(default = "yes")]
+    pub enable_http2: bool,
+}
+
+fn default_am_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(10))
+}
+
+/// One `sql_rules` entry: a SQL query run every `interval`, its rows kept in `rules.<name>`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRuleConfig {
+    pub name: String,
+    pub query: String,
+    /// Default: `global.evaluation_interval`.
+    #[serde(default)]
+    pub interval: Option<PromDuration>,
+    /// `replace` (the table is the latest answer) or `append` (answers accumulate).
+    #[serde(default)]
+    pub mode: SqlRuleMode,
+    /// With `append`, the most rows kept (the oldest go first).
+    #[serde(default = "default_sql_rule_rows")]
+    pub max_rows: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlRuleMode {
+    #[default]
+    Replace,
+    Append,
+}
+
+fn default_sql_rule_rows() -> usize {
+    1_000_000
+}
+
 /// A scrape config with the global defaults applied and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScrapeJob {
@@ -397,6 +479,57 @@ impl ConfigFile {
                 return Err(err_at(
                     "global.external_labels",
                     format!("global.external_labels: {name:?} is not a valid label name"),
+                ));
+            }
+        }
+        for (i, am) in self.alerting.alertmanagers.iter().enumerate() {
+            let field = |f: &str| format!("alerting.alertmanagers[{i}].{f}");
+            if let Some(v) = &am.api_version
+                && !v.eq_ignore_ascii_case("v2")
+            {
+                return Err(err_at(
+                    &field("api_version"),
+                    format!(
+                        "{}: {v:?} is not supported (Quiver speaks Alertmanager's API v2)",
+                        field("api_version")
+                    ),
+                ));
+            }
+            for (k, r) in am.relabel_configs.iter().enumerate() {
+                r.validate().map_err(|m| {
+                    let f = field(&format!("relabel_configs[{k}]"));
+                    err_at(&f, format!("{f}: {m}"))
+                })?;
+            }
+        }
+        for (k, r) in self.alerting.alert_relabel_configs.iter().enumerate() {
+            r.validate().map_err(|m| {
+                let f = format!("alerting.alert_relabel_configs[{k}]");
+                err_at(&f, format!("{f}: {m}"))
+            })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.sql_rules.iter().enumerate() {
+            let f = format!("sql_rules[{i}]");
+            if !valid_label_name(&r.name) {
+                return Err(err_at(
+                    &format!("{f}.name"),
+                    format!(
+                        "{f}.name: {:?} is not a valid table name ([a-zA-Z_][a-zA-Z0-9_]*)",
+                        r.name
+                    ),
+                ));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(err_at(
+                    &format!("{f}.name"),
+                    format!("{f}.name: {:?} is given twice", r.name),
+                ));
+            }
+            if r.interval.is_some_and(|d| d.0.is_zero()) {
+                return Err(err_at(
+                    &format!("{f}.interval"),
+                    format!("{f}.interval: must be positive"),
                 ));
             }
         }

@@ -113,6 +113,31 @@ pub struct Flags {
     /// A file holding a bearer token that Flight and `/api/v1/sql` require.
     #[arg(long = "flight.token-file")]
     pub flight_token_file: Option<PathBuf>,
+
+    /// The URL under which Quiver is reached from outside (in alerts' `generatorURL` and
+    /// templates' `$externalURL`). Default: `http://<host name>:<port>`.
+    #[arg(long = "web.external-url")]
+    pub web_external_url: Option<String>,
+
+    /// Minimum time between two sends of the same firing alert to Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+    pub rules_alert_resend_delay: String,
+
+    /// How long Quiver may have been down for `for` state to be restored.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+    pub rules_alert_for_outage_tolerance: String,
+
+    /// After a restart, an alert whose `for` is at least this long waits at least this long
+    /// before it fires.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+    pub rules_alert_for_grace_period: String,
+
+    /// The most alerts waiting to be sent to Alertmanager (the oldest go first).
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        default_value_t = 10_000
+    )]
+    pub alertmanager_queue_capacity: usize,
 }
 
 impl Flags {
@@ -175,6 +200,26 @@ impl Flags {
             ("sql.max-rows", self.sql_max_rows.to_string()),
             ("flight.listen-address", self.flight_listen_address.clone()),
             ("flight.token-file", opt(&self.flight_token_file)),
+            (
+                "web.external-url",
+                self.web_external_url.clone().unwrap_or_default(),
+            ),
+            (
+                "rules.alert.resend-delay",
+                self.rules_alert_resend_delay.clone(),
+            ),
+            (
+                "rules.alert.for-outage-tolerance",
+                self.rules_alert_for_outage_tolerance.clone(),
+            ),
+            (
+                "rules.alert.for-grace-period",
+                self.rules_alert_for_grace_period.clone(),
+            ),
+            (
+                "alertmanager.notification-queue-capacity",
+                self.alertmanager_queue_capacity.to_string(),
+            ),
         ]
         .into_iter()
         .collect()

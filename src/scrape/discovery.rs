@@ -112,11 +112,12 @@ impl FileSd {
         let before = self.files.len();
         self.files.retain(|p, _| present.contains(p));
         changed |= self.files.len() != before;
-        let groups = changed.then(|| self.groups());
+        let groups = changed.then(|| self.current());
         (groups, errors)
     }
 
-    fn groups(&self) -> Vec<TargetGroup> {
+    /// The groups every file gave when last read.
+    pub fn current(&self) -> Vec<TargetGroup> {
         self.files.values().flat_map(|(_, g)| g.clone()).collect()
     }
 }

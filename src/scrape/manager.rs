@@ -149,50 +149,12 @@ fn build_client(
     resolve: Option<(&str, std::net::SocketAddr)>,
 ) -> Result<reqwest::Client, String> {
     let cfg = &job.cfg;
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("Quiver/", env!("CARGO_PKG_VERSION")))
-        .gzip(cfg.enable_compression)
-        .redirect(if cfg.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
-        } else {
-            reqwest::redirect::Policy::none()
-        });
-    if let Some(tls) = &cfg.tls_config {
-        if tls.insecure_skip_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        let ca = match (&tls.ca, &tls.ca_file) {
-            (Some(pem), _) => Some(pem.clone().into_bytes()),
-            (None, Some(f)) => Some(
-                std::fs::read(f).map_err(|e| format!("tls_config.ca_file {}: {e}", f.display()))?,
-            ),
-            _ => None,
-        };
-        if let Some(pem) = ca {
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls_config: bad CA certificate: {e}"))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        if let (Some(c), Some(k)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = std::fs::read(c)
-                .map_err(|e| format!("tls_config.cert_file {}: {e}", c.display()))?;
-            pem.extend(
-                std::fs::read(k)
-                    .map_err(|e| format!("tls_config.key_file {}: {e}", k.display()))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| format!("tls_config: bad client certificate or key: {e}"))?,
-            );
-        }
-    }
-    if let Some((name, addr)) = resolve {
-        b = b.resolve(name, addr);
-    }
-    b.build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
+    crate::http_client::build_client(
+        cfg.tls_config.as_ref(),
+        cfg.follow_redirects,
+        cfg.enable_compression,
+        resolve,
+    )
 }
 
 /// With `tls_config.server_name`, the request goes to that name (so TLS checks the certificate

@@ -529,41 +529,22 @@ pub async fn fetch(
     body: &mut Vec<u8>,
 ) -> Result<Format, String> {
     let cfg = &job.cfg;
-    let mut req = client
+    let req = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", target.timeout.as_secs_f64()),
         );
-    if let Some(b) = &cfg.basic_auth {
-        let password = match (&b.password, &b.password_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(f)) => Some(read_secret(f)?),
-            (None, None) => None,
-        };
-        req = req.basic_auth(&b.username, password);
-    }
-    let bearer = match (
-        &cfg.authorization,
-        &cfg.bearer_token,
-        &cfg.bearer_token_file,
-    ) {
-        (Some(a), _, _) => {
-            let cred = match (&a.credentials, &a.credentials_file) {
-                (Some(c), _) => c.clone(),
-                (None, Some(f)) => read_secret(f)?,
-                (None, None) => String::new(),
-            };
-            Some(format!("{} {cred}", a.kind))
-        }
-        (None, Some(t), _) => Some(format!("Bearer {t}")),
-        (None, None, Some(f)) => Some(format!("Bearer {}", read_secret(f)?)),
-        _ => None,
-    };
-    if let Some(b) = bearer {
-        req = req.header(reqwest::header::AUTHORIZATION, b);
-    }
+    let req = crate::http_client::authorize(
+        req,
+        crate::http_client::Credentials {
+            basic_auth: cfg.basic_auth.as_ref(),
+            authorization: cfg.authorization.as_ref(),
+            bearer_token: cfg.bearer_token.as_ref(),
+            bearer_token_file: cfg.bearer_token_file.as_ref(),
+        },
+    )?;
     let run = async {
         let mut resp = req
             .send()
@@ -601,12 +582,6 @@ pub async fn fetch(
             target.url, target.timeout
         )),
     }
-}
-
-fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
 /// Counters over every target, for `/metrics`.
