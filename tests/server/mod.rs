@@ -7,6 +7,7 @@ mod ingest;
 mod interop;
 mod notebooks;
 mod query;
+mod rules;
 mod scrape;
 mod sql;
 mod support;
