@@ -135,6 +135,8 @@ pub struct Group {
     pub rules: Vec<Rule>,
     pub metrics: GroupMetrics,
     last: Mutex<(Option<SystemTime>, Duration)>,
+    /// Series of rules a reload removed from this group: marked stale at the next evaluation.
+    stale_pending: Mutex<Vec<Labelset>>,
 }
 
 impl Group {
@@ -155,6 +157,7 @@ impl Group {
             rules,
             metrics: GroupMetrics::default(),
             last: Mutex::new((None, Duration::ZERO)),
+            stale_pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -195,6 +198,14 @@ impl Group {
             }
         }
         *self.last.lock() = old.last_evaluation();
+        // The rules that are gone: their series go stale at the next evaluation.
+        let mut stale = self.stale_pending.lock();
+        stale.extend(old.stale_pending.lock().drain(..));
+        for (i, r) in old.rules.iter().enumerate() {
+            if !used[i] {
+                stale.extend(r.previous.lock().drain());
+            }
+        }
     }
 
     /// Evaluates every rule at `ts` (ms), in order, writing what each returns (and staleness
@@ -206,6 +217,10 @@ impl Group {
         let offset = self.query_offset.as_millis() as i64;
         let t = ts - offset;
         let expander = self.expander(ctx, t);
+        let gone = std::mem::take(&mut *self.stale_pending.lock());
+        if !gone.is_empty() {
+            write_stale(&gone, t, &ctx.db, &self.name).await;
+        }
         for rule in &self.rules {
             let rule_start = Instant::now();
             let result = match &rule.body {
@@ -309,23 +324,11 @@ impl Group {
     /// Staleness markers at `t` for every series the group's rules wrote last (the group is
     /// going away: Prometheus marks its series stale).
     pub async fn mark_stale(&self, t: i64, db: &Db) {
-        let limits = db.limits().labels.clone();
-        let mut batch = WriteBatch::default();
+        let mut all: Vec<Labelset> = std::mem::take(&mut *self.stale_pending.lock());
         for rule in &self.rules {
-            for l in std::mem::take(&mut *rule.previous.lock()) {
-                if let Ok(labels) =
-                    Labels::try_from_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())), &limits)
-                {
-                    let i = batch.push_series(labels);
-                    batch.push_sample(i, t, f64::from_bits(STALE_NAN_BITS));
-                }
-            }
+            all.extend(rule.previous.lock().drain());
         }
-        if batch.num_samples() > 0
-            && let Err(e) = db.append(batch).await
-        {
-            tracing::warn!(group = %self.name, "writing staleness markers failed: {e}");
-        }
+        write_stale(&all, t, db, &self.name).await;
     }
 
     /// After the first evaluation since a start, moves the pending alerts' active time back to
@@ -371,6 +374,25 @@ impl Group {
             });
             a.set_restored();
         }
+    }
+}
+
+/// Staleness markers at `t` for these series.
+async fn write_stale(series: &[Labelset], t: i64, db: &Db, group: &str) {
+    let limits = db.limits().labels.clone();
+    let mut batch = WriteBatch::default();
+    for l in series {
+        if let Ok(labels) =
+            Labels::try_from_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())), &limits)
+        {
+            let i = batch.push_series(labels);
+            batch.push_sample(i, t, f64::from_bits(STALE_NAN_BITS));
+        }
+    }
+    if batch.num_samples() > 0
+        && let Err(e) = db.append(batch).await
+    {
+        tracing::warn!(group, "writing staleness markers failed: {e}");
     }
 }
 

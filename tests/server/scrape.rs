@@ -2,14 +2,13 @@
 //! second, and the results read back through the API.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::http::header;
 use parking_lot::Mutex;
 use quiver::config::Config;
 use serde_json::Value;
 
-use super::support::{TestServer, client, export, get_json};
+use super::support::{TestServer, client, eventually, export, get_json, query};
 
 /// An exporter whose exposition, content type and status the test changes at will.
 #[derive(Clone)]
@@ -67,31 +66,6 @@ async fn server(yaml: &str, flags: &[&str]) -> TestServer {
 }
 
 /// An instant query at now: the result vector.
-async fn query(s: &TestServer, q: &str) -> Vec<Value> {
-    let r = client()
-        .get(s.url("/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(v["status"], "success", "{q}: {v}");
-    v["data"]["result"].as_array().unwrap().clone()
-}
-
-/// Waits until `cond` holds, polling every 100 ms.
-async fn eventually<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn active_targets(s: &TestServer) -> Vec<Value> {
     let (code, v) = get_json(&s.url("/api/v1/targets?state=active")).await;
     assert_eq!(code, 200, "{v}");

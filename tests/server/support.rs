@@ -260,3 +260,63 @@ pub fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The result of an instant PromQL query (now).
+pub async fn query(s: &TestServer, q: &str) -> Vec<Value> {
+    let r = client()
+        .get(s.url("/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v["data"]["result"].as_array().unwrap().clone()
+}
+
+/// The rows `/api/v1/sql` answers for `q`.
+pub async fn sql_rows(s: &TestServer, q: &str) -> Vec<Value> {
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v["data"]["rows"].as_array().unwrap().clone()
+}
+
+/// Waits until `cond` holds, polling every 100 ms.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A server started on a configuration file written into its data folder (so reloads re-read
+/// it), with these extra files beside it.
+pub async fn start_with_files(
+    config: &str,
+    files: &[(&str, &str)],
+    flags: &[&str],
+) -> (TestServer, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let path = dir.path().join("quiver.yml");
+    std::fs::write(&path, config).unwrap();
+    let cfg = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let flag = format!("--config.file={}", path.display());
+    let mut all = vec![flag.as_str()];
+    all.extend_from_slice(flags);
+    let s = TestServer::start_with_config(dir, &all, cfg).await;
+    (s, path)
+}

@@ -130,7 +130,12 @@ impl ExecutionPlan for PromExec {
                 inputs.push(s.try_collect::<Vec<RecordBatch>>().await?);
             }
             guard.check_deadline().map_err(Error::into_df)?;
-            op.evaluate(&inputs, &guard).map_err(Error::into_df)
+            // The kernel is CPU work: off the runtime's workers, so the query's deadline (a
+            // timer on the runtime) still fires while it runs.
+            tokio::task::spawn_blocking(move || op.evaluate(&inputs, &guard))
+                .await
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                .map_err(Error::into_df)
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,

@@ -211,6 +211,7 @@ impl RangeFnOp {
             args,
         };
         for s in &mut series {
+            guard.check_deadline()?;
             if s.values.iter().any(|v| is_stale_nan(*v)) {
                 let keep: Vec<bool> = s.values.iter().map(|v| !is_stale_nan(*v)).collect();
                 let mut k = keep.iter();
