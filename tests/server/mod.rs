@@ -1,3 +1,4 @@
+mod alerting;
 mod api;
 mod differential;
 mod durability;
