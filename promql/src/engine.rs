@@ -87,9 +87,14 @@ impl Engine {
     pub fn new(db: Arc<Db>, opts: EngineOptions) -> Self {
         let samples = provider_as_source(Arc::new(SamplesTable::new(db.clone())));
         let config = SessionConfig::new().with_information_schema(false);
+        // The planner builds its plans as they should run (scans with their series, time
+        // range and columns; kernels in extension nodes), so DataFusion's logical optimizer
+        // has little to improve, and its passes cost more than a small query's execution
+        // (rules evaluate hundreds of small queries). The analyzer (type coercion) stays.
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_optimizer_rules(Vec::new())
             .with_query_planner(Arc::new(PromQueryPlanner))
             .build();
         let planner_opts = PlannerOptions {
@@ -256,9 +261,11 @@ impl Engine {
             .clone()
             .with_extension(guard.clone())
             .with_extension(budget);
-        let state = SessionStateBuilder::new_from_existing(self.state.clone())
-            .with_config(config)
-            .build();
+        // A clone of the engine's state (its function registries are shared maps of `Arc`s)
+        // with this query's config: rebuilding a state per query re-registered every function
+        // and cost more than small queries themselves.
+        let mut state = self.state.clone();
+        *state.config_mut() = config;
         let fut = async {
             let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(plan).await?;
             let ctx = Arc::new(TaskContext::from(&state));

@@ -290,6 +290,9 @@ impl Group {
     ) -> Result<(), String> {
         let limits = ctx.db.limits().labels.clone();
         let mut batch = WriteBatch::default();
+        // Results are visible to the next rule at once; their WAL record is written without
+        // waiting for the fsync (Prometheus does not fsync rule results either).
+        batch.defer_sync();
         let now: HashSet<Labelset> = samples.iter().map(|s| s.labels.clone()).collect();
         for s in &samples {
             let labels = Labels::try_from_pairs(
@@ -381,6 +384,7 @@ impl Group {
 async fn write_stale(series: &[Labelset], t: i64, db: &Db, group: &str) {
     let limits = db.limits().labels.clone();
     let mut batch = WriteBatch::default();
+    batch.defer_sync();
     for l in series {
         if let Ok(labels) =
             Labels::try_from_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())), &limits)

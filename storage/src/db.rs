@@ -89,6 +89,8 @@ pub struct StorageMetrics {
 pub struct WriteBatch {
     /// The registry's removal count at which every known id was checked (see `ids_valid_at`).
     ids_valid_at: Option<u64>,
+    /// Visible at once, the WAL write not awaited (see [`WriteBatch::defer_sync`]).
+    deferred: bool,
     series: Vec<BatchSeries>,
     sample_series: Vec<u32>,
     timestamps: Vec<Timestamp>,
@@ -96,6 +98,14 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Makes the batch visible as soon as its WAL record is queued, without waiting for the
+    /// write and its fsync: for data the server derives itself and can derive again (rule
+    /// results, as Prometheus writes them), never for data a sender is acknowledged for. The
+    /// record still goes to the WAL, in order; a crash may lose the last of these batches.
+    pub fn defer_sync(&mut self) {
+        self.deferred = true;
+    }
+
     /// Adds a series and answers its index for [`WriteBatch::push_sample`].
     pub fn push_series(&mut self, labels: Labels) -> u32 {
         self.series.push(BatchSeries::New(labels));
@@ -319,6 +329,7 @@ impl Db {
         }
         let WriteBatch {
             ids_valid_at,
+            deferred,
             series,
             sample_series,
             timestamps,
@@ -371,10 +382,20 @@ impl Db {
             let ack = self.wal.submit(&record);
             (record, ack)
         };
-        let written = ack.await.map_err(|_| Error::ShuttingDown).and_then(|r| r);
-        if let Err(e) = written {
-            self.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
+        if deferred {
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = ack.await {
+                    metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("a deferred WAL write failed: {e}");
+                }
+            });
+        } else {
+            let written = ack.await.map_err(|_| Error::ShuttingDown).and_then(|r| r);
+            if let Err(e) = written {
+                self.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         let created = ids.new_series.len() as u64;
         self.state
@@ -561,7 +582,7 @@ impl Db {
             block_reads.push(b.read(ids, mint, maxt).await?);
         }
         // Per series: its runs from every source, oldest source first.
-        let pos: std::collections::HashMap<SeriesId, usize> =
+        let pos: foldhash::HashMap<SeriesId, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut runs: Vec<Vec<Run<'_>>> = vec![Vec::new(); ids.len()];
         for r in &block_reads {

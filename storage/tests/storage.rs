@@ -458,3 +458,21 @@ fn block_dirs(f: &Fixture) -> Vec<String> {
     out.sort();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_batches_are_visible_at_once_and_still_reach_the_wal() {
+    let f = Fixture::new();
+    let db = f.open().await;
+    let mut b = batch("derived", 2, 3, 0);
+    b.defer_sync();
+    db.append(b).await.unwrap();
+    // Visible without waiting for the WAL.
+    assert_eq!(all_samples(&db, "derived").await.len(), 2);
+    db.close().await;
+    drop(db);
+    // The record was written all the same: a restart replays it.
+    let db = f.open().await;
+    let after = all_samples(&db, "derived").await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0].2, [0.0, 1.0, 2.0]);
+}

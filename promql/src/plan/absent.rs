@@ -1,7 +1,7 @@
 //! `absent` and `absent_over_time`: a single series, labelled from the selector's equality
 //! matchers, at each step where the input has nothing.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use datafusion::arrow::array::RecordBatch;
 

@@ -2,7 +2,7 @@
 //! `ignoring` signatures, `group_left` / `group_right` with label copying, the set operators,
 //! and Prometheus's errors for ambiguous matches.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use datafusion::arrow::array::RecordBatch;
 

@@ -2,7 +2,7 @@
 //! `le`) are its cumulative buckets; the quantile is interpolated linearly inside the bucket
 //! where its rank falls, as Prometheus's `BucketQuantile` does.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 

@@ -4,7 +4,7 @@
 //! data-label matchers only the named labels are added, and a series without a matching info
 //! series is dropped when a matcher cannot match the empty string.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::{MatchOp, Matcher};

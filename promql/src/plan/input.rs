@@ -1,9 +1,9 @@
 //! Reading operator inputs and building operator outputs.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// Label sets are long keys hashed once per row in places: foldhash, not SipHash.
-pub type LabelMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+pub type LabelMap<V> = HashMap<Vec<u8>, V>;
 use std::sync::Arc;
 
 use datafusion::arrow::array::builder::make_view;

@@ -2,7 +2,7 @@
 //! `(ref - range, ref]` go through a [`RangeFn`] kernel. Samples are sorted, and the window
 //! edges only move forward along the steps, so each series is walked with two cursors.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;

@@ -1,6 +1,6 @@
 //! Scalars per step (`1`, `time()`), `scalar(v)`, and `count_values`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 

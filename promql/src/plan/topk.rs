@@ -1,7 +1,7 @@
 //! `topk`, `bottomk` and `limitk`: the k highest, lowest or first series of each group and
 //! step, keeping their labels; and the check that a vector holds each label set once.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use datafusion::arrow::array::RecordBatch;
 
