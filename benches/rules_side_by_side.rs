@@ -1,14 +1,16 @@
 //! Recording rules, side by side: the same rule file (hundreds of recording rules in groups,
 //! every 15 s) over the same GPU fleet in Quiver and, when installed, Prometheus.
 //!
-//! Each system gets the fleet remote-written (history ending now, so the rules see fresh
-//! samples), then runs for `DURATION` seconds. Every 5 s the bench reads each group's last
+//! Each system gets the fleet remote-written (an hour of history ending now), then runs for
+//! `DURATION` seconds while the fleet goes on: every 15 s the next sample of every series
+//! arrives over remote write at its timestamp, as scrapes would bring it (`LIVE=0` stops the
+//! data at the start instead). Every 5 s the bench reads each group's last
 //! evaluation time from `/api/v1/rules` (both systems report it there); it prints the mean
 //! evaluation time per group over the distinct evaluations seen, their sum per interval, the
 //! CPU share of the server over the window, and the ratio.
 //!
 //! Run: `taskset -c 0 cargo bench --bench rules_side_by_side` (servers pinned to core 1).
-//! Shape by environment: `NODES` (24), `GPUS` (8), `GROUPS` (10), `DURATION` (90);
+//! Shape by environment: `NODES` (24), `GPUS` (8), `GROUPS` (10), `DURATION` (90), `LIVE` (1);
 //! `SYSTEMS=quiver` runs one system (for profiling).
 
 // A report for people: it prints its figures.
@@ -24,7 +26,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet::{FleetShape, encoded_requests};
+use fleet::{FleetShape, STEP_MS, encoded_requests};
 use peers::{Peer, env_or};
 
 /// One group's recording rules over the fleet (20 per group, varied as real rule files are:
@@ -91,12 +93,31 @@ fn rule_file(groups: usize) -> String {
 fn main() {
     let groups = env_or("GROUPS", 10);
     let duration = Duration::from_secs(env_or("DURATION", 90) as u64);
-    let shape = FleetShape::ending_now(env_or("NODES", 24), env_or("GPUS", 8), 1, 5_000);
-    let (bodies, total, n_series) = encoded_requests(&shape, 2);
+    let live = env_or("LIVE", 1) != 0;
+    // Each system gets the fleet as of its own start: the history ends as it starts, then
+    // (live) the next steps arrive on the clock, so both see the same data at the same age.
+    let fleet = || {
+        let mut shape = FleetShape::ending_now(env_or("NODES", 24), env_or("GPUS", 8), 1, 5_000);
+        let history = shape.steps;
+        if live {
+            shape.steps += (duration.as_secs() as usize + 60) / 15;
+        }
+        let (mut bodies, _, n_series) = encoded_requests(&shape, 2);
+        // Per worker: the history's bodies, then one body per later step.
+        let future: Vec<Vec<Vec<u8>>> = bodies.iter_mut().map(|w| w.split_off(history)).collect();
+        let first_ms = shape.start_ms + history as i64 * STEP_MS;
+        (bodies, future, first_ms, n_series, n_series * history)
+    };
+    let (_, _, _, n_series, total) = fleet();
     let rules = rule_file(groups);
     let n_rules: usize = (0..groups).map(|g| group_rules(g).len()).sum();
     println!(
-        "data: {n_series} series, {total} samples; rules: {n_rules} recording rules in {groups} groups every 15 s"
+        "data: {n_series} series, {total} samples of history{}; rules: {n_rules} recording rules in {groups} groups every 15 s",
+        if live {
+            ", then a sample per series every 15 s"
+        } else {
+            ""
+        }
     );
     let server_core = (std::thread::available_parallelism()
         .map(|n| n.get())
@@ -134,8 +155,13 @@ fn main() {
             println!("{which}: not installed, skipped");
             continue;
         };
+        let (bodies, future, first_ms, _, _) = fleet();
         rt.block_on(peers::remote_write_all(&peer.base, &bodies));
+        let feeder = live.then(|| rt.spawn(feed(peer.base.clone(), future, first_ms)));
         let (per_group, cpu_share, failing) = rt.block_on(observe(&peer, duration));
+        if let Some(f) = feeder {
+            f.abort();
+        }
         println!(
             "{which}: mean evaluation time per group {:.2} ms (sum over groups {:.1} ms per 15 s), CPU share {:.1}%, rules failing {failing}",
             mean(&per_group) * 1e3,
@@ -163,6 +189,35 @@ fn main() {
             qcpu * 100.0,
             pcpu * 100.0
         );
+    }
+}
+
+/// Sends each later step's samples when the wall clock reaches their timestamp.
+async fn feed(base: String, future: Vec<Vec<Vec<u8>>>, first_ms: i64) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/write");
+    let steps = future.iter().map(Vec::len).min().unwrap_or(0);
+    for k in 0..steps {
+        let due = first_ms + k as i64 * STEP_MS;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        if due > now {
+            tokio::time::sleep(Duration::from_millis((due - now) as u64)).await;
+        }
+        for w in &future {
+            let r = client
+                .post(&url)
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(w[k].clone())
+                .send()
+                .await
+                .expect("request sent");
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+        }
     }
 }
 

@@ -87,19 +87,20 @@ impl Engine {
     pub fn new(db: Arc<Db>, opts: EngineOptions) -> Self {
         let samples = provider_as_source(Arc::new(SamplesTable::new(db.clone())));
         let config = SessionConfig::new().with_information_schema(false);
-        // The planner builds its plans as they should run (scans with their series, time
-        // range and columns; kernels in extension nodes), so DataFusion's logical optimizer
-        // has little to improve, and its passes cost more than a small query's execution
-        // (rules evaluate hundreds of small queries). The analyzer (type coercion) stays.
+        // The planner builds its plans as they should run, with their types (scans with their
+        // series, time range and columns; kernels in extension nodes), so queries go straight
+        // to the physical planner: DataFusion's analyzer and logical optimizer have nothing to
+        // improve, and their passes cost more than a small query's execution (rules evaluate
+        // hundreds of small queries).
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(Vec::new())
             .with_query_planner(Arc::new(PromQueryPlanner))
             .build();
         let planner_opts = PlannerOptions {
             lookback: opts.lookback.as_millis() as i64,
             subquery_step: opts.subquery_step.as_millis() as i64,
+            selections: Default::default(),
         };
         Engine {
             db,
@@ -133,16 +134,16 @@ impl Engine {
             }
             Planned::Vector(_) => {
                 let mut out: Vec<Sample> = Vec::new();
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = foldhash::HashSet::default();
                 let mut duplicate = false;
                 for_rows(&batches, |l, ts, v| {
                     let labels = labelset::finish(l);
-                    duplicate |= !seen.insert(labels.clone());
                     out.push(Sample {
                         labels: decode(&labels),
                         t: ts,
                         v,
-                    })
+                    });
+                    duplicate |= !seen.insert(labels);
                 });
                 if duplicate {
                     return Err(duplicate_labelset());
@@ -222,11 +223,14 @@ impl Engine {
         let Some(plan) = plan_of(&planned) else {
             return Ok(format!("constant: {planned:?}"));
         };
-        let optimized = self.state.optimize(plan)?;
-        let physical = self.state.create_physical_plan(&optimized).await?;
+        let physical = self
+            .state
+            .query_planner()
+            .create_physical_plan(plan, &self.state)
+            .await?;
         Ok(format!(
             "logical plan:\n{}\n\nphysical plan:\n{}",
-            optimized.display_indent(),
+            plan.display_indent(),
             displayable(physical.as_ref()).indent(true)
         ))
     }
@@ -267,7 +271,10 @@ impl Engine {
         let mut state = self.state.clone();
         *state.config_mut() = config;
         let fut = async {
-            let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(plan).await?;
+            let physical: Arc<dyn ExecutionPlan> = state
+                .query_planner()
+                .create_physical_plan(plan, &state)
+                .await?;
             let ctx = Arc::new(TaskContext::from(&state));
             Ok::<_, Error>(collect(physical, ctx).await?)
         };

@@ -92,3 +92,32 @@ async fn streaming_aggregations_match_the_general_aggregate() {
     }
     db.close().await;
 }
+
+/// Selections are kept between queries (rules run the same selectors every interval); a
+/// series created after a query must still be seen by the next one.
+#[tokio::test]
+async fn a_series_created_after_a_query_is_selected_by_the_next() {
+    let (_dir, db, engine) = engine_with_data().await;
+    let t = 199 * 15_000 + 5_000;
+    let count = |v: Value| match v {
+        Value::Vector(s) => s.first().map(|s| s.v),
+        other => panic!("expected a vector, got {other:?}"),
+    };
+    assert_eq!(
+        count(engine.instant("count(c)", t).await.unwrap()),
+        Some(12.0)
+    );
+    let mut batch = WriteBatch::default();
+    let labels = Labels::from_validated(&[("__name__", "c"), ("g", "new"), ("inst", "x")]);
+    let idx = batch.push_series(labels);
+    batch.push_sample(idx, t - 1_000, 1.0);
+    db.append(batch).await.unwrap();
+    assert_eq!(
+        count(engine.instant("count(c)", t).await.unwrap()),
+        Some(13.0)
+    );
+    assert_eq!(
+        count(engine.instant("count(c{g=\"new\"})", t).await.unwrap()),
+        Some(1.0)
+    );
+}

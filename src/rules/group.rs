@@ -2,7 +2,7 @@
 //! earlier ones wrote), with Prometheus's staleness for series a rule no longer returns and
 //! its restoration of `for` state after a start.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use quiver_promql::Engine;
 use quiver_storage::{
-    Db, Labels, Matcher, Matchers, STALE_NAN_BITS, Timestamp, WriteBatch, is_stale_nan,
+    Db, Labels, Matcher, Matchers, STALE_NAN_BITS, SeriesId, Timestamp, WriteBatch, is_stale_nan,
 };
 
 use super::alerting::{Alert, AlertingRule, Notification};
@@ -74,7 +74,23 @@ pub struct Rule {
     pub query: String,
     status: Mutex<RuleStatus>,
     /// Series written by the last successful evaluation (to mark those that vanish stale).
-    previous: Mutex<HashSet<Labelset>>,
+    previous: Mutex<Written>,
+}
+
+/// The series a rule wrote at its last successful evaluation, with their storage ids once
+/// learned: a rule writes the same series every interval, and a known id spares building and
+/// looking up its label set again.
+#[derive(Debug, Default, Clone)]
+struct Written {
+    series: foldhash::HashMap<Labelset, Option<SeriesId>>,
+    /// The registry's removal count when the ids were learned (see `WriteBatch::ids_valid_at`).
+    ids_at: u64,
+}
+
+impl Written {
+    fn drain(&mut self) -> impl Iterator<Item = Labelset> + '_ {
+        self.series.drain().map(|(l, _)| l)
+    }
 }
 
 impl Rule {
@@ -92,7 +108,7 @@ impl Rule {
                 last_evaluation: None,
                 evaluation_time: Duration::ZERO,
             }),
-            previous: Mutex::new(HashSet::new()),
+            previous: Mutex::new(Written::default()),
         }
     }
 
@@ -264,13 +280,12 @@ impl Group {
         let engine = ctx.engine.clone();
         let handle = tokio::runtime::Handle::current();
         let query: Arc<QueryFn> = Arc::new(move |q: &str| {
-            let result = handle.block_on(async {
+            handle.block_on(async {
                 match quiver_promql::parse(q) {
                     Ok(expr) => super::instant_vector(&engine, &expr, t).await,
                     Err(e) => Err(e.to_string()),
                 }
-            });
-            result
+            })
         });
         Expander {
             external_labels: ctx.external_labels.clone(),
@@ -288,38 +303,53 @@ impl Group {
         t: i64,
         ctx: &EvalContext,
     ) -> Result<(), String> {
-        let limits = ctx.db.limits().labels.clone();
-        let mut batch = WriteBatch::default();
-        // Results are visible to the next rule at once; their WAL record is written without
-        // waiting for the fsync (Prometheus does not fsync rule results either).
-        batch.defer_sync();
-        let now: HashSet<Labelset> = samples.iter().map(|s| s.labels.clone()).collect();
-        for s in &samples {
-            let labels = Labels::try_from_pairs(
-                s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                &limits,
-            )
-            .map_err(|e| format!("result series {:?}: {e}", s.labels))?;
-            let i = batch.push_series(labels);
-            batch.push_sample(i, s.t, s.v);
-        }
-        let previous = std::mem::take(&mut *rule.previous.lock());
-        for gone in previous.difference(&now) {
-            if let Ok(labels) =
-                Labels::try_from_pairs(gone.iter().map(|(k, v)| (k.as_str(), v.as_str())), &limits)
-            {
-                let i = batch.push_series(labels);
-                batch.push_sample(i, t, f64::from_bits(STALE_NAN_BITS));
+        let mut previous = std::mem::take(&mut *rule.previous.lock());
+        let mut now = Written::default();
+        let mut result = Ok(());
+        for attempt in 0..2 {
+            let removals = ctx.db.series_removals();
+            if previous.ids_at != removals || attempt > 0 {
+                // Series were removed since the ids were learned: they may be gone.
+                previous.series.values_mut().for_each(|id| *id = None);
+            }
+            now = Written {
+                series: foldhash::HashMap::with_capacity_and_hasher(
+                    samples.len(),
+                    Default::default(),
+                ),
+                ids_at: removals,
+            };
+            for s in &samples {
+                let id = previous.series.get(&s.labels).copied().flatten();
+                now.series.insert(s.labels.clone(), id);
+            }
+            let gone: Vec<(&Labelset, Option<SeriesId>)> = previous
+                .series
+                .iter()
+                .filter(|(l, _)| !now.series.contains_key(*l))
+                .map(|(l, id)| (l, *id))
+                .collect();
+            let batch = result_batch(&samples, &now, &gone, removals, t, ctx)?;
+            if batch.num_samples() == 0 {
+                break;
+            }
+            result = ctx.db.append(batch).await;
+            if !matches!(result, Err(quiver_storage::Error::Retry(_))) {
+                break;
             }
         }
-        let result = if batch.num_samples() > 0 {
-            ctx.db
-                .append(batch)
-                .await
-                .map_err(|e| format!("writing the results: {e}"))
-        } else {
-            Ok(())
-        };
+        let result = result.map_err(|e| format!("writing the results: {e}"));
+        if result.is_ok() {
+            // Learn the ids of the series written for the first time.
+            let reg = ctx.db.registry();
+            for (labels, id) in now.series.iter_mut().filter(|(_, id)| id.is_none()) {
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                *id = reg.get_pairs(&pairs);
+            }
+        }
         *rule.previous.lock() = if result.is_ok() { now } else { previous };
         result
     }
@@ -378,6 +408,44 @@ impl Group {
             a.set_restored();
         }
     }
+}
+
+/// One evaluation's write: its samples (by id where `now` knows it), and staleness markers for
+/// the series that are `gone`.
+fn result_batch(
+    samples: &[OutSample],
+    now: &Written,
+    gone: &[(&Labelset, Option<SeriesId>)],
+    removals: u64,
+    t: i64,
+    ctx: &EvalContext,
+) -> Result<WriteBatch, String> {
+    let limits = &ctx.db.limits().labels;
+    let mut batch = WriteBatch::default();
+    // Results are visible to the next rule at once; their WAL record is written without
+    // waiting for the fsync (Prometheus does not fsync rule results either).
+    batch.defer_sync();
+    // Every id in `now` was learned while the registry's removal count was `removals`.
+    batch.ids_valid_at(removals);
+    let slot = |batch: &mut WriteBatch, labels: &Labelset, id: Option<SeriesId>| match id {
+        Some(id) => Ok(batch.push_known(id)),
+        None => {
+            Labels::try_from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())), limits)
+                .map(|l| batch.push_series(l))
+        }
+    };
+    for s in samples {
+        let id = now.series.get(&s.labels).copied().flatten();
+        let i = slot(&mut batch, &s.labels, id)
+            .map_err(|e| format!("result series {:?}: {e}", s.labels))?;
+        batch.push_sample(i, s.t, s.v);
+    }
+    for (labels, id) in gone {
+        if let Ok(i) = slot(&mut batch, labels, *id) {
+            batch.push_sample(i, t, f64::from_bits(STALE_NAN_BITS));
+        }
+    }
+    Ok(batch)
 }
 
 /// Staleness markers at `t` for these series.

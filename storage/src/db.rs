@@ -99,9 +99,10 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     /// Makes the batch visible as soon as its WAL record is queued, without waiting for the
-    /// write and its fsync: for data the server derives itself and can derive again (rule
-    /// results, as Prometheus writes them), never for data a sender is acknowledged for. The
-    /// record still goes to the WAL, in order; a crash may lose the last of these batches.
+    /// write, and without an fsync of its own (it is synced with the next acknowledged write,
+    /// a segment roll or the close): for data the server derives itself and can derive again
+    /// (rule results, as Prometheus writes them), never for data a sender is acknowledged for.
+    /// The record still goes to the WAL, in order; a crash may lose the last of these batches.
     pub fn defer_sync(&mut self) {
         self.deferred = true;
     }
@@ -379,7 +380,11 @@ impl Db {
                 timestamps,
                 values,
             };
-            let ack = self.wal.submit(&record);
+            let ack = if deferred {
+                self.wal.submit_unsynced(&record)
+            } else {
+                self.wal.submit(&record)
+            };
             (record, ack)
         };
         if deferred {
@@ -431,12 +436,42 @@ impl Db {
         out
     }
 
-    /// Read access to the series registry (hold it briefly: appends wait for it).
+    /// Every series the matchers select, samples or not, in id order.
+    pub fn select(&self, matchers: &Matchers) -> Vec<(SeriesId, Labels)> {
+        let state = self.state.read();
+        state
+            .registry
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| state.registry.labels(id).map(|l| (id, l.clone())))
+            .collect()
+    }
+
+    /// The registry's generation (see [`crate::registry::SeriesRegistry::generation`]): a selection made
+    /// while it is unchanged still holds.
+    pub fn series_generation(&self) -> u64 {
+        self.state.read().registry.generation()
+    }
+
+    /// The ids among `ids` whose series have samples in `[mint, maxt]`, in the order given.
+    pub fn with_samples(
+        &self,
+        ids: impl IntoIterator<Item = SeriesId>,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<SeriesId> {
+        let state = self.state.read();
+        ids.into_iter()
+            .filter(|id| state.has_samples(*id, mint, maxt))
+            .collect()
+    }
+
     /// The registry's removal count now (see [`WriteBatch::ids_valid_at`]).
     pub fn series_removals(&self) -> u64 {
         self.state.read().registry.removals()
     }
 
+    /// Read access to the series registry (hold it briefly: appends wait for it).
     pub fn registry(&self) -> parking_lot::MappedRwLockReadGuard<'_, SeriesRegistry> {
         parking_lot::RwLockReadGuard::map(self.state.read(), |s| &s.registry)
     }

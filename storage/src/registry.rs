@@ -23,6 +23,8 @@ pub struct SeriesRegistry {
     next_id: u64,
     /// Series removed so far: an id resolved while this was unchanged is still registered.
     removals: u64,
+    /// Series added or removed so far: a selection made while this was unchanged still holds.
+    generation: u64,
 }
 
 impl SeriesRegistry {
@@ -55,6 +57,12 @@ impl SeriesRegistry {
             .find(|id| self.by_id.get(id).is_some_and(|l| l.eq_pairs(pairs)))
     }
 
+    /// Changes with every series added or removed: what [`SeriesRegistry::select`] answered
+    /// still holds while this is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// How many series were removed so far (see [`crate::WriteBatch::ids_valid_at`]).
     pub fn removals(&self) -> u64 {
         self.removals
@@ -75,6 +83,7 @@ impl SeriesRegistry {
     }
 
     fn insert(&mut self, id: SeriesId, labels: Labels) {
+        self.generation += 1;
         let labels = labels.intern(&mut self.interner);
         self.index.add(id, &labels);
         self.by_hash
@@ -88,6 +97,7 @@ impl SeriesRegistry {
     pub fn remove(&mut self, id: SeriesId) {
         if let Some(labels) = self.by_id.remove(&id) {
             self.removals += 1;
+            self.generation += 1;
             self.index.remove(id, &labels);
             let h = labels.hash_with(&self.hasher);
             if let Some(ids) = self.by_hash.get_mut(&h) {

@@ -130,6 +130,11 @@ impl ExecutionPlan for PromExec {
                 inputs.push(s.try_collect::<Vec<RecordBatch>>().await?);
             }
             guard.check_deadline().map_err(Error::into_df)?;
+            let rows: usize = inputs.iter().flatten().map(RecordBatch::num_rows).sum();
+            if rows <= INLINE_KERNEL_ROWS {
+                // Microseconds of work: a thread hand-off would cost more than the kernel.
+                return op.evaluate(&inputs, &guard).map_err(Error::into_df);
+            }
             // The kernel is CPU work: off the runtime's workers, so the query's deadline (a
             // timer on the runtime) still fires while it runs.
             tokio::task::spawn_blocking(move || op.evaluate(&inputs, &guard))
@@ -143,6 +148,10 @@ impl ExecutionPlan for PromExec {
         )))
     }
 }
+
+/// Input rows up to which a kernel runs on the runtime's worker (a small query's kernels take
+/// microseconds, less than handing them to the blocking pool and back; rules run hundreds).
+const INLINE_KERNEL_ROWS: usize = 16_384;
 
 impl PromOp {
     fn evaluate(

@@ -10,7 +10,7 @@ mod call;
 mod selector;
 mod subquery;
 
-pub use selector::matcher_sets;
+pub use selector::{SelectionCache, matcher_sets};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,12 +73,14 @@ pub enum ResultOrder {
 }
 
 /// The settings planning needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PlannerOptions {
     /// ms
     pub lookback: i64,
     /// The default subquery step (ms), Prometheus's global evaluation interval.
     pub subquery_step: i64,
+    /// Selections resolved by earlier queries.
+    pub selections: SelectionCache,
 }
 
 /// Plans one query.

@@ -5,7 +5,10 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan, LogicalPlanBuilder, col, lit};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
-use quiver_storage::{MatchOp, Matcher, Matchers};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use quiver_storage::{Db, MatchOp, Matcher, Matchers, SeriesId};
 
 use super::{ParamPlan, Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
@@ -72,18 +75,26 @@ impl Planner<'_> {
         maxt: i64,
     ) -> Result<(SeriesMap, LogicalPlan)> {
         let sets = matcher_sets(vs)?;
-        let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
-        for m in &sets {
-            for (id, labels) in self.db.series(m, mint, maxt) {
-                found.push((
-                    id.0,
-                    labelset::encode(labels.iter().map(|l| (&*l.name, &*l.value))),
-                ));
+        // Every series the matchers select (samples or not): the map the kernels look labels
+        // up in. Only those with samples in range are scanned.
+        let map = match &sets[..] {
+            [one] => SeriesMap {
+                series: self.opts.selections.get(self.db, one),
+            },
+            _ => {
+                let mut all: Vec<(u64, Vec<u8>)> = Vec::new();
+                for m in &sets {
+                    all.extend(self.opts.selections.get(self.db, m).iter().cloned());
+                }
+                all.sort_by_key(|s| s.0);
+                all.dedup_by_key(|s| s.0);
+                SeriesMap::new(all)
             }
-        }
-        found.sort_by_key(|s| s.0);
-        found.dedup_by_key(|s| s.0);
-        let ids: Vec<_> = found.iter().map(|s| lit(s.0)).collect();
+        };
+        let found =
+            self.db
+                .with_samples(map.series.iter().map(|(id, _)| SeriesId(*id)), mint, maxt);
+        let ids: Vec<_> = found.iter().map(|id| lit(id.0)).collect();
         let ts = |t: i64| {
             lit(ScalarValue::TimestampMillisecond(
                 Some(t),
@@ -111,7 +122,62 @@ impl Planner<'_> {
         } else {
             scan
         };
-        Ok((SeriesMap::new(found), scan))
+        Ok((map, scan))
+    }
+}
+
+/// Selections resolved earlier (every series a matcher set selects, in id order, with their
+/// encoded label sets), kept while the registry's generation is unchanged: rules and
+/// dashboards run the same selectors again and again, and resolving them (index, label
+/// copies, encoding) was a large part of a small query.
+#[derive(Debug, Default)]
+pub struct SelectionCache {
+    inner: Mutex<CachedSelections>,
+}
+
+type Selection = Arc<Vec<(u64, Vec<u8>)>>;
+
+#[derive(Debug, Default)]
+struct CachedSelections {
+    generation: u64,
+    by_matchers: foldhash::HashMap<String, Selection>,
+}
+
+/// Selections kept at most (the cache starts over when full).
+const MAX_CACHED_SELECTIONS: usize = 4096;
+
+impl SelectionCache {
+    fn get(&self, db: &Db, matchers: &Matchers) -> Selection {
+        // Read first: a series added while selecting changes the generation, so what is
+        // cached below is never taken for newer than it is.
+        let generation = db.series_generation();
+        let key = format!("{matchers:?}");
+        {
+            let c = self.inner.lock();
+            if c.generation == generation
+                && let Some(s) = c.by_matchers.get(&key)
+            {
+                return s.clone();
+            }
+        }
+        let selection: Selection = Arc::new(
+            db.select(matchers)
+                .into_iter()
+                .map(|(id, l)| {
+                    (
+                        id.0,
+                        labelset::encode(l.iter().map(|l| (&*l.name, &*l.value))),
+                    )
+                })
+                .collect(),
+        );
+        let mut c = self.inner.lock();
+        if c.generation != generation || c.by_matchers.len() >= MAX_CACHED_SELECTIONS {
+            c.by_matchers.clear();
+            c.generation = generation;
+        }
+        c.by_matchers.insert(key, selection.clone());
+        selection
     }
 }
 

@@ -54,8 +54,6 @@ pub enum Fail {
     Regex(String),
 }
 
-/// Name/value pairs, sorted by name.
-
 /// A series as compared: its labels and one value per step (`None`: no point).
 pub type SeriesRow = (Vec<(String, String)>, Vec<Option<f64>>);
 

@@ -3,6 +3,8 @@
 //! as the XOR with the previous value, storing only the meaningful bits. Regular 15 s scrapes
 //! of slowly changing gauges take one to two bytes a sample instead of sixteen.
 
+use std::num::NonZeroU16;
+
 /// A closed, immutable run of samples, sorted by time with unique timestamps.
 #[derive(Debug, Clone, Default)]
 pub struct Chunk {
@@ -11,6 +13,28 @@ pub struct Chunk {
     count: u32,
     min_time: i64,
     max_time: i64,
+    /// Where a read of the chunk's last quarter may start (chunks of at least
+    /// [`CHECKPOINT_MIN_SAMPLES`]): queries at "now" want a series' newest samples, and a
+    /// Gorilla stream otherwise decodes only from its first sample.
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Samples a chunk needs to get a [`Checkpoint`].
+const CHECKPOINT_MIN_SAMPLES: usize = 32;
+
+/// The decoder's state before one sample: the previous sample, the previous delta and XOR
+/// window, and the bit position.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoint {
+    /// The index of the sample decoding resumes at (never the first: `Option<Checkpoint>` is
+    /// then no larger than a checkpoint, 32 bytes).
+    index: NonZeroU16,
+    pos: u32,
+    t: i64,
+    v: u64,
+    delta: i64,
+    leading: u8,
+    trailing: u8,
 }
 
 impl Chunk {
@@ -22,7 +46,28 @@ impl Chunk {
         w.write(values[0].to_bits(), 64);
         let (mut prev_t, mut prev_delta) = (timestamps[0], 0i64);
         let (mut prev_v, mut leading, mut trailing) = (values[0].to_bits(), u32::MAX, 0u32);
-        for (&t, &v) in timestamps[1..].iter().zip(&values[1..]) {
+        let checkpoint_at =
+            (timestamps.len() >= CHECKPOINT_MIN_SAMPLES).then(|| timestamps.len() * 3 / 4);
+        let mut checkpoint = None;
+        for (i, (&t, &v)) in timestamps.iter().zip(values).enumerate().skip(1) {
+            if Some(i) == checkpoint_at
+                && let (Some(index), Ok(pos)) = (
+                    u16::try_from(i).ok().and_then(NonZeroU16::new),
+                    u32::try_from(w.len),
+                )
+            {
+                // (A chunk grown past u16 samples by late inserts just has none.)
+                checkpoint = Some(Checkpoint {
+                    index,
+                    pos,
+                    t: prev_t,
+                    v: prev_v,
+                    delta: prev_delta,
+                    // No window yet (u32::MAX): the next value opens one, so any will do.
+                    leading: leading.min(63) as u8,
+                    trailing: trailing as u8,
+                });
+            }
             let delta = t.wrapping_sub(prev_t);
             let dod = delta.wrapping_sub(prev_delta);
             match dod {
@@ -77,48 +122,103 @@ impl Chunk {
             count: timestamps.len() as u32,
             min_time: timestamps[0],
             max_time: *timestamps.last().expect("non-empty"),
+            checkpoint,
         }
     }
 
     /// Decodes every sample, appending to the given vectors.
     pub fn decode_into(&self, timestamps: &mut Vec<i64>, values: &mut Vec<f64>) {
+        self.decode_range_into(i64::MIN, i64::MAX, timestamps, values);
+    }
+
+    /// Decodes the samples with `mint <= t <= maxt`, appending to the given vectors; decoding
+    /// stops at the first sample after `maxt`.
+    pub fn decode_range_into(
+        &self,
+        mint: i64,
+        maxt: i64,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) {
         let mut r = BitReader {
             bits: &self.bits,
             pos: 0,
         };
-        let mut t = r.read(64) as i64;
-        let mut v = r.read(64);
-        timestamps.push(t);
-        values.push(f64::from_bits(v));
-        let (mut delta, mut leading, mut trailing) = (0i64, 0u32, 0u32);
-        for _ in 1..self.count {
-            let dod = if r.read(1) == 0 {
-                0
-            } else if r.read(1) == 0 {
-                sign_extend(r.read(14), 14)
-            } else if r.read(1) == 0 {
-                sign_extend(r.read(17), 17)
-            } else if r.read(1) == 0 {
-                sign_extend(r.read(20), 20)
-            } else {
-                r.read(64) as i64
+        let (mut t, mut v, mut delta, mut leading, mut trailing, first);
+        match self.checkpoint {
+            // Every sample before the checkpoint is at or before `cp.t`, so before `mint`.
+            Some(cp) if mint > cp.t => {
+                r.pos = cp.pos as usize;
+                (t, v, delta) = (cp.t, cp.v, cp.delta);
+                (leading, trailing) = (u32::from(cp.leading), u32::from(cp.trailing));
+                first = u32::from(cp.index.get());
+            }
+            _ => {
+                t = r.read(64) as i64;
+                v = r.read(64);
+                if t > maxt {
+                    return;
+                }
+                if t >= mint {
+                    timestamps.push(t);
+                    values.push(f64::from_bits(v));
+                }
+                (delta, leading, trailing) = (0, 0, 0);
+                first = 1;
+            }
+        }
+        for _ in first..self.count {
+            // Each field's control bits are read from one look at the next 64 bits.
+            let p = r.peek();
+            let dod = match p.leading_ones() {
+                0 => {
+                    r.skip(1);
+                    0
+                }
+                1 => {
+                    r.skip(2 + 14);
+                    sign_extend((p << 2) >> (64 - 14), 14)
+                }
+                2 => {
+                    r.skip(3 + 17);
+                    sign_extend((p << 3) >> (64 - 17), 17)
+                }
+                3 => {
+                    r.skip(4 + 20);
+                    sign_extend((p << 4) >> (64 - 20), 20)
+                }
+                _ => {
+                    r.skip(4);
+                    r.read(64) as i64
+                }
             };
             delta = delta.wrapping_add(dod);
             t = t.wrapping_add(delta);
-            if r.read(1) == 1 {
-                if r.read(1) == 1 {
-                    leading = r.read(5) as u32;
-                    let sig = match r.read(6) as u32 {
+            let p = r.peek();
+            if p >> 63 == 0 {
+                r.skip(1);
+            } else {
+                if (p << 1) >> 63 == 1 {
+                    leading = ((p << 2) >> (64 - 5)) as u32;
+                    let sig = match ((p << 7) >> (64 - 6)) as u32 {
                         0 => 64,
                         s => s,
                     };
                     trailing = 64 - leading - sig;
+                    r.skip(13);
+                } else {
+                    r.skip(2);
                 }
                 let sig = 64 - leading - trailing;
                 v ^= r.read(sig) << trailing;
             }
-            timestamps.push(t);
-            values.push(f64::from_bits(v));
+            if t > maxt {
+                break;
+            }
+            if t >= mint {
+                timestamps.push(t);
+                values.push(f64::from_bits(v));
+            }
         }
         debug_assert!(r.pos <= self.len_bits);
     }
@@ -186,20 +286,32 @@ struct BitReader<'a> {
 }
 
 impl BitReader<'_> {
+    /// The next 64 bits (zeros past the end), without consuming them.
+    #[inline]
+    fn peek(&self) -> u64 {
+        let word = self.pos / 64;
+        let used = (self.pos % 64) as u32;
+        let first = self.bits.get(word).copied().unwrap_or(0);
+        if used == 0 {
+            first
+        } else {
+            let second = self.bits.get(word + 1).copied().unwrap_or(0);
+            (first << used) | (second >> (64 - used))
+        }
+    }
+
+    #[inline]
+    fn skip(&mut self, n: u32) {
+        self.pos += n as usize;
+    }
+
+    /// The next `n` bits (`n <= 64`) as the low bits of the answer.
+    #[inline]
     fn read(&mut self, n: u32) -> u64 {
         if n == 0 {
             return 0;
         }
-        let word = self.pos / 64;
-        let used = (self.pos % 64) as u32;
-        let free = 64 - used;
-        let first = self.bits.get(word).copied().unwrap_or(0) << used;
-        let out = if n <= free {
-            first >> (64 - n)
-        } else {
-            let second = self.bits.get(word + 1).copied().unwrap_or(0);
-            (first >> (64 - n)) | (second >> (64 - (n - free)))
-        };
+        let out = self.peek() >> (64 - n);
         self.pos += n as usize;
         out
     }
@@ -233,6 +345,47 @@ mod tests {
             prop_assert_eq!(t, ts);
             prop_assert_eq!(v, vs.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         }
+
+        #[test]
+        fn a_range_decodes_exactly_the_samples_inside_it(
+            deltas in proptest::collection::vec(1i64..100_000, 0..150),
+            bits in proptest::collection::vec(any::<u64>(), 151),
+            a in 0i64..16_000_000,
+            len in 0i64..4_000_000,
+        ) {
+            let mut ts = vec![1_000i64];
+            for d in &deltas {
+                ts.push(ts.last().unwrap() + d);
+            }
+            // Values that repeat, change a little (the XOR window reused) and jump.
+            let vs: Vec<f64> = ts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match bits[i] % 4 {
+                    0 => 1.0,
+                    1 => (*t as f64).sqrt(),
+                    2 => (t / 1000) as f64,
+                    _ => f64::from_bits(bits[i]),
+                })
+                .collect();
+            let c = Chunk::encode(&ts, &vs);
+            let (mint, maxt) = (a, a + len);
+            let (mut t, mut v) = (Vec::new(), Vec::new());
+            c.decode_range_into(mint, maxt, &mut t, &mut v);
+            let want: Vec<(i64, u64)> = ts
+                .iter()
+                .zip(&vs)
+                .filter(|(t, _)| (mint..=maxt).contains(*t))
+                .map(|(t, v)| (*t, v.to_bits()))
+                .collect();
+            let got: Vec<(i64, u64)> = t.into_iter().zip(v.iter().map(|v| v.to_bits())).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_costs_no_more_than_its_fields() {
+        assert_eq!(std::mem::size_of::<Option<Checkpoint>>(), 32);
     }
 
     #[test]

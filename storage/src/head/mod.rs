@@ -65,15 +65,7 @@ impl MemSeries {
             .iter()
             .filter(|c| c.max_time() >= mint && c.min_time() <= maxt)
         {
-            let start = ts.len();
-            c.decode_into(ts, vs);
-            // Trim what fell outside the range (only at the range's two ends).
-            let lo = start + ts[start..].partition_point(|x| *x < mint);
-            let hi = start + ts[start..].partition_point(|x| *x <= maxt);
-            ts.truncate(hi);
-            vs.truncate(hi);
-            ts.drain(start..lo);
-            vs.drain(start..lo);
+            c.decode_range_into(mint, maxt, ts, vs);
         }
         let lo = self.open_ts.partition_point(|x| *x < mint);
         let hi = self.open_ts.partition_point(|x| *x <= maxt).max(lo);

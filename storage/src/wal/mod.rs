@@ -37,7 +37,8 @@ pub struct WalMetrics {
 
 #[derive(Debug)]
 enum Msg {
-    Append(Vec<u8>, oneshot::Sender<Result<()>>),
+    /// A framed record's payload; whether its ack waits for the fsync.
+    Append(Vec<u8>, oneshot::Sender<Result<()>>, bool),
     /// Start a new segment; answers its sequence number.
     Roll(oneshot::Sender<Result<u64>>),
     Close(oneshot::Sender<()>),
@@ -84,6 +85,7 @@ impl Wal {
             seq: next,
             file,
             size: segment::HEADER_LEN as u64,
+            unsynced: false,
             metrics: metrics.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -101,10 +103,23 @@ impl Wal {
     /// Queues a record; the returned receiver resolves once it is durable. Sending is ordered:
     /// records queued earlier are written earlier.
     pub fn submit(&self, record: &WalRecord) -> oneshot::Receiver<Result<()>> {
+        self.send(record, true)
+    }
+
+    /// Queues a record whose receiver resolves once it is written, without an fsync of its own:
+    /// for data the server derives itself (rule results). It is synced with the next durable
+    /// record, a segment roll or the close, whichever comes first.
+    pub fn submit_unsynced(&self, record: &WalRecord) -> oneshot::Receiver<Result<()>> {
+        self.send(record, false)
+    }
+
+    fn send(&self, record: &WalRecord, durable: bool) -> oneshot::Receiver<Result<()>> {
         let mut payload = Vec::new();
         record.encode(&mut payload);
         let (ack, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Msg::Append(_, ack))) = self.tx.send(Msg::Append(payload, ack)) {
+        if let Err(mpsc::SendError(Msg::Append(_, ack, _))) =
+            self.tx.send(Msg::Append(payload, ack, durable))
+        {
             let _ = ack.send(Err(Error::ShuttingDown));
         }
         rx
@@ -175,6 +190,8 @@ struct Writer {
     seq: u64,
     file: File,
     size: u64,
+    /// Written and not yet synced (records submitted without an fsync of their own).
+    unsynced: bool,
     metrics: Arc<WalMetrics>,
 }
 
@@ -182,6 +199,7 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut buf = Vec::new();
         let mut acks: Vec<oneshot::Sender<Result<()>>> = Vec::new();
+        let mut durable = false;
         while let Ok(first) = rx.recv() {
             let mut queue = vec![first];
             while queue.len() < 4096 {
@@ -192,22 +210,25 @@ impl Writer {
             }
             for msg in queue {
                 match msg {
-                    Msg::Append(payload, ack) => {
+                    Msg::Append(payload, ack, d) => {
                         segment::frame(&payload, &mut buf);
                         acks.push(ack);
+                        durable |= d;
                     }
                     Msg::Roll(ack) => {
-                        self.commit(&mut buf, &mut acks);
+                        self.commit(&mut buf, &mut acks, true);
+                        durable = false;
                         let _ = ack.send(self.roll());
                     }
                     Msg::Close(ack) => {
-                        self.commit(&mut buf, &mut acks);
+                        self.commit(&mut buf, &mut acks, true);
                         let _ = ack.send(());
                         return;
                     }
                 }
             }
-            self.commit(&mut buf, &mut acks);
+            self.commit(&mut buf, &mut acks, durable);
+            durable = false;
             if self.size > MAX_SEGMENT_BYTES
                 && let Err(e) = self.roll()
             {
@@ -216,17 +237,29 @@ impl Writer {
         }
     }
 
-    /// Writes the queued frames, fsyncs once, and answers every waiting append.
-    fn commit(&mut self, buf: &mut Vec<u8>, acks: &mut Vec<oneshot::Sender<Result<()>>>) {
-        if acks.is_empty() {
+    /// Writes the queued frames, fsyncs once (when a record asks for it, or `sync` does and
+    /// something is unsynced), and answers every waiting append.
+    fn commit(
+        &mut self,
+        buf: &mut Vec<u8>,
+        acks: &mut Vec<oneshot::Sender<Result<()>>>,
+        sync: bool,
+    ) {
+        if acks.is_empty() && !(sync && self.unsynced) {
             return;
         }
         let path = segment::segment_path(&self.dir, self.seq);
-        let result = self.file.write_all(buf).and_then(|_| self.file.sync_data());
+        let result = self.file.write_all(buf).and_then(|_| {
+            if sync {
+                self.file.sync_data()?;
+                self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
         match &result {
             Ok(()) => {
+                self.unsynced = !sync;
                 self.size += buf.len() as u64;
-                self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .records
                     .fetch_add(acks.len() as u64, Ordering::Relaxed);
@@ -250,6 +283,12 @@ impl Writer {
     }
 
     fn roll(&mut self) -> Result<u64> {
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io(segment::segment_path(&self.dir, self.seq), e))?;
+            self.unsynced = false;
+        }
         let next = self.seq + 1;
         self.file = segment::create(&self.dir, next)?;
         self.seq = next;
@@ -292,6 +331,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn unsynced_records_are_written_without_an_fsync_and_synced_by_the_next_durable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(WalMetrics::default());
+        {
+            let wal = Wal::open(dir.path(), metrics.clone(), |_| {}).unwrap();
+            for i in 0..5 {
+                wal.submit_unsynced(&record(i)).await.unwrap().unwrap();
+            }
+            assert_eq!(metrics.fsyncs.load(Ordering::Relaxed), 0);
+            assert_eq!(metrics.records.load(Ordering::Relaxed), 5);
+            wal.submit(&record(5)).await.unwrap().unwrap();
+            assert_eq!(metrics.fsyncs.load(Ordering::Relaxed), 1);
+            wal.submit_unsynced(&record(6)).await.unwrap().unwrap();
+            assert_eq!(metrics.fsyncs.load(Ordering::Relaxed), 1);
+        }
+        // The close synced the last one.
+        assert_eq!(metrics.fsyncs.load(Ordering::Relaxed), 2);
+        let mut seen = Vec::new();
+        let _wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |r| {
+            seen.extend(r.timestamps)
+        })
+        .unwrap();
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
     }
 
     #[tokio::test]
