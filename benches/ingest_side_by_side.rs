@@ -46,11 +46,7 @@ fn main() {
         payload as f64 / (1 << 20) as f64
     );
     let quiver_bin = Path::new(env!("CARGO_BIN_EXE_quiver"));
-    let server_core = (std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1)
-    .then_some(1);
+    let server_core = peers::server_core();
 
     let mut results: Vec<Vec<Outcome>> = Vec::new();
     for run in 0..runs {
@@ -117,11 +113,7 @@ fn main() {
 }
 
 fn measure(peer: &Peer, bodies: &Arc<Vec<Vec<Vec<u8>>>>, total: usize, n_series: usize) -> Outcome {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = peers::client_runtime();
     let url = format!("{}/api/v1/write", peer.base);
     let cpu0 = peer.cpu_seconds();
     let started = Instant::now();

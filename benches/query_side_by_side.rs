@@ -66,16 +66,8 @@ fn main() {
     let end_s = (shape.start_ms + steps as i64 * STEP_MS) / 1000 - 30;
     let start_s = shape.start_ms / 1000 + 60;
     let quiver_bin = Path::new(env!("CARGO_BIN_EXE_quiver"));
-    let server_core = (std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1)
-    .then_some(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_core = peers::server_core();
+    let rt = peers::client_runtime();
 
     // Per system: its name, (range, instant) median seconds per query, peak RSS.
     type Row = (&'static str, Vec<(f64, f64)>, u64);

@@ -119,16 +119,8 @@ fn main() {
             ""
         }
     );
-    let server_core = (std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1)
-    .then_some(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_core = peers::server_core();
+    let rt = peers::client_runtime();
     let mut table = Vec::new();
     let systems = std::env::var("SYSTEMS").unwrap_or("quiver,prometheus".into());
     for which in ["quiver", "prometheus"] {

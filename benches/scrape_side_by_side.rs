@@ -204,11 +204,7 @@ fn main() {
         list.join(", ")
     );
     let quiver_bin = Path::new(env!("CARGO_BIN_EXE_quiver"));
-    let core = (std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1)
-    .then_some(1);
+    let core = peers::server_core();
     let mut results = Vec::new();
     for which in systems.split(',') {
         let dir = tempfile::tempdir().unwrap();

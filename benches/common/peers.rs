@@ -15,6 +15,25 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The core the servers are pinned to: core 1 when there are two or more (the bench itself
+/// runs on core 0 under `taskset -c 0`), none on a one-core machine.
+pub fn server_core() -> Option<usize> {
+    (std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        > 1)
+    .then_some(1)
+}
+
+/// The bench's own runtime (its clients and feeders): two workers.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A running server.
 pub struct Peer {
     pub name: &'static str,

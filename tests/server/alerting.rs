@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::support::{
-    TestServer, client, eventually, free_port, get_json, get_text, post, start_with_files, which,
+    client, eventually, free_port, get_json, get_text, import, start_with_files, which,
 };
 
 /// An Alertmanager stand-in on `addr` that keeps every alert posted to it.
@@ -70,16 +70,6 @@ groups:
         labels:
           severity: none
 "#;
-
-async fn import(s: &TestServer, text: &str) {
-    let (code, body) = post(
-        &s.url("/api/v1/import/prometheus"),
-        text.as_bytes().to_vec(),
-        &[],
-    )
-    .await;
-    assert_eq!(code, 204, "{body}");
-}
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()

@@ -4,19 +4,13 @@
 
 use serde_json::Value;
 
-use super::support::{TestServer, client, post};
+use super::support::{TestServer, post, sql_rows};
 
 async fn count(s: &TestServer, q: &str) -> i64 {
-    let r = client()
-        .get(s.url("/api/v1/sql"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    v["data"]["rows"][0][0]
+    let rows = sql_rows(s, q).await;
+    rows[0][0]
         .as_i64()
-        .unwrap_or_else(|| panic!("{v}"))
+        .unwrap_or_else(|| panic!("{q}: {rows:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

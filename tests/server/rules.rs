@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::support::{
-    TestServer, client, eventually, get_json, get_text, post, query, sql_rows, start_with_files,
+    TestServer, client, eventually, get_json, get_text, import, post, query, sql_rows,
+    start_with_files,
 };
 
 #[derive(Debug, Deserialize)]
@@ -384,16 +385,6 @@ groups:
 const RULES_CONFIG: &str =
     "global:\n  evaluation_interval: 1s\nrule_files: ['rules.yml']\nscrape_configs: []\n";
 
-async fn import_now(s: &TestServer, text: &str) {
-    let (code, body) = post(
-        &s.url("/api/v1/import/prometheus"),
-        text.as_bytes().to_vec(),
-        &[],
-    )
-    .await;
-    assert_eq!(code, 204, "{body}");
-}
-
 async fn rules_api(s: &TestServer, params: &str) -> Value {
     let (code, v) = get_json(&s.url(&format!("/api/v1/rules{params}"))).await;
     assert_eq!(code, 200, "{v}");
@@ -403,7 +394,7 @@ async fn rules_api(s: &TestServer, params: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_run_on_their_schedule_and_show_in_the_api_sql_and_metrics() {
     let (s, _) = start_with_files(RULES_CONFIG, &[("rules.yml", FAST_RULES)], &[]).await;
-    import_now(
+    import(
         &s,
         "gpu_util{job=\"train\",gpu=\"0\"} 90\ngpu_util{job=\"train\",gpu=\"1\"} 10\n",
     )
@@ -532,19 +523,26 @@ async fn rules_run_on_their_schedule_and_show_in_the_api_sql_and_metrics() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_rule_file_is_refused_on_reload_and_the_running_rules_stay() {
+/// A server (reloads enabled) running `FAST_RULES` over a GPU's utilization, once its first
+/// recorded series is there; and its config file.
+async fn running_fast_rules() -> (TestServer, PathBuf) {
     let (s, config) = start_with_files(
         RULES_CONFIG,
         &[("rules.yml", FAST_RULES)],
         &["--web.enable-lifecycle"],
     )
     .await;
-    import_now(&s, "gpu_util{job=\"train\",gpu=\"0\"} 90\n").await;
+    import(&s, "gpu_util{job=\"train\",gpu=\"0\"} 90\n").await;
     eventually("the recorded series", 20, || async {
         !query(&s, "job:gpu_util:sum").await.is_empty()
     })
     .await;
+    (s, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rule_file_is_refused_on_reload_and_the_running_rules_stay() {
+    let (s, config) = running_fast_rules().await;
     let rules_file = config.parent().unwrap().join("rules.yml");
     std::fs::write(
         &rules_file,
@@ -591,17 +589,7 @@ async fn a_bad_rule_file_is_refused_on_reload_and_the_running_rules_stay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_goes_away_marks_its_series_stale() {
-    let (s, config) = start_with_files(
-        RULES_CONFIG,
-        &[("rules.yml", FAST_RULES)],
-        &["--web.enable-lifecycle"],
-    )
-    .await;
-    import_now(&s, "gpu_util{job=\"train\",gpu=\"0\"} 90\n").await;
-    eventually("the recorded series", 20, || async {
-        !query(&s, "job:gpu_util:sum").await.is_empty()
-    })
-    .await;
+    let (s, config) = running_fast_rules().await;
     std::fs::write(config.parent().unwrap().join("rules.yml"), "groups: []\n").unwrap();
     let (code, body) = post(&s.url("/-/reload"), vec![], &[]).await;
     assert_eq!(code, 200, "{body}");
@@ -715,7 +703,7 @@ groups:
 async fn sql_rules_append_their_answers_to_a_table_that_survives_a_restart() {
     let config = "global:\n  evaluation_interval: 1s\nscrape_configs: []\nsql_rules:\n  - name: gpu_summary\n    interval: 1s\n    mode: append\n    query: SELECT gpu, max(value) AS peak FROM metrics.gpu_util GROUP BY gpu\n  - name: latest\n    interval: 1s\n    query: SELECT count(*) AS n FROM samples\n";
     let (s, path) = start_with_files(config, &[], &["--storage.retention.time=100y"]).await;
-    import_now(&s, "gpu_util{gpu=\"0\"} 90\ngpu_util{gpu=\"1\"} 70\n").await;
+    import(&s, "gpu_util{gpu=\"0\"} 90\ngpu_util{gpu=\"1\"} 70\n").await;
     // The table appears with the first answer (before the import, the query fails: no
     // metrics.gpu_util yet).
     eventually("two evaluations appended", 20, || async {

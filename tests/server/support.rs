@@ -261,30 +261,44 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// The result of an instant PromQL query (now).
-pub async fn query(s: &TestServer, q: &str) -> Vec<Value> {
+/// Imports lines of the Prometheus text format (with or without timestamps).
+pub async fn import(s: &TestServer, text: &str) {
+    let (code, body) = post(
+        &s.url("/api/v1/import/prometheus"),
+        text.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(code, 204, "{body}");
+}
+
+/// The `data` of a successful answer of the API at `path` to `?query=q`.
+async fn api_data(s: &TestServer, path: &str, q: &str) -> Value {
     let r = client()
-        .get(s.url("/api/v1/query"))
+        .get(s.url(path))
         .query(&[("query", q)])
         .send()
         .await
         .unwrap();
     let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["status"], "success", "{q}: {v}");
-    v["data"]["result"].as_array().unwrap().clone()
+    v["data"].clone()
+}
+
+/// The result of an instant PromQL query (now).
+pub async fn query(s: &TestServer, q: &str) -> Vec<Value> {
+    api_data(s, "/api/v1/query", q).await["result"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// The rows `/api/v1/sql` answers for `q`.
 pub async fn sql_rows(s: &TestServer, q: &str) -> Vec<Value> {
-    let r = client()
-        .get(s.url("/api/v1/sql"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(v["status"], "success", "{q}: {v}");
-    v["data"]["rows"].as_array().unwrap().clone()
+    api_data(s, "/api/v1/sql", q).await["rows"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// Waits until `cond` holds, polling every 100 ms.
