@@ -396,15 +396,23 @@ pub fn humanize(v: f64) -> String {
             v /= 1000.0;
         }
     } else {
-        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-            if v.abs() >= 1.0 {
-                break;
-            }
-            prefix = p;
-            v *= 1000.0;
-        }
+        (v, prefix) = small_prefix(v);
     }
     format!("{}{prefix}", go_g(v, 4))
+}
+
+/// A value under 1 scaled up by thousands, with its SI prefix (`m`, `u`, … `y`), as
+/// Prometheus's `humanize` and `humanizeDuration` print small values.
+fn small_prefix(mut v: f64) -> (f64, &'static str) {
+    let mut prefix = "";
+    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+        if v.abs() >= 1.0 {
+            break;
+        }
+        prefix = p;
+        v *= 1000.0;
+    }
+    (v, prefix)
 }
 
 /// Prometheus's `humanize1024`: binary prefixes.
@@ -447,15 +455,7 @@ pub fn humanize_duration(v: f64) -> String {
             format!("{sign}{}s", go_g(v, 4))
         };
     }
-    let mut v = v;
-    let mut prefix = "";
-    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-        if v.abs() >= 1.0 {
-            break;
-        }
-        prefix = p;
-        v *= 1000.0;
-    }
+    let (v, prefix) = small_prefix(v);
     format!("{}{prefix}s", go_g(v, 4))
 }
 
