@@ -1,5 +1,6 @@
 //! `topk`, `bottomk` and `limitk`: the k highest, lowest or first series of each group and
-//! step, keeping their labels; and the check that a vector holds each label set once.
+//! step, keeping their labels; `limit_ratio`: a stable share of the series, picked by
+//! Prometheus's label-set hash; and the check that a vector holds each label set once.
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -15,6 +16,8 @@ pub enum TopKKind {
     Top,
     Bottom,
     Limit,
+    /// `limit_ratio(r, …)`: the parameter is the ratio.
+    LimitRatio,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,8 +50,22 @@ impl TopKOp {
             }
             Ok(if k < 1.0 { 0 } else { k as usize })
         };
+        let ratio_at = |t: i64| -> Result<f64> {
+            let r = match &per_step {
+                Some(m) => m.get(&t).copied().unwrap_or(f64::NAN),
+                None => self.k.0,
+            };
+            if r.is_nan() {
+                return Err(Error::Execution("Ratio value is NaN".into()));
+            }
+            Ok(r.clamp(-1.0, 1.0))
+        };
         if per_step.is_none() {
-            k_at(0)?;
+            if self.kind == TopKKind::LimitRatio {
+                ratio_at(0)?;
+            } else {
+                k_at(0)?;
+            }
         }
         let mut out = SeriesOut::default();
         let input = intern_rows(input);
@@ -84,11 +101,16 @@ impl TopKOp {
             let mut rows = groups.remove(&g).unwrap_or_default();
             // Prometheus sees a selector's series in label order; so do we.
             rows.sort_by_key(|(k, _)| rank[*k as usize]);
-            let k = k_at(g.0)?;
             let kept = match self.kind {
-                TopKKind::Top => go_heap_select(rows, k, |a, b| a.is_nan() || a < b),
-                TopKKind::Bottom => go_heap_select(rows, k, |a, b| a.is_nan() || a > b),
-                TopKKind::Limit => rows.into_iter().take(k).collect(),
+                TopKKind::Top => go_heap_select(rows, k_at(g.0)?, |a, b| a.is_nan() || a < b),
+                TopKKind::Bottom => go_heap_select(rows, k_at(g.0)?, |a, b| a.is_nan() || a > b),
+                TopKKind::Limit => rows.into_iter().take(k_at(g.0)?).collect(),
+                TopKKind::LimitRatio => {
+                    let r = ratio_at(g.0)?;
+                    rows.into_iter()
+                        .filter(|(s, _)| in_ratio(&input.labels[*s as usize], r))
+                        .collect()
+                }
             };
             for (s, v) in kept {
                 out.push(&input.labels[s as usize], g.0, v);
@@ -174,4 +196,33 @@ pub(super) fn check_unique(input: &[RecordBatch]) -> Result<RecordBatch> {
         ));
     }
     out.finish()
+}
+
+/// Whether `limit_ratio(r, …)` keeps the series with these labels, as Prometheus decides: its
+/// label-set hash (xxhash64 of `name 0xFF value 0xFF …`, `labels.Hash()`) scaled to [0, 1]
+/// is below `r`, or for a negative `r` at least `1 + r` (so `r` and `r - 1` split the series).
+fn in_ratio(labels: &[u8], r: f64) -> bool {
+    let mut bytes = Vec::with_capacity(labels.len() + 8);
+    for (n, v) in crate::labelset::pairs(labels).filter(|(n, _)| *n != crate::labelset::DROP_NAME) {
+        bytes.extend_from_slice(n.as_bytes());
+        bytes.push(0xFF);
+        bytes.extend_from_slice(v.as_bytes());
+        bytes.push(0xFF);
+    }
+    let offset = twox_hash::XxHash64::oneshot(0, &bytes) as f64 / u64::MAX as f64;
+    (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_uses_xxhash64_with_seed_zero_as_prometheus_does() {
+        // xxhash64("") = 0xEF46DB3751D8E999 (the reference vector): 0.9347 of u64::MAX.
+        assert!(!in_ratio(b"", 0.93));
+        assert!(in_ratio(b"", 0.94));
+        assert!(in_ratio(b"", -0.07));
+        assert!(!in_ratio(b"", -0.06));
+    }
 }

@@ -35,7 +35,7 @@ impl Planner<'_> {
             ))
         };
         match op.as_str() {
-            "topk" | "bottomk" | "limitk" => {
+            "topk" | "bottomk" | "limitk" | "limit_ratio" => {
                 let param = a
                     .param
                     .as_deref()
@@ -43,7 +43,8 @@ impl Planner<'_> {
                 let kind = match op.as_str() {
                     "topk" => TopKKind::Top,
                     "bottomk" => TopKKind::Bottom,
-                    _ => TopKKind::Limit,
+                    "limitk" => TopKKind::Limit,
+                    _ => TopKKind::LimitRatio,
                 };
                 let (k, inputs) = match self.param(param, steps, &op)? {
                     ParamPlan::Const(k) => (k, vec![input]),
