@@ -35,11 +35,13 @@ impl TopKOp {
         k_steps: Option<&[RecordBatch]>,
     ) -> Result<RecordBatch> {
         let per_step = k_steps.map(scalar_by_step);
+        // The parameter at step `t` (NaN for a step the parameter's query has no value at).
+        let param_at = |t: i64| match &per_step {
+            Some(m) => m.get(&t).copied().unwrap_or(f64::NAN),
+            None => self.k.0,
+        };
         let k_at = |t: i64| -> Result<usize> {
-            let k = match &per_step {
-                Some(m) => m.get(&t).copied().unwrap_or(f64::NAN),
-                None => self.k.0,
-            };
+            let k = param_at(t);
             if k.is_nan() {
                 return Err(Error::Execution("Parameter value is NaN".into()));
             }
@@ -51,10 +53,7 @@ impl TopKOp {
             Ok(if k < 1.0 { 0 } else { k as usize })
         };
         let ratio_at = |t: i64| -> Result<f64> {
-            let r = match &per_step {
-                Some(m) => m.get(&t).copied().unwrap_or(f64::NAN),
-                None => self.k.0,
-            };
+            let r = param_at(t);
             if r.is_nan() {
                 return Err(Error::Execution("Ratio value is NaN".into()));
             }
