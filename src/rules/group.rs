@@ -304,54 +304,70 @@ impl Group {
         ctx: &EvalContext,
     ) -> Result<(), String> {
         let mut previous = std::mem::take(&mut *rule.previous.lock());
-        let mut now = Written::default();
-        let mut result = Ok(());
+        let current: foldhash::HashSet<&Labelset> = samples.iter().map(|s| &s.labels).collect();
+        // Per sample, the id its series had last time (if still to be trusted).
+        let mut ids: Vec<Option<SeriesId>> = Vec::new();
+        let mut removals = 0;
+        let mut result: Result<(), String> = Ok(());
         for attempt in 0..2 {
-            let removals = ctx.db.series_removals();
+            removals = ctx.db.series_removals();
             if previous.ids_at != removals || attempt > 0 {
                 // Series were removed since the ids were learned: they may be gone.
                 previous.series.values_mut().for_each(|id| *id = None);
             }
-            now = Written {
-                series: foldhash::HashMap::with_capacity_and_hasher(
-                    samples.len(),
-                    Default::default(),
-                ),
-                ids_at: removals,
-            };
-            for s in &samples {
-                let id = previous.series.get(&s.labels).copied().flatten();
-                now.series.insert(s.labels.clone(), id);
-            }
+            ids = samples
+                .iter()
+                .map(|s| previous.series.get(&s.labels).copied().flatten())
+                .collect();
             let gone: Vec<(&Labelset, Option<SeriesId>)> = previous
                 .series
                 .iter()
-                .filter(|(l, _)| !now.series.contains_key(*l))
+                .filter(|(l, _)| !current.contains(l))
                 .map(|(l, id)| (l, *id))
                 .collect();
-            let batch = result_batch(&samples, &now, &gone, removals, t, ctx)?;
-            if batch.num_samples() == 0 {
-                break;
-            }
-            result = ctx.db.append(batch).await;
-            if !matches!(result, Err(quiver_storage::Error::Retry(_))) {
+            let batch = match result_batch(&samples, &ids, &gone, removals, t, ctx) {
+                Ok(b) if b.num_samples() == 0 => break,
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let appended = ctx.db.append(batch).await;
+            // A known id was removed meanwhile: once more, every series by its labels.
+            let retry = matches!(appended, Err(quiver_storage::Error::Retry(_)));
+            result = appended.map_err(|e| format!("writing the results: {e}"));
+            if !retry {
                 break;
             }
         }
-        let result = result.map_err(|e| format!("writing the results: {e}"));
-        if result.is_ok() {
-            // Learn the ids of the series written for the first time.
-            let reg = ctx.db.registry();
-            for (labels, id) in now.series.iter_mut().filter(|(_, id)| id.is_none()) {
-                let pairs: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                *id = reg.get_pairs(&pairs);
-            }
+        if result.is_err() {
+            *rule.previous.lock() = previous;
+            return result;
         }
-        *rule.previous.lock() = if result.is_ok() { now } else { previous };
-        result
+        // The series written now, with their ids (learned for those written for the first time).
+        let reg = ctx.db.registry();
+        let series = samples
+            .into_iter()
+            .zip(ids)
+            .map(|(s, id)| {
+                let id = id.or_else(|| {
+                    let pairs: Vec<(&str, &str)> = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    reg.get_pairs(&pairs)
+                });
+                (s.labels, id)
+            })
+            .collect();
+        drop(reg);
+        *rule.previous.lock() = Written {
+            series,
+            ids_at: removals,
+        };
+        Ok(())
     }
 
     /// Staleness markers at `t` for every series the group's rules wrote last (the group is
@@ -410,11 +426,11 @@ impl Group {
     }
 }
 
-/// One evaluation's write: its samples (by id where `now` knows it), and staleness markers for
+/// One evaluation's write: its samples (by id where `ids` has one), and staleness markers for
 /// the series that are `gone`.
 fn result_batch(
     samples: &[OutSample],
-    now: &Written,
+    ids: &[Option<SeriesId>],
     gone: &[(&Labelset, Option<SeriesId>)],
     removals: u64,
     t: i64,
@@ -425,7 +441,7 @@ fn result_batch(
     // Results are visible to the next rule at once; their WAL record is written without
     // waiting for the fsync (Prometheus does not fsync rule results either).
     batch.defer_sync();
-    // Every id in `now` was learned while the registry's removal count was `removals`.
+    // Every id given was learned while the registry's removal count was `removals`.
     batch.ids_valid_at(removals);
     let slot = |batch: &mut WriteBatch, labels: &Labelset, id: Option<SeriesId>| match id {
         Some(id) => Ok(batch.push_known(id)),
@@ -434,9 +450,8 @@ fn result_batch(
                 .map(|l| batch.push_series(l))
         }
     };
-    for s in samples {
-        let id = now.series.get(&s.labels).copied().flatten();
-        let i = slot(&mut batch, &s.labels, id)
+    for (s, id) in samples.iter().zip(ids) {
+        let i = slot(&mut batch, &s.labels, *id)
             .map_err(|e| format!("result series {:?}: {e}", s.labels))?;
         batch.push_sample(i, s.t, s.v);
     }

@@ -499,17 +499,21 @@ fn decimal(v: f64, prec: Option<usize>) -> (String, i32) {
     (digits, exp + 1)
 }
 
+/// How Go's `strconv.FormatFloat` prints NaN and the infinities, in every format.
+fn go_special(v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some("NaN".into())
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "+Inf" } else { "-Inf" }.into())
+    } else {
+        None
+    }
+}
+
 /// Go's `strconv.FormatFloat(v, 'g', prec, 64)`, as `fmt.Sprintf("%.4g")` prints.
 pub fn go_g(v: f64, prec: usize) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = go_special(v) {
+        return s;
     }
     let neg = v.is_sign_negative() && v != 0.0;
     let (digits, dp) = decimal(v, Some(prec));
@@ -532,15 +536,8 @@ pub fn go_g(v: f64, prec: usize) -> String {
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: the shortest digits in exponent form
 /// (`1e+00`, `1.5e+03`): how Prometheus prints an alert's value.
 pub fn go_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = go_special(v) {
+        return s;
     }
     let (digits, dp) = decimal(v, None);
     let body = if digits.is_empty() {
