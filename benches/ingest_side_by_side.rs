@@ -5,7 +5,8 @@
 //!
 //! Run: `taskset -c 0 cargo bench --bench ingest_side_by_side` (the servers are pinned to
 //! core 1 with `taskset`, the load generator stays on core 0). Shape by environment:
-//! `NODES` (64), `GPUS` (8), `HOURS` (3), `WORKERS` (4), `RUNS` (3, the median is reported).
+//! `NODES` (64), `GPUS` (8), `HOURS` (3), `WORKERS` (4), `RUNS` (3, the median is reported);
+//! `SYSTEMS=quiver` runs one system (for profiling).
 
 // A report for people: it prints its figures.
 #![allow(clippy::print_stdout)]
@@ -48,10 +49,14 @@ fn main() {
     let quiver_bin = Path::new(env!("CARGO_BIN_EXE_quiver"));
     let server_core = peers::server_core();
 
+    let systems = std::env::var("SYSTEMS").unwrap_or("quiver,prometheus,victoria-metrics".into());
     let mut results: Vec<Vec<Outcome>> = Vec::new();
     for run in 0..runs {
         let mut this_run = Vec::new();
         for which in ["quiver", "prometheus", "victoria-metrics"] {
+            if !systems.split(',').any(|s| s.trim() == which) {
+                continue;
+            }
             let dir = tempfile::tempdir().unwrap();
             let peer = match which {
                 "quiver" => Some(peers::start_quiver(quiver_bin, dir.path(), server_core)),

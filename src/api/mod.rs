@@ -64,6 +64,8 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// Per experiment run, the last arrival time given to a line without a timestamp.
     run_clocks: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Remote-write series ids by their encoded label bytes.
+    series_cache: crate::ingest::remote_write::SeriesCache,
     /// The bearer token Flight and the SQL endpoint require (`--flight.token-file`).
     token: Option<String>,
 }
@@ -91,6 +93,7 @@ impl AppState {
                 sql: OnceLock::new(),
                 reloading: tokio::sync::Mutex::new(()),
                 run_clocks: Default::default(),
+                series_cache: Default::default(),
                 token,
             }),
         }
@@ -317,6 +320,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<ServerMetrics> {
         &self.inner.metrics
+    }
+
+    /// Remote-write series ids by their encoded label bytes.
+    pub fn series_cache(&self) -> &crate::ingest::remote_write::SeriesCache {
+        &self.inner.series_cache
     }
 
     pub fn request_shutdown(&self) {

@@ -47,11 +47,17 @@ pub async fn remote_write(
     let limits = db.limits().clone();
     let max_decoded = flags.max_decoded_body_bytes;
     let resolver = db.clone();
+    let cache_owner = state.clone();
     let batch = tokio::task::spawn_blocking(move || {
-        // Known series resolve to their ids here, so they cost no label set.
-        remote_write::decode_with(&body, max_decoded, &limits, |pairs| {
-            resolver.registry().get_pairs(pairs)
-        })
+        // Known series resolve to their ids here, so they cost no label set: by their encoded
+        // bytes when seen before, else by their label pairs in the registry.
+        let lookup = |pairs: &[(&str, &str)]| resolver.registry().get_pairs(pairs);
+        let known = remote_write::Known {
+            removals: resolver.series_removals(),
+            cache: Some(cache_owner.series_cache()),
+            lookup: &lookup,
+        };
+        remote_write::decode_with(&body, max_decoded, &limits, &known)
     })
     .await
     .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;

@@ -65,17 +65,115 @@ impl TimeSeries {
 /// Decompresses and decodes a remote-write body into a batch, checking every series.
 /// `max_decoded` bounds the decompressed size, read from the snappy header before allocating.
 pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, ApiError> {
-    decode_with(body, max_decoded, limits, |_| None)
+    decode_with(body, max_decoded, limits, &Known::none())
 }
 
-/// Like [`decode`], with `resolve` answering the id of a series the storage already knows
-/// (from its canonical label pairs), so that known series cost no allocation. The protobuf is
-/// read in place: label strings are borrowed from the decompressed body.
+/// What the storage already knows, for the decoder: series resolved from their canonical label
+/// pairs (`lookup`, from the registry), and the [`SeriesCache`] of encoded label bytes that
+/// resolved before. `removals` is the registry's removal count read before any lookup: the
+/// batch carries it (see [`WriteBatch::ids_valid_at`]) and the cache keeps only what is valid
+/// at it.
+pub struct Known<'a> {
+    pub removals: u64,
+    pub cache: Option<&'a SeriesCache>,
+    pub lookup: &'a Lookup<'a>,
+}
+
+/// Resolves canonical label pairs to the id of a registered series.
+pub type Lookup<'a> = dyn Fn(&[(&str, &str)]) -> Option<SeriesId> + 'a;
+
+impl Known<'_> {
+    /// Knows nothing: every series is decoded and checked as new.
+    pub fn none() -> Known<'static> {
+        Known {
+            removals: 0,
+            cache: None,
+            lookup: &|_| None,
+        }
+    }
+}
+
+/// Series ids by the exact bytes of a `TimeSeries`'s `Label` fields as the sender encoded them.
+///
+/// A sender encodes the same series the same way every time (Prometheus sends about 400 bytes
+/// of labels with every sample), so a series seen before is found by one hash and one compare of
+/// those bytes: no UTF-8 check, no sorting, no label comparison (VictoriaMetrics and Mimir cache
+/// the same way). The bytes determine the label set, so an entry is as valid as the series it
+/// names; all entries are dropped when the registry removes a series (retention), and when the
+/// keys pass [`SeriesCache::MAX_BYTES`] (they are learned again from the registry).
+pub struct SeriesCache {
+    inner: parking_lot::RwLock<CacheInner>,
+}
+
+struct CacheInner {
+    /// The registry's removal count every entry is valid at.
+    valid_at: u64,
+    /// Key bytes held.
+    bytes: usize,
+    ids: std::collections::HashMap<Box<[u8]>, SeriesId, foldhash::fast::RandomState>,
+}
+
+impl Default for SeriesCache {
+    fn default() -> Self {
+        SeriesCache {
+            inner: parking_lot::RwLock::new(CacheInner {
+                valid_at: 0,
+                bytes: 0,
+                ids: Default::default(),
+            }),
+        }
+    }
+}
+
+impl SeriesCache {
+    /// Key bytes kept at most (about 400 bytes a series for Prometheus's senders: ~650,000
+    /// series); past it the cache starts again.
+    pub const MAX_BYTES: usize = 256 << 20;
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.inner.read().ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds what a decode learned, if the cache is not newer than the decode's removal count.
+    fn learn(&self, removals: u64, raw: &[u8], learned: &[(std::ops::Range<usize>, SeriesId)]) {
+        let mut inner = self.inner.write();
+        if inner.valid_at != removals {
+            if inner.valid_at > removals {
+                // A series was removed after this decode read the count: its ids may be stale.
+                return;
+            }
+            inner.ids.clear();
+            inner.bytes = 0;
+            inner.valid_at = removals;
+        }
+        for (range, id) in learned {
+            if inner.bytes + range.len() > Self::MAX_BYTES {
+                inner.ids.clear();
+                inner.bytes = 0;
+            }
+            let key: Box<[u8]> = raw[range.clone()].into();
+            inner.bytes += key.len();
+            if let Some(old) = inner.ids.insert(key, *id) {
+                debug_assert_eq!(old, *id);
+                inner.bytes -= range.len();
+            }
+        }
+    }
+}
+
+/// Like [`decode`], resolving the series the storage already knows (see [`Known`]), so that
+/// known series cost no allocation. The protobuf is read in place: label strings are borrowed
+/// from the decompressed body.
 pub fn decode_with(
     body: &[u8],
     max_decoded: usize,
     limits: &Limits,
-    resolve: impl Fn(&[(&str, &str)]) -> Option<SeriesId>,
+    known: &Known<'_>,
 ) -> Result<WriteBatch, ApiError> {
     let len =
         snap::raw::decompress_len(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
@@ -91,7 +189,7 @@ pub fn decode_with(
         snap::raw::Decoder::new()
             .decompress(body, raw)
             .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
-        let batch = decode_protobuf(raw, limits, &resolve);
+        let batch = decode_protobuf(raw, limits, known);
         if raw.capacity() > KEEP_BUFFER_BYTES {
             *raw = Vec::new();
         }
@@ -106,43 +204,89 @@ thread_local! {
     static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn decode_protobuf(
-    raw: &[u8],
-    limits: &Limits,
-    resolve: &impl Fn(&[(&str, &str)]) -> Option<SeriesId>,
-) -> Result<WriteBatch, ApiError> {
+fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<WriteBatch, ApiError> {
     let bad = |e: String| ApiError::bad_data(format!("protobuf: {e}"));
     let mut batch = WriteBatch::default();
+    batch.ids_valid_at(known.removals);
+    let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
     let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    // Series resolved from the registry, to be cached by their label bytes' place in `raw`.
+    let mut learned: Vec<(std::ops::Range<usize>, SeriesId)> = Vec::new();
+    // Read for the whole body: one lock a request, not one a series.
+    let guard = known.cache.map(|c| c.inner.read());
+    let cached = guard.as_ref().filter(|c| c.valid_at == known.removals);
     let mut req = Pb::new(raw);
     while let Some((field, wire)) = req.key().map_err(bad)? {
         if field != 1 || wire != LEN {
             req.skip(wire).map_err(bad)?;
             continue;
         }
-        // A TimeSeries.
-        let mut ts = Pb::new(req.bytes().map_err(bad)?);
-        labels.clear();
+        // A TimeSeries: its label fields and samples first, then the series they name.
+        let ts_bytes = req.bytes().map_err(bad)?;
+        let ts_offset = req.pos - ts_bytes.len();
+        let mut ts = Pb::new(ts_bytes);
+        label_fields.clear();
         samples.clear();
+        // The span of the label fields in `ts_bytes`, while they are contiguous.
+        let mut span: Option<std::ops::Range<usize>> = Some(0..0);
+        let mut field_start = 0;
         while let Some((field, wire)) = ts.key().map_err(bad)? {
             match (field, wire) {
-                (1, LEN) => labels.push(read_label(ts.bytes().map_err(bad)?).map_err(bad)?),
+                (1, LEN) => {
+                    label_fields.push(ts.bytes().map_err(bad)?);
+                    span = span.filter(|s| label_fields.len() == 1 || s.end == field_start);
+                    if let Some(s) = &mut span {
+                        if label_fields.len() == 1 {
+                            s.start = field_start;
+                        }
+                        s.end = ts.pos;
+                    }
+                }
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 _ => ts.skip(wire).map_err(bad)?,
             }
+            field_start = ts.pos;
         }
         if samples.is_empty() {
             continue;
         }
-        validate_pairs(&mut labels, &limits.labels).map_err(ApiError::from_storage)?;
-        let idx = match resolve(&labels) {
+        let span = span
+            .filter(|s| !s.is_empty())
+            .map(|s| ts_offset + s.start..ts_offset + s.end);
+        let hit = match (&span, cached) {
+            (Some(s), Some(c)) => c.ids.get(&raw[s.clone()]).copied(),
+            _ => None,
+        };
+        let idx = match hit {
             Some(id) => batch.push_known(id),
-            None => batch.push_series(Labels::from_validated(&labels)),
+            None => {
+                labels.clear();
+                for f in &label_fields {
+                    labels.push(read_label(f).map_err(bad)?);
+                }
+                validate_pairs(&mut labels, &limits.labels).map_err(ApiError::from_storage)?;
+                match (known.lookup)(&labels) {
+                    Some(id) => {
+                        if let Some(s) = span {
+                            learned.push((s, id));
+                        }
+                        batch.push_known(id)
+                    }
+                    None => batch.push_series(Labels::from_validated(&labels)),
+                }
+            }
         };
         for (t, v) in &samples {
             batch.push_sample(idx, *t, *v);
         }
+    }
+    let stale = guard.is_some() && cached.is_none();
+    drop(guard);
+    if let Some(cache) = known.cache
+        && (stale || !learned.is_empty())
+    {
+        cache.learn(known.removals, raw, &learned);
     }
     Ok(batch)
 }
@@ -294,12 +438,124 @@ mod tests {
             ],
         };
         // The resolver sees canonical (sorted) pairs and knows only `up{job="a"}`.
-        let batch = decode_with(&encode(&req), usize::MAX, &Limits::default(), |pairs| {
+        let lookup = |pairs: &[(&str, &str)]| {
             (pairs == [("__name__", "up"), ("job", "a")]).then_some(SeriesId(7))
-        })
-        .unwrap();
+        };
+        let known = Known {
+            removals: 0,
+            cache: None,
+            lookup: &lookup,
+        };
+        let batch = decode_with(&encode(&req), usize::MAX, &Limits::default(), &known).unwrap();
         assert_eq!(batch.num_series(), 2);
         assert_eq!(batch.num_new_series(), 1);
+    }
+
+    /// A lookup that knows `up{job="a"}` as id 7 and counts its calls.
+    fn counting_lookup(
+        calls: &std::cell::Cell<usize>,
+    ) -> impl Fn(&[(&str, &str)]) -> Option<SeriesId> + '_ {
+        move |pairs| {
+            calls.set(calls.get() + 1);
+            (pairs == [("__name__", "up"), ("job", "a")]).then_some(SeriesId(7))
+        }
+    }
+
+    fn ids(batch: WriteBatch) -> Vec<Option<SeriesId>> {
+        batch.known_ids().collect()
+    }
+
+    #[test]
+    fn seen_label_bytes_resolve_from_the_cache_without_a_lookup() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries::from_pairs(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]),
+                TimeSeries::from_pairs(&[("__name__", "up"), ("job", "a")], &[(1, 1.0)]),
+                TimeSeries::from_pairs(&[("__name__", "new")], &[(1, 1.0)]),
+            ],
+        };
+        let body = encode(&req);
+        let (cache, calls) = (SeriesCache::default(), std::cell::Cell::new(0));
+        let lookup = counting_lookup(&calls);
+        let known = Known {
+            removals: 3,
+            cache: Some(&cache),
+            lookup: &lookup,
+        };
+        let first = decode_with(&body, usize::MAX, &Limits::default(), &known).unwrap();
+        assert_eq!(calls.get(), 3, "a cold cache looks every series up");
+        // Two encodings of one series are two keys; the unknown series is not cached.
+        assert_eq!(cache.len(), 2);
+        let second = decode_with(&body, usize::MAX, &Limits::default(), &known).unwrap();
+        assert_eq!(
+            calls.get(),
+            4,
+            "only the series the registry did not know is looked up again"
+        );
+        assert_eq!(second.num_new_series(), 1);
+        assert_eq!(ids(first), ids(second));
+
+        // A series removed since (the removal count moved): the cache starts again.
+        let known = Known {
+            removals: 4,
+            ..known
+        };
+        decode_with(&body, usize::MAX, &Limits::default(), &known).unwrap();
+        assert_eq!(
+            calls.get(),
+            7,
+            "after a removal every series is looked up again"
+        );
+        assert_eq!(cache.len(), 2);
+        // A decode that read the removal count before that removal teaches the cache nothing.
+        let known = Known {
+            removals: 3,
+            ..known
+        };
+        cache.learn(3, &body, &[(0..1, SeriesId(9))]);
+        assert_eq!(cache.len(), 2);
+        decode_with(&body, usize::MAX, &Limits::default(), &known).unwrap();
+        assert_eq!(
+            calls.get(),
+            10,
+            "a cache newer than the decode's count is not used"
+        );
+    }
+
+    #[test]
+    fn labels_split_by_a_sample_are_decoded_but_not_cached() {
+        // TimeSeries { label __name__="up", sample, label job="a" }: valid protobuf, unusual.
+        let label = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        let mut ts = Vec::new();
+        prost::encoding::message::encode(1, &label("__name__", "up"), &mut ts);
+        prost::encoding::message::encode(
+            2,
+            &Sample {
+                value: 1.0,
+                timestamp: 1,
+            },
+            &mut ts,
+        );
+        prost::encoding::message::encode(1, &label("job", "a"), &mut ts);
+        let mut raw = Vec::new();
+        prost::encoding::bytes::encode(1, &ts, &mut raw);
+        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let (cache, calls) = (SeriesCache::default(), std::cell::Cell::new(0));
+        let lookup = counting_lookup(&calls);
+        let known = Known {
+            removals: 0,
+            cache: Some(&cache),
+            lookup: &lookup,
+        };
+        for _ in 0..2 {
+            let batch = decode_with(&body, usize::MAX, &Limits::default(), &known).unwrap();
+            assert_eq!(ids(batch), vec![Some(SeriesId(7))]);
+        }
+        assert_eq!(calls.get(), 2);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -152,6 +152,14 @@ impl WriteBatch {
     }
 
     /// Series given as label sets (not yet resolved to ids).
+    /// Each series slot's id, `None` for a series that is new to the batch's sender.
+    pub fn known_ids(&self) -> impl Iterator<Item = Option<SeriesId>> + '_ {
+        self.series.iter().map(|s| match s {
+            BatchSeries::Known(id) => Some(*id),
+            BatchSeries::New(_) => None,
+        })
+    }
+
     pub fn num_new_series(&self) -> usize {
         self.series
             .iter()

@@ -209,3 +209,30 @@ async fn text_import_backfills_with_and_without_timestamps() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_forgotten_by_retention_is_written_again_under_the_same_encoding() {
+    // Remote write finds series it has seen by their encoded labels; retention forgetting the
+    // series must not leave that shortcut pointing at the forgotten id.
+    let s = TestServer::start(&["--web.enable-admin-api", "--storage.retention.time=1h"]).await;
+    let now = quiver_storage::maintenance::now_ms();
+    let labels = vec![("__name__", "gpu_temp"), ("gpu", "3")];
+    let write = |t: i64, v: f64| write_request(&[(labels.clone(), vec![(t, v)])]);
+    let old = now - 3 * 3_600_000;
+    // Twice, so that the second write resolves the series it created and remembers it.
+    for (t, v) in [(old - 30_000, 1.0), (old, 2.0)] {
+        let (status, body) = post(&s.url("/api/v1/write"), write(t, v), &RW_HEADERS).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = post(&s.url("/api/v1/admin/flush"), Vec::new(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""blocksDeleted":1"#), "{body}");
+    assert!(export(&s.base, "gpu_temp").await.is_empty(), "retention dropped it");
+
+    let (status, body) = post(&s.url("/api/v1/write"), write(now, 3.0), &RW_HEADERS).await;
+    assert_eq!(status, 204, "{body}");
+    let got = export(&s.base, "gpu_temp").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1.as_slice(), got[0].2.as_slice()), (&[now][..], &[3.0][..]));
+    s.stop().await;
+}
