@@ -18,6 +18,7 @@
 //!
 //! `main.rs` is thin: it parses flags and calls [`run`], which tests call too, on `127.0.0.1:0`.
 
+pub mod alloc;
 pub mod api;
 pub mod config;
 pub mod flight;

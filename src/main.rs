@@ -10,8 +10,26 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Sets the allocator's options before anything allocates: Rust's runtime allocates before
+/// `main`, so this runs as an ELF constructor (the workspace's other `unsafe_code` exception: the
+/// attribute placing it is unsafe). See `quiver::alloc`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ALLOCATOR_OPTIONS: extern "C" fn() = quiver::alloc::return_freed_memory;
+
+fn main() -> anyhow::Result<()> {
+    #[cfg(not(target_os = "linux"))]
+    quiver::alloc::return_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let filter = EnvFilter::try_new(format!(
         "{},datafusion=warn,object_store=warn",
