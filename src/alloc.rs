@@ -18,7 +18,10 @@ use std::os::raw::c_int;
 /// it); [`tests::option_numbers_match_mimalloc`] checks the number against its default.
 const ARENA_EAGER_COMMIT: c_int = 4;
 
-/// Commits mimalloc's arenas on demand, so that freed memory is returned to the OS. It applies
+/// Commits mimalloc's arenas on demand, so that freed memory is returned to the OS. The
+/// value is set, not defaulted (`mi_option_set_default` would lose to mimalloc's own
+/// initialization when that runs first), so `MIMALLOC_ARENA_EAGER_COMMIT` in the environment
+/// has no effect; the other `MIMALLOC_*` options (`MIMALLOC_PURGE_DELAY`) still apply. It applies
 /// to arenas reserved afterwards, and Rust's runtime allocates (reserving the first arena) before
 /// `main`: the binary calls this from an ELF constructor (`.init_array`, see `src/main.rs`).
 pub extern "C" fn return_freed_memory() {

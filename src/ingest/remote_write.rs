@@ -100,35 +100,52 @@ impl Known<'_> {
 /// those bytes: no UTF-8 check, no sorting, no label comparison (VictoriaMetrics and Mimir cache
 /// the same way). The bytes determine the label set, so an entry is as valid as the series it
 /// names; all entries are dropped when the registry removes a series (retention), and when the
-/// keys pass [`SeriesCache::MAX_BYTES`] (they are learned again from the registry).
+/// cache would pass its memory bound ([`SeriesCache::MAX_BYTES`] by default; entries are then
+/// learned again from the registry).
 pub struct SeriesCache {
     inner: parking_lot::RwLock<CacheInner>,
+    max_bytes: usize,
 }
 
 struct CacheInner {
     /// The registry's removal count every entry is valid at.
     valid_at: u64,
-    /// Key bytes held.
+    /// Memory held, as counted by [`SeriesCache::entry_cost`].
     bytes: usize,
     ids: std::collections::HashMap<Box<[u8]>, SeriesId, foldhash::fast::RandomState>,
 }
 
 impl Default for SeriesCache {
     fn default() -> Self {
+        SeriesCache::with_max_bytes(Self::MAX_BYTES)
+    }
+}
+
+impl SeriesCache {
+    /// Memory kept at most, keys and entries (about 460 bytes a series for Prometheus's
+    /// senders: ~580,000 series); past it the cache starts again.
+    pub const MAX_BYTES: usize = 256 << 20;
+
+    /// What an entry costs besides its key: the boxed key's pointer and length, the id, the
+    /// table's control byte and spare capacity, and allocator rounding. Counted so that many
+    /// short keys (a sender may encode one series many ways) cannot pass the bound.
+    const ENTRY_OVERHEAD: usize = 64;
+
+    fn entry_cost(key_len: usize) -> usize {
+        key_len + Self::ENTRY_OVERHEAD
+    }
+
+    /// A cache that holds at most `max_bytes` (keys and entries).
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
         SeriesCache {
             inner: parking_lot::RwLock::new(CacheInner {
                 valid_at: 0,
                 bytes: 0,
                 ids: Default::default(),
             }),
+            max_bytes,
         }
     }
-}
-
-impl SeriesCache {
-    /// Key bytes kept at most (about 400 bytes a series for Prometheus's senders: ~650,000
-    /// series); past it the cache starts again.
-    pub const MAX_BYTES: usize = 256 << 20;
 
     /// Entries held.
     pub fn len(&self) -> usize {
@@ -147,22 +164,30 @@ impl SeriesCache {
                 // A series was removed after this decode read the count: its ids may be stale.
                 return;
             }
-            inner.ids.clear();
-            inner.bytes = 0;
+            inner.empty();
             inner.valid_at = removals;
         }
         for (range, id) in learned {
-            if inner.bytes + range.len() > Self::MAX_BYTES {
-                inner.ids.clear();
-                inner.bytes = 0;
+            let key = &raw[range.clone()];
+            // Already known (the same bytes name the same series while `valid_at` holds).
+            if inner.ids.contains_key(key) {
+                continue;
             }
-            let key: Box<[u8]> = raw[range.clone()].into();
-            inner.bytes += key.len();
-            if let Some(old) = inner.ids.insert(key, *id) {
-                debug_assert_eq!(old, *id);
-                inner.bytes -= range.len();
+            let cost = Self::entry_cost(key.len());
+            if inner.bytes + cost > self.max_bytes {
+                inner.empty();
             }
+            inner.ids.insert(key.into(), *id);
+            inner.bytes += cost;
         }
+    }
+}
+
+impl CacheInner {
+    /// Drops every entry and the table's memory with them (`clear` would keep the table).
+    fn empty(&mut self) {
+        self.ids = Default::default();
+        self.bytes = 0;
     }
 }
 
@@ -520,6 +545,25 @@ mod tests {
             10,
             "a cache newer than the decode's count is not used"
         );
+    }
+
+    #[test]
+    fn the_cache_starts_again_past_its_memory_bound_counting_entries_not_just_keys() {
+        // Room for two 10-byte keys with their entries, not three.
+        let cache = SeriesCache::with_max_bytes(2 * SeriesCache::entry_cost(10) + 5);
+        let raw: Vec<u8> = (0..30).collect();
+        cache.learn(0, &raw, &[(0..10, SeriesId(1)), (10..20, SeriesId(2))]);
+        assert_eq!(cache.len(), 2);
+        // The same key again costs nothing more.
+        cache.learn(0, &raw, &[(0..10, SeriesId(1))]);
+        assert_eq!(cache.len(), 2);
+        cache.learn(0, &raw, &[(20..30, SeriesId(3))]);
+        assert_eq!(
+            cache.len(),
+            1,
+            "a third entry passes the bound: the cache starts again"
+        );
+        assert_eq!(cache.inner.read().ids.get(&raw[20..30]), Some(&SeriesId(3)));
     }
 
     #[test]

@@ -151,7 +151,6 @@ impl WriteBatch {
         self.timestamps.len()
     }
 
-    /// Series given as label sets (not yet resolved to ids).
     /// Each series slot's id, `None` for a series that is new to the batch's sender.
     pub fn known_ids(&self) -> impl Iterator<Item = Option<SeriesId>> + '_ {
         self.series.iter().map(|s| match s {
@@ -160,6 +159,7 @@ impl WriteBatch {
         })
     }
 
+    /// Series given as label sets (not yet resolved to ids).
     pub fn num_new_series(&self) -> usize {
         self.series
             .iter()

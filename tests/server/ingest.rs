@@ -227,12 +227,18 @@ async fn a_series_forgotten_by_retention_is_written_again_under_the_same_encodin
     let (status, body) = post(&s.url("/api/v1/admin/flush"), Vec::new(), &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""blocksDeleted":1"#), "{body}");
-    assert!(export(&s.base, "gpu_temp").await.is_empty(), "retention dropped it");
+    assert!(
+        export(&s.base, "gpu_temp").await.is_empty(),
+        "retention dropped it"
+    );
 
     let (status, body) = post(&s.url("/api/v1/write"), write(now, 3.0), &RW_HEADERS).await;
     assert_eq!(status, 204, "{body}");
     let got = export(&s.base, "gpu_temp").await;
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].1.as_slice(), got[0].2.as_slice()), (&[now][..], &[3.0][..]));
+    assert_eq!(
+        (got[0].1.as_slice(), got[0].2.as_slice()),
+        (&[now][..], &[3.0][..])
+    );
     s.stop().await;
 }
