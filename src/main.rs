@@ -19,17 +19,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[unsafe(link_section = ".init_array")]
 static ALLOCATOR_OPTIONS: extern "C" fn() = quiver::alloc::return_freed_memory;
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Elsewhere, as early as `main` can: arenas reserved from here on follow the option.
     #[cfg(not(target_os = "linux"))]
     quiver::alloc::return_freed_memory();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(serve())
-}
-
-async fn serve() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let filter = EnvFilter::try_new(format!(
         "{},datafusion=warn,object_store=warn",

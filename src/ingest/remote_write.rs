@@ -253,20 +253,18 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
         let mut ts = Pb::new(ts_bytes);
         label_fields.clear();
         samples.clear();
-        // The span of the label fields in `ts_bytes`, while they are contiguous.
-        let mut span: Option<std::ops::Range<usize>> = Some(0..0);
-        let mut field_start = 0;
+        // Where the label fields lie in `ts_bytes`, and whether nothing else lies between them.
+        let (mut labels_at, mut contiguous, mut field_start) = (0..0, true, 0);
         while let Some((field, wire)) = ts.key().map_err(bad)? {
             match (field, wire) {
                 (1, LEN) => {
-                    label_fields.push(ts.bytes().map_err(bad)?);
-                    span = span.filter(|s| label_fields.len() == 1 || s.end == field_start);
-                    if let Some(s) = &mut span {
-                        if label_fields.len() == 1 {
-                            s.start = field_start;
-                        }
-                        s.end = ts.pos;
+                    if label_fields.is_empty() {
+                        labels_at.start = field_start;
+                    } else {
+                        contiguous &= labels_at.end == field_start;
                     }
+                    label_fields.push(ts.bytes().map_err(bad)?);
+                    labels_at.end = ts.pos;
                 }
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 _ => ts.skip(wire).map_err(bad)?,
@@ -276,9 +274,9 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
         if samples.is_empty() {
             continue;
         }
-        let span = span
-            .filter(|s| !s.is_empty())
-            .map(|s| ts_offset + s.start..ts_offset + s.end);
+        // The cache key: the label fields' bytes, when they are one run.
+        let span = (contiguous && !label_fields.is_empty())
+            .then(|| ts_offset + labels_at.start..ts_offset + labels_at.end);
         let hit = match (&span, cached) {
             (Some(s), Some(c)) => c.ids.get(&raw[s.clone()]).copied(),
             _ => None,
