@@ -8,17 +8,16 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::catalog::Session;
-use datafusion::datasource::provider_as_source;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{LogicalPlan, TableSource};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use promql_parser::parser;
 use quiver_storage::Db;
-use quiver_storage::provider::{SamplesTable, ScanBudget};
+use quiver_storage::provider::ScanBudget;
 
 use crate::error::{Error, Result};
 use crate::guard::{QueryGuard, TOO_MANY_SAMPLES};
@@ -77,7 +76,6 @@ pub enum Value {
 /// Runs PromQL over a [`Db`].
 pub struct Engine {
     db: Arc<Db>,
-    samples: Arc<dyn TableSource>,
     state: SessionState,
     opts: EngineOptions,
     planner_opts: PlannerOptions,
@@ -85,7 +83,6 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(db: Arc<Db>, opts: EngineOptions) -> Self {
-        let samples = provider_as_source(Arc::new(SamplesTable::new(db.clone())));
         let config = SessionConfig::new().with_information_schema(false);
         // The planner builds its plans as they should run, with their types (scans with their
         // series, time range and columns; kernels in extension nodes), so queries go straight
@@ -104,7 +101,6 @@ impl Engine {
         };
         Engine {
             db,
-            samples,
             state,
             opts,
             planner_opts,
@@ -238,7 +234,6 @@ impl Engine {
     fn planner(&self, steps: Steps) -> Planner<'_> {
         Planner {
             db: &self.db,
-            samples: self.samples.clone(),
             opts: &self.planner_opts,
             query_start: steps.start,
             query_end: steps.end,

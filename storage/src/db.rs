@@ -591,6 +591,43 @@ impl Db {
         out
     }
 
+    /// The newest sample of each series in `[mint, maxt]` (what an instant selector needs), in
+    /// the order of `ids`; series with none are left out. From the head alone when no block
+    /// or frozen head shares the range (the common case for recent data), else from the
+    /// merged read.
+    pub async fn read_newest(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<SeriesSamples>> {
+        {
+            let state = self.state.read();
+            if state.frozen.is_empty()
+                && !state.blocks.iter().any(|b| b.meta().overlaps(mint, maxt))
+            {
+                return Ok(ids
+                    .iter()
+                    .filter_map(|id| {
+                        let (t, v) = state.head.get(*id)?.newest_in(mint, maxt)?;
+                        Some(SeriesSamples {
+                            id: *id,
+                            timestamps: vec![t],
+                            values: vec![v],
+                        })
+                    })
+                    .collect());
+            }
+        }
+        let mut all = self.read(ids, mint, maxt).await?;
+        for s in &mut all {
+            let n = s.timestamps.len();
+            s.timestamps.drain(..n - 1);
+            s.values.drain(..n - 1);
+        }
+        Ok(all)
+    }
+
     /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
     /// no samples there are left out.
     pub async fn read(
@@ -623,6 +660,19 @@ impl Db {
         let mut block_reads = Vec::with_capacity(blocks.len());
         for b in &blocks {
             block_reads.push(b.read(ids, mint, maxt).await?);
+        }
+        // Only the head has samples in range (reads of recent data): its copies are the result.
+        if frozen.is_empty() && block_reads.iter().all(|r| r.runs.is_empty()) {
+            return Ok(ids
+                .iter()
+                .zip(head_runs)
+                .filter(|(_, (t, _))| !t.is_empty())
+                .map(|(id, (timestamps, values))| SeriesSamples {
+                    id: *id,
+                    timestamps,
+                    values,
+                })
+                .collect());
         }
         // Per series: its runs from every source, oldest source first.
         let pos: foldhash::HashMap<SeriesId, usize> =

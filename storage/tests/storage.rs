@@ -128,6 +128,74 @@ async fn later_writes_win_across_head_blocks_and_compaction() {
     assert_eq!(all_samples(&db, "m").await[0].2, [0.0, 100.0, 2.0, 3.0]);
 }
 
+/// `read_newest` against the last sample of `read`, over windows that fall in the head, in a
+/// block, across both, and before any sample.
+async fn assert_newest_is_last_read(db: &Db, name: &str) {
+    let series = db.series(&select(name), i64::MIN, i64::MAX);
+    let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
+    for (mint, maxt) in [
+        (0, 60_000),
+        (20_000, 44_999),
+        (7_000_000, 7_300_000),
+        (7_190_000, 7_215_000),
+        (14_000_000, 14_500_000),
+        (-50_000, -1),
+    ] {
+        let want: Vec<_> = db
+            .read(&ids, mint, maxt)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.id,
+                    *s.timestamps.last().unwrap(),
+                    *s.values.last().unwrap(),
+                )
+            })
+            .collect();
+        let got: Vec<_> = db
+            .read_newest(&ids, mint, maxt)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                assert_eq!(s.timestamps.len(), 1);
+                (s.id, s.timestamps[0], s.values[0])
+            })
+            .collect();
+        assert_eq!(got, want, "[{mint}, {maxt}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_sample_read_agrees_with_the_full_read_in_head_and_blocks() {
+    let f = Fixture::new();
+    let db = f.open().await;
+    // Four hours in the head.
+    db.append(batch("m", 3, 4 * 240, 0)).await.unwrap();
+    assert_newest_is_last_read(&db, "m").await;
+    // Cut into blocks, then newer samples and a late overwrite inside a block's window in
+    // the head: the head wins on equal times.
+    db.flush().await.unwrap();
+    assert!(!db.block_stats().is_empty());
+    assert_newest_is_last_read(&db, "m").await;
+    db.append(batch("m", 3, 40, 4 * 240 * 15_000))
+        .await
+        .unwrap();
+    let mut b = WriteBatch::default();
+    let idx = b.push_series(labels("m", &[("gpu", "1")]));
+    b.push_sample(idx, 7_200_000, -1.0);
+    b.push_sample(idx, 45_000, -2.0);
+    db.append(b).await.unwrap();
+    assert_newest_is_last_read(&db, "m").await;
+    let newest = db
+        .read_newest(&[db.series(&select("m"), 0, 0)[1].0], 0, 45_000)
+        .await
+        .unwrap();
+    assert_eq!(newest[0].values, [-2.0], "the head's overwrite wins");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_samples_are_accepted() {
     let f = Fixture::new();

@@ -2,18 +2,16 @@
 //! `(ref - range, ref]` go through a [`RangeFn`] kernel. Samples are sorted, and the window
 //! edges only move forward along the steps, so each series is walked with two cursors.
 
-use foldhash::{HashMap, HashMapExt};
-
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;
 
+use super::group_agg::{GroupSink, StreamAgg};
 use super::input::{VectorBuilder, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
-use crate::functions::kahan_inc;
 use crate::functions::range::{Window, eval, extrapolated_rate};
 use crate::guard::QueryGuard;
-use crate::labelset::{self, Grouping};
+use crate::labelset;
 
 pub use crate::functions::range::RangeFn;
 
@@ -42,131 +40,31 @@ pub struct RangeFnOp {
     pub aggregate: Option<StreamAgg>,
 }
 
-/// The aggregations that can accumulate while series stream by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamAggKind {
-    Sum,
-    Min,
-    Max,
-    Count,
-    Group,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamAgg {
-    pub kind: StreamAggKind,
-    pub grouping: Grouping,
-}
-
-/// One (group, step) cell of a streaming aggregation.
-#[derive(Clone, Copy, Default)]
-struct Cell {
-    value: f64,
-    comp: f64,
-    count: u32,
-}
-
-impl Cell {
-    fn add(&mut self, kind: StreamAggKind, v: f64) {
-        match kind {
-            StreamAggKind::Sum => (self.value, self.comp) = kahan_inc(v, self.value, self.comp),
-            // As Prometheus: the first value, then any better one; NaN only if all are NaN.
-            StreamAggKind::Min => {
-                if self.count == 0 || self.value > v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
-            StreamAggKind::Max => {
-                if self.count == 0 || self.value < v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
-            StreamAggKind::Count | StreamAggKind::Group => {}
-        }
-        self.count += 1;
-    }
-
-    fn result(&self, kind: StreamAggKind) -> f64 {
-        match kind {
-            StreamAggKind::Sum => self.value + self.comp,
-            StreamAggKind::Min | StreamAggKind::Max => self.value,
-            StreamAggKind::Count => self.count as f64,
-            StreamAggKind::Group => 1.0,
-        }
-    }
-}
-
-/// Where a range node's results go: rows per series and step, or cells per group and step.
+/// Where a range node's results go: rows per series and step, or a fused aggregation.
 enum Sink<'a> {
     Rows(VectorBuilder),
-    Groups {
-        agg: &'a StreamAgg,
-        steps: usize,
-        keys: HashMap<Vec<u8>, usize>,
-        labels: Vec<Vec<u8>>,
-        cells: Vec<Cell>,
-        /// The group of the series being evaluated.
-        current: usize,
-    },
+    Groups(GroupSink<'a>),
 }
 
 impl Sink<'_> {
-    /// Starts a series; answers the labels its rows carry.
+    /// Starts a series.
     fn begin(&mut self, labels: &[u8]) {
-        if let Sink::Groups {
-            agg,
-            steps,
-            keys,
-            labels: group_labels,
-            cells,
-            current,
-        } = self
-        {
-            let mut key = Vec::new();
-            agg.grouping.key(labels, &mut key);
-            let n = group_labels.len();
-            *current = *keys.entry(key.clone()).or_insert_with(|| {
-                group_labels.push(key);
-                cells.extend(std::iter::repeat_n(Cell::default(), *steps));
-                n
-            });
+        if let Sink::Groups(g) = self {
+            g.begin(labels);
         }
     }
 
     fn push(&mut self, labels: &[u8], step_index: usize, t: i64, v: f64) {
         match self {
             Sink::Rows(out) => out.push(labels, t, v),
-            Sink::Groups {
-                agg,
-                steps,
-                cells,
-                current,
-                ..
-            } => cells[*current * *steps + step_index].add(agg.kind, v),
+            Sink::Groups(g) => g.push(step_index, v),
         }
     }
 
     fn finish(self, grid: &Steps) -> Result<RecordBatch> {
         match self {
             Sink::Rows(out) => out.finish(),
-            Sink::Groups {
-                agg,
-                steps,
-                labels,
-                cells,
-                ..
-            } => {
-                let mut out = VectorBuilder::default();
-                for (g, l) in labels.iter().enumerate() {
-                    for (k, t) in grid.iter().enumerate() {
-                        let c = &cells[g * steps + k];
-                        if c.count > 0 {
-                            out.push(l, t, c.result(agg.kind));
-                        }
-                    }
-                }
-                out.finish()
-            }
+            Sink::Groups(g) => g.finish(grid),
         }
     }
 }
@@ -194,14 +92,7 @@ impl RangeFnOp {
             Some(agg) => {
                 // Series in label order, as Prometheus feeds its aggregations.
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
-                Sink::Groups {
-                    agg,
-                    steps: self.steps.len(),
-                    keys: HashMap::new(),
-                    labels: Vec::new(),
-                    cells: Vec::new(),
-                    current: 0,
-                }
+                Sink::Groups(GroupSink::new(agg, self.steps.len()))
             }
         };
         let mut w = Window {

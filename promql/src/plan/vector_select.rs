@@ -4,6 +4,7 @@
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;
 
+use super::group_agg::{GroupSink, StreamAgg};
 use super::input::{VectorBuilder, group_series};
 use super::{SeriesMap, Steps, TimeShift};
 use crate::error::Result;
@@ -18,6 +19,8 @@ pub struct VectorSelectOp {
     pub series: SeriesMap,
     /// `timestamp(selector)`: yield the sample's time (s) instead of its value.
     pub timestamp_fn: bool,
+    /// `agg by (…) (selector)` fused into the node (see [`StreamAgg`]).
+    pub aggregate: Option<StreamAgg>,
 }
 
 impl VectorSelectOp {
@@ -26,13 +29,21 @@ impl VectorSelectOp {
         batches: &[RecordBatch],
         guard: &QueryGuard,
     ) -> Result<RecordBatch> {
-        let series = group_series(batches, Some(&self.series))?;
+        let mut series = group_series(batches, Some(&self.series))?;
         guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
-        let mut out = VectorBuilder::default();
+        let mut rows = VectorBuilder::default();
+        let mut groups = self.aggregate.as_ref().map(|agg| {
+            // Series in label order, as Prometheus feeds its aggregations.
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            GroupSink::new(agg, self.steps.len())
+        });
         for s in &series {
+            if let Some(g) = &mut groups {
+                g.begin(&s.labels);
+            }
             // Reference times never decrease along the steps, so one cursor walks the samples.
             let mut next = 0; // first sample after the reference time
-            for t in self.steps.iter() {
+            for (k, t) in self.steps.iter().enumerate() {
                 let r = self.shift.reference(t);
                 while next < s.ts.len() && s.ts[next] <= r {
                     next += 1;
@@ -49,9 +60,15 @@ impl VectorSelectOp {
                 } else {
                     s.values[i]
                 };
-                out.push(&s.labels, t, v);
+                match &mut groups {
+                    Some(g) => g.push(k, v),
+                    None => rows.push(&s.labels, t, v),
+                }
             }
         }
-        out.finish()
+        match groups {
+            Some(g) => g.finish(&self.steps),
+            None => rows.finish(),
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Aggregations. The plain ones (`sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`,
-//! `stdvar`, `quantile`) are DataFusion `Aggregate`s grouped by (label key, step); `topk`,
-//! `bottomk`, `limitk` and `count_values` keep or make label sets and are extension nodes.
+//! `stdvar`, `quantile`) are DataFusion `Aggregate`s grouped by (label key, step), or, over a
+//! selector or a range function with constant parameters, fused into that node (see
+//! `plan_streaming`); `topk`, `bottomk`, `limitk` and `count_values` keep or make label sets
+//! and are extension nodes.
 
 use datafusion::common::JoinType;
 use datafusion::functions_aggregate::expr_fn::bool_or;
@@ -13,8 +15,7 @@ use crate::functions::aggregate::{AggKind, PromAggregate};
 use crate::functions::udf::{HasDropMark, LabelsFn, LabelsKind};
 use crate::labelset::Grouping;
 use crate::plan::{
-    CountValuesOp, Param, PromNode, PromOp, RangeFn, Steps, StreamAgg, StreamAggKind, TopKKind,
-    TopKOp,
+    CountValuesOp, Param, PromNode, PromOp, RangeFn, Steps, StreamAgg, TopKKind, TopKOp,
 };
 
 impl Planner<'_> {
@@ -117,7 +118,7 @@ impl Planner<'_> {
 }
 
 impl Planner<'_> {
-    /// `sum|min|max|count|group by (…) (range_fn(…))` as one range node that accumulates per
+    /// `agg by (…) (selector)` and `agg by (…) (range_fn(…))` as one node that gathers per
     /// group and step while it evaluates each series (no row per series and step, no hash
     /// aggregate). Only where the result is the same: constant parameters, and a grouping
     /// that does not keep `__name__` (whose pending removal the general path carries).
@@ -128,23 +129,38 @@ impl Planner<'_> {
         grouping: &Grouping,
         steps: Steps,
     ) -> Result<Option<Planned>> {
-        let kind = match op {
-            "sum" => StreamAggKind::Sum,
-            "min" => StreamAggKind::Min,
-            "max" => StreamAggKind::Max,
-            "count" => StreamAggKind::Count,
-            "group" => StreamAggKind::Group,
+        if grouping.keeps_name() {
+            return Ok(None);
+        }
+        let constant = match (op, a.param.as_deref()) {
+            ("quantile", Some(p)) => match self.param(p, steps, op)? {
+                ParamPlan::Const(q) => Some(q),
+                ParamPlan::Steps(_) => return Ok(None),
+            },
+            (_, None) => None,
             _ => return Ok(None),
+        };
+        let Some(kind) = AggKind::from_name(op, constant) else {
+            return Ok(None);
+        };
+        let agg = StreamAgg {
+            kind,
+            grouping: grouping.clone(),
         };
         let mut e = a.expr.as_ref();
         while let Expr::Paren(p) = e {
             e = &p.expr;
         }
+        if let Expr::VectorSelector(vs) = e {
+            return self
+                .plan_vector_selector(vs, steps, false, Some(agg))
+                .map(Some);
+        }
         let Expr::Call(c) = e else { return Ok(None) };
         let Some(f) = RangeFn::from_name(c.func.name) else {
             return Ok(None);
         };
-        if c.func.name == "absent_over_time" || grouping.keeps_name() {
+        if c.func.name == "absent_over_time" {
             return Ok(None);
         }
         let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
@@ -155,10 +171,6 @@ impl Planner<'_> {
                 return Ok(None);
             }
         }
-        let agg = StreamAgg {
-            kind,
-            grouping: grouping.clone(),
-        };
         self.plan_range_call(c.func.name, f, &args, steps, Some(agg))
             .map(Some)
     }

@@ -110,7 +110,8 @@ impl Planner<'_> {
             }
             "timestamp" => {
                 if let Some(vs) = unwrap_selector(args[0]) {
-                    let Planned::Vector(p) = self.plan_vector_selector(vs, steps, true)? else {
+                    let Planned::Vector(p) = self.plan_vector_selector(vs, steps, true, None)?
+                    else {
                         return Err(Error::Internal("selector without a vector".into()));
                     };
                     return Ok(Planned::Vector(project_vector(p, col("value"), true)?));
@@ -283,7 +284,7 @@ impl Planner<'_> {
             info_vs.at = vs.at.clone();
             info_vs.offset = vs.offset.clone();
         }
-        let Planned::Vector(info) = self.plan_vector_selector(&info_vs, steps, true)? else {
+        let Planned::Vector(info) = self.plan_vector_selector(&info_vs, steps, true, None)? else {
             return Err(Error::Internal("info selector without a vector".into()));
         };
         let op = InfoOp {

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{
-    Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, TableSource, col, lit,
-};
+use datafusion::logical_expr::{Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, col, lit};
 use promql_parser::parser::{AtModifier, Expr, Offset};
 use quiver_storage::Db;
 
@@ -85,8 +83,7 @@ pub struct PlannerOptions {
 
 /// Plans one query.
 pub struct Planner<'a> {
-    pub(crate) db: &'a Db,
-    pub(crate) samples: Arc<dyn TableSource>,
+    pub(crate) db: &'a Arc<Db>,
     pub(crate) opts: &'a PlannerOptions,
     /// The query's own start and end (ms), for `@ start()` and `@ end()`.
     pub(crate) query_start: i64,
@@ -102,7 +99,7 @@ impl Planner<'_> {
             Expr::StringLiteral(s) => Ok(Planned::String(s.val.clone())),
             Expr::Paren(p) => self.plan(&p.expr, steps),
             Expr::Unary(u) => self.plan_neg(&u.expr, steps),
-            Expr::VectorSelector(vs) => self.plan_vector_selector(vs, steps, false),
+            Expr::VectorSelector(vs) => self.plan_vector_selector(vs, steps, false, None),
             Expr::MatrixSelector(ms) => self.plan_raw_matrix(ms, steps),
             Expr::Subquery(sq) => self.plan_raw_subquery(sq, steps),
             Expr::Aggregate(a) => self.plan_aggregate(a, steps),

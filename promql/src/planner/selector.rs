@@ -1,13 +1,14 @@
 //! Selectors: matchers resolve to series ids in the index at plan time; the scan reads only
 //! those series over the time the steps need (widened by lookback, range and offset).
 
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{EmptyRelation, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan, LogicalPlanBuilder};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use quiver_storage::provider::SeriesScan;
 use quiver_storage::{Db, MatchOp, Matcher, Matchers, SeriesId};
 
 use super::{ParamPlan, Planned, Planner, duration_ms};
@@ -32,17 +33,21 @@ impl Planner<'_> {
         vs: &VectorSelector,
         steps: Steps,
         timestamp_fn: bool,
+        aggregate: Option<StreamAgg>,
     ) -> Result<Planned> {
         let shift = self.shift(&vs.at, &vs.offset);
         let lookback = self.opts.lookback;
         let (lo, hi) = ref_bounds(shift, steps);
-        let (series, scan) = self.select(vs, lo - lookback + 1, hi)?;
+        // One reference time (an instant query, or `@`): each series' newest sample is all
+        // the kernel looks at.
+        let (series, scan) = self.select(vs, lo - lookback + 1, hi, lo == hi)?;
         let op = VectorSelectOp {
             steps,
             shift,
             lookback,
             series,
             timestamp_fn,
+            aggregate,
         };
         Ok(Planned::Vector(
             PromNode::new(PromOp::VectorSelect(op), vec![scan])?.into_plan(),
@@ -53,7 +58,7 @@ impl Planner<'_> {
         let shift = self.shift(&ms.vs.at, &ms.vs.offset);
         let range = duration_ms(&ms.range);
         let (lo, hi) = ref_bounds(shift, steps);
-        let (series, plan) = self.select(&ms.vs, lo - range + 1, hi)?;
+        let (series, plan) = self.select(&ms.vs, lo - range + 1, hi, false)?;
         Ok(RangeInput {
             plan,
             source: RangeSource::Selector(series),
@@ -67,12 +72,14 @@ impl Planner<'_> {
         raw_window(self.matrix_input(ms, steps)?, steps)
     }
 
-    /// Resolves the selector and builds the scan of its series in `[mint, maxt]`.
+    /// Resolves the selector and builds the scan of its series in `[mint, maxt]` (only each
+    /// one's newest sample there with `newest_only`).
     fn select(
         &self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
+        newest_only: bool,
     ) -> Result<(SeriesMap, LogicalPlan)> {
         let sets = matcher_sets(vs)?;
         // Every series the matchers select (samples or not): the map the kernels look labels
@@ -94,27 +101,16 @@ impl Planner<'_> {
         let found =
             self.db
                 .with_samples(map.series.iter().map(|(id, _)| SeriesId(*id)), mint, maxt);
-        let ids: Vec<_> = found.iter().map(|id| lit(id.0)).collect();
-        let ts = |t: i64| {
-            lit(ScalarValue::TimestampMillisecond(
-                Some(t),
-                Some("UTC".into()),
-            ))
-        };
-        let filters = vec![
-            col("series_id").in_list(ids, false),
-            col("timestamp").gt_eq(ts(mint)),
-            col("timestamp").lt_eq(ts(maxt)),
-        ];
-        let scan = LogicalPlanBuilder::scan_with_filters(
+        let empty = found.is_empty();
+        let source = SeriesScan::new(self.db.clone(), found, mint, maxt, newest_only);
+        let scan = LogicalPlanBuilder::scan(
             "samples",
-            self.samples.clone(),
+            provider_as_source(Arc::new(source)),
             Some(vec![1, 2, 3]),
-            filters,
         )?
         .build()?;
-        // An empty id list would simplify to `false`, which the scan cannot push down.
-        let scan = if found.is_empty() {
+        // Nothing to read: no scan to plan.
+        let scan = if empty {
             LogicalPlan::EmptyRelation(EmptyRelation {
                 produce_one_row: false,
                 schema: scan.schema().clone(),

@@ -167,6 +167,10 @@ impl Chunk {
                 first = 1;
             }
         }
+        // At most the rest of the chunk: one allocation instead of doubling from empty.
+        let rest = (self.count - first) as usize;
+        timestamps.reserve(rest);
+        values.reserve(rest);
         for _ in first..self.count {
             // Each field's control bits are read from one look at the next 64 bits.
             let p = r.peek();

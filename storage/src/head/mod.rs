@@ -73,6 +73,27 @@ impl MemSeries {
         vs.extend_from_slice(&self.open_vals[lo..hi]);
     }
 
+    /// The newest sample with `mint <= t <= maxt`, decoding at most one chunk.
+    pub fn newest_in(&self, mint: Timestamp, maxt: Timestamp) -> Option<(Timestamp, f64)> {
+        if mint > maxt {
+            return None;
+        }
+        // The open buffer is newer than every chunk.
+        let hi = self.open_ts.partition_point(|x| *x <= maxt);
+        if hi > 0 {
+            return (self.open_ts[hi - 1] >= mint)
+                .then(|| (self.open_ts[hi - 1], self.open_vals[hi - 1]));
+        }
+        let i = self.chunks.partition_point(|c| c.min_time() <= maxt);
+        let c = self.chunks[..i].last()?;
+        if c.max_time() < mint {
+            return None;
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        c.decode_range_into(mint, maxt, &mut ts, &mut vs);
+        Some((*ts.last()?, *vs.last()?))
+    }
+
     /// Every sample, decoded.
     pub fn samples(&self) -> (Vec<Timestamp>, Vec<f64>) {
         let (mut ts, mut vs) = (
@@ -313,6 +334,32 @@ mod tests {
         assert!(!s.has_samples_in(1191, 1199));
         assert!(!s.has_samples_in(5000, 6000));
         assert!(!s.has_samples_in(30, 20));
+    }
+
+    #[test]
+    fn newest_in_is_the_last_sample_of_the_range() {
+        let mut s = MemSeries::default();
+        // Gaps inside closed chunks and in the open buffer.
+        for i in (0..300).filter(|i| i % 7 != 3) {
+            s.insert(i * 10, i as f64);
+        }
+        assert!(s.chunks.len() >= 2 && !s.open_ts.is_empty());
+        for (mint, maxt) in [
+            (0, 3000),
+            (1190, 1210),
+            (31, 39),
+            (25, 34),
+            (-100, 0),
+            (2900, 2990),
+            (2995, 5000),
+            (3000, 5000),
+            (50, 40),
+        ] {
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            s.range_into(mint, maxt, &mut ts, &mut vs);
+            let want = ts.last().copied().zip(vs.last().copied());
+            assert_eq!(s.newest_in(mint, maxt), want, "[{mint}, {maxt}]");
+        }
     }
 
     #[test]

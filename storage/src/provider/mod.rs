@@ -10,6 +10,8 @@
 //! - [`samples`]: the `samples` table; a scan reads blocks that share no time with another
 //!   source straight from their Parquet files ([`block_scan`], streamed and in parallel) and
 //!   merges the rest (head, frozen heads, overlapping blocks) through `Db::read`.
+//!   [`SeriesScan`] is what PromQL's selectors read: given series over a time range, or only
+//!   each one's newest sample there.
 //! - [`series`]: the `series` table.
 
 mod block_scan;
@@ -18,5 +20,5 @@ mod samples;
 mod series;
 
 pub use range::ScanRange;
-pub use samples::{SamplesTable, ScanBudget};
+pub use samples::{SamplesTable, ScanBudget, SeriesScan};
 pub use series::SeriesTable;

@@ -90,7 +90,8 @@ impl TableProvider for SamplesTable {
                     .await;
             }
         }
-        let ids = self.select(&range);
+        let with_metric = projection.is_none_or(|p| p.contains(&0));
+        let ids = self.select(&range, with_metric);
         let data = self.read_merged(state, &ids, &[(mint, maxt)]).await?;
         let (source, with_metric) = self.memory_source(data, projection)?;
         let schema = source.original_schema();
@@ -114,6 +115,91 @@ impl TableProvider for SamplesTable {
     }
 }
 
+/// What a PromQL selector reads: the samples of given series in `[mint, maxt]`, or only the
+/// newest sample of each (an instant selector at one time needs no more). The query engine
+/// resolves its selectors in the index first, so the scan is built for them rather than
+/// described to the `samples` table by filters.
+#[derive(Debug)]
+pub struct SeriesScan {
+    table: SamplesTable,
+    /// In id order.
+    ids: Vec<SeriesId>,
+    mint: Timestamp,
+    maxt: Timestamp,
+    newest_only: bool,
+}
+
+impl SeriesScan {
+    pub fn new(
+        db: Arc<Db>,
+        mut ids: Vec<SeriesId>,
+        mint: Timestamp,
+        maxt: Timestamp,
+        newest_only: bool,
+    ) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        SeriesScan {
+            table: SamplesTable::new(db),
+            ids,
+            mint,
+            maxt,
+            newest_only,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SeriesScan {
+    fn schema(&self) -> SchemaRef {
+        samples_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let data = if self.newest_only {
+            let data = self
+                .table
+                .db
+                .read_newest(&self.ids, self.mint, self.maxt)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            if let Some(b) = state.config().get_extension::<ScanBudget>()
+                && data.len() > b.max_rows
+            {
+                return Err(DataFusionError::ResourcesExhausted(b.message.clone()));
+            }
+            data
+        } else {
+            self.table
+                .read_merged(state, &self.ids, &[(self.mint, self.maxt)])
+                .await?
+        };
+        let (source, with_metric) = self.table.memory_source(data, projection)?;
+        // Rows come by (id, time); with the metric column that is not the table's order.
+        let source = if with_metric {
+            source
+        } else {
+            let schema = source.original_schema();
+            let ordering = LexOrdering::new([
+                PhysicalSortExpr::new_default(col("series_id", &schema)?),
+                PhysicalSortExpr::new_default(col("timestamp", &schema)?),
+            ]);
+            source.try_with_sort_information(ordering.into_iter().collect())?
+        };
+        Ok(DataSourceExec::from_data_source(source))
+    }
+}
+
 impl SamplesTable {
     /// A scan with blocks to read from their files: those through DataFusion's Parquet scan,
     /// the rest merged in memory, one union of both.
@@ -129,7 +215,7 @@ impl SamplesTable {
         let projection = projection.unwrap_or(&all);
         let out_schema = Arc::new(self.schema().project(projection)?);
         // Without a metric filter every series is read: no id list to build.
-        let ids = range.values("metric").map(|_| self.select(range));
+        let ids = range.values("metric").map(|_| self.select(range, true));
         let mut parts = Vec::new();
         if let Some(scan) = block_scan::plan(
             &self.db,
@@ -145,7 +231,7 @@ impl SamplesTable {
         if !sources.merged.is_empty() {
             let ids = match ids {
                 Some(ids) => ids,
-                None => self.select(range),
+                None => self.select(range, true),
             };
             let data = self.read_merged(state, &ids, &sources.merged).await?;
             let (source, _) = self.memory_source(data, Some(projection))?;
@@ -217,11 +303,16 @@ impl SamplesTable {
         ))
     }
 
-    /// The series in range, ordered by (metric, id) as the scan promises.
-    fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
+    /// The series in range, ordered by (metric, id) as the scan promises, or by id alone when
+    /// the scan leaves the metric out (`by_metric` false).
+    fn select(&self, range: &ScanRange, by_metric: bool) -> Vec<SeriesId> {
         // Ids pushed down (PromQL resolves its selectors in the index first): look only those
         // up, without cloning every label set in the database.
         if let Some(ids) = &range.series {
+            // Nothing to check or order by: the ids as they are (a set, so in order).
+            if !by_metric && range.values("metric").is_none() {
+                return ids.iter().map(|id| SeriesId(*id)).collect();
+            }
             let registry = self.db.registry();
             let mut out: Vec<(&str, SeriesId)> = ids
                 .iter()

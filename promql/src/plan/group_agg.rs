@@ -1,0 +1,250 @@
+//! Aggregations fused into the node that produces their input (`agg by (…) (selector)`,
+//! `agg by (…) (range_fn(…))`): results gather per group and step as each series is
+//! evaluated, instead of a row per series and step going to a hash aggregate.
+//!
+//! Series come in label order, as Prometheus feeds its aggregations, and each group and step
+//! sees its values in that order: the arithmetic is [`AggKind`]'s, the same as the general
+//! path's, so the results are the same.
+
+use datafusion::arrow::array::RecordBatch;
+use foldhash::{HashMap, HashMapExt};
+
+use super::Steps;
+use super::input::VectorBuilder;
+use crate::error::Result;
+use crate::functions::aggregate::AggKind;
+use crate::functions::kahan_inc;
+use crate::labelset::Grouping;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamAgg {
+    pub kind: AggKind,
+    pub grouping: Grouping,
+}
+
+impl StreamAgg {
+    /// Whether the kind folds as values arrive (else each cell keeps its values to the end).
+    fn accumulates(&self) -> bool {
+        matches!(
+            self.kind,
+            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Count | AggKind::Group
+        )
+    }
+}
+
+/// One (group, step) cell of an accumulating aggregation.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    value: f64,
+    comp: f64,
+    count: u32,
+}
+
+impl Cell {
+    fn add(&mut self, kind: AggKind, v: f64) {
+        match kind {
+            AggKind::Sum => (self.value, self.comp) = kahan_inc(v, self.value, self.comp),
+            // As Prometheus: the first value, then any better one; NaN only if all are NaN.
+            AggKind::Min => {
+                if self.count == 0 || self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            AggKind::Max => {
+                if self.count == 0 || self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            _ => {}
+        }
+        self.count += 1;
+    }
+
+    fn result(&self, kind: AggKind) -> f64 {
+        match kind {
+            AggKind::Sum => self.value + self.comp,
+            AggKind::Min | AggKind::Max => self.value,
+            AggKind::Count => self.count as f64,
+            _ => 1.0,
+        }
+    }
+}
+
+/// Values per (group, step) cell.
+enum Cells {
+    /// Folded as they arrive.
+    Folded(Vec<Cell>),
+    /// Kept (cell, value) in arrival order, folded at the end (`avg`, `stddev`, `quantile`…).
+    Kept(Vec<(u32, f64)>),
+}
+
+/// Gathers a fused aggregation's values: [`GroupSink::begin`] each series (in label order),
+/// then [`GroupSink::push`] its value at each step.
+pub struct GroupSink<'a> {
+    agg: &'a StreamAgg,
+    steps: usize,
+    keys: HashMap<Vec<u8>, usize>,
+    labels: Vec<Vec<u8>>,
+    cells: Cells,
+    key: Vec<u8>,
+    /// The group of the series being evaluated.
+    current: usize,
+}
+
+impl<'a> GroupSink<'a> {
+    pub fn new(agg: &'a StreamAgg, steps: usize) -> Self {
+        GroupSink {
+            agg,
+            steps,
+            keys: HashMap::new(),
+            labels: Vec::new(),
+            cells: if agg.accumulates() {
+                Cells::Folded(Vec::new())
+            } else {
+                Cells::Kept(Vec::new())
+            },
+            key: Vec::new(),
+            current: 0,
+        }
+    }
+
+    /// Starts a series with these labels.
+    pub fn begin(&mut self, labels: &[u8]) {
+        self.key.clear();
+        self.agg.grouping.key(labels, &mut self.key);
+        if let Some(g) = self.keys.get(&self.key) {
+            self.current = *g;
+            return;
+        }
+        let g = self.labels.len();
+        self.keys.insert(self.key.clone(), g);
+        self.labels.push(self.key.clone());
+        if let Cells::Folded(cells) = &mut self.cells {
+            cells.extend(std::iter::repeat_n(Cell::default(), self.steps));
+        }
+        self.current = g;
+    }
+
+    /// The current series' value at step `step_index`.
+    pub fn push(&mut self, step_index: usize, v: f64) {
+        let cell = self.current * self.steps + step_index;
+        match &mut self.cells {
+            Cells::Folded(cells) => cells[cell].add(self.agg.kind, v),
+            Cells::Kept(values) => values.push((cell as u32, v)),
+        }
+    }
+
+    /// One row per group and step that had a value.
+    pub fn finish(self, grid: &Steps) -> Result<RecordBatch> {
+        let mut out = VectorBuilder::default();
+        let times: Vec<i64> = grid.iter().collect();
+        match self.cells {
+            Cells::Folded(cells) => {
+                for (g, l) in self.labels.iter().enumerate() {
+                    for (k, t) in times.iter().enumerate() {
+                        let c = &cells[g * self.steps + k];
+                        if c.count > 0 {
+                            out.push(l, *t, c.result(self.agg.kind));
+                        }
+                    }
+                }
+            }
+            Cells::Kept(mut values) => {
+                // Stable: each cell keeps its values in arrival (label) order.
+                values.sort_by_key(|(c, _)| *c);
+                let mut buf = Vec::new();
+                let mut i = 0;
+                while i < values.len() {
+                    let cell = values[i].0;
+                    buf.clear();
+                    while i < values.len() && values[i].0 == cell {
+                        buf.push(values[i].1);
+                        i += 1;
+                    }
+                    let (g, k) = (cell as usize / self.steps, cell as usize % self.steps);
+                    out.push(&self.labels[g], times[k], self.agg.kind.fold(&mut buf));
+                }
+            }
+        }
+        out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labelset::encode;
+    use crate::plan::Param;
+    use crate::plan::input::for_each_vector_row;
+
+    fn run(
+        kind: AggKind,
+        series: &[(&[(&str, &str)], &[Option<f64>])],
+    ) -> Vec<(Vec<u8>, i64, f64)> {
+        let agg = StreamAgg {
+            kind,
+            grouping: Grouping::By(vec!["host".into()]),
+        };
+        let grid = Steps {
+            start: 1000,
+            end: 2000,
+            step: 1000,
+        };
+        let mut sink = GroupSink::new(&agg, grid.len());
+        for (labels, values) in series {
+            sink.begin(&encode(labels.iter().copied()));
+            for (k, v) in values.iter().enumerate() {
+                if let Some(v) = v {
+                    sink.push(k, *v);
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        for_each_vector_row(&[sink.finish(&grid).unwrap()], |l, t, v| {
+            rows.push((l.to_vec(), t, v))
+        });
+        rows
+    }
+
+    #[test]
+    fn groups_fold_their_values_per_step_and_skip_empty_cells() {
+        let a = [("__name__", "m"), ("gpu", "0"), ("host", "a")];
+        let b = [("__name__", "m"), ("gpu", "1"), ("host", "a")];
+        let c = [("__name__", "m"), ("gpu", "0"), ("host", "b")];
+        let input: [(&[(&str, &str)], &[Option<f64>]); 3] = [
+            (&a, &[Some(1.0), Some(4.0)]),
+            (&b, &[Some(3.0), None]),
+            (&c, &[None, Some(5.0)]),
+        ];
+        let host = |h| encode([("host", h)]);
+        assert_eq!(
+            run(AggKind::Avg, &input),
+            vec![
+                (host("a"), 1000, 2.0),
+                (host("a"), 2000, 4.0),
+                (host("b"), 2000, 5.0)
+            ]
+        );
+        assert_eq!(
+            run(AggKind::Sum, &input),
+            vec![
+                (host("a"), 1000, 4.0),
+                (host("a"), 2000, 4.0),
+                (host("b"), 2000, 5.0)
+            ]
+        );
+        assert_eq!(
+            run(AggKind::Quantile(Param(1.0)), &input),
+            vec![
+                (host("a"), 1000, 3.0),
+                (host("a"), 2000, 4.0),
+                (host("b"), 2000, 5.0)
+            ]
+        );
+        let counts = run(AggKind::Count, &input);
+        assert_eq!(
+            counts.iter().map(|r| r.2).collect::<Vec<_>>(),
+            [2.0, 1.0, 1.0]
+        );
+    }
+}
