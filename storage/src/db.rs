@@ -461,6 +461,16 @@ impl Db {
         self.state.read().registry.generation()
     }
 
+    /// The generation of metric `name`'s series (see
+    /// [`crate::registry::SeriesRegistry::generation_of`]); without a name, of all series.
+    pub fn series_generation_of(&self, name: Option<&str>) -> u64 {
+        let state = self.state.read();
+        match name {
+            Some(n) => state.registry.generation_of(n),
+            None => state.registry.generation(),
+        }
+    }
+
     /// The ids among `ids` whose series have samples in `[mint, maxt]`, in the order given.
     pub fn with_samples(
         &self,

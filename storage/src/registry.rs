@@ -25,6 +25,10 @@ pub struct SeriesRegistry {
     removals: u64,
     /// Series added or removed so far: a selection made while this was unchanged still holds.
     generation: u64,
+    /// Per metric name, the generation at which a series of that name was last added or
+    /// removed: a selection that names its metric holds while that is unchanged, whatever
+    /// other series come and go.
+    name_generations: FastMap<String, u64>,
 }
 
 impl SeriesRegistry {
@@ -63,6 +67,24 @@ impl SeriesRegistry {
         self.generation
     }
 
+    /// Changes with every series of metric `name` added or removed (0 while there was none):
+    /// a selection of that metric's series still holds while this is unchanged.
+    pub fn generation_of(&self, name: &str) -> u64 {
+        self.name_generations.get(name).copied().unwrap_or(0)
+    }
+
+    fn changed(&mut self, labels: &Labels) {
+        self.generation += 1;
+        let name = labels.metric_name().unwrap_or_default();
+        match self.name_generations.get_mut(name) {
+            Some(g) => *g = self.generation,
+            None => {
+                self.name_generations
+                    .insert(name.to_string(), self.generation);
+            }
+        }
+    }
+
     /// How many series were removed so far (see [`crate::WriteBatch::ids_valid_at`]).
     pub fn removals(&self) -> u64 {
         self.removals
@@ -83,7 +105,7 @@ impl SeriesRegistry {
     }
 
     fn insert(&mut self, id: SeriesId, labels: Labels) {
-        self.generation += 1;
+        self.changed(&labels);
         let labels = labels.intern(&mut self.interner);
         self.index.add(id, &labels);
         self.by_hash
@@ -97,7 +119,7 @@ impl SeriesRegistry {
     pub fn remove(&mut self, id: SeriesId) {
         if let Some(labels) = self.by_id.remove(&id) {
             self.removals += 1;
-            self.generation += 1;
+            self.changed(&labels);
             self.index.remove(id, &labels);
             let h = labels.hash_with(&self.hasher);
             if let Some(ids) = self.by_hash.get_mut(&h) {
@@ -180,5 +202,33 @@ mod tests {
         let mut other = vec![("__name__", "up"), ("instance", "x:"), ("job", "1a")];
         validate_pairs(&mut other, &LabelLimits::default()).unwrap();
         assert_eq!(reg.get_pairs(&other), None);
+    }
+
+    #[test]
+    fn a_metric_generation_moves_only_with_its_own_series() {
+        let mut reg = SeriesRegistry::default();
+        let labels = |name: &str, gpu: &str| {
+            let mut pairs = vec![("__name__", name), ("gpu", gpu)];
+            validate_pairs(&mut pairs, &LabelLimits::default()).unwrap();
+            Labels::from_validated(&pairs)
+        };
+        assert_eq!(reg.generation_of("util"), 0);
+        let (a, _) = reg.get_or_create(labels("util", "0"));
+        let util = reg.generation_of("util");
+        assert_ne!(util, 0);
+        reg.get_or_create(labels("temp", "0"));
+        reg.get_or_create(labels("util", "0")); // known: nothing changes
+        assert_eq!(
+            reg.generation_of("util"),
+            util,
+            "other metrics leave it alone"
+        );
+        assert_ne!(reg.generation_of("temp"), 0);
+        reg.get_or_create(labels("util", "1"));
+        let added = reg.generation_of("util");
+        assert_ne!(added, util);
+        reg.remove(a);
+        assert_ne!(reg.generation_of("util"), added, "a removal moves it too");
+        assert_eq!(reg.generation(), 4);
     }
 }

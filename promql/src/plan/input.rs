@@ -4,6 +4,7 @@ use foldhash::{HashMap, HashMapExt};
 
 /// Label sets are long keys hashed once per row in places: foldhash, not SipHash.
 pub type LabelMap<V> = HashMap<Vec<u8>, V>;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::builder::make_view;
@@ -147,17 +148,20 @@ pub fn intern_rows(batches: &[RecordBatch]) -> InternedRows {
     out
 }
 
-/// One series' samples, sorted by time.
+/// One series' samples, sorted by time; its labels borrowed from the selector's map.
 #[derive(Debug, Default)]
-pub struct SeriesData {
-    pub labels: Vec<u8>,
+pub struct SeriesData<'a> {
+    pub labels: Cow<'a, [u8]>,
     pub ts: Vec<i64>,
     pub values: Vec<f64>,
 }
 
 /// Groups input rows into series: storage samples (`series_id`, `timestamp`, `value`, labels
 /// from `map`) or a vector (`labels`, `ts`, `value`, as a subquery yields).
-pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<Vec<SeriesData>> {
+pub fn group_series<'a>(
+    batches: &[RecordBatch],
+    map: Option<&'a SeriesMap>,
+) -> Result<Vec<SeriesData<'a>>> {
     let mut out: Vec<SeriesData> = Vec::new();
     let Some(first) = batches.first() else {
         return Ok(out);
@@ -182,7 +186,7 @@ pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<
                 let end = start + ids[start..].iter().take_while(|x| **x == id).count();
                 let k = *pos.entry(id).or_insert_with(|| {
                     out.push(SeriesData {
-                        labels: map.labels(id).unwrap_or_default().to_vec(),
+                        labels: Cow::Borrowed(map.labels(id).unwrap_or_default()),
                         ..Default::default()
                     });
                     out.len() - 1
@@ -206,7 +210,7 @@ pub fn group_series(batches: &[RecordBatch], map: Option<&SeriesMap>) -> Result<
                 Some(k) => *k,
                 None => {
                     out.push(SeriesData {
-                        labels: labels.to_vec(),
+                        labels: Cow::Owned(labels.to_vec()),
                         ..Default::default()
                     });
                     pos.insert(labels.to_vec(), out.len() - 1);

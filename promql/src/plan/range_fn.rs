@@ -2,6 +2,8 @@
 //! `(ref - range, ref]` go through a [`RangeFn`] kernel. Samples are sorted, and the window
 //! edges only move forward along the steps, so each series is walked with two cursors.
 
+use std::borrow::Cow;
+
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::is_stale_nan;
 
@@ -110,10 +112,12 @@ impl RangeFnOp {
                 let mut k = keep.iter();
                 s.values.retain(|_| *k.next().unwrap_or(&false));
             }
-            let labels = if self.func.keeps_name() {
-                s.labels.clone()
+            // Rows carry the pending removal of `__name__`; a fused aggregation's group key
+            // leaves the name out anyway (it never groups by it).
+            let labels: Cow<'_, [u8]> = if self.func.keeps_name() || self.aggregate.is_some() {
+                Cow::Borrowed(&s.labels)
             } else {
-                labelset::mark_drop_name(&s.labels)
+                Cow::Owned(labelset::mark_drop_name(&s.labels))
             };
             out.begin(&labels);
             let prefix = PrefixSums::for_window_sums(self.func, &s.values);

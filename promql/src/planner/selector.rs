@@ -13,7 +13,7 @@ use quiver_storage::{Db, MatchOp, Matcher, Matchers, SeriesId};
 
 use super::{ParamPlan, Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
-use crate::labelset;
+use crate::labelset::{self, METRIC_NAME};
 use crate::plan::{
     Param, PromNode, PromOp, RangeFn, RangeFnOp, RangeSource, SeriesMap, Steps, StreamAgg,
     TimeShift, VectorSelectOp,
@@ -123,38 +123,35 @@ impl Planner<'_> {
 }
 
 /// Selections resolved earlier (every series a matcher set selects, in id order, with their
-/// encoded label sets), kept while the registry's generation is unchanged: rules and
-/// dashboards run the same selectors again and again, and resolving them (index, label
-/// copies, encoding) was a large part of a small query.
+/// encoded label sets), each kept while no series of its metric (of any metric, for a matcher
+/// set without a metric name) was added or removed: rules and dashboards run the same
+/// selectors again and again, and resolving them (index, label copies, encoding) was a large
+/// part of a small query.
 #[derive(Debug, Default)]
 pub struct SelectionCache {
-    inner: Mutex<CachedSelections>,
+    inner: Mutex<foldhash::HashMap<String, (u64, Selection)>>,
 }
 
 type Selection = Arc<Vec<(u64, Vec<u8>)>>;
-
-#[derive(Debug, Default)]
-struct CachedSelections {
-    generation: u64,
-    by_matchers: foldhash::HashMap<String, Selection>,
-}
 
 /// Selections kept at most (the cache starts over when full).
 const MAX_CACHED_SELECTIONS: usize = 4096;
 
 impl SelectionCache {
     fn get(&self, db: &Db, matchers: &Matchers) -> Selection {
+        let name = matchers
+            .0
+            .iter()
+            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+            .map(|m| m.value.as_str());
         // Read first: a series added while selecting changes the generation, so what is
         // cached below is never taken for newer than it is.
-        let generation = db.series_generation();
+        let generation = db.series_generation_of(name);
         let key = format!("{matchers:?}");
+        if let Some((g, s)) = self.inner.lock().get(&key)
+            && *g == generation
         {
-            let c = self.inner.lock();
-            if c.generation == generation
-                && let Some(s) = c.by_matchers.get(&key)
-            {
-                return s.clone();
-            }
+            return s.clone();
         }
         let selection: Selection = Arc::new(
             db.select(matchers)
@@ -168,11 +165,10 @@ impl SelectionCache {
                 .collect(),
         );
         let mut c = self.inner.lock();
-        if c.generation != generation || c.by_matchers.len() >= MAX_CACHED_SELECTIONS {
-            c.by_matchers.clear();
-            c.generation = generation;
+        if c.len() >= MAX_CACHED_SELECTIONS {
+            c.clear();
         }
-        c.by_matchers.insert(key, selection.clone());
+        c.insert(key, (generation, selection.clone()));
         selection
     }
 }
