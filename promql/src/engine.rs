@@ -12,6 +12,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
@@ -77,6 +78,8 @@ pub enum Value {
 pub struct Engine {
     db: Arc<Db>,
     state: SessionState,
+    /// For queries of one step (rules, instant queries): see [`instant_state`].
+    instant_state: SessionState,
     opts: EngineOptions,
     planner_opts: PlannerOptions,
 }
@@ -102,6 +105,7 @@ impl Engine {
         Engine {
             db,
             state,
+            instant_state: instant_state(),
             opts,
             planner_opts,
         }
@@ -129,26 +133,45 @@ impl Engine {
                 Value::Scalar { t, v }
             }
             Planned::Vector(_) => {
-                let mut out: Vec<Sample> = Vec::new();
-                let mut seen = foldhash::HashSet::default();
-                let mut duplicate = false;
-                for_rows(&batches, |l, ts, v| {
-                    let labels = labelset::finish(l);
-                    out.push(Sample {
+                let mut out: Vec<Sample> = vector_rows(&batches)?
+                    .into_iter()
+                    .map(|(labels, t, v)| Sample {
                         labels: decode(&labels),
-                        t: ts,
+                        t,
                         v,
-                    });
-                    duplicate |= !seen.insert(labels);
-                });
-                if duplicate {
-                    return Err(duplicate_labelset());
-                }
+                    })
+                    .collect();
                 order_vector(&mut out, Planner::result_order(&expr), &expr);
                 Value::Vector(out)
             }
             Planned::Matrix(_) => Value::Matrix(to_matrix(&batches)?),
         })
+    }
+
+    /// An instant query's result as samples with their label sets still encoded (see
+    /// [`labelset`]), in no particular order: a vector's samples, or a scalar as one sample
+    /// without labels, which is what rules take a result for. Decoding every label of every
+    /// sample into strings was a good part of a rule's evaluation.
+    pub async fn instant_samples(
+        &self,
+        expr: &parser::Expr,
+        t: i64,
+    ) -> Result<Vec<(Vec<u8>, f64)>> {
+        let (planned, batches) = self.run(expr, Steps::instant(t)).await?;
+        match planned {
+            Planned::Const(v) => Ok(vec![(Vec::new(), v)]),
+            Planned::Scalar(_) => {
+                let v = scalar_rows(&batches).first().map_or(f64::NAN, |p| p.1);
+                Ok(vec![(Vec::new(), v)])
+            }
+            Planned::Vector(_) => Ok(vector_rows(&batches)?
+                .into_iter()
+                .map(|(labels, _, v)| (labels, v))
+                .collect()),
+            Planned::String(_) | Planned::Matrix(_) => Err(Error::BadData(
+                "the result is not a vector or scalar".into(),
+            )),
+        }
     }
 
     /// A range query over `[start, end]` every `step` (ms).
@@ -254,16 +277,19 @@ impl Engine {
             max_rows: self.opts.max_samples,
             message: TOO_MANY_SAMPLES.into(),
         });
-        let config = self
-            .state
+        let base = if steps.len() == 1 {
+            &self.instant_state
+        } else {
+            &self.state
+        };
+        let config = base
             .config()
             .clone()
             .with_extension(guard.clone())
             .with_extension(budget);
-        // A clone of the engine's state (its function registries are shared maps of `Arc`s)
-        // with this query's config: rebuilding a state per query re-registered every function
-        // and cost more than small queries themselves.
-        let mut state = self.state.clone();
+        // A clone of the engine's state with this query's config: rebuilding a state per query
+        // re-registered every function and cost more than small queries themselves.
+        let mut state = base.clone();
         *state.config_mut() = config;
         let fut = async {
             let physical: Arc<dyn ExecutionPlan> = state
@@ -278,6 +304,23 @@ impl Engine {
             .map_err(|_| Error::Timeout("query execution"))??;
         Ok((planned, batches))
     }
+}
+
+/// The session for queries of one step. Their inputs are small (a sample per series at
+/// most for an instant selector), so they run in one partition, and physical planning is
+/// what a rule's evaluation spends most on: no function registries to copy into each
+/// query's state and task context (plans carry their functions), and of the physical
+/// optimizer only the sanity check (one partition leaves nothing to distribute, and the
+/// PromQL nodes need no input order).
+fn instant_state() -> SessionState {
+    let config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_target_partitions(1);
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_query_planner(Arc::new(PromQueryPlanner))
+        .with_physical_optimizer_rules(vec![Arc::new(SanityCheckPlan::new())])
+        .build()
 }
 
 /// Parses a PromQL expression.
@@ -338,6 +381,19 @@ fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
             f(l.value(i), t.value(i), v.value(i));
         }
     }
+}
+
+/// An instant vector's rows (label set finished, step, value); two rows with one label set
+/// are an error, as in Prometheus.
+fn vector_rows(batches: &[RecordBatch]) -> Result<Vec<(Vec<u8>, i64, f64)>> {
+    let mut out = Vec::new();
+    for_rows(batches, |l, ts, v| out.push((labelset::finish(l), ts, v)));
+    let mut seen: foldhash::HashSet<&[u8]> = foldhash::HashSet::default();
+    seen.reserve(out.len());
+    if !out.iter().all(|(l, _, _)| seen.insert(l)) {
+        return Err(duplicate_labelset());
+    }
+    Ok(out)
 }
 
 fn scalar_rows(batches: &[RecordBatch]) -> Vec<(i64, f64)> {

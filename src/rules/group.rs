@@ -352,11 +352,7 @@ impl Group {
             .zip(ids)
             .map(|(s, id)| {
                 let id = id.or_else(|| {
-                    let pairs: Vec<(&str, &str)> = s
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
+                    let pairs: Vec<(&str, &str)> = s.labels.pairs().collect();
                     reg.get_pairs(&pairs)
                 });
                 (s.labels, id)
@@ -445,10 +441,7 @@ fn result_batch(
     batch.ids_valid_at(removals);
     let slot = |batch: &mut WriteBatch, labels: &Labelset, id: Option<SeriesId>| match id {
         Some(id) => Ok(batch.push_known(id)),
-        None => {
-            Labels::try_from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())), limits)
-                .map(|l| batch.push_series(l))
-        }
+        None => Labels::try_from_pairs(labels.pairs(), limits).map(|l| batch.push_series(l)),
     };
     for (s, id) in samples.iter().zip(ids) {
         let i = slot(&mut batch, &s.labels, *id)
@@ -469,9 +462,7 @@ async fn write_stale(series: &[Labelset], t: i64, db: &Db, group: &str) {
     let mut batch = WriteBatch::default();
     batch.defer_sync();
     for l in series {
-        if let Ok(labels) =
-            Labels::try_from_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())), &limits)
-        {
+        if let Ok(labels) = Labels::try_from_pairs(l.pairs(), &limits) {
             let i = batch.push_series(labels);
             batch.push_sample(i, t, f64::from_bits(STALE_NAN_BITS));
         }
@@ -485,12 +476,7 @@ async fn write_stale(series: &[Labelset], t: i64, db: &Db, group: &str) {
 
 /// The last sample in `[mint, maxt]` of the series with exactly `labels`.
 async fn last_sample(db: &Db, labels: &Labelset, mint: i64, maxt: i64) -> Option<(Timestamp, f64)> {
-    let matchers = Matchers(
-        labels
-            .iter()
-            .map(|(k, v)| Matcher::equal(k.clone(), v.clone()))
-            .collect(),
-    );
+    let matchers = Matchers(labels.pairs().map(|(k, v)| Matcher::equal(k, v)).collect());
     let id = db
         .series(&matchers, mint, maxt)
         .into_iter()

@@ -29,13 +29,56 @@ pub mod template;
 use std::collections::BTreeMap;
 
 use promql_parser::parser::Expr;
-use quiver_promql::{Engine, Value};
+use quiver_promql::{Engine, Value, labelset};
 
 pub use manager::RuleManager;
 pub use service::{RuleOptions, RulesService};
 
-/// A label set as sorted name/value pairs (`__name__` included where there is one).
-pub type Labelset = Vec<(String, String)>;
+/// A label set a rule writes (`__name__` included where there is one), encoded as the query
+/// engine encodes label sets (pairs sorted by name; see [`quiver_promql::labelset`]): one
+/// allocation to keep, hash and compare, and decoded only when its series is new to storage.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labelset(Vec<u8>);
+
+impl Labelset {
+    /// A set as the engine answers it.
+    pub fn from_encoded(bytes: Vec<u8>) -> Self {
+        Labelset(bytes)
+    }
+
+    /// The pairs, in name order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        labelset::pairs(&self.0)
+    }
+
+    /// How many labels.
+    pub fn len(&self) -> usize {
+        self.pairs().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets a label; an empty value removes it.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.0 = labelset::set(&self.0, name, value);
+    }
+}
+
+/// From pairs in any order (the last of a repeated name wins; empty values are left out).
+impl FromIterator<(String, String)> for Labelset {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let pairs: Vec<(String, String)> = iter.into_iter().collect();
+        Labelset(labelset::encode_unsorted(&pairs))
+    }
+}
+
+impl std::fmt::Debug for Labelset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&labelset::display(&self.0))
+    }
+}
 
 /// A sample a rule writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,5 +104,40 @@ pub async fn instant_vector(
         Ok(Value::Scalar { v, .. }) => Ok(vec![(BTreeMap::new(), v)]),
         Ok(_) => Err("rule result is not a vector or scalar".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(l: &Labelset) -> Vec<(&str, &str)> {
+        l.pairs().collect()
+    }
+
+    #[test]
+    fn a_labelset_stays_sorted_and_an_empty_value_removes() {
+        let mut l: Labelset = [("d", "2"), ("b", "1"), ("b", "0"), ("e", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            pairs(&l),
+            [("b", "0"), ("d", "2")],
+            "last value wins, empty left out"
+        );
+        l.set("__name__", "r");
+        l.set("c", "3");
+        l.set("d", "4");
+        l.set("b", "");
+        l.set("z", "");
+        assert_eq!(pairs(&l), [("__name__", "r"), ("c", "3"), ("d", "4")]);
+        assert_eq!(l.len(), 3);
+        assert_eq!(format!("{l:?}"), r#"{__name__="r", c="3", d="4"}"#);
+        let same: Labelset = [("d", "4"), ("c", "3"), ("__name__", "r")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(l, same, "equal sets encode alike");
     }
 }

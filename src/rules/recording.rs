@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use promql_parser::parser::Expr;
-use quiver_promql::{Engine, Value};
+use quiver_promql::Engine;
 
 use super::{Labelset, OutSample};
 
@@ -25,18 +25,17 @@ impl RecordingRule {
         t: i64,
         limit: u64,
     ) -> Result<Vec<OutSample>, String> {
-        let vector: Vec<(Labelset, f64)> = match engine.instant_expr(&self.expr, t).await {
-            // The engine's label pairs are sorted by name, as a `Labelset` is.
-            Ok(Value::Vector(samples)) => samples.into_iter().map(|s| (s.labels, s.v)).collect(),
-            Ok(Value::Scalar { v, .. }) => vec![(Vec::new(), v)],
-            Ok(_) => return Err("rule result is not a vector or scalar".into()),
-            Err(e) => return Err(e.to_string()),
-        };
+        // The engine's label sets come encoded, as a `Labelset` keeps them.
+        let vector = engine
+            .instant_samples(&self.expr, t)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(vector.len());
-        for (mut labels, v) in vector {
-            set_label(&mut labels, "__name__", &self.name);
+        for (labels, v) in vector {
+            let mut labels = Labelset::from_encoded(labels);
+            labels.set("__name__", &self.name);
             for (k, value) in &self.labels {
-                set_label(&mut labels, k, value);
+                labels.set(k, value);
             }
             out.push(OutSample { labels, t, v });
         }
@@ -54,34 +53,5 @@ impl RecordingRule {
             );
         }
         Ok(out)
-    }
-}
-
-/// Sets a label in a label set sorted by name; an empty value removes it.
-fn set_label(labels: &mut Labelset, name: &str, value: &str) {
-    match labels.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-        Ok(i) if value.is_empty() => {
-            labels.remove(i);
-        }
-        Ok(i) => value.clone_into(&mut labels[i].1),
-        Err(_) if value.is_empty() => {}
-        Err(i) => labels.insert(i, (name.to_string(), value.to_string())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn set_label_keeps_the_set_sorted_and_removes_on_empty() {
-        let mut l: Labelset = vec![("b".into(), "1".into()), ("d".into(), "2".into())];
-        set_label(&mut l, "__name__", "r");
-        set_label(&mut l, "c", "3");
-        set_label(&mut l, "d", "4");
-        set_label(&mut l, "b", "");
-        set_label(&mut l, "z", "");
-        let names: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(names, [("__name__", "r"), ("c", "3"), ("d", "4")]);
     }
 }
