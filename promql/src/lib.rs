@@ -1,16 +1,17 @@
 //! PromQL for Quiver: `promql-parser` ASTs compiled to DataFusion logical plans over
-//! `quiver-storage`'s `samples` table, optimized and executed by DataFusion.
+//! `quiver-storage`'s samples, planned and executed by DataFusion.
 //!
 //! ```text
 //!  "sum by (job) (rate(x[5m]))"
 //!        │ promql-parser
 //!        ▼
 //!  AST ── planner/ (by node kind) ──► LogicalPlan
-//!        selectors: matchers → series ids in the index → TableScan(samples, ids, time)
+//!        selectors: matchers → series ids in the index → TableScan(SeriesScan: ids, time)
 //!        rate(x[5m]) → RangeFn node (window kernels per series)
-//!        sum by (job) → Aggregate(prom_group_key(labels), ts; prom_sum(value))
+//!        sum by (job) → inside the selector or RangeFn node below it, or else
+//!                       Aggregate(prom_group_key(labels), ts; prom_sum(value))
 //!        a + b       → VectorBinary node (matching) / projection for scalars
-//!        │ DataFusion optimizer + DefaultPhysicalPlanner with PromPlanner
+//!        │ DefaultPhysicalPlanner with PromPlanner (+ DataFusion's physical optimizer)
 //!        ▼
 //!  ExecutionPlan ──► batches (labels, ts, value) ──► engine: Vector / Matrix / Scalar
 //! ```

@@ -72,11 +72,17 @@ impl Cell {
 
 /// Values per (group, step) cell.
 enum Cells {
-    /// Folded as they arrive.
+    /// Folded as they arrive, in a dense grid of every group and step.
     Folded(Vec<Cell>),
-    /// Kept (cell, value) in arrival order, folded at the end (`avg`, `stddev`, `quantile`…).
-    Kept(Vec<(u32, f64)>),
+    /// Kept (cell, value) in arrival order, folded at the end: for `avg`, `stddev`,
+    /// `quantile`…, and for any kind when the dense grid would be large and mostly empty.
+    Kept(Vec<(usize, f64)>),
 }
+
+/// The most cells a dense grid may have (24 bytes each): beyond, values are kept sparsely
+/// (many short-lived series over a long range would otherwise allocate a cell for every
+/// group and step).
+const MAX_DENSE_CELLS: usize = 1 << 20;
 
 /// Gathers a fused aggregation's values: [`GroupSink::begin`] each series (in label order),
 /// then [`GroupSink::push`] its value at each step.
@@ -92,13 +98,14 @@ pub struct GroupSink<'a> {
 }
 
 impl<'a> GroupSink<'a> {
-    pub fn new(agg: &'a StreamAgg, steps: usize) -> Self {
+    /// A sink for at most `series` series over `steps` steps.
+    pub fn new(agg: &'a StreamAgg, steps: usize, series: usize) -> Self {
         GroupSink {
             agg,
             steps,
             keys: HashMap::new(),
             labels: Vec::new(),
-            cells: if agg.accumulates() {
+            cells: if agg.accumulates() && series.saturating_mul(steps) <= MAX_DENSE_CELLS {
                 Cells::Folded(Vec::new())
             } else {
                 Cells::Kept(Vec::new())
@@ -130,7 +137,7 @@ impl<'a> GroupSink<'a> {
         let cell = self.current * self.steps + step_index;
         match &mut self.cells {
             Cells::Folded(cells) => cells[cell].add(self.agg.kind, v),
-            Cells::Kept(values) => values.push((cell as u32, v)),
+            Cells::Kept(values) => values.push((cell, v)),
         }
     }
 
@@ -161,7 +168,7 @@ impl<'a> GroupSink<'a> {
                         buf.push(values[i].1);
                         i += 1;
                     }
-                    let (g, k) = (cell as usize / self.steps, cell as usize % self.steps);
+                    let (g, k) = (cell / self.steps, cell % self.steps);
                     out.push(&self.labels[g], times[k], self.agg.kind.fold(&mut buf));
                 }
             }
@@ -181,6 +188,22 @@ mod tests {
         kind: AggKind,
         series: &[(&[(&str, &str)], &[Option<f64>])],
     ) -> Vec<(Vec<u8>, i64, f64)> {
+        let dense = run_with(kind, series, series.len());
+        let sparse = run_with(kind, series, MAX_DENSE_CELLS);
+        let bits = |rows: &[(Vec<u8>, i64, f64)]| -> Vec<(Vec<u8>, i64, u64)> {
+            rows.iter()
+                .map(|(l, t, v)| (l.clone(), *t, v.to_bits()))
+                .collect()
+        };
+        assert_eq!(bits(&dense), bits(&sparse), "dense and sparse cells agree");
+        dense
+    }
+
+    fn run_with(
+        kind: AggKind,
+        series: &[(&[(&str, &str)], &[Option<f64>])],
+        hint: usize,
+    ) -> Vec<(Vec<u8>, i64, f64)> {
         let agg = StreamAgg {
             kind,
             grouping: Grouping::By(vec!["host".into()]),
@@ -190,7 +213,7 @@ mod tests {
             end: 2000,
             step: 1000,
         };
-        let mut sink = GroupSink::new(&agg, grid.len());
+        let mut sink = GroupSink::new(&agg, grid.len(), hint);
         for (labels, values) in series {
             sink.begin(&encode(labels.iter().copied()));
             for (k, v) in values.iter().enumerate() {
@@ -241,6 +264,16 @@ mod tests {
                 (host("b"), 2000, 5.0)
             ]
         );
+        // NaN wins min and max only when every value is NaN, dense or sparse.
+        let d = [("__name__", "m"), ("gpu", "2"), ("host", "a")];
+        let with_nan: [(&[(&str, &str)], &[Option<f64>]); 3] = [
+            (&d, &[Some(f64::NAN), Some(f64::NAN)]),
+            (&a, &[Some(1.0), None]),
+            (&b, &[Some(3.0), None]),
+        ];
+        assert_eq!(run(AggKind::Min, &with_nan)[0], (host("a"), 1000, 1.0));
+        assert_eq!(run(AggKind::Max, &with_nan)[0], (host("a"), 1000, 3.0));
+        assert!(run(AggKind::Max, &with_nan)[1].2.is_nan());
         let counts = run(AggKind::Count, &input);
         assert_eq!(
             counts.iter().map(|r| r.2).collect::<Vec<_>>(),

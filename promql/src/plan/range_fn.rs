@@ -94,7 +94,7 @@ impl RangeFnOp {
             Some(agg) => {
                 // Series in label order, as Prometheus feeds its aggregations.
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
-                Sink::Groups(GroupSink::new(agg, self.steps.len()))
+                Sink::Groups(GroupSink::new(agg, self.steps.len(), series.len()))
             }
         };
         let mut w = Window {

@@ -35,7 +35,7 @@ impl VectorSelectOp {
         let mut groups = self.aggregate.as_ref().map(|agg| {
             // Series in label order, as Prometheus feeds its aggregations.
             series.sort_by(|a, b| a.labels.cmp(&b.labels));
-            GroupSink::new(agg, self.steps.len())
+            GroupSink::new(agg, self.steps.len(), series.len())
         });
         for s in &series {
             if let Some(g) = &mut groups {
