@@ -45,15 +45,11 @@ impl Cell {
         match kind {
             AggKind::Sum => (self.value, self.comp) = kahan_inc(v, self.value, self.comp),
             // As Prometheus: the first value, then any better one; NaN only if all are NaN.
-            AggKind::Min => {
-                if self.count == 0 || self.value > v || self.value.is_nan() {
-                    self.value = v;
-                }
+            AggKind::Min if self.count == 0 || self.value > v || self.value.is_nan() => {
+                self.value = v;
             }
-            AggKind::Max => {
-                if self.count == 0 || self.value < v || self.value.is_nan() {
-                    self.value = v;
-                }
+            AggKind::Max if self.count == 0 || self.value < v || self.value.is_nan() => {
+                self.value = v;
             }
             _ => {}
         }
@@ -184,10 +180,10 @@ mod tests {
     use crate::plan::Param;
     use crate::plan::input::for_each_vector_row;
 
-    fn run(
-        kind: AggKind,
-        series: &[(&[(&str, &str)], &[Option<f64>])],
-    ) -> Vec<(Vec<u8>, i64, f64)> {
+    /// A series' labels and its value at each step, if any.
+    type Input<'a> = (&'a [(&'a str, &'a str)], &'a [Option<f64>]);
+
+    fn run(kind: AggKind, series: &[Input<'_>]) -> Vec<(Vec<u8>, i64, f64)> {
         let dense = run_with(kind, series, series.len());
         let sparse = run_with(kind, series, MAX_DENSE_CELLS);
         let bits = |rows: &[(Vec<u8>, i64, f64)]| -> Vec<(Vec<u8>, i64, u64)> {
@@ -199,11 +195,7 @@ mod tests {
         dense
     }
 
-    fn run_with(
-        kind: AggKind,
-        series: &[(&[(&str, &str)], &[Option<f64>])],
-        hint: usize,
-    ) -> Vec<(Vec<u8>, i64, f64)> {
+    fn run_with(kind: AggKind, series: &[Input<'_>], hint: usize) -> Vec<(Vec<u8>, i64, f64)> {
         let agg = StreamAgg {
             kind,
             grouping: Grouping::By(vec!["host".into()]),
@@ -234,7 +226,7 @@ mod tests {
         let a = [("__name__", "m"), ("gpu", "0"), ("host", "a")];
         let b = [("__name__", "m"), ("gpu", "1"), ("host", "a")];
         let c = [("__name__", "m"), ("gpu", "0"), ("host", "b")];
-        let input: [(&[(&str, &str)], &[Option<f64>]); 3] = [
+        let input: [Input<'_>; 3] = [
             (&a, &[Some(1.0), Some(4.0)]),
             (&b, &[Some(3.0), None]),
             (&c, &[None, Some(5.0)]),
@@ -266,7 +258,7 @@ mod tests {
         );
         // NaN wins min and max only when every value is NaN, dense or sparse.
         let d = [("__name__", "m"), ("gpu", "2"), ("host", "a")];
-        let with_nan: [(&[(&str, &str)], &[Option<f64>]); 3] = [
+        let with_nan: [Input<'_>; 3] = [
             (&d, &[Some(f64::NAN), Some(f64::NAN)]),
             (&a, &[Some(1.0), None]),
             (&b, &[Some(3.0), None]),
