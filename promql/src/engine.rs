@@ -169,7 +169,7 @@ impl Engine {
                 .map(|(labels, _, v)| (labels, v))
                 .collect()),
             Planned::String(_) | Planned::Matrix(_) => Err(Error::BadData(
-                "the result is not a vector or scalar".into(),
+                "rule result is not a vector or scalar".into(),
             )),
         }
     }
@@ -242,16 +242,25 @@ impl Engine {
         let Some(plan) = plan_of(&planned) else {
             return Ok(format!("constant: {planned:?}"));
         };
-        let physical = self
-            .state
+        let state = self.session(steps);
+        let physical = state
             .query_planner()
-            .create_physical_plan(plan, &self.state)
+            .create_physical_plan(plan, state)
             .await?;
         Ok(format!(
             "logical plan:\n{}\n\nphysical plan:\n{}",
             plan.display_indent(),
             displayable(physical.as_ref()).indent(true)
         ))
+    }
+
+    /// The session a query of these steps plans in.
+    fn session(&self, steps: Steps) -> &SessionState {
+        if steps.len() == 1 {
+            &self.instant_state
+        } else {
+            &self.state
+        }
     }
 
     fn planner(&self, steps: Steps) -> Planner<'_> {
@@ -277,11 +286,7 @@ impl Engine {
             max_rows: self.opts.max_samples,
             message: TOO_MANY_SAMPLES.into(),
         });
-        let base = if steps.len() == 1 {
-            &self.instant_state
-        } else {
-            &self.state
-        };
+        let base = self.session(steps);
         let config = base
             .config()
             .clone()

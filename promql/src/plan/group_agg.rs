@@ -70,14 +70,14 @@ impl Cell {
 enum Cells {
     /// Folded as they arrive, in a dense grid of every group and step.
     Folded(Vec<Cell>),
-    /// Kept (cell, value) in arrival order, folded at the end: for `avg`, `stddev`,
-    /// `quantile`…, and for any kind when the dense grid would be large and mostly empty.
+    /// Folded as they arrive, only the cells that have values: when the dense grid could be
+    /// large and mostly empty (many short-lived series over a long range).
+    Sparse(HashMap<usize, Cell>),
+    /// Kept (cell, value) in arrival order, folded at the end (`avg`, `stddev`, `quantile`…).
     Kept(Vec<(usize, f64)>),
 }
 
-/// The most cells a dense grid may have (24 bytes each): beyond, values are kept sparsely
-/// (many short-lived series over a long range would otherwise allocate a cell for every
-/// group and step).
+/// The most cells a dense grid may have (24 bytes each) before cells are kept sparsely.
 const MAX_DENSE_CELLS: usize = 1 << 20;
 
 /// Gathers a fused aggregation's values: [`GroupSink::begin`] each series (in label order),
@@ -101,10 +101,12 @@ impl<'a> GroupSink<'a> {
             steps,
             keys: HashMap::new(),
             labels: Vec::new(),
-            cells: if agg.accumulates() && series.saturating_mul(steps) <= MAX_DENSE_CELLS {
+            cells: if !agg.accumulates() {
+                Cells::Kept(Vec::new())
+            } else if series.saturating_mul(steps) <= MAX_DENSE_CELLS {
                 Cells::Folded(Vec::new())
             } else {
-                Cells::Kept(Vec::new())
+                Cells::Sparse(HashMap::new())
             },
             key: Vec::new(),
             current: 0,
@@ -133,6 +135,7 @@ impl<'a> GroupSink<'a> {
         let cell = self.current * self.steps + step_index;
         match &mut self.cells {
             Cells::Folded(cells) => cells[cell].add(self.agg.kind, v),
+            Cells::Sparse(cells) => cells.entry(cell).or_default().add(self.agg.kind, v),
             Cells::Kept(values) => values.push((cell, v)),
         }
     }
@@ -150,6 +153,14 @@ impl<'a> GroupSink<'a> {
                             out.push(l, *t, c.result(self.agg.kind));
                         }
                     }
+                }
+            }
+            Cells::Sparse(cells) => {
+                let mut cells: Vec<(usize, Cell)> = cells.into_iter().collect();
+                cells.sort_unstable_by_key(|(c, _)| *c);
+                for (cell, c) in cells {
+                    let (g, k) = (cell / self.steps, cell % self.steps);
+                    out.push(&self.labels[g], times[k], c.result(self.agg.kind));
                 }
             }
             Cells::Kept(mut values) => {

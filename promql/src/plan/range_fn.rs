@@ -13,7 +13,7 @@ use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
 use crate::functions::range::{Window, eval, extrapolated_rate};
 use crate::guard::QueryGuard;
-use crate::labelset;
+use crate::labelset::{self, Grouping};
 
 pub use crate::functions::range::RangeFn;
 
@@ -112,9 +112,12 @@ impl RangeFnOp {
                 let mut k = keep.iter();
                 s.values.retain(|_| *k.next().unwrap_or(&false));
             }
-            // Rows carry the pending removal of `__name__`; a fused aggregation's group key
-            // leaves the name out anyway (it never groups by it).
-            let labels: Cow<'_, [u8]> = if self.func.keeps_name() || self.aggregate.is_some() {
+            // Rows carry the pending removal of `__name__`; a fused `by (…)` key leaves the
+            // name out anyway (it never groups by it). A `without (…)` key needs the mark: it
+            // drops the name's companions (`__type__`, `__unit__`) with it.
+            let by_key =
+                matches!(&self.aggregate, Some(a) if matches!(a.grouping, Grouping::By(_)));
+            let labels: Cow<'_, [u8]> = if self.func.keeps_name() || by_key {
                 Cow::Borrowed(&s.labels)
             } else {
                 Cow::Owned(labelset::mark_drop_name(&s.labels))

@@ -167,10 +167,16 @@ impl Chunk {
                 first = 1;
             }
         }
-        // At most the rest of the chunk: one allocation instead of doubling from empty.
+        // Room for the samples still to come in range, from the chunk's mean interval, at
+        // most the rest of the chunk: one allocation instead of doubling from empty, and no
+        // room for a whole chunk when the window is narrow (reads keep these vectors).
         let rest = (self.count - first) as usize;
-        timestamps.reserve(rest);
-        values.reserve(rest);
+        let interval =
+            self.max_time.saturating_sub(self.min_time) / i64::from(self.count.max(2) - 1);
+        let window = maxt.min(self.max_time).saturating_sub(mint.max(t));
+        let expected = (window.max(0) / interval.max(1)) as usize + 2;
+        timestamps.reserve(rest.min(expected));
+        values.reserve(rest.min(expected));
         for _ in first..self.count {
             // Each field's control bits are read from one look at the next 64 bits.
             let p = r.peek();

@@ -90,8 +90,7 @@ impl TableProvider for SamplesTable {
                     .await;
             }
         }
-        let with_metric = projection.is_none_or(|p| p.contains(&0));
-        let ids = self.select(&range, with_metric);
+        let ids = self.select(&range);
         let data = self.read_merged(state, &ids, &[(mint, maxt)]).await?;
         let (source, with_metric) = self.memory_source(data, projection)?;
         let schema = source.original_schema();
@@ -215,7 +214,7 @@ impl SamplesTable {
         let projection = projection.unwrap_or(&all);
         let out_schema = Arc::new(self.schema().project(projection)?);
         // Without a metric filter every series is read: no id list to build.
-        let ids = range.values("metric").map(|_| self.select(range, true));
+        let ids = range.values("metric").map(|_| self.select(range));
         let mut parts = Vec::new();
         if let Some(scan) = block_scan::plan(
             &self.db,
@@ -231,7 +230,7 @@ impl SamplesTable {
         if !sources.merged.is_empty() {
             let ids = match ids {
                 Some(ids) => ids,
-                None => self.select(range, true),
+                None => self.select(range),
             };
             let data = self.read_merged(state, &ids, &sources.merged).await?;
             let (source, _) = self.memory_source(data, Some(projection))?;
@@ -303,16 +302,11 @@ impl SamplesTable {
         ))
     }
 
-    /// The series in range, ordered by (metric, id) as the scan promises, or by id alone when
-    /// the scan leaves the metric out (`by_metric` false).
-    fn select(&self, range: &ScanRange, by_metric: bool) -> Vec<SeriesId> {
+    /// The series in range, ordered by (metric, id) as the scan promises.
+    fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
         // Ids pushed down (PromQL resolves its selectors in the index first): look only those
         // up, without cloning every label set in the database.
         if let Some(ids) = &range.series {
-            // Nothing to check or order by: the ids as they are (a set, so in order).
-            if !by_metric && range.values("metric").is_none() {
-                return ids.iter().map(|id| SeriesId(*id)).collect();
-            }
             let registry = self.db.registry();
             let mut out: Vec<(&str, SeriesId)> = ids
                 .iter()
