@@ -455,14 +455,10 @@ impl Db {
             .collect()
     }
 
-    /// The registry's generation (see [`crate::registry::SeriesRegistry::generation`]): a selection made
-    /// while it is unchanged still holds.
-    pub fn series_generation(&self) -> u64 {
-        self.state.read().registry.generation()
-    }
-
     /// The generation of metric `name`'s series (see
-    /// [`crate::registry::SeriesRegistry::generation_of`]); without a name, of all series.
+    /// [`crate::registry::SeriesRegistry::generation_of`]), or without a name of all series
+    /// ([`crate::registry::SeriesRegistry::generation`]): a selection made while it is
+    /// unchanged still holds.
     pub fn series_generation_of(&self, name: Option<&str>) -> u64 {
         let state = self.state.read();
         match name {

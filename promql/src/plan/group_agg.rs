@@ -144,39 +144,33 @@ impl<'a> GroupSink<'a> {
     pub fn finish(self, grid: &Steps) -> Result<RecordBatch> {
         let mut out = VectorBuilder::default();
         let times: Vec<i64> = grid.iter().collect();
+        let kind = self.agg.kind;
+        // Cells in order: by group, then step.
+        let mut emit = |cell: usize, v: f64| {
+            let (g, k) = (cell / self.steps, cell % self.steps);
+            out.push(&self.labels[g], times[k], v);
+        };
         match self.cells {
             Cells::Folded(cells) => {
-                for (g, l) in self.labels.iter().enumerate() {
-                    for (k, t) in times.iter().enumerate() {
-                        let c = &cells[g * self.steps + k];
-                        if c.count > 0 {
-                            out.push(l, *t, c.result(self.agg.kind));
-                        }
-                    }
+                for (cell, c) in cells.iter().enumerate().filter(|(_, c)| c.count > 0) {
+                    emit(cell, c.result(kind));
                 }
             }
             Cells::Sparse(cells) => {
                 let mut cells: Vec<(usize, Cell)> = cells.into_iter().collect();
                 cells.sort_unstable_by_key(|(c, _)| *c);
                 for (cell, c) in cells {
-                    let (g, k) = (cell / self.steps, cell % self.steps);
-                    out.push(&self.labels[g], times[k], c.result(self.agg.kind));
+                    emit(cell, c.result(kind));
                 }
             }
             Cells::Kept(mut values) => {
                 // Stable: each cell keeps its values in arrival (label) order.
                 values.sort_by_key(|(c, _)| *c);
                 let mut buf = Vec::new();
-                let mut i = 0;
-                while i < values.len() {
-                    let cell = values[i].0;
+                for run in values.chunk_by(|a, b| a.0 == b.0) {
                     buf.clear();
-                    while i < values.len() && values[i].0 == cell {
-                        buf.push(values[i].1);
-                        i += 1;
-                    }
-                    let (g, k) = (cell / self.steps, cell % self.steps);
-                    out.push(&self.labels[g], times[k], self.agg.kind.fold(&mut buf));
+                    buf.extend(run.iter().map(|(_, v)| *v));
+                    emit(run[0].0, kind.fold(&mut buf));
                 }
             }
         }

@@ -103,6 +103,11 @@ impl RangeFnOp {
             end: 0,
             args,
         };
+        // Rows carry the pending removal of `__name__`; a fused `by (…)` key leaves the name
+        // out anyway (it never groups by it). A `without (…)` key needs the mark: it drops the
+        // name's companions (`__type__`, `__unit__`) with it.
+        let unmarked = self.func.keeps_name()
+            || matches!(&self.aggregate, Some(a) if matches!(a.grouping, Grouping::By(_)));
         for s in &mut series {
             guard.check_deadline()?;
             if s.values.iter().any(|v| is_stale_nan(*v)) {
@@ -112,12 +117,7 @@ impl RangeFnOp {
                 let mut k = keep.iter();
                 s.values.retain(|_| *k.next().unwrap_or(&false));
             }
-            // Rows carry the pending removal of `__name__`; a fused `by (…)` key leaves the
-            // name out anyway (it never groups by it). A `without (…)` key needs the mark: it
-            // drops the name's companions (`__type__`, `__unit__`) with it.
-            let by_key =
-                matches!(&self.aggregate, Some(a) if matches!(a.grouping, Grouping::By(_)));
-            let labels: Cow<'_, [u8]> = if self.func.keeps_name() || by_key {
+            let labels: Cow<'_, [u8]> = if unmarked {
                 Cow::Borrowed(&s.labels)
             } else {
                 Cow::Owned(labelset::mark_drop_name(&s.labels))

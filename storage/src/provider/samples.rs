@@ -36,6 +36,31 @@ pub struct ScanBudget {
     pub message: String,
 }
 
+impl ScanBudget {
+    /// Fails a scan of the session that has read `rows` rows if that is past its budget.
+    fn check(state: &dyn Session, rows: usize) -> datafusion::common::Result<()> {
+        match state.config().get_extension::<ScanBudget>() {
+            Some(b) if rows > b.max_rows => {
+                Err(DataFusionError::ResourcesExhausted(b.message.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Memory rows declared sorted by `columns` (which they must be).
+fn sorted_by(
+    source: MemorySourceConfig,
+    columns: &[&str],
+) -> datafusion::common::Result<MemorySourceConfig> {
+    let schema = source.original_schema();
+    let ordering = columns
+        .iter()
+        .map(|c| Ok(PhysicalSortExpr::new_default(col(c, &schema)?)))
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    source.try_with_sort_information(LexOrdering::new(ordering).into_iter().collect())
+}
+
 /// Series with at least this many samples in range get a batch of their own.
 const OWN_BATCH_ROWS: usize = 128;
 
@@ -93,20 +118,12 @@ impl TableProvider for SamplesTable {
         let ids = self.select(&range);
         let data = self.read_merged(state, &ids, &[(mint, maxt)]).await?;
         let (source, with_metric) = self.memory_source(data, projection)?;
-        let schema = source.original_schema();
-        let order: &[&str] = if with_metric {
-            &["metric", "series_id", "timestamp"]
-        } else {
-            &["series_id", "timestamp"]
-        };
-        let mut ordering = Vec::new();
-        for c in order {
-            ordering.push(PhysicalSortExpr::new_default(col(c, &schema)?));
-        }
         // Without the metric column the rows are sorted by id (see `select`) only when the
         // ids were not ordered by metric first; declare the order only when it holds.
-        let source = if with_metric || ids.is_sorted() {
-            source.try_with_sort_information(LexOrdering::new(ordering).into_iter().collect())?
+        let source = if with_metric {
+            sorted_by(source, &["metric", "series_id", "timestamp"])?
+        } else if ids.is_sorted() {
+            sorted_by(source, &["series_id", "timestamp"])?
         } else {
             source
         };
@@ -172,11 +189,7 @@ impl TableProvider for SeriesScan {
                 .read_newest(&self.ids, self.mint, self.maxt)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            if let Some(b) = state.config().get_extension::<ScanBudget>()
-                && data.len() > b.max_rows
-            {
-                return Err(DataFusionError::ResourcesExhausted(b.message.clone()));
-            }
+            ScanBudget::check(state, data.len())?;
             data
         } else {
             self.table
@@ -188,12 +201,7 @@ impl TableProvider for SeriesScan {
         let source = if with_metric {
             source
         } else {
-            let schema = source.original_schema();
-            let ordering = LexOrdering::new([
-                PhysicalSortExpr::new_default(col("series_id", &schema)?),
-                PhysicalSortExpr::new_default(col("timestamp", &schema)?),
-            ]);
-            source.try_with_sort_information(ordering.into_iter().collect())?
+            sorted_by(source, &["series_id", "timestamp"])?
         };
         Ok(DataSourceExec::from_data_source(source))
     }
@@ -255,7 +263,6 @@ impl SamplesTable {
         ids: &[SeriesId],
         stretches: &[(Timestamp, Timestamp)],
     ) -> datafusion::common::Result<Vec<SeriesSamples>> {
-        let budget = state.config().get_extension::<ScanBudget>();
         let mut data = Vec::with_capacity(ids.len());
         let mut rows = 0usize;
         for &(mint, maxt) in stretches {
@@ -266,11 +273,7 @@ impl SamplesTable {
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 rows += part.iter().map(|s| s.timestamps.len()).sum::<usize>();
-                if let Some(b) = &budget
-                    && rows > b.max_rows
-                {
-                    return Err(DataFusionError::ResourcesExhausted(b.message.clone()));
-                }
+                ScanBudget::check(state, rows)?;
                 data.extend(part);
             }
         }
