@@ -22,6 +22,8 @@ pub mod alloc;
 pub mod api;
 pub mod config;
 pub mod flight;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_client;
 pub mod ingest;
 pub mod metrics;
@@ -271,11 +273,32 @@ pub fn engine_options(flags: &Flags) -> anyhow::Result<quiver_promql::EngineOpti
     if lookback.is_zero() {
         anyhow::bail!("--query.lookback-delta must be positive");
     }
+    let sql = sql_limits(flags)?;
     Ok(quiver_promql::EngineOptions {
         lookback,
         subquery_step: Duration::from_secs(60),
         max_samples: flags.query_max_samples,
+        timeout: sql.timeout,
+        runtime: sql.runtime().context("setting up the query memory pool")?,
+    })
+}
+
+/// SQL's bounds from the `--query.*` flags (PromQL shares the timeout and the memory pool).
+pub fn sql_limits(flags: &Flags) -> anyhow::Result<quiver_sql::SqlLimits> {
+    let max_memory = config::parse_memory_limit(&flags.query_max_memory, config::machine_memory())
+        .filter(|b| *b > 0)
+        .with_context(|| {
+            format!(
+                "--query.max-memory: {:?} is not a byte size (4GB, 512MiB) or a share of memory (25%)",
+                flags.query_max_memory
+            )
+        })?;
+    if flags.query_max_concurrency == 0 {
+        anyhow::bail!("--query.max-concurrency must be at least 1");
+    }
+    Ok(quiver_sql::SqlLimits {
         timeout: duration_flag("query.timeout", &flags.query_timeout)?,
+        max_memory,
     })
 }
 

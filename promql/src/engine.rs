@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::catalog::Session;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
@@ -34,6 +35,9 @@ pub struct EngineOptions {
     pub subquery_step: Duration,
     pub max_samples: usize,
     pub timeout: Duration,
+    /// The runtime queries execute in: its memory pool bounds DataFusion's operators (the
+    /// server shares one with SQL, `--query.max-memory`).
+    pub runtime: Arc<RuntimeEnv>,
 }
 
 impl Default for EngineOptions {
@@ -43,6 +47,7 @@ impl Default for EngineOptions {
             subquery_step: Duration::from_secs(60),
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            runtime: Arc::new(RuntimeEnv::default()),
         }
     }
 }
@@ -94,18 +99,20 @@ impl Engine {
         // hundreds of small queries).
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(opts.runtime.clone())
             .with_default_features()
             .with_query_planner(Arc::new(PromQueryPlanner))
             .build();
         let planner_opts = PlannerOptions {
             lookback: opts.lookback.as_millis() as i64,
             subquery_step: opts.subquery_step.as_millis() as i64,
+            max_points: opts.max_samples,
             selections: Default::default(),
         };
         Engine {
             db,
             state,
-            instant_state: instant_state(),
+            instant_state: instant_state(opts.runtime.clone()),
             opts,
             planner_opts,
         }
@@ -122,6 +129,7 @@ impl Engine {
 
     /// An instant query of an already parsed expression (rules parse once, run often).
     pub async fn instant_expr(&self, expr: &parser::Expr, t: i64) -> Result<Value> {
+        crate::bounds::check_time(t, "the evaluation time")?;
         let expr = expr.clone();
         let steps = Steps::instant(t);
         let (planned, batches) = self.run(&expr, steps).await?;
@@ -188,12 +196,7 @@ impl Engine {
         step: i64,
     ) -> Result<Value> {
         let expr = expr.clone();
-        if step <= 0 {
-            return Err(Error::BadData(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
-            ));
-        }
-        let steps = Steps { start, end, step };
+        let steps = range_steps(start, end, step)?;
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
             other => {
@@ -232,6 +235,8 @@ impl Engine {
 
     /// The logical and physical plans of a query, as `EXPLAIN` would print them.
     pub async fn explain(&self, query: &str, start: i64, end: i64, step: i64) -> Result<String> {
+        crate::bounds::check_time(start, "the start time")?;
+        crate::bounds::check_time(end, "the end time")?;
         let expr = parse(query)?;
         let steps = Steps {
             start,
@@ -317,21 +322,51 @@ impl Engine {
 /// query's state and task context (plans carry their functions), and of the physical
 /// optimizer only the sanity check (one partition leaves nothing to distribute, and the
 /// PromQL nodes need no input order).
-fn instant_state() -> SessionState {
+fn instant_state(runtime: Arc<RuntimeEnv>) -> SessionState {
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_target_partitions(1);
     SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_query_planner(Arc::new(PromQueryPlanner))
         .with_physical_optimizer_rules(vec![Arc::new(SanityCheckPlan::new())])
         .build()
 }
 
-/// Parses a PromQL expression.
+/// Most points a range query may have per series, as Prometheus (`?step=` must grow past it).
+pub const MAX_POINTS: i64 = 11_000;
+
+/// The steps of a range query, checked as Prometheus checks them: a positive step, an end not
+/// before the start, at most [`MAX_POINTS`] points (every entry point, HTTP and SQL's
+/// `promql()`, goes through here; extreme times do not overflow).
+pub fn range_steps(start: i64, end: i64, step: i64) -> Result<Steps> {
+    crate::bounds::check_time(start, "the start time")?;
+    crate::bounds::check_time(end, "the end time")?;
+    if step <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if end < start {
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let points = end.checked_sub(start).map(|span| span / step);
+    if points.is_none_or(|p| p >= MAX_POINTS) {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    Ok(Steps { start, end, step })
+}
+
+/// Parses a PromQL expression, within the bounds of [`crate::bounds`] (length, depth,
+/// durations and times).
 pub fn parse(query: &str) -> Result<parser::Expr> {
     register_prometheus2_functions();
-    parser::parse(query).map_err(Error::Parse)
+    crate::bounds::parse_bounded(query)
 }
 
 /// `holt_winters`, Prometheus 2's name for `double_exponential_smoothing`, which the parser no

@@ -20,6 +20,7 @@
 //! sorted pairs in one binary value, see [`labelset`]), `ts` (the evaluation step, ms) and
 //! `value`. Start reading at [`Engine`] (`engine.rs`), then [`planner`] and [`plan`].
 
+pub mod bounds;
 mod engine;
 pub mod error;
 pub mod functions;
@@ -30,6 +31,8 @@ pub mod planner;
 pub mod series_desc;
 pub mod table_function;
 
-pub use engine::{Engine, EngineOptions, LabelPairs, Sample, Series, Value, parse};
+pub use engine::{
+    Engine, EngineOptions, LabelPairs, MAX_POINTS, Sample, Series, Value, parse, range_steps,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use table_function::PromqlTableFunction;

@@ -61,22 +61,29 @@ fn millis_arg(
     bad: impl Fn() -> DataFusionError,
 ) -> Result<i64> {
     let ms = match literal(e).ok_or_else(&bad)? {
-        ScalarValue::Int64(Some(s)) => Some(s * 1000),
+        ScalarValue::Int64(Some(s)) => s.checked_mul(1000),
         ScalarValue::Int32(Some(s)) => Some(s as i64 * 1000),
-        ScalarValue::Float64(Some(s)) => Some((s * 1000.0).round() as i64),
+        ScalarValue::Float64(Some(s)) => seconds_ms(s),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::Utf8View(Some(s))
         | ScalarValue::LargeUtf8(Some(s)) => match s.parse::<f64>() {
-            Ok(secs) => Some((secs * 1000.0).round() as i64),
+            Ok(secs) => seconds_ms(secs),
             Err(_) => text(&s),
         },
-        ScalarValue::TimestampSecond(Some(v), _) if timestamps => Some(v * 1000),
+        ScalarValue::TimestampSecond(Some(v), _) if timestamps => v.checked_mul(1000),
         ScalarValue::TimestampMillisecond(Some(v), _) if timestamps => Some(v),
         ScalarValue::TimestampMicrosecond(Some(v), _) if timestamps => Some(v / 1000),
         ScalarValue::TimestampNanosecond(Some(v), _) if timestamps => Some(v / 1_000_000),
         _ => None,
     };
     ms.ok_or_else(bad)
+}
+
+/// Seconds as milliseconds, rounded; `None` for NaN, infinities and times past `i64`.
+fn seconds_ms(secs: f64) -> Option<i64> {
+    let ms = (secs * 1000.0).round();
+    // `as` would saturate (and turn NaN into 0) silently.
+    (ms.is_finite() && ms.abs() < i64::MAX as f64).then_some(ms as i64)
 }
 
 /// A time argument in milliseconds.

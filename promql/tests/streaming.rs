@@ -50,6 +50,7 @@ async fn engine_with_data() -> (tempfile::TempDir, Arc<Db>, Engine) {
             subquery_step: Duration::from_secs(60),
             max_samples: 10_000_000,
             timeout: Duration::from_secs(60),
+            ..EngineOptions::default()
         },
     );
     (dir, db, engine)

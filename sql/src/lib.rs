@@ -9,9 +9,11 @@
 //! `system` has `series` and whatever the server registers (`targets`). Window functions for ML
 //! curves and counters are in [`functions`]; the server registers `promql()`.
 
+pub mod bounded;
 pub mod experiments;
 pub mod functions;
 mod group_keys;
+pub mod guard;
 pub mod system;
 
 use std::sync::Arc;
@@ -20,25 +22,37 @@ use async_trait::async_trait;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
+pub use guard::SqlLimits;
 use quiver_storage::provider::{SamplesTable, SeriesTable};
 use quiver_storage::{Db, METRIC_NAME, Matcher, Matchers, Timestamp};
 
-/// The SQL session: one per server, shared by every query.
+/// The SQL session: one per server, shared by every query. It only answers queries
+/// ([`guard`]): nothing a client sends changes it or reaches the server's files.
 #[derive(Clone)]
 pub struct SqlSession {
     ctx: SessionContext,
+    limits: SqlLimits,
 }
 
 impl SqlSession {
-    pub fn new(db: Arc<Db>) -> Result<Self> {
-        let ctx = SessionContext::new_with_config(
+    /// A session whose queries run in `runtime` (its memory pool; see
+    /// [`SqlLimits::runtime`]) and stop at `limits.timeout`.
+    pub fn new(
+        db: Arc<Db>,
+        limits: SqlLimits,
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<Self> {
+        let ctx = SessionContext::new_with_config_rt(
             datafusion::prelude::SessionConfig::new().with_information_schema(true),
+            runtime,
         );
         register_base_tables(&ctx, &db)?;
         for f in functions::window_functions() {
             ctx.register_udwf(f);
         }
+        bounded::register(&ctx);
         ctx.add_optimizer_rule(Arc::new(group_keys::GroupByDictionaryValues));
         // The views of `metrics` are planned in a context of their own (holding only the base
         // tables), so the session does not own itself.
@@ -63,7 +77,12 @@ impl SqlSession {
         let system = Arc::new(MemorySchemaProvider::new());
         system.register_table("series".into(), Arc::new(SeriesTable::new(db)))?;
         catalog.register_schema("system", system)?;
-        Ok(SqlSession { ctx })
+        Ok(SqlSession { ctx, limits })
+    }
+
+    /// The bounds queries run under.
+    pub fn limits(&self) -> &SqlLimits {
+        &self.limits
     }
 
     /// The DataFusion context (the server registers more functions in it).
@@ -98,9 +117,29 @@ impl SqlSession {
             .ok_or_else(|| DataFusionError::Internal(format!("no schema {name}")))
     }
 
-    /// Plans a statement.
+    /// Plans a query; any other statement is refused ([`guard::check_statement`], then
+    /// [`guard::read_only`] on the plan).
     pub async fn sql(&self, query: &str) -> Result<DataFrame> {
-        self.ctx.sql(query).await
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        guard::check_statement(&statement)?;
+        let plan = state.statement_to_plan(statement).await?;
+        guard::read_only().verify_plan(&plan)?;
+        self.ctx.execute_logical_plan(plan).await
+    }
+
+    /// Runs a planned query as a stream that ends with a timeout error past
+    /// `--query.timeout`.
+    pub async fn execute(&self, df: DataFrame) -> Result<SendableRecordBatchStream> {
+        let timeout = self.limits.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = tokio::time::timeout_at(deadline, df.execute_stream())
+            .await
+            .map_err(|_| DataFusionError::External(Box::new(guard::QueryTimeout(timeout))))??;
+        Ok(Box::pin(guard::DeadlineStream::new(
+            stream, deadline, timeout,
+        )))
     }
 }
 
@@ -228,6 +267,12 @@ mod tests {
         db
     }
 
+    fn session(db: Arc<Db>) -> SqlSession {
+        let limits = SqlLimits::default();
+        let runtime = limits.runtime().unwrap();
+        SqlSession::new(db, limits, runtime).unwrap()
+    }
+
     async fn rows(s: &SqlSession, q: &str) -> Vec<RecordBatch> {
         s.sql(q).await.unwrap().collect().await.unwrap()
     }
@@ -235,7 +280,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn metric_tables_have_labels_as_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqlSession::new(db_with_gpus(dir.path()).await).unwrap();
+        let s = session(db_with_gpus(dir.path()).await);
         let b = rows(
             &s,
             "SELECT gpu, count(*) AS n, sum(value) AS total FROM metrics.gpu_util WHERE host = 'a' GROUP BY gpu ORDER BY gpu",
@@ -262,6 +307,82 @@ mod tests {
             .collect();
         assert_eq!(names, ["gpu_util", "loss"]);
         assert!(s.sql("SELECT * FROM metrics.nope").await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_session_refuses_statements_that_write_or_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = session(db_with_gpus(dir.path()).await);
+        let target = dir.path().join("copied.csv");
+        let copy = format!("COPY (SELECT 1) TO '{}' STORED AS CSV", target.display());
+        for sql in [
+            copy.as_str(),
+            "SET datafusion.execution.batch_size = 1",
+            "DROP TABLE samples",
+            "CREATE TABLE t AS SELECT 1",
+            // A query that creates a table: refused by the plan check.
+            "SELECT 1 AS a INTO t",
+        ] {
+            let e = s.sql(sql).await.expect_err(sql).to_string();
+            assert!(
+                e.contains("read-only") || e.contains("not supported"),
+                "{sql}: {e}"
+            );
+        }
+        assert!(!target.exists(), "COPY wrote a file");
+        // The session is unchanged: its tables and settings are still there.
+        assert_eq!(
+            rows(&s, "SELECT count(*) FROM samples").await[0].num_rows(),
+            1
+        );
+        let t = rows(&s, "SHOW datafusion.execution.batch_size").await;
+        let v = datafusion::arrow::util::display::array_value_to_string(t[0].column(1), 0).unwrap();
+        assert_eq!(v, "8192");
+        assert!(s.sql("SELECT * FROM t").await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_over_the_memory_bound_fails_and_the_next_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SqlLimits {
+            max_memory: 16 << 20,
+            ..SqlLimits::default()
+        };
+        let runtime = limits.runtime().unwrap();
+        let s = SqlSession::new(db_with_gpus(dir.path()).await, limits, runtime).unwrap();
+        let df = s
+            // The key is not in the input's order, so the groups are held until the end.
+            .sql("SELECT v * 7919 % 4999999 AS k, count(*) FROM generate_series(1, 5000000) AS g(v) GROUP BY k")
+            .await
+            .unwrap();
+        let stream = s.execute(df).await.unwrap();
+        let e = datafusion::physical_plan::common::collect(stream)
+            .await
+            .expect_err("over the pool");
+        assert!(guard::is_resources_exhausted(&e), "{e}");
+        assert_eq!(rows(&s, "SELECT 1").await[0].num_rows(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_past_its_timeout_ends_with_a_timeout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SqlLimits {
+            timeout: std::time::Duration::from_millis(200),
+            ..SqlLimits::default()
+        };
+        let runtime = limits.runtime().unwrap();
+        let s = SqlSession::new(db_with_gpus(dir.path()).await, limits, runtime).unwrap();
+        let df = s
+            .sql("SELECT count(*) FROM generate_series(1, 1000000000000) AS a(x)")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let stream = s.execute(df).await.unwrap();
+        let e = datafusion::physical_plan::common::collect(stream)
+            .await
+            .expect_err("timed out");
+        assert!(guard::is_timeout(&e), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]

@@ -78,6 +78,16 @@ impl ApiError {
         Self::new(ErrorType::Internal, message)
     }
 
+    /// Maps an error of a running SQL query: past `--query.timeout`, `timeout` (503);
+    /// everything else, a memory bound included, `execution` (422).
+    pub fn from_sql_execution(e: &datafusion::error::DataFusionError) -> Self {
+        if quiver_sql::guard::is_timeout(e) {
+            Self::new(ErrorType::Timeout, e.to_string())
+        } else {
+            Self::new(ErrorType::Execution, e.to_string())
+        }
+    }
+
     /// Maps a storage error by whose fault it is (the one place kinds become codes).
     pub fn from_storage(e: quiver_storage::Error) -> Self {
         let message = error_chain(&e);

@@ -68,6 +68,10 @@ struct Inner {
     series_cache: crate::ingest::remote_write::SeriesCache,
     /// The bearer token Flight and the SQL endpoint require (`--flight.token-file`).
     token: Option<String>,
+    /// One permit per query running (`--query.max-concurrency`).
+    queries: Arc<tokio::sync::Semaphore>,
+    /// `--query.max-memory` in bytes (the pool itself is the engine options' runtime).
+    sql_max_memory: usize,
 }
 
 impl AppState {
@@ -84,7 +88,7 @@ impl AppState {
                 db: OnceLock::new(),
                 engine: OnceLock::new(),
                 engine_options,
-                flags,
+                flags: flags.clone(),
                 metrics,
                 shutdown,
                 config: parking_lot::RwLock::new(config),
@@ -94,6 +98,11 @@ impl AppState {
                 reloading: tokio::sync::Mutex::new(()),
                 run_clocks: Default::default(),
                 series_cache: Default::default(),
+                queries: Arc::new(tokio::sync::Semaphore::new(
+                    flags.query_max_concurrency.max(1),
+                )),
+                // Checked at start-up (`engine_options`), which reads the same flags first.
+                sql_max_memory: crate::sql_limits(&flags).map_or(0, |l| l.max_memory),
                 token,
             }),
         }
@@ -165,13 +174,19 @@ impl AppState {
                 // The embedded default does not change.
                 None => current.clone(),
             };
-            // Every rule file is read before anything changes.
+            // All or nothing: every rule file is read and every client (scrape targets,
+            // Alertmanagers) built before any part of the running configuration is replaced.
             let loaded = RulesService::load(&next)?;
-            if let Some(m) = self.inner.scrape.get() {
-                m.apply(&next.file).await?;
+            let rules_plan = RulesService::prepare(&next)?;
+            let scrape_plan = match self.inner.scrape.get() {
+                Some(m) => Some(m.prepare(&next.file).await?),
+                None => None,
+            };
+            if let (Some(m), Some(plan)) = (self.inner.scrape.get(), scrape_plan) {
+                m.apply_prepared(plan).await;
             }
             if let Some(r) = self.inner.rules.get() {
-                r.apply(&next, &loaded).await?;
+                r.apply_prepared(&next, &loaded, rules_plan).await;
             }
             *self.inner.config.write() = next;
             Ok::<(), String>(())
@@ -191,6 +206,23 @@ impl AppState {
             Err(e) => tracing::error!("configuration reload failed, keeping the running one: {e}"),
         }
         result
+    }
+
+    /// Waits for a turn to run a query (`--query.max-concurrency`); a query that cannot start
+    /// within `--query.timeout` gets `timeout` (503).
+    pub async fn query_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let timeout = self.inner.engine_options.timeout;
+        match tokio::time::timeout(timeout, self.inner.queries.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ApiError::unavailable("the server is shutting down")),
+            Err(_) => Err(ApiError::new(
+                ErrorType::Timeout,
+                format!(
+                    "query timed out in {timeout:?} waiting for a turn (--query.max-concurrency {})",
+                    self.inner.flags.query_max_concurrency
+                ),
+            )),
+        }
     }
 
     /// The bearer token Flight and the SQL endpoint require, if any.
@@ -236,7 +268,15 @@ impl AppState {
     pub fn set_db(&self, db: Arc<Db>) {
         let engine = Arc::new(Engine::new(db.clone(), self.inner.engine_options.clone()));
         let _ = self.inner.engine.set(engine.clone());
-        match SqlSession::new(db.clone()) {
+        let limits = quiver_sql::SqlLimits {
+            timeout: self.inner.engine_options.timeout,
+            max_memory: self.inner.sql_max_memory,
+        };
+        match SqlSession::new(
+            db.clone(),
+            limits,
+            self.inner.engine_options.runtime.clone(),
+        ) {
             Ok(s) => {
                 // PromQL inside SQL: the two query crates stay siblings, wired here.
                 s.context().register_udtf(

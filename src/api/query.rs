@@ -14,9 +14,6 @@ use serde_json::{Map, Value as Json, json};
 use super::params::{Params, parse_duration};
 use super::{ApiError, ApiResult, AppState, ErrorType, success};
 
-/// Prometheus refuses range queries with more points than this per series.
-const MAX_POINTS: i64 = 11_000;
-
 pub async fn query(State(state): State<AppState>, params: Params) -> ApiResult {
     let engine = state.engine()?;
     let q = required(&params, "query")?;
@@ -30,6 +27,7 @@ pub async fn query(State(state): State<AppState>, params: Params) -> ApiResult {
             None,
         ));
     }
+    let _permit = state.query_permit().await?;
     let value = with_timeout(timeout, engine.instant(q, t)).await?;
     Ok(json_response(&value))
 }
@@ -43,26 +41,22 @@ pub async fn query_range(State(state): State<AppState>, params: Params) -> ApiRe
     let end = params
         .time_or("end", i64::MIN)
         .and_then(|t| present(t, "end"))?;
-    if end < start {
-        return Err(ApiError::bad_data(
-            "invalid parameter \"end\": end timestamp must not be before start time",
-        ));
-    }
     let step = match params.get("step").filter(|s| !s.is_empty()) {
         Some(s) => parse_duration(s)
             .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
         None => return Err(ApiError::bad_data("invalid parameter \"step\": missing")),
     };
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
     if step <= 0 {
         return Err(ApiError::bad_data(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step >= MAX_POINTS {
-        return Err(ApiError::bad_data(
-            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-        ));
-    }
+    quiver_promql::range_steps(start, end, step).map_err(query_error)?;
     let timeout = timeout(&params)?;
     if explain(&params) {
         let plan = engine
@@ -74,6 +68,7 @@ pub async fn query_range(State(state): State<AppState>, params: Params) -> ApiRe
             None,
         ));
     }
+    let _permit = state.query_permit().await?;
     let value = with_timeout(timeout, engine.range(q, start, end, step)).await?;
     Ok(json_response(&value))
 }

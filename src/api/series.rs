@@ -13,8 +13,8 @@ use super::{ApiError, ApiResult, AppState, success};
 pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
     use promql_parser::parser::Expr;
     let bad = |msg: String| ApiError::bad_data(format!("invalid parameter \"match[]\": {msg}"));
-    let expr =
-        promql_parser::parser::parse(s).map_err(|e| bad(format!("1:1: parse error: {e}")))?;
+    // The engine's parse: the same length, depth and range bounds as queries.
+    let expr = quiver_promql::parse(s).map_err(|e| bad(format!("1:1: parse error: {e}")))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not an instant vector selector")));
     };

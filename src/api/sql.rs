@@ -53,6 +53,16 @@ fn execution(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorType::Execution, e.to_string())
 }
 
+/// A query's error: planning (read-only refusals included) is the client's (400); a query
+/// that ran past a bound is `execution` (422) or `timeout` (503).
+fn query_error(e: datafusion::error::DataFusionError) -> ApiError {
+    if quiver_sql::guard::is_timeout(&e) || quiver_sql::guard::is_resources_exhausted(&e) {
+        ApiError::from_sql_execution(&e)
+    } else {
+        ApiError::bad_data(e.to_string())
+    }
+}
+
 pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
     state.authorize(&headers)?;
     let session = state.sql()?.clone();
@@ -75,17 +85,18 @@ pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Para
             }
         },
     };
-    let df = session
-        .sql(&query)
-        .await
-        .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let _permit = state.query_permit().await?;
+    let df = session.sql(&query).await.map_err(query_error)?;
     let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await.map_err(execution)?;
+    let mut stream = session
+        .execute(df)
+        .await
+        .map_err(|e| ApiError::from_sql_execution(&e))?;
     let mut batches = Vec::new();
     let mut rows = 0;
     let mut truncated = false;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(execution)?;
+        let batch = batch.map_err(|e| ApiError::from_sql_execution(&e))?;
         if rows + batch.num_rows() > limit {
             batches.push(batch.slice(0, limit - rows));
             truncated = true;

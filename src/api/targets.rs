@@ -211,7 +211,10 @@ pub async fn metadata(State(state): State<AppState>, params: Params) -> ApiResul
 
 /// `GET /api/v1/status/config`: the configuration file in force, as written.
 pub async fn config(State(state): State<AppState>) -> ApiResult {
-    Ok(success(json!({"yaml": state.config().yaml}), None))
+    Ok(success(
+        json!({"yaml": state.config().redacted_yaml()}),
+        None,
+    ))
 }
 
 /// `GET /api/v1/status/flags`

@@ -24,23 +24,61 @@ pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiEr
     })
 }
 
+/// Remote write 1.0 only, until 2.0 is implemented: the spec has a receiver answer 415 to a
+/// message type it does not take, which tells a Prometheus 3 sender to fall back to 1.0. A
+/// request without a Content-Type is taken as 1.0, as Prometheus 2 takes it.
+fn check_remote_write_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .map_err(|_| unsupported("the Content-Type header is not text".into()))?;
+    let mut parts = ct.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(unsupported(format!(
+            "unsupported Content-Type {ct:?}: remote write needs application/x-protobuf"
+        )));
+    }
+    for param in parts {
+        let Some((k, v)) = param.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("proto") {
+            let v = v.trim().trim_matches('"');
+            if v != "prometheus.WriteRequest" {
+                return Err(unsupported(format!(
+                    "remote write message {v:?} is not supported: Quiver takes remote write 1.0 (proto=prometheus.WriteRequest)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unsupported(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ..ApiError::bad_data(message)
+    }
+}
+
 pub async fn remote_write(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let db = state.db()?.clone();
+    check_remote_write_type(req.headers())?;
     if let Some(enc) = req
         .headers()
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         && !enc.eq_ignore_ascii_case("snappy")
     {
-        return Err(ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ..ApiError::bad_data(format!(
-                "unsupported content encoding {enc:?}: remote write 1.0 needs snappy"
-            ))
-        });
+        return Err(unsupported(format!(
+            "unsupported content encoding {enc:?}: remote write 1.0 needs snappy"
+        )));
     }
     let flags = state.flags();
     let body = read_body(req, flags.max_request_body_bytes).await?;

@@ -532,6 +532,9 @@ impl ConfigFile {
                     format!("{f}.interval: must be positive"),
                 ));
             }
+            if let Err(e) = quiver_sql::guard::check_query_text(&r.query) {
+                return Err(err_at(&format!("{f}.query"), format!("{f}.query: {e}")));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, sc) in self.scrape_configs.iter().enumerate() {

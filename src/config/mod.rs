@@ -98,6 +98,17 @@ pub struct Flags {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 
+    /// Most queries (PromQL and SQL, over HTTP and Flight) that run at once; the others wait
+    /// their turn, within their timeout.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
+
+    /// Most memory the operators of all queries in flight may hold together (sorts, joins,
+    /// aggregations): a byte size (`4GB`, `512MiB`) or a share of the machine's memory
+    /// (`25%`). A query past it fails with `execution` (422); the others go on.
+    #[arg(long = "query.max-memory", default_value = "25%")]
+    pub query_max_memory: String,
+
     /// Most rows `/api/v1/sql` answers (a request's `limit` is capped to it).
     #[arg(long = "sql.max-rows", default_value_t = 1_000_000)]
     pub sql_max_rows: usize,
@@ -197,6 +208,11 @@ impl Flags {
             ("query.lookback-delta", self.query_lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
+            (
+                "query.max-concurrency",
+                self.query_max_concurrency.to_string(),
+            ),
+            ("query.max-memory", self.query_max_memory.clone()),
             ("sql.max-rows", self.sql_max_rows.to_string()),
             ("flight.listen-address", self.flight_listen_address.clone()),
             ("flight.token-file", opt(&self.flight_token_file)),
@@ -223,6 +239,69 @@ impl Flags {
         ]
         .into_iter()
         .collect()
+    }
+}
+
+/// A memory bound: a byte size (`4GB`, `512MiB`, `1073741824`) or a share of `total` (`25%`).
+pub fn parse_memory_limit(s: &str, total: u64) -> Option<usize> {
+    let s = s.trim();
+    let bytes = match s.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p: &f64| *p > 0.0 && *p <= 100.0)?;
+            (total as f64 * p / 100.0) as u64
+        }
+        None => file::parse_byte_size(s)?,
+    };
+    usize::try_from(bytes).ok()
+}
+
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo; 8 GiB where it cannot be read).
+pub fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        })
+        .unwrap_or(8 << 30)
+}
+
+/// Fields that hold secrets, wherever they stand (Prometheus's `Secret` fields): basic auth
+/// passwords, `authorization` credentials, bearer tokens, OAuth 2 client secrets, cloud secret
+/// keys and service-discovery tokens. `key` is a secret inside `tls_config` (an inline private
+/// key) only.
+const SECRET_FIELDS: &[&str] = &[
+    "password",
+    "credentials",
+    "bearer_token",
+    "client_secret",
+    "secret_key",
+    "token",
+];
+
+/// Replaces the value of every secret field below `v` with `<secret>`.
+fn redact(v: &mut serde_yaml_ng::Value, in_tls_config: bool) {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m.iter_mut() {
+                let key = k.as_str().unwrap_or("");
+                let secret = SECRET_FIELDS.contains(&key) || (in_tls_config && key == "key");
+                if secret && !child.is_null() {
+                    *child = Value::String("<secret>".into());
+                } else {
+                    redact(child, key == "tls_config");
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|i| redact(i, false)),
+        Value::Tagged(t) => redact(&mut t.value, in_tls_config),
+        _ => {}
     }
 }
 
@@ -274,6 +353,20 @@ impl Config {
         })
     }
 
+    /// The configuration as `/api/v1/status/config` shows it: the file's YAML with every
+    /// secret replaced by `<secret>`, as Prometheus shows its own (comments are not kept, as
+    /// Prometheus keeps none).
+    pub fn redacted_yaml(&self) -> String {
+        match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&self.yaml) {
+            Ok(mut v) => {
+                redact(&mut v, false);
+                serde_yaml_ng::to_string(&v).unwrap_or_default()
+            }
+            // It parsed when it was loaded; never show the raw text in its place.
+            Err(_) => String::new(),
+        }
+    }
+
     /// The embedded default, scraping Quiver itself on `port`.
     pub fn embedded(port: u16) -> Self {
         let yaml = DEFAULT_CONFIG.replace("localhost:9090", &format!("localhost:{port}"));
@@ -302,6 +395,77 @@ mod tests {
         assert_eq!(f.storage_path, PathBuf::from("/tmp/x"));
         assert_eq!(f.storage_retention_time, "30d");
         assert!(f.web_enable_admin_api && !f.web_enable_lifecycle);
+    }
+
+    #[test]
+    fn every_secret_is_redacted_in_the_shown_config() {
+        let yaml = r#"
+scrape_configs:
+  - job_name: a
+    basic_auth: {username: u, password: hunter2}
+  - job_name: b
+    authorization: {type: Bearer, credentials: tok-123}
+    tls_config: {key: "-----BEGIN PRIVATE KEY-----", key_file: /k.pem}
+  - job_name: c
+    bearer_token: tok-456
+    oauth2: {client_id: id, client_secret: cs-789}
+alerting:
+  alertmanagers:
+    - basic_auth: {username: am, password: &pw am-pass}
+      http_headers: {x: {values: [v]}}
+      authorization: {credentials: *pw}
+"#;
+        let c = Config {
+            source: "t".into(),
+            yaml: yaml.into(),
+            file: Default::default(),
+        };
+        let shown = c.redacted_yaml();
+        for secret in [
+            "hunter2",
+            "tok-123",
+            "PRIVATE KEY",
+            "tok-456",
+            "cs-789",
+            "am-pass",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        assert_eq!(shown.matches("<secret>").count(), 7, "{shown}");
+        // What is not secret stays.
+        for kept in [
+            "username: u",
+            "key_file: /k.pem",
+            "client_id: id",
+            "job_name: c",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn a_yaml_alias_bomb_is_refused_quickly() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            let refs = vec![prev.as_str(); 10].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        yaml.push_str("scrape_configs: *a11\n");
+        let started = std::time::Instant::now();
+        let e = Config::from_yaml("bomb.yml", &yaml).expect_err("an alias bomb");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(e.to_string().starts_with("bomb.yml"), "{e}");
+    }
+
+    #[test]
+    fn memory_limits_are_sizes_or_shares() {
+        assert_eq!(parse_memory_limit("25%", 8 << 30), Some(2 << 30));
+        assert_eq!(parse_memory_limit("512MiB", 0), Some(512 << 20));
+        assert_eq!(parse_memory_limit("4GB", 0), Some(4 << 30));
+        assert_eq!(parse_memory_limit("0%", 8 << 30), None);
+        assert_eq!(parse_memory_limit("150%", 8 << 30), None);
+        assert_eq!(parse_memory_limit("lots", 8 << 30), None);
     }
 
     #[test]

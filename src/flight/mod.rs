@@ -174,6 +174,15 @@ impl FlightService for FlightFront {
     }
 }
 
+/// What a ticket's bytes decode to, without a server (the fuzz target): a JSON ticket's SQL,
+/// or a prepared statement's handle and its parameters.
+#[allow(clippy::result_large_err)]
+pub fn fuzz_ticket(bytes: &[u8]) -> Result<(), Status> {
+    let _ = ticket::json_ticket_sql(bytes);
+    handle::Handle::decode(bytes)?.param_values()?;
+    Ok(())
+}
+
 /// The token in `Basic` auth: the password, any user.
 pub fn basic_password(b64: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD

@@ -48,14 +48,23 @@ fn flight_schema(schema: &Schema) -> Schema {
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
+/// A planning error: the client's statement (a write refused as read-only included).
 fn plan_error(e: DataFusionError) -> Status {
+    if quiver_sql::guard::is_timeout(&e) || quiver_sql::guard::is_resources_exhausted(&e) {
+        return execution_error(e);
+    }
     Status::invalid_argument(e.to_string())
 }
 
+/// An error of a running query: past `--query.timeout`, `DEADLINE_EXCEEDED`; past
+/// `--query.max-memory`, `RESOURCE_EXHAUSTED`.
 fn execution_error(e: DataFusionError) -> Status {
-    match e {
-        DataFusionError::ResourcesExhausted(m) => Status::resource_exhausted(m),
-        e => Status::internal(e.to_string()),
+    if quiver_sql::guard::is_timeout(&e) {
+        Status::deadline_exceeded(e.to_string())
+    } else if quiver_sql::guard::is_resources_exhausted(&e) {
+        Status::resource_exhausted(e.to_string())
+    } else {
+        Status::internal(e.to_string())
     }
 }
 
@@ -105,13 +114,25 @@ impl QuiverFlightSql {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<DoGetStream, Status> {
+        // A turn among `--query.max-concurrency`, held until the stream is dropped.
+        let permit = self.state.query_permit().await.map_err(|e| {
+            if e.error_type == crate::api::ErrorType::Timeout {
+                Status::deadline_exceeded(e.message)
+            } else {
+                Status::unavailable(e.message)
+            }
+        })?;
         let df = self.plan(sql, params).await?;
-        let batches = df.execute_stream().await.map_err(execution_error)?;
+        let batches = self.session()?.execute(df).await.map_err(execution_error)?;
         let schema = batches.schema();
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
-            .map_err(Status::from);
+            .build(batches.map_err(|e| FlightError::Tonic(Box::new(execution_error(e)))))
+            .map_err(Status::from)
+            .map(move |item| {
+                let _held = &permit;
+                item
+            });
         Ok(Box::pin(data))
     }
 

@@ -3,5 +3,6 @@
 
 pub mod experiments;
 pub mod exposition;
+pub mod json_depth;
 pub mod remote_write;
 pub mod text;

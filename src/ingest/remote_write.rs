@@ -241,9 +241,16 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
     // Read for the whole body: one lock a request, not one a series.
     let guard = known.cache.map(|c| c.inner.read());
     let cached = guard.as_ref().filter(|c| c.valid_at == known.removals);
+    // Fields of a WriteRequest that are not time series: metadata (3) is acknowledged without
+    // being kept (Prometheus sends it every minute by default); anything else means the body
+    // is not remote write 1.0.
+    let mut foreign_fields = 0usize;
     let mut req = Pb::new(raw);
     while let Some((field, wire)) = req.key().map_err(bad)? {
         if field != 1 || wire != LEN {
+            if field != 3 {
+                foreign_fields += 1;
+            }
             req.skip(wire).map_err(bad)?;
             continue;
         }
@@ -267,6 +274,17 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
                     labels_at.end = ts.pos;
                 }
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
+                // Never acknowledged without being stored: the sender learns it is refused.
+                (3, LEN) => {
+                    return Err(ApiError::bad_data(
+                        "exemplars are not supported: Quiver does not store them (turn off send_exemplars)",
+                    ));
+                }
+                (4, LEN) => {
+                    return Err(ApiError::bad_data(
+                        "native histograms are not supported yet: Quiver does not store them",
+                    ));
+                }
                 _ => ts.skip(wire).map_err(bad)?,
             }
             field_start = ts.pos;
@@ -303,6 +321,13 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
         for (t, v) in &samples {
             batch.push_sample(idx, *t, *v);
         }
+    }
+    if batch.num_samples() == 0 && foreign_fields > 0 {
+        return Err(ApiError::bad_data(
+            "the body holds no remote write 1.0 time series (a remote write 2.0 request needs \
+             Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request, which \
+             Quiver answers with 415)",
+        ));
     }
     let stale = guard.is_some() && cached.is_none();
     drop(guard);
@@ -598,6 +623,66 @@ mod tests {
         }
         assert_eq!(calls.get(), 2);
         assert!(cache.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever prost encodes (any label sets, timestamps and values, NaN included), the
+        /// decoder reads back: every series with samples, its labels sorted, its samples in order.
+        #[test]
+        fn the_decoder_reads_back_what_prost_encodes(
+            series in proptest::collection::vec(
+                (
+                    "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}",
+                    proptest::collection::btree_map("[a-z][a-z0-9_]{0,8}", "\\PC{1,12}", 0..4),
+                    proptest::collection::vec((proptest::num::i64::ANY, proptest::num::f64::ANY), 0..5),
+                ),
+                0..6,
+            )
+        ) {
+            let req = WriteRequest {
+                timeseries: series
+                    .iter()
+                    .map(|(name, labels, samples)| {
+                        // Labels in reverse order: the decoder sorts them.
+                        let mut pairs: Vec<(&str, &str)> =
+                            labels.iter().rev().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                        pairs.push(("__name__", name));
+                        TimeSeries::from_pairs(&pairs, samples)
+                    })
+                    .collect(),
+            };
+            let body = snap::raw::Encoder::new().compress_vec(&encode_raw(&req)).unwrap();
+            let batch = decode(&body, usize::MAX, &Limits::default()).unwrap();
+            let mut got: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = batch
+                .new_labels()
+                .map(|l| {
+                    let l = l.expect("a new series");
+                    (l.iter().map(|x| (x.name.to_string(), x.value.to_string())).collect(), Vec::new())
+                })
+                .collect();
+            for (i, t, v) in batch.samples() {
+                got[i as usize].1.push((t, v.to_bits()));
+            }
+            let want: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = series
+                .iter()
+                .filter(|(_, _, samples)| !samples.is_empty())
+                .map(|(name, labels, samples)| {
+                    let mut l: Vec<(String, String)> = labels.clone().into_iter().collect();
+                    l.push(("__name__".to_string(), name.clone()));
+                    l.sort();
+                    // proto3 leaves a zero value out, and -0.0 == 0.0: on the wire (from any
+                    // sender) -0.0 arrives as 0.0.
+                    let bits = |v: f64| if v == 0.0 { 0 } else { v.to_bits() };
+                    (l, samples.iter().map(|(t, v)| (*t, bits(*v))).collect())
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// The request as prost encodes it.
+    fn encode_raw(req: &WriteRequest) -> Vec<u8> {
+        req.encode_to_vec()
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct NotifierMetrics {
 }
 
 /// One `alertmanagers` entry: its client and the Alertmanagers it found.
-struct AmSet {
+pub struct AmSet {
     config: AlertmanagerConfig,
     client: reqwest::Client,
     file_sd: Mutex<FileSd>,
@@ -76,6 +76,14 @@ impl Notifier {
         external_labels: BTreeMap<String, String>,
         alerting: &AlertingConfig,
     ) -> Result<(), String> {
+        let sets = Self::prepare(alerting)?;
+        self.install(external_labels, alerting, sets);
+        Ok(())
+    }
+
+    /// Builds the Alertmanager sets of a configuration (their clients and discovery) without
+    /// changing the running ones.
+    pub fn prepare(alerting: &AlertingConfig) -> Result<Vec<Arc<AmSet>>, String> {
         let mut sets = Vec::new();
         for (i, am) in alerting.alertmanagers.iter().enumerate() {
             let client =
@@ -90,10 +98,19 @@ impl Notifier {
             set.refresh(true);
             sets.push(Arc::new(set));
         }
+        Ok(sets)
+    }
+
+    /// Puts prepared sets in force.
+    pub fn install(
+        &self,
+        external_labels: BTreeMap<String, String>,
+        alerting: &AlertingConfig,
+        sets: Vec<Arc<AmSet>>,
+    ) {
         *self.config.write() = (external_labels, alerting.clone());
         *self.sets.write() = sets;
         self.wake.notify_one();
-        Ok(())
     }
 
     /// Queues alerts for sending.

@@ -33,6 +33,11 @@ pub struct RuleOptions {
 }
 
 /// Rule groups, notifications and SQL rules.
+/// What a configuration's rules need that can fail to build, built before anything changes.
+pub struct RulesPlan {
+    alertmanagers: Vec<Arc<super::notifier::AmSet>>,
+}
+
 pub struct RulesService {
     pub manager: Arc<RuleManager>,
     pub notifier: Arc<Notifier>,
@@ -72,9 +77,26 @@ impl RulesService {
 
     /// Runs what `config` and its loaded rule files say.
     pub async fn apply(&self, config: &Config, loaded: &Loaded) -> Result<(), String> {
+        let plan = Self::prepare(config)?;
+        self.apply_prepared(config, loaded, plan).await;
+        Ok(())
+    }
+
+    /// Builds what can fail in applying `config` (the Alertmanager clients), changing nothing.
+    pub fn prepare(config: &Config) -> Result<RulesPlan, String> {
+        Ok(RulesPlan {
+            alertmanagers: Notifier::prepare(&config.file.alerting)?,
+        })
+    }
+
+    /// Puts a prepared configuration in force; nothing here fails.
+    pub async fn apply_prepared(&self, config: &Config, loaded: &Loaded, plan: RulesPlan) {
         let global = &config.file.global;
-        self.notifier
-            .apply(global.external_labels.clone(), &config.file.alerting)?;
+        self.notifier.install(
+            global.external_labels.clone(),
+            &config.file.alerting,
+            plan.alertmanagers,
+        );
         let notifier = self.notifier.clone();
         let ctx = Arc::new(EvalContext {
             db: self.db.clone(),
@@ -92,7 +114,6 @@ impl RulesService {
         self.sql
             .apply(&config.file.sql_rules, global.evaluation_interval.0)
             .await;
-        Ok(())
     }
 
     pub async fn stop(&self) {

@@ -1,7 +1,8 @@
 //! SQL recording rules (Quiver's `sql_rules` section): a named SQL query run every `interval`;
 //! its rows, each with the evaluation time as `evaluated_at`, become table `rules.<name>`
 //! (`replace`: the latest answer; `append`: answers accumulate, the oldest rows dropped past
-//! `max_rows`). Each table is kept as a Parquet file in the block store
+//! `max_rows`). An answer is read up to `max_rows` rows, and runs within `--query.timeout` and
+//! the query memory pool, like every SQL query. Each table is kept as a Parquet file in the block store
 //! (`rules/<name>.parquet`, replaced whole after each evaluation) and read back at start.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
+use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::RwLock;
 use quiver_sql::SqlSession;
@@ -190,7 +192,20 @@ impl SqlRule {
             .sql(&self.cfg.query)
             .await
             .map_err(|e| e.to_string())?;
-        let answer = df.collect().await.map_err(|e| e.to_string())?;
+        // At most `max_rows` rows are kept, so no more are read (`--query.timeout` and the
+        // memory pool bound the rest, as for every query).
+        let mut stream = self.session.execute(df).await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        let mut rows = 0;
+        while rows < self.cfg.max_rows {
+            let Some(batch) = stream.next().await else {
+                break;
+            };
+            let batch = batch.map_err(|e| e.to_string())?;
+            let take = batch.num_rows().min(self.cfg.max_rows - rows);
+            rows += take;
+            answer.push(batch.slice(0, take));
+        }
         let answer: Vec<RecordBatch> = answer
             .iter()
             .map(|b| with_evaluated_at(b, ts))

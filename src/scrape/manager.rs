@@ -20,6 +20,12 @@ use super::relabel::LabelMap;
 use super::scraper::{LoopCtx, LoopState, ScrapeMetrics, Settings, Stop, TargetShared, run_loop};
 use super::target::{Populated, TargetGroup, targets_from_groups};
 
+/// A configuration's scrape jobs, with the clients of the new and changed ones built.
+pub struct ScrapePlan {
+    jobs: BTreeMap<String, ScrapeJob>,
+    clients: HashMap<String, reqwest::Client>,
+}
+
 /// Every scrape pool.
 pub struct ScrapeManager {
     db: Arc<Db>,
@@ -76,13 +82,20 @@ impl ScrapeManager {
     /// Applies a (validated) configuration: an error (a TLS file that cannot be read) leaves
     /// the running pools as they were.
     pub async fn apply(&self, cfg: &ConfigFile) -> Result<(), String> {
+        let plan = self.prepare(cfg).await?;
+        self.apply_prepared(plan).await;
+        Ok(())
+    }
+
+    /// Builds what a configuration needs (a client for every new or changed job) without
+    /// changing anything: a reload prepares every part before it applies any.
+    pub async fn prepare(&self, cfg: &ConfigFile) -> Result<ScrapePlan, String> {
         let jobs: BTreeMap<String, ScrapeJob> = cfg
             .jobs()
             .into_iter()
             .map(|j| (j.cfg.job_name.clone(), j))
             .collect();
-        let mut pools = self.pools.lock().await;
-        // Build every new client first, so a bad file changes nothing.
+        let pools = self.pools.lock().await;
         let mut clients = HashMap::new();
         for (name, job) in &jobs {
             if pools.get(name).is_some_and(|p| *p.job == *job) {
@@ -92,6 +105,14 @@ impl ScrapeManager {
                 .map_err(|e| format!("scrape_configs (job {name:?}): {e}"))?;
             clients.insert(name.clone(), client);
         }
+        Ok(ScrapePlan { jobs, clients })
+    }
+
+    /// Puts a prepared configuration in force (the caller serializes reloads, so the pools are
+    /// the ones it was prepared against).
+    pub async fn apply_prepared(&self, plan: ScrapePlan) {
+        let ScrapePlan { jobs, mut clients } = plan;
+        let mut pools = self.pools.lock().await;
         let names: Vec<String> = pools.keys().cloned().collect();
         let mut handovers: HashMap<String, HashMap<u64, (Arc<TargetShared>, LoopState)>> =
             HashMap::new();
@@ -109,8 +130,16 @@ impl ScrapeManager {
                 handovers.insert(name, states);
             }
         }
-        for (name, client) in clients {
-            let job = Arc::new(jobs[&name].clone());
+        for (name, job) in &jobs {
+            if pools.contains_key(name) {
+                continue;
+            }
+            let Some(client) = clients.remove(name) else {
+                // Prepared as unchanged, and still running: nothing to start.
+                continue;
+            };
+            let name = name.clone();
+            let job = Arc::new(job.clone());
             let pool = Pool::start(
                 self.db.clone(),
                 self.metrics.clone(),
@@ -121,7 +150,6 @@ impl ScrapeManager {
             pools.insert(name, pool);
         }
         *self.view.write() = pools.values().cloned().collect();
-        Ok(())
     }
 
     /// Stops every loop without staleness markers (the server is shutting down).

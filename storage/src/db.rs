@@ -159,6 +159,14 @@ impl WriteBatch {
         })
     }
 
+    /// Each series slot's label set, `None` for a series given by id.
+    pub fn new_labels(&self) -> impl Iterator<Item = Option<&Labels>> + '_ {
+        self.series.iter().map(|s| match s {
+            BatchSeries::New(l) => Some(l),
+            BatchSeries::Known(_) => None,
+        })
+    }
+
     /// Series given as label sets (not yet resolved to ids).
     pub fn num_new_series(&self) -> usize {
         self.series

@@ -4,6 +4,8 @@ mod differential;
 mod durability;
 mod experiments;
 mod flight;
+mod fuzz_regressions;
+mod hostile;
 mod ingest;
 mod interop;
 mod notebooks;

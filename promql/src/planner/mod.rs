@@ -77,6 +77,9 @@ pub struct PlannerOptions {
     pub lookback: i64,
     /// The default subquery step (ms), Prometheus's global evaluation interval.
     pub subquery_step: i64,
+    /// Most points a subquery's grid may have (`--query.max-samples`: every point is at least
+    /// one sample the query holds).
+    pub max_points: usize,
     /// Selections resolved by earlier queries.
     pub selections: SelectionCache,
 }
@@ -199,14 +202,16 @@ impl Planner<'_> {
     }
 }
 
+/// A duration in ms (saturating: [`crate::bounds`] refuses durations that would not fit).
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A time in ms since the epoch (saturating, as [`duration_ms`]).
 pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
     }
 }
 

@@ -6,6 +6,7 @@ use promql_parser::parser::SubqueryExpr;
 use super::selector::{RangeInput, raw_window, ref_bounds};
 use super::{Planned, Planner, duration_ms};
 use crate::error::{Error, Result};
+use crate::guard::TOO_MANY_SAMPLES;
 use crate::plan::{RangeSource, Steps};
 
 impl Planner<'_> {
@@ -20,7 +21,8 @@ impl Planner<'_> {
             return Err(Error::BadData("zero or negative subquery step".into()));
         }
         let (lo, hi) = ref_bounds(shift, steps);
-        // The first multiple of the step at or after the earliest window start.
+        // The first multiple of the step at or after the earliest window start. Times and
+        // durations are bounded (`bounds.rs`), so this cannot overflow.
         let first = lo - range;
         let mut start = first.div_euclid(step) * step;
         if start < first {
@@ -31,6 +33,14 @@ impl Planner<'_> {
             end: hi,
             step,
         };
+        // Every point of the grid is a sample held at least once: a grid past the sample
+        // bound is refused before anything is allocated for it (`x[100y:1ms]`).
+        let points = (hi - start).max(0) / step + 1;
+        if points as u64 > self.opts.max_points as u64 {
+            return Err(Error::Limit(format!(
+                "{TOO_MANY_SAMPLES} (a subquery of {points} steps)"
+            )));
+        }
         let plan = self.vector(&sq.expr, inner)?;
         Ok(RangeInput {
             plan,

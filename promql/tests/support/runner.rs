@@ -46,6 +46,7 @@ async fn fresh() -> Context {
             subquery_step: Duration::from_secs(60),
             max_samples: 50_000_000,
             timeout: Duration::from_secs(60),
+            ..EngineOptions::default()
         },
     );
     Context {

@@ -1,0 +1,280 @@
+//! What a PromQL query may ask for, checked before it is planned: its length, its depth, its
+//! durations and times. Each refusal is `bad_data` (400), so a hostile query is answered, not
+//! obeyed.
+//!
+//! - **Length and depth.** The parser builds one tree node per operator and bracket, and the
+//!   planner, `Display` and `Drop` recurse once per level: `1+1+1+…` a megabyte long would
+//!   overflow a worker's stack and abort the server. A query longer than [`MAX_QUERY_BYTES`] is
+//!   refused unread; a long one is parsed on a stack of its own, large enough for any tree that
+//!   length can make, and its tree refused (and dropped, on that stack) past [`MAX_DEPTH`]
+//!   levels, so every later stage sees a shallow tree.
+//! - **Parser panics.** promql-parser turns a number literal used as a duration into a
+//!   `Duration` with `from_secs_f64`, which panics for `x[1e300]` or `x offset Inf`; parsing runs
+//!   under `catch_unwind` and such a query is a parse error.
+//! - **Durations and times.** Ranges, offsets and subquery steps longer than [`MAX_DURATION_MS`]
+//!   (Go's largest `time.Duration`, so Prometheus cannot express more either), and evaluation or
+//!   `@` times beyond ±[`MAX_TIME_MS`], are refused: with these bounds no sum of a time and a
+//!   few durations overflows an `i64`.
+//! - **Subquery grids** are bounded where they are planned (`planner/subquery.rs`): their points
+//!   count against `--query.max-samples` before anything is allocated.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use promql_parser::parser::{self, AtModifier, Expr, Offset};
+
+use crate::error::{Error, Result};
+
+/// Longest query accepted, in bytes. Prometheus has no such bound; dashboards' queries are a
+/// few hundred bytes, generated ones a few tens of kilobytes.
+pub const MAX_QUERY_BYTES: usize = 256 << 10;
+
+/// Deepest expression accepted (nested calls, brackets, and chained binary operators, each a
+/// level).
+pub const MAX_DEPTH: usize = 256;
+
+/// Most binary operators accepted. promql-parser checks each operator's operands by walking
+/// them, so a chain of n operators (`1+1+…`, `a or b or …`) costs n² steps: 100,000 of them
+/// took minutes. Counted before parsing (a conservative count: every `-` and comparison sign
+/// outside strings, matchers and brackets).
+pub const MAX_BINARY_OPERATORS: usize = 1024;
+
+/// Longest duration accepted: Go's `time.Duration` maximum, about 292 years.
+pub const MAX_DURATION_MS: i64 = i64::MAX / 1_000_000;
+
+/// Farthest evaluation or `@` time from the epoch accepted (about ±73 million years).
+pub const MAX_TIME_MS: i64 = 1 << 61;
+
+/// Queries at least this long are parsed on a stack of their own; shorter ones cannot nest
+/// deeply enough to need it.
+const OWN_STACK_FROM_BYTES: usize = 1 << 10;
+
+/// The stack a long query is parsed on (reserved, and committed only as it is used).
+const OWN_STACK_BYTES: usize = 512 << 20;
+
+/// Parses `query` within the bounds above.
+pub fn parse_bounded(query: &str) -> Result<Expr> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(Error::BadData(format!(
+            "the query is {} bytes long; Quiver accepts at most {MAX_QUERY_BYTES}",
+            query.len()
+        )));
+    }
+    let operators = count_operators(query);
+    if operators > MAX_BINARY_OPERATORS {
+        return Err(Error::BadData(format!(
+            "the query has {operators} operators; Quiver accepts at most {MAX_BINARY_OPERATORS}"
+        )));
+    }
+    let parse = || {
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| parser::parse(query)))
+            .map_err(|_| {
+                Error::Parse("invalid query: a number or duration is out of range".into())
+            })?
+            .map_err(Error::Parse)?;
+        check(&parsed, 1)?;
+        Ok(parsed)
+    };
+    if query.len() < OWN_STACK_FROM_BYTES {
+        parse()
+    } else {
+        // A refused tree is dropped inside the closure, on the same stack.
+        stacker::grow(OWN_STACK_BYTES, parse)
+    }
+}
+
+/// An upper bound on the binary (and unary) operators of a query, from its text: operator
+/// signs and the keyword operators, outside string literals, comments, label matchers (`{…}`)
+/// and ranges (`[…]`).
+fn count_operators(query: &str) -> usize {
+    let b = query.as_bytes();
+    let (mut i, mut count, mut braces, mut brackets) = (0, 0usize, 0usize, 0usize);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                // A string literal: skip to its closing quote (backslash escapes, not in `…`).
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if c != b'`' && b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            b'[' => brackets += 1,
+            b']' => brackets = brackets.saturating_sub(1),
+            _ if braces > 0 || brackets > 0 => {}
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'!' | b'=' => count += 1,
+            _ if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = &query[start..i];
+                if ["and", "or", "unless", "atan2"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                {
+                    count += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    count
+}
+
+/// Checks a parsed expression (rules parse once and are checked here too).
+pub fn check(expr: &Expr, depth: usize) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Error::BadData(format!(
+            "the query nests more than {MAX_DEPTH} levels deep"
+        )));
+    }
+    let next = depth + 1;
+    match expr {
+        Expr::Aggregate(a) => {
+            check(&a.expr, next)?;
+            if let Some(p) = &a.param {
+                check(p, next)?;
+            }
+        }
+        Expr::Unary(u) => check(&u.expr, next)?,
+        Expr::Binary(b) => {
+            check(&b.lhs, next)?;
+            check(&b.rhs, next)?;
+        }
+        Expr::Paren(p) => check(&p.expr, next)?,
+        Expr::Subquery(s) => {
+            duration(&s.range, "subquery range")?;
+            if let Some(step) = &s.step {
+                duration(step, "subquery step")?;
+            }
+            offset_and_at(&s.offset, &s.at)?;
+            check(&s.expr, next)?;
+        }
+        Expr::VectorSelector(v) => offset_and_at(&v.offset, &v.at)?,
+        Expr::MatrixSelector(m) => {
+            duration(&m.range, "range")?;
+            offset_and_at(&m.vs.offset, &m.vs.at)?;
+        }
+        Expr::Call(c) => {
+            for arg in &c.args.args {
+                check(arg, next)?;
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+    Ok(())
+}
+
+/// An evaluation time (a query's `time`, `start` or `end`) within ±[`MAX_TIME_MS`].
+pub fn check_time(t: i64, what: &str) -> Result<()> {
+    if t.unsigned_abs() > MAX_TIME_MS as u64 {
+        return Err(Error::BadData(format!("{what} {t} ms is out of range")));
+    }
+    Ok(())
+}
+
+fn duration(d: &Duration, what: &str) -> Result<()> {
+    if d.as_millis() > MAX_DURATION_MS as u128 {
+        return Err(Error::BadData(format!(
+            "{what} {d:?} is longer than the longest duration accepted (about 292 years)"
+        )));
+    }
+    Ok(())
+}
+
+fn offset_and_at(offset: &Option<Offset>, at: &Option<AtModifier>) -> Result<()> {
+    match offset {
+        Some(Offset::Pos(d)) | Some(Offset::Neg(d)) => duration(d, "offset")?,
+        None => {}
+    }
+    if let Some(AtModifier::At(t)) = at {
+        let ms = crate::planner::system_time_ms(*t);
+        check_time(ms, "the @ time")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(q: &str) -> String {
+        match parse_bounded(q) {
+            Ok(_) => panic!("{q:.80} was accepted"),
+            Err(e) => {
+                assert_eq!(e.kind(), crate::ErrorKind::BadData, "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn number_durations_that_panic_the_parser_are_parse_errors() {
+        for q in [
+            "x[1e300]",
+            "x offset 1e300",
+            "x[Inf]",
+            "rate(x[NaN])",
+            "x[5m:1e300]",
+        ] {
+            refused(q);
+        }
+    }
+
+    #[test]
+    fn durations_and_at_times_past_the_bounds_are_refused() {
+        assert!(refused("x[300y]").contains("longest duration"));
+        assert!(refused("x offset 300y").contains("longest duration"));
+        assert!(refused("x[5m:300y]").contains("longest duration"));
+        assert!(refused("x @ 9e18").contains("out of range"));
+        parse_bounded("x[290y]").unwrap();
+        parse_bounded("x @ 1700000000 offset 100y").unwrap();
+    }
+
+    #[test]
+    fn deep_and_long_queries_are_refused_without_overflowing_the_stack() {
+        // Run where a server worker would: on a thread with a 2 MiB stack.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let chain = vec!["1"; 100_000].join("+");
+                assert!(refused(&chain).contains("operators"));
+                let chain = vec!["x"; 1000].join(" or ");
+                assert!(refused(&chain).contains("levels deep"));
+                let unary = format!("{}1", "-".repeat(5000));
+                assert!(refused(&unary).contains("operators"));
+                let parens = format!("{}1{}", "(".repeat(50_000), ")".repeat(50_000));
+                assert!(refused(&parens).contains("levels deep"));
+                let calls = format!("{}x{}", "abs(".repeat(20_000), ")".repeat(20_000));
+                assert!(refused(&calls).contains("levels deep"));
+                assert!(refused(&"x+".repeat(200_000)).contains("bytes long"));
+                // Operators inside strings, matchers and ranges do not count.
+                let labels = format!(
+                    "x{{a=\"{}\", b!~\"{}\"}}[5m]",
+                    "+-".repeat(5000),
+                    "==".repeat(5000)
+                );
+                parse_bounded(&labels).unwrap();
+                // Just inside the bound: parsed and accepted.
+                let ok = vec!["1"; MAX_DEPTH - 1].join("+");
+                parse_bounded(&ok).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}

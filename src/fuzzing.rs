@@ -1,0 +1,100 @@
+//! The parsers every entry point runs on what a client or a file sends, each as a function of
+//! arbitrary bytes: the fuzz targets (`fuzz/`, `cargo fuzz run <name>`) and the regression test
+//! that replays every input that once found a bug (`tests/server/fuzz_regressions.rs`) call
+//! these, so both exercise exactly what the server runs. An error is a fine answer; a panic, an
+//! abort, a hang or a runaway allocation is a bug.
+
+use quiver_storage::LabelLimits;
+
+use crate::ingest::{experiments, exposition, remote_write};
+
+/// A fuzz target: its name (the folder of its seeds and regressions) and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    ("remote_write", remote_write_body),
+    ("remote_write_protobuf", remote_write_protobuf),
+    ("exposition", exposition_text),
+    ("promql", promql),
+    ("sql", sql),
+    ("experiments", experiment_json),
+    ("config", config_yaml),
+    ("rule_file", rule_file),
+    ("flight_ticket", flight_ticket),
+    ("wal_record", wal_record),
+];
+
+/// A remote-write body as sent: snappy, then protobuf.
+pub fn remote_write_body(data: &[u8]) {
+    let _ = remote_write::decode(data, 1 << 20, &quiver_storage::Limits::default());
+}
+
+/// The protobuf decoder alone: the input is compressed first, so every input reaches it.
+pub fn remote_write_protobuf(data: &[u8]) {
+    if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
+        remote_write_body(&body);
+    }
+}
+
+/// The text format and OpenMetrics (scrapes and `/api/v1/import/prometheus`).
+pub fn exposition_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for format in [exposition::Format::Text, exposition::Format::OpenMetrics] {
+        for entry in exposition::Parser::new(text, format) {
+            if let Ok(exposition::Entry::Sample(s)) = entry {
+                let _ = exposition::parse_series(s.series);
+            }
+        }
+    }
+    let _ = crate::ingest::text::parse(text);
+}
+
+/// A PromQL query (`/api/v1/query`, rule expressions, `match[]`).
+pub fn promql(data: &[u8]) {
+    if let Ok(q) = std::str::from_utf8(data)
+        && let Ok(expr) = quiver_promql::parse(q)
+    {
+        let _ = expr.prettify();
+    }
+}
+
+/// A SQL statement's parse and read-only check.
+pub fn sql(data: &[u8]) {
+    if let Ok(q) = std::str::from_utf8(data) {
+        let _ = quiver_sql::guard::check_query_text(q);
+    }
+}
+
+/// Experiment metrics (JSON lines) and parameters (a JSON object).
+pub fn experiment_json(data: &[u8]) {
+    let limits = LabelLimits::default();
+    let _ = experiments::parse_metrics(&mut data.to_vec(), "e", "r", 0, &limits);
+    let _ = experiments::parse_params(&mut data.to_vec());
+}
+
+/// The configuration file.
+pub fn config_yaml(data: &[u8]) {
+    if let Ok(yaml) = std::str::from_utf8(data) {
+        let _ = crate::config::Config::from_yaml("fuzz.yml", yaml);
+    }
+}
+
+/// A rule file.
+pub fn rule_file(data: &[u8]) {
+    if let Ok(yaml) = std::str::from_utf8(data) {
+        let _ = crate::rules::file::parse("fuzz.rules.yml", yaml);
+    }
+}
+
+/// Flight tickets: plain Flight's JSON tickets and prepared-statement handles.
+pub fn flight_ticket(data: &[u8]) {
+    let _ = crate::flight::fuzz_ticket(data);
+}
+
+/// A WAL record's payload (read back at every start).
+pub fn wal_record(data: &[u8]) {
+    let _ = quiver_storage::wal::WalRecord::decode(data);
+}
