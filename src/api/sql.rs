@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::params::Params;
 use super::{ApiError, ApiResult, AppState, ErrorType};
+use crate::auth::Principal;
 
 /// Rows answered when the request gives no `limit`.
 const DEFAULT_LIMIT: usize = 10_000;
@@ -53,8 +54,13 @@ fn execution(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorType::Execution, e.to_string())
 }
 
-pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
-    state.authorize(&headers)?;
+pub async fn sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    principal: Option<axum::Extension<Principal>>,
+    params: Params,
+) -> ApiResult {
+    state.authorize(&headers, principal.as_deref())?;
     let session = state.sql()?.clone();
     let query = params
         .get("query")
