@@ -9,13 +9,12 @@
 //!   keyed hash of user and password (never the password), so a dashboard's requests do not each
 //!   pay for it; a failed one is not, so guessing always costs a bcrypt. bcrypt runs on the
 //!   blocking pool, one at a time, so a flood of wrong passwords takes one core, not all.
-//! - An unknown user costs a bcrypt too (against a hash made once), so timing does not tell
-//!   which users exist.
+//! - An unknown user costs a bcrypt too (against a hash of the same cost made at startup), so
+//!   timing does not tell which users exist.
 //! - Session tokens are stateless: `qv1.<user>.<expiry>.<HMAC>` under a key made at startup, so
 //!   they die with the process and nothing grows with the number of clients.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -62,8 +61,8 @@ pub struct Auth {
     verified: parking_lot::Mutex<Vec<[u8; 32]>>,
     /// One bcrypt at a time.
     bcrypt_gate: tokio::sync::Semaphore,
-    /// A bcrypt hash to check unknown users against, made on first need.
-    decoy: OnceLock<String>,
+    /// A bcrypt hash to check unknown users against (empty without users).
+    decoy: String,
 }
 
 impl Auth {
@@ -78,11 +77,11 @@ impl Auth {
                 let d = sha256(t.as_bytes());
                 (t, d)
             }),
+            decoy: decoy_hash(&users),
             users,
             key,
             verified: parking_lot::Mutex::new(Vec::new()),
             bcrypt_gate: tokio::sync::Semaphore::new(1),
-            decoy: OnceLock::new(),
         }
     }
 
@@ -158,7 +157,7 @@ impl Auth {
         };
         let hash = match &known {
             Some(h) => h.clone(),
-            None => self.decoy_hash().await,
+            None => self.decoy.clone(),
         };
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
@@ -224,27 +223,21 @@ impl Auth {
             .fold(subtle::Choice::from(0), |acc, v| acc | v.ct_eq(pair));
         hit.into()
     }
+}
 
-    /// The hash unknown users are checked against, at the cost of the configured ones.
-    async fn decoy_hash(&self) -> String {
-        if let Some(h) = self.decoy.get() {
-            return h.clone();
-        }
-        let cost = self
-            .users
-            .values()
-            .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
-            .map(|p| p.get_cost())
-            .max()
-            .unwrap_or(bcrypt::DEFAULT_COST);
-        let made = tokio::task::spawn_blocking(move || bcrypt::hash("quiver-decoy", cost))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            // A hash no password matches: bcrypt::verify fails on it, as on any wrong one.
-            .unwrap_or_default();
-        self.decoy.get_or_init(|| made).clone()
-    }
+/// The hash unknown users are checked against, at the cost of the configured ones. Made at
+/// startup (one bcrypt), so even the first unknown user costs what a known one does.
+fn decoy_hash(users: &BTreeMap<String, String>) -> String {
+    let Some(cost) = users
+        .values()
+        .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
+        .map(|p| p.get_cost())
+        .max()
+    else {
+        return String::new();
+    };
+    // A failure leaves an empty hash, which bcrypt::verify refuses like any wrong password.
+    bcrypt::hash("quiver-decoy", cost).unwrap_or_default()
 }
 
 /// What an `Authorization` header carries.
