@@ -13,6 +13,7 @@
 //! - [`ingest`]: remote write and the exposition formats (text 0.0.4, OpenMetrics);
 //! - [`scrape`]: targets, relabeling, scrape loops, staleness, reloads;
 //! - [`flight`]: Arrow Flight and Flight SQL over the SQL session;
+//! - [`auth`] and [`tls`]: credentials and TLS for both ports (`--web.config.file`);
 //! - [`rules`]: recording and alerting rules, notifications to Alertmanager, SQL rules;
 //! - [`metrics`]: Quiver's own `/metrics`.
 //!
@@ -20,6 +21,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod flight;
 #[doc(hidden)]
@@ -29,6 +31,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod rules;
 pub mod scrape;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +45,8 @@ use tokio::sync::watch;
 
 use crate::api::params::parse_prometheus_duration;
 use crate::api::{AppState, app};
+use crate::auth::Auth;
+use crate::config::web::WebConfig;
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::rules::RulesService;
@@ -89,6 +94,21 @@ fn read_token(flags: &Flags) -> anyhow::Result<Option<String>> {
     Ok(Some(token.to_string()))
 }
 
+/// Reads `--web.config.file` (none: no TLS, no users, no extra headers).
+fn read_web_config(flags: &Flags) -> anyhow::Result<Option<WebConfig>> {
+    let Some(path) = &flags.web_config_file else {
+        return Ok(None);
+    };
+    let web = WebConfig::load(path).context("--web.config.file")?;
+    if web.tls.is_none() && !web.users.is_empty() {
+        tracing::warn!(
+            "{}: basic auth without TLS sends passwords in the clear",
+            web.source
+        );
+    }
+    Ok(Some(web))
+}
+
 /// Runs the server on `listener` (HTTP) and `flight` until `shutdown` resolves (or `/-/quit`
 /// is called): serves the API at once (answering 503 for data until WAL replay is done), opens
 /// the storage, runs maintenance in the background, and on shutdown stops taking writes and
@@ -102,6 +122,7 @@ pub async fn run_with_flight(
 ) -> anyhow::Result<()> {
     let opts = storage_options(&flags)?;
     let token = read_token(&flags)?;
+    let web = read_web_config(&flags)?;
     let maintenance_every =
         duration_flag("storage.maintenance-interval", &flags.maintenance_interval)?;
     let port = listener
@@ -128,21 +149,37 @@ pub async fn run_with_flight(
         metrics.clone(),
         stop_tx.clone(),
         config,
-        token,
+        Arc::new(Auth::new(
+            token,
+            web.as_ref().map(|w| w.users.clone()).unwrap_or_default(),
+        )),
+        web.as_ref().map(|w| w.headers.clone()).unwrap_or_default(),
     );
+    let tls = web.as_ref().and_then(|w| w.tls.clone());
+    if let Some(w) = &web {
+        tracing::info!(
+            file = %w.source,
+            tls = tls.is_some(),
+            client_auth = ?w.client_auth,
+            users = w.users.len(),
+            "web configuration loaded"
+        );
+    }
     let router = app(state.clone());
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server_stop = stop_rx.clone();
+    let server = match &tls {
+        // The HTTP port speaks HTTP/1.1 (axum is built without HTTP/2).
+        Some(config) => tokio::spawn(serve_http(
+            tls::TlsListener::new(listener, config, &[b"http/1.1"]),
+            router,
+            server_stop,
+        )),
+        None => tokio::spawn(serve_http(listener, router, server_stop)),
+    };
 
     let flight_server = flight.map(|l| {
         let mut stop = stop_rx.clone();
-        tokio::spawn(flight::serve(state.clone(), l, async move {
+        tokio::spawn(flight::serve(state.clone(), l, tls.clone(), async move {
             let _ = stop.wait_for(|s| *s).await;
         }))
     });
@@ -217,6 +254,23 @@ pub async fn run_with_flight(
         .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the API on `listener` (plain TCP or TLS) until `stop` turns true.
+async fn serve_http<L>(
+    listener: L,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
 }
 
 /// Reloads the configuration on SIGHUP, as Prometheus does.

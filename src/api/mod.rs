@@ -1,6 +1,7 @@
 //! The HTTP API: Prometheus's routes and envelope. `app(state)` builds the router so tests can
 //! call it without a socket.
 
+pub mod auth;
 mod error;
 mod experiments;
 mod export;
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -28,6 +30,7 @@ use tokio::sync::watch;
 
 pub use error::{ApiError, ErrorType, error_chain};
 
+use crate::auth::{Auth, Principal};
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::scrape::ScrapeManager;
@@ -66,12 +69,15 @@ struct Inner {
     run_clocks: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
     /// Remote-write series ids by their encoded label bytes.
     series_cache: crate::ingest::remote_write::SeriesCache,
-    /// The bearer token Flight and the SQL endpoint require (`--flight.token-file`).
-    token: Option<String>,
     /// One permit per query running (`--query.max-concurrency`).
     queries: Arc<tokio::sync::Semaphore>,
     /// `--query.max-memory` in bytes (the pool itself is the engine options' runtime).
     sql_max_memory: usize,
+    /// The credentials Flight and the HTTP API accept (`--flight.token-file`, the web
+    /// configuration's users).
+    auth: Arc<Auth>,
+    /// Headers the web configuration adds to every HTTP response.
+    response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl AppState {
@@ -81,7 +87,8 @@ impl AppState {
         metrics: Arc<ServerMetrics>,
         shutdown: watch::Sender<bool>,
         config: Config,
-        token: Option<String>,
+        auth: Arc<Auth>,
+        response_headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -103,7 +110,8 @@ impl AppState {
                 )),
                 // Checked at start-up (`engine_options`), which reads the same flags first.
                 sql_max_memory: crate::sql_limits(&flags).map_or(0, |l| l.max_memory),
-                token,
+                auth,
+                response_headers,
             }),
         }
     }
@@ -225,21 +233,27 @@ impl AppState {
         }
     }
 
-    /// The bearer token Flight and the SQL endpoint require, if any.
-    pub fn token(&self) -> Option<&str> {
-        self.inner.token.as_deref()
+    /// The credentials Flight and the HTTP API accept.
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.inner.auth
     }
 
-    /// Checks a request's `Authorization` header when a token is configured.
-    pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = self.token() else {
+    /// Checks a request to an endpoint the token guards (`/api/v1/sql`) when a token is
+    /// configured: the request must carry it, or the auth layer must have let it in as a user
+    /// of the web configuration (who have full access, as in Prometheus).
+    pub fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        principal: Option<&Principal>,
+    ) -> Result<(), ApiError> {
+        if self.auth().token().is_none() || matches!(principal, Some(Principal::User(_))) {
             return Ok(());
-        };
+        }
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         match header {
-            Some(h) if token_matches(h, token) => Ok(()),
+            Some(h) if self.auth().token_matches(h) => Ok(()),
             Some(_) => Err(ApiError::new(
                 ErrorType::Unauthorized,
                 "the bearer token is not valid",
@@ -372,27 +386,6 @@ impl AppState {
     }
 }
 
-/// Whether an `Authorization` header carries the token: `Bearer <token>`, or `Basic` with the
-/// token as password. Compared in constant time.
-pub fn token_matches(header: &str, token: &str) -> bool {
-    let given = if let Some(t) = header.strip_prefix("Bearer ") {
-        t.trim().to_string()
-    } else if let Some(b) = header.strip_prefix("Basic ") {
-        match crate::flight::basic_password(b) {
-            Some(p) => p,
-            None => return false,
-        }
-    } else {
-        return false;
-    };
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// A handler's answer: the success envelope, or an error envelope.
 pub type ApiResult = Result<Response, ApiError>;
 
@@ -463,8 +456,27 @@ pub fn app(state: AppState) -> Router {
             .route("/-/quit", post(status::quit).put(status::quit))
             .route("/-/reload", post(targets::reload).put(targets::reload));
     }
-    api.layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+    let api = api.layer(middleware::from_fn_with_state(state.clone(), observe));
+    // Outside the timing: refused requests are not routes' latencies. Applied with `layer`, so
+    // they cover every route and the fallback alike.
+    let api = if state.auth().has_users() {
+        api.layer(middleware::from_fn_with_state(
+            state.auth().clone(),
+            auth::require_credentials,
+        ))
+    } else {
+        api
+    };
+    let api = if state.inner.response_headers.is_empty() {
+        api
+    } else {
+        // Outermost, so refusals carry the headers too.
+        api.layer(middleware::from_fn_with_state(
+            Arc::new(state.inner.response_headers.clone()),
+            auth::add_response_headers,
+        ))
+    };
+    api.with_state(state)
 }
 
 /// Times every request by route, for `/metrics`.

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::params::Params;
 use super::{ApiError, ApiResult, AppState, ErrorType};
+use crate::auth::Principal;
 
 /// Rows answered when the request gives no `limit`.
 const DEFAULT_LIMIT: usize = 10_000;
@@ -63,8 +64,13 @@ fn query_error(e: datafusion::error::DataFusionError) -> ApiError {
     }
 }
 
-pub async fn sql(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
-    state.authorize(&headers)?;
+pub async fn sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    principal: Option<axum::Extension<Principal>>,
+    params: Params,
+) -> ApiResult {
+    state.authorize(&headers, principal.as_deref())?;
     let session = state.sql()?.clone();
     let query = params
         .get("query")

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::scrape::relabel::RelabelConfig;
@@ -421,48 +422,14 @@ pub fn parse_byte_size(s: &str) -> Option<u64> {
 impl ConfigFile {
     /// Reads the YAML strictly and checks it; errors name `file`, the line and the field.
     pub fn parse(file: &str, yaml: &str) -> Result<Self, super::ConfigError> {
-        let cfg: ConfigFile = if yaml.trim().is_empty() {
-            ConfigFile::default()
-        } else {
-            let de = serde_yaml_ng::Deserializer::from_str(yaml);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let mut message = strip_location(&inner.to_string());
-                // serde_yaml names part of the path itself: keep one copy, ours.
-                if let Some((prefix, rest)) = message.split_once(": ")
-                    && !prefix.contains(' ')
-                    && path.starts_with(prefix)
-                {
-                    message = rest.to_string();
-                }
-                let at_path = locate(yaml, &path);
-                super::ConfigError {
-                    file: file.to_string(),
-                    location: at_path
-                        .map(|l| (l, 1))
-                        .or(inner.location().map(|l| (l.line(), l.column()))),
-                    message: if path == "." || path.is_empty() {
-                        message
-                    } else {
-                        format!("{path}: {message}")
-                    },
-                }
-            })?
-        };
+        let cfg: ConfigFile = parse_strict(file, yaml)?;
         cfg.validate(file, yaml)?;
         Ok(cfg)
     }
 
     fn validate(&self, file: &str, yaml: &str) -> Result<(), super::ConfigError> {
         let g = &self.global;
-        let err_at = |needle: &str, message: String| super::ConfigError {
-            file: file.to_string(),
-            location: locate(yaml, needle)
-                .or_else(|| line_of(yaml, needle))
-                .map(|l| (l, 1)),
-            message,
-        };
+        let err_at = |needle: &str, message: String| error_at(file, yaml, needle, message);
         if let Some(t) = g.scrape_timeout
             && t.0 > g.scrape_interval.0
         {
@@ -744,6 +711,55 @@ pub fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Reads a YAML file strictly into `T` (an empty file is `T::default()`): an unknown field or a
+/// wrong type is an error naming `file`, the line and the field path. The main configuration
+/// and the web configuration (`--web.config.file`) both read through it.
+pub fn parse_strict<T: DeserializeOwned + Default>(
+    file: &str,
+    yaml: &str,
+) -> Result<T, super::ConfigError> {
+    if yaml.trim().is_empty() {
+        return Ok(T::default());
+    }
+    let de = serde_yaml_ng::Deserializer::from_str(yaml);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = strip_location(&inner.to_string());
+        // serde_yaml names part of the path itself: keep one copy, ours.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && path.starts_with(prefix)
+        {
+            message = rest.to_string();
+        }
+        let at_path = locate(yaml, &path);
+        super::ConfigError {
+            file: file.to_string(),
+            location: at_path
+                .map(|l| (l, 1))
+                .or(inner.location().map(|l| (l.line(), l.column()))),
+            message: if path == "." || path.is_empty() {
+                message
+            } else {
+                format!("{path}: {message}")
+            },
+        }
+    })
+}
+
+/// An error found after parsing (a check across fields, a file that cannot be used), placed at
+/// the line of the field path `needle`, or else of the first line holding it.
+pub fn error_at(file: &str, yaml: &str, needle: &str, message: String) -> super::ConfigError {
+    super::ConfigError {
+        file: file.to_string(),
+        location: locate(yaml, needle)
+            .or_else(|| line_of(yaml, needle))
+            .map(|l| (l, 1)),
+        message,
+    }
 }
 
 /// serde_yaml's messages end in "at line L column C"; the location is reported separately.

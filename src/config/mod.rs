@@ -5,6 +5,7 @@
 //! error names the file, the line and the field.
 
 pub mod file;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,11 @@ pub struct Flags {
     /// Address to serve the HTTP API on.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     pub web_listen_address: String,
+
+    /// Web configuration file (Prometheus's format): TLS for the HTTP and Flight ports,
+    /// basic-auth users, response headers.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
 
     /// Folder for the WAL (and, by default, the blocks).
     #[arg(
@@ -167,6 +173,7 @@ impl Flags {
         [
             ("config.file", opt(&self.config_file)),
             ("web.listen-address", self.web_listen_address.clone()),
+            ("web.config.file", opt(&self.web_config_file)),
             ("storage.path", self.storage_path.display().to_string()),
             (
                 "storage.retention.time",

@@ -12,17 +12,21 @@
 //! stream as DataFusion produces them, dictionary columns sent as plain values so that every
 //! client reads them. With `--flight.token-file`, every call needs `authorization: Bearer
 //! <token>` (or Basic auth with the token as password, which the handshake answers with the
-//! bearer header).
+//! bearer header). With users in `--web.config.file`, Basic auth of a user works too, and the
+//! handshake answers it with a session token ([`auth`]); with TLS there, Flight serves TLS with
+//! the same certificate and client-certificate policy.
 
 //!
-//! Layout: `mod.rs` serves and checks tokens and puts the JSON tickets ([`ticket`]) in front of
+//! Layout: `mod.rs` serves (behind [`auth`]) and puts the JSON tickets ([`ticket`]) in front of
 //! Flight SQL ([`sql`]); prepared statements travel as self-contained handles ([`handle`]).
 
+mod auth;
 mod handle;
 mod sql;
 mod ticket;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -30,7 +34,6 @@ use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, PollInfo,
     SchemaResult, Ticket,
 };
-use base64::Engine as _;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -41,45 +44,41 @@ use sql::QuiverFlightSql;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
-/// Serves Flight on `listener` until `shutdown` resolves.
+/// Serves Flight on `listener` until `shutdown` resolves, over TLS when `tls` is given (the
+/// web configuration's, so both ports share certificate and client-certificate policy).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let token = state.token().map(str::to_string);
     let server = FlightServiceServer::new(FlightFront {
-        sql: QuiverFlightSql { state },
+        sql: QuiverFlightSql {
+            state: state.clone(),
+        },
     })
     .max_decoding_message_size(64 << 20);
-    let service =
-        tonic::service::interceptor::InterceptedService::new(server, move |req: Request<()>| {
-            check_token(token.as_deref(), &req).map(|_| req)
-        });
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let service = auth::Authenticated::new(server, state.auth().clone());
+    let mut builder = tonic::transport::Server::builder()
         // Long queries: keep idle connections and NATs alive while the first batch is computed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-}
-
-/// Checks the `authorization` header against the token (none configured: everything passes).
-#[allow(clippy::result_large_err)]
-fn check_token<T>(token: Option<&str>, req: &Request<T>) -> Result<(), Status> {
-    let Some(token) = token else { return Ok(()) };
-    let header = req
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Status::unauthenticated("this Quiver needs a bearer token"))?;
-    if crate::api::token_matches(header, token) {
-        Ok(())
-    } else {
-        Err(Status::unauthenticated("the token is not valid"))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
+    let router = builder.add_service(service);
+    match tls {
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Some(config) => {
+            // gRPC is HTTP/2 only.
+            let incoming = crate::tls::TlsListener::new(listener, &config, &[b"h2"]).incoming();
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
     }
 }
 
@@ -181,25 +180,4 @@ pub fn fuzz_ticket(bytes: &[u8]) -> Result<(), Status> {
     let _ = ticket::json_ticket_sql(bytes);
     handle::Handle::decode(bytes)?.param_values()?;
     Ok(())
-}
-
-/// The token in `Basic` auth: the password, any user.
-pub fn basic_password(b64: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.split_once(':').map(|(_, p)| p.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_gives_the_password() {
-        // "user:s3cret"
-        assert_eq!(basic_password("dXNlcjpzM2NyZXQ="), Some("s3cret".into()));
-        assert_eq!(basic_password("!!"), None);
-    }
 }

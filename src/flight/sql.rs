@@ -187,8 +187,8 @@ impl FlightSqlService for QuiverFlightSql {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // The interceptor has checked the credentials; answer with the bearer header clients
-        // use from now on.
+        // The auth layer has checked the credentials; answer with the bearer header clients
+        // use from now on: the token for the token, a session token for a user.
         let out = futures::stream::once(async {
             Ok(HandshakeResponse {
                 protocol_version: 0,
@@ -198,8 +198,9 @@ impl FlightSqlService for QuiverFlightSql {
         let mut response: Response<
             Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
         > = Response::new(Box::pin(out));
-        if let Some(token) = self.state.token() {
-            let v = MetadataValue::try_from(format!("Bearer {token}"))
+        let principal = request.extensions().get::<crate::auth::Principal>();
+        if let Some(bearer) = super::auth::handshake_token(self.state.auth(), principal) {
+            let v = MetadataValue::try_from(bearer)
                 .map_err(|_| Status::internal("the token is not a valid header value"))?;
             response.metadata_mut().insert("authorization", v);
         }

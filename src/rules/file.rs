@@ -9,11 +9,11 @@ use serde::{Deserialize, Deserializer};
 
 use super::template::Expander;
 use crate::config::ConfigError;
-use crate::config::file::{PromDuration, locate, valid_label_name};
+use crate::config::file::{PromDuration, locate, parse_strict, valid_label_name};
 use crate::ingest::exposition::valid_metric_name;
 
 /// A rule file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFileSpec {
     #[serde(default)]
@@ -107,31 +107,7 @@ impl RuleSpec {
 
 /// Reads and checks one rule file (`file` names it in errors).
 pub fn parse(file: &str, yaml: &str) -> Result<RuleFileSpec, ConfigError> {
-    let spec: RuleFileSpec = if yaml.trim().is_empty() {
-        RuleFileSpec { groups: Vec::new() }
-    } else {
-        let de = serde_yaml_ng::Deserializer::from_str(yaml);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.to_string();
-            let message = match message.rfind(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            ConfigError {
-                file: file.to_string(),
-                location: locate(yaml, &path)
-                    .map(|l| (l, 1))
-                    .or(inner.location().map(|l| (l.line(), l.column()))),
-                message: if path == "." || path.is_empty() {
-                    message
-                } else {
-                    format!("{path}: {message}")
-                },
-            }
-        })?
-    };
+    let spec: RuleFileSpec = parse_strict(file, yaml)?;
     check(file, yaml, &spec)?;
     Ok(spec)
 }

@@ -12,5 +12,6 @@ mod notebooks;
 mod query;
 mod rules;
 mod scrape;
+mod security;
 mod sql;
 mod support;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::support::{TestServer, client, post};
+use super::support::{TestServer, client, post, python_json};
 
 /// The rows `/api/v1/sql` answers for `query`.
 async fn sql_rows(s: &TestServer, query: &str, token: Option<&str>) -> Vec<Value> {
@@ -22,23 +22,6 @@ async fn sql_rows(s: &TestServer, query: &str, token: Option<&str>) -> Vec<Value
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["status"], "success", "{v}");
     v["data"]["rows"].as_array().unwrap().clone()
-}
-
-/// Runs a Python script with arguments; answers its standard output as JSON.
-fn python_json(script: &Path, args: &[&str]) -> Value {
-    let out = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {

@@ -37,6 +37,19 @@ impl TestServer {
         extra_flags: &[&str],
         config: Config,
     ) -> Self {
+        Self::start_serving(dir, extra_flags, config, "http", &client()).await
+    }
+
+    /// A server whose HTTP port speaks `scheme` (`https` with a TLS web configuration among the
+    /// flags), ready once `/-/ready` answers 200 to `ready_client` (which carries whatever CA,
+    /// client certificate and credentials the server asks for).
+    pub async fn start_serving(
+        dir: tempfile::TempDir,
+        extra_flags: &[&str],
+        config: Config,
+        scheme: &str,
+        ready_client: &reqwest::Client,
+    ) -> Self {
         let mut args = vec![
             "quiver".to_string(),
             format!("--storage.path={}", dir.path().display()),
@@ -44,7 +57,7 @@ impl TestServer {
         args.extend(extra_flags.iter().map(|s| s.to_string()));
         let flags = Flags::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let flight_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let flight = format!("http://{}", flight_listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -64,7 +77,7 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
         };
-        wait_ready(&server.base).await;
+        wait_ready_with(&server.base, ready_client).await;
         server
     }
 
@@ -88,9 +101,14 @@ impl TestServer {
 
 /// Waits until `/-/ready` answers 200.
 pub async fn wait_ready(base: &str) {
+    wait_ready_with(base, &client()).await
+}
+
+/// Waits until `/-/ready` answers 200 to `client`.
+pub async fn wait_ready_with(base: &str, client: &reqwest::Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client().get(format!("{base}/-/ready")).send().await
+        if let Ok(r) = client.get(format!("{base}/-/ready")).send().await
             && r.status() == 200
         {
             return;
@@ -333,4 +351,117 @@ pub async fn start_with_files(
     all.extend_from_slice(flags);
     let s = TestServer::start_with_config(dir, &all, cfg).await;
     (s, path)
+}
+
+/// Certificates made for one test with rcgen: a CA, a server certificate for `localhost` and
+/// `127.0.0.1`, and a client certificate, both signed by the CA; and a client certificate from
+/// another CA, which a server trusting the first must refuse. PEM text; nothing is committed.
+pub struct TestPki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+    pub stranger_cert: String,
+    pub stranger_key: String,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca_params = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params("Quiver test CA").self_signed(&ca_key).unwrap();
+        let ca = Issuer::new(ca_params("Quiver test CA"), ca_key);
+        let leaf =
+            |names: Vec<String>, usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>| {
+                let key = KeyPair::generate().unwrap();
+                let mut p = CertificateParams::new(names).unwrap();
+                p.distinguished_name.push(DnType::CommonName, "quiver test");
+                p.extended_key_usages = vec![usage];
+                (
+                    p.signed_by(&key, issuer).unwrap().pem(),
+                    key.serialize_pem(),
+                )
+            };
+        let (server_cert, server_key) = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &ca,
+        );
+        let (client_cert, client_key) = leaf(
+            vec!["client".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &ca,
+        );
+        let stranger = Issuer::new(ca_params("Another CA"), KeyPair::generate().unwrap());
+        let (stranger_cert, stranger_key) = leaf(
+            vec!["client".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &stranger,
+        );
+        TestPki {
+            ca: ca_cert.pem(),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            stranger_cert,
+            stranger_key,
+        }
+    }
+
+    /// Writes `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key` into `dir`.
+    pub fn write_to(&self, dir: &Path) {
+        for (name, text) in [
+            ("ca.pem", &self.ca),
+            ("server.pem", &self.server_cert),
+            ("server.key", &self.server_key),
+            ("client.pem", &self.client_cert),
+            ("client.key", &self.client_key),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    /// A reqwest client trusting the test CA (and nothing else).
+    pub fn client(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca.as_bytes()).unwrap())
+    }
+
+    /// The same, presenting the CA-signed client certificate.
+    pub fn client_with_cert(&self) -> reqwest::ClientBuilder {
+        let pem = format!("{}{}", self.client_cert, self.client_key);
+        self.client()
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+    }
+}
+
+/// Runs a Python script with arguments; answers its standard output as JSON.
+pub fn python_json(script: &Path, args: &[&str]) -> Value {
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
