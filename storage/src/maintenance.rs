@@ -74,6 +74,19 @@ impl Db {
         for head in frozen {
             written += self.persist_head(&mut manifest, head).await?;
         }
+        {
+            // Series kept without a written definition (deferred samples held them) are in
+            // blocks now, which define them at open: appends need not carry them any more.
+            let mut guard = self.state.write();
+            let state = &mut *guard;
+            state.unconfirmed.retain(|id, in_flight| {
+                *in_flight > 0
+                    || !state
+                        .blocks
+                        .iter()
+                        .any(|b| b.has(*id, Timestamp::MIN, Timestamp::MAX))
+            });
+        }
         self.wal.delete_before(wal_seq)?;
         Ok(written)
     }
@@ -324,6 +337,7 @@ impl Db {
             .collect();
         for id in &dead {
             state.registry.remove(*id);
+            state.unconfirmed.remove(id);
         }
         state.registry.collect_garbage();
         Ok((expired.len(), dead.len()))
