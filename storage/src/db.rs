@@ -46,6 +46,12 @@ pub struct Options {
     pub wal_dir: PathBuf,
     /// Where blocks and the manifest live.
     pub block_store: Arc<dyn ObjectStore>,
+    /// The block store's root folder when it is a local file system. `object_store` writes
+    /// local files without fsync, so the engine syncs the files it puts there (and their
+    /// folders) itself before anything depends on them; it also clears the temporary files
+    /// of interrupted puts there. `None` for remote stores, whose puts are durable when they
+    /// return.
+    pub local_block_dir: Option<PathBuf>,
     /// Blocks whose newest sample is older than this (ms before now) are deleted.
     pub retention_ms: i64,
     /// The head is cut into blocks once it spans this much time (ms); blocks are aligned to it.
@@ -63,6 +69,7 @@ impl Options {
         Options {
             wal_dir,
             block_store,
+            local_block_dir: None,
             retention_ms: 15 * 24 * HOUR,
             block_duration_ms: 2 * HOUR,
             max_head_samples: 20_000_000,
@@ -232,8 +239,9 @@ impl Db {
     /// replays the WAL into the head.
     pub async fn open(opts: Options) -> Result<Arc<Self>> {
         let store = opts.block_store.clone();
-        let manifest = Manifest::load(&store).await?;
-        crate::maintenance::delete_orphans(&store, &manifest).await?;
+        let local = opts.local_block_dir.as_deref();
+        let manifest = Manifest::open(&store, local).await?;
+        crate::maintenance::delete_orphans(&store, local, &manifest).await?;
         let mut state = State::default();
         for meta in &manifest.blocks {
             let (reader, series) = BlockReader::open(store.clone(), meta.clone()).await?;
