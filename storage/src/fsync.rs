@@ -25,11 +25,8 @@ pub fn sync_file(path: &Path) -> Result<()> {
 
 /// Makes a directory's entries (new, renamed or removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(test)]
-    SYNCED.lock().push(dir.to_path_buf());
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    // A folder is synced as a file is: opened (read-only) and fsynced.
+    sync_file(dir)
 }
 
 /// Makes files just put into a local block store durable: each file, then each folder it

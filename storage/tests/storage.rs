@@ -238,14 +238,19 @@ async fn an_interrupted_block_write_leaves_no_trace() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orphan_cleanup_deletes_only_what_quiver_writes() {
+/// A store whose series `m` (2 series, 10 samples each) was flushed into one block, closed.
+async fn closed_store_with_one_block() -> Fixture {
     let f = Fixture::new();
     let db = f.open().await;
     db.append(batch("m", 2, 10, 0)).await.unwrap();
     db.flush().await.unwrap();
     db.close().await;
-    drop(db);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_cleanup_deletes_only_what_quiver_writes() {
+    let f = closed_store_with_one_block().await;
     let blocks = f.dir.path().join("blocks");
     let put = |rel: &str| {
         let path = blocks.join(rel);
@@ -283,12 +288,7 @@ async fn orphan_cleanup_deletes_only_what_quiver_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_manifest_next_to_blocks_refuses_the_open_and_deletes_nothing() {
-    let f = Fixture::new();
-    let db = f.open().await;
-    db.append(batch("m", 2, 10, 0)).await.unwrap();
-    db.flush().await.unwrap();
-    db.close().await;
-    drop(db);
+    let f = closed_store_with_one_block().await;
     let manifest = f.dir.path().join("blocks").join("manifest.json");
     std::fs::remove_file(&manifest).unwrap();
     let before = block_dirs(&f);
@@ -302,12 +302,7 @@ async fn a_missing_manifest_next_to_blocks_refuses_the_open_and_deletes_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_manifest_refuses_the_open_with_its_path() {
-    let f = Fixture::new();
-    let db = f.open().await;
-    db.append(batch("m", 2, 10, 0)).await.unwrap();
-    db.flush().await.unwrap();
-    db.close().await;
-    drop(db);
+    let f = closed_store_with_one_block().await;
     let manifest = f.dir.path().join("blocks").join("manifest.json");
     std::fs::write(&manifest, b"{not json").unwrap();
 

@@ -189,6 +189,19 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_sample() {
     eprintln!("{total} acknowledged samples all present after {kills} kills");
 }
 
+/// The WAL segments of the data folder `data` that hold records (more than a header), in order.
+fn segments_with_records(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 12)
+        .collect();
+    segments.sort();
+    segments
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_wal_tail_is_cut_at_restart_and_earlier_samples_survive() {
     let s = TestServer::start(&[]).await;
@@ -201,19 +214,7 @@ async fn a_torn_wal_tail_is_cut_at_restart_and_earlier_samples_survive() {
     }
     let dir = s.stop().await;
     // A crash in the middle of a record: a frame that announces more bytes than follow.
-    let wal = dir.path().join("wal");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    segments.sort();
-    let last = segments
-        .iter()
-        .rev()
-        .find(|p| std::fs::metadata(p).unwrap().len() > 12)
-        .unwrap()
-        .clone();
+    let last = segments_with_records(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
     bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 1, 2]);
     std::fs::write(&last, bytes).unwrap();
@@ -247,15 +248,7 @@ async fn a_corrupt_wal_segment_is_moved_aside_and_the_samples_around_the_damage_
     );
     let dir = s.stop().await;
     // Damage the second record of the first segment holding records.
-    let wal = dir.path().join("wal");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| std::fs::metadata(p).unwrap().len() > 12)
-        .collect();
-    segments.sort();
-    let first = segments[0].clone();
+    let first = segments_with_records(dir.path()).remove(0);
     let mut bytes = std::fs::read(&first).unwrap();
     let n = bytes.len();
     bytes[n - 5] ^= 0xff;

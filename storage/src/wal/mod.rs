@@ -492,20 +492,25 @@ mod tests {
         seen
     }
 
+    /// Writes record 1, has the write of record 2 fail with `fault` (it must be refused as
+    /// unavailable), writes record 3, closes; answers the WAL's metrics.
+    async fn refuse_the_second_of_three(dir: &Path, fault: Fault) -> Arc<WalMetrics> {
+        let metrics = Arc::new(WalMetrics::default());
+        let wal = Wal::open(dir, metrics.clone(), |_| {}).unwrap();
+        wal.submit(&record(1)).await.unwrap().unwrap();
+        wal.inject(fault);
+        let err = wal.submit(&record(2)).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+        wal.submit(&record(3)).await.unwrap().unwrap();
+        wal.close().await;
+        metrics
+    }
+
     #[tokio::test]
     async fn a_failed_write_is_refused_and_records_acknowledged_after_it_survive() {
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(WalMetrics::default());
-        {
-            let wal = Wal::open(dir.path(), metrics.clone(), |_| {}).unwrap();
-            wal.submit(&record(1)).await.unwrap().unwrap();
-            // The disk fills in the middle of the next write: half a frame is on disk.
-            wal.inject(Fault::ShortWrite);
-            let err = wal.submit(&record(2)).await.unwrap().unwrap_err();
-            assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
-            wal.submit(&record(3)).await.unwrap().unwrap();
-            wal.close().await;
-        }
+        // The disk fills in the middle of the second write: half a frame is on disk.
+        let metrics = refuse_the_second_of_three(dir.path(), Fault::ShortWrite).await;
         assert_eq!(metrics.write_failures.load(Ordering::Relaxed), 1);
         // The torn frame was cut before record 3 was written: replay reaches it, and finds no
         // damage to move aside.
@@ -521,15 +526,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fsync_is_refused_and_its_record_is_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |_| {}).unwrap();
-            wal.submit(&record(1)).await.unwrap().unwrap();
-            wal.inject(Fault::FailedSync);
-            let err = wal.submit(&record(2)).await.unwrap().unwrap_err();
-            assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
-            wal.submit(&record(3)).await.unwrap().unwrap();
-            wal.close().await;
-        }
+        refuse_the_second_of_three(dir.path(), Fault::FailedSync).await;
         // The refused record's bytes were cut back: what was refused does not come back.
         assert_eq!(replayed(dir.path()), [1, 3]);
     }
