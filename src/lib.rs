@@ -34,6 +34,7 @@ pub mod scrape;
 pub mod tls;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,8 +308,9 @@ pub fn storage_options(flags: &Flags) -> anyhow::Result<Options> {
             flags.storage_path.display()
         )
     })?;
-    let store = block_store(flags)?;
+    let (store, local) = block_store(flags)?;
     let mut opts = Options::new(flags.storage_path.join("wal"), store);
+    opts.local_block_dir = local;
     opts.retention_ms =
         duration_flag("storage.retention.time", &flags.storage_retention_time)?.as_millis() as i64;
     let block =
@@ -384,42 +386,36 @@ fn duration_flag(name: &str, value: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{name}: {value:?} is not a duration (like 15d, 12h, 30m)"))
 }
 
-/// The block store: a local folder by default, or an `s3://`, `gs://`, `az://` URL.
-fn block_store(flags: &Flags) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    match &flags.storage_object_store_url {
-        None => {
-            let dir = flags.storage_path.join("blocks");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            Ok(Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(&dir)?
-                    .with_automatic_cleanup(true),
-            ))
-        }
-        Some(raw) => {
-            let url = url::Url::parse(raw)
-                .with_context(|| format!("--storage.object-store.url: {raw:?} is not a URL"))?;
-            if url.scheme() == "file" {
-                let dir = url.to_file_path().map_err(|_| {
-                    anyhow::anyhow!("--storage.object-store.url: bad file URL {raw:?}")
-                })?;
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                return Ok(Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(&dir)?
-                        .with_automatic_cleanup(true),
-                ));
-            }
-            let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
-            let (store, prefix) = object_store::parse_url_opts(&url, env)
-                .with_context(|| format!("--storage.object-store.url: cannot use {raw:?}"))?;
-            let store: Arc<dyn ObjectStore> = Arc::from(store);
-            if prefix.as_ref().is_empty() {
-                Ok(store)
-            } else {
-                Ok(Arc::new(object_store::prefix::PrefixStore::new(
-                    store, prefix,
-                )))
-            }
-        }
+/// The block store: a local folder by default, or an `s3://`, `gs://`, `az://` URL; with the
+/// folder when it is local (`file://` too), whose writes the storage syncs itself.
+fn block_store(flags: &Flags) -> anyhow::Result<(Arc<dyn ObjectStore>, Option<PathBuf>)> {
+    let local = |dir: PathBuf| -> anyhow::Result<(Arc<dyn ObjectStore>, Option<PathBuf>)> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+            .with_automatic_cleanup(true);
+        Ok((Arc::new(store), Some(dir)))
+    };
+    let Some(raw) = &flags.storage_object_store_url else {
+        return local(flags.storage_path.join("blocks"));
+    };
+    let url = url::Url::parse(raw)
+        .with_context(|| format!("--storage.object-store.url: {raw:?} is not a URL"))?;
+    if url.scheme() == "file" {
+        let dir = url
+            .to_file_path()
+            .map_err(|_| anyhow::anyhow!("--storage.object-store.url: bad file URL {raw:?}"))?;
+        return local(dir);
+    }
+    let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+    let (store, prefix) = object_store::parse_url_opts(&url, env)
+        .with_context(|| format!("--storage.object-store.url: cannot use {raw:?}"))?;
+    let store: Arc<dyn ObjectStore> = Arc::from(store);
+    if prefix.as_ref().is_empty() {
+        Ok((store, None))
+    } else {
+        Ok((
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix)),
+            None,
+        ))
     }
 }

@@ -145,8 +145,20 @@ impl ServerMetrics {
             metric(
                 "quiver_wal_truncations_total",
                 "counter",
-                "Torn or corrupt WAL tails cut at replay.",
+                "Torn WAL tails (a crash in the middle of a write) cut at replay.",
                 c(&m.wal.truncations),
+            );
+            metric(
+                "quiver_wal_corrupt_segments_total",
+                "counter",
+                "Damaged WAL segments moved aside at replay (their good records kept).",
+                c(&m.wal.corrupt_segments),
+            );
+            metric(
+                "quiver_wal_write_failures_total",
+                "counter",
+                "WAL writes or fsyncs that failed; each refused the appends it carried.",
+                c(&m.wal.write_failures),
             );
             metric(
                 "quiver_head_flushes_total",

@@ -103,14 +103,7 @@ impl ApiError {
 
 /// An error and its sources, joined: `a: b: c`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
+    quiver_storage::error::chain(e)
 }
 
 impl IntoResponse for ApiError {

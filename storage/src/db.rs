@@ -46,6 +46,12 @@ pub struct Options {
     pub wal_dir: PathBuf,
     /// Where blocks and the manifest live.
     pub block_store: Arc<dyn ObjectStore>,
+    /// The block store's root folder when it is a local file system. `object_store` writes
+    /// local files without fsync, so the engine syncs the files it puts there (and their
+    /// folders) itself before anything depends on them; it also clears the temporary files
+    /// of interrupted puts there. `None` for remote stores, whose puts are durable when they
+    /// return.
+    pub local_block_dir: Option<PathBuf>,
     /// Blocks whose newest sample is older than this (ms before now) are deleted.
     pub retention_ms: i64,
     /// The head is cut into blocks once it spans this much time (ms); blocks are aligned to it.
@@ -63,6 +69,7 @@ impl Options {
         Options {
             wal_dir,
             block_store,
+            local_block_dir: None,
             retention_ms: 15 * 24 * HOUR,
             block_duration_ms: 2 * HOUR,
             max_head_samples: 20_000_000,
@@ -212,6 +219,11 @@ pub(crate) struct State {
     /// Blocks a compaction or retention replaced whose files a running scan may still read
     /// ([`crate::maintenance`] deletes them once nothing holds them).
     pub(crate) retired: Vec<Arc<BlockReader>>,
+    /// Series registered for an append whose definition no written WAL record holds yet, with
+    /// how many records carrying it are in flight. Every append that uses such a series carries
+    /// its definition again, so whichever record is written first defines it for replay; see
+    /// [`State::settle_definitions`] for what a failed write does.
+    pub(crate) unconfirmed: foldhash::HashMap<SeriesId, u32>,
 }
 
 /// The storage engine.
@@ -219,7 +231,8 @@ pub(crate) struct State {
 pub struct Db {
     pub(crate) opts: Options,
     pub(crate) wal: Wal,
-    pub(crate) state: RwLock<State>,
+    /// Shared with the tasks that await deferred WAL writes.
+    pub(crate) state: Arc<RwLock<State>>,
     /// Appends hold it shared from id assignment to head insert; a head cut holds it
     /// exclusively, so no acknowledged sample can fall between a WAL roll and a head freeze.
     pub(crate) append_gate: tokio::sync::RwLock<()>,
@@ -234,8 +247,9 @@ impl Db {
     /// replays the WAL into the head.
     pub async fn open(opts: Options) -> Result<Arc<Self>> {
         let store = opts.block_store.clone();
-        let manifest = Manifest::load(&store).await?;
-        crate::maintenance::delete_orphans(&store, &manifest).await?;
+        let local = opts.local_block_dir.as_deref();
+        let manifest = Manifest::open(&store, local).await?;
+        crate::maintenance::delete_orphans(&store, local, &manifest).await?;
         let mut state = State::default();
         for meta in &manifest.blocks {
             let (reader, series) = BlockReader::open(store.clone(), meta.clone()).await?;
@@ -300,7 +314,7 @@ impl Db {
         Ok(Arc::new(Db {
             opts,
             wal,
-            state: RwLock::new(state),
+            state: Arc::new(RwLock::new(state)),
             append_gate: tokio::sync::RwLock::new(()),
             maintenance: tokio::sync::Mutex::new(manifest),
             metrics,
@@ -353,12 +367,13 @@ impl Db {
             values,
         } = batch;
         let _gate = self.append_gate.read().await;
-        let (ids, ack) = {
+        let (record, ack, created) = {
             let mut used = vec![false; series.len()];
             for s in &sample_series {
                 used[*s as usize] = true;
             }
-            let mut state = self.state.write();
+            let mut guard = self.state.write();
+            let state = &mut *guard;
             let trusted = ids_valid_at == Some(state.registry.removals());
             let mut slot_ids = Vec::with_capacity(series.len());
             let mut new_series = Vec::new();
@@ -386,6 +401,22 @@ impl Db {
                 }
                 slot_ids.push(id);
             }
+            let created = new_series.len();
+            if !state.unconfirmed.is_empty() {
+                let mut carried: foldhash::HashSet<SeriesId> = foldhash::HashSet::default();
+                for id in &slot_ids {
+                    if let Some(n) = state.unconfirmed.get_mut(id)
+                        && carried.insert(*id)
+                    {
+                        *n += 1;
+                        let labels = state.registry.labels(*id).expect("registered").clone();
+                        new_series.push((*id, labels));
+                    }
+                }
+            }
+            for (id, _) in &new_series[..created] {
+                state.unconfirmed.insert(*id, 1);
+            }
             let ids: Vec<SeriesId> = sample_series
                 .iter()
                 .map(|s| slot_ids[*s as usize])
@@ -401,34 +432,47 @@ impl Db {
             } else {
                 self.wal.submit(&record)
             };
-            (record, ack)
+            if deferred {
+                state
+                    .head
+                    .append(&record.series_ids, &record.timestamps, &record.values);
+            }
+            (record, ack, created)
         };
+        let defined: Vec<SeriesId> = record.new_series.iter().map(|(id, _)| *id).collect();
         if deferred {
             let metrics = self.metrics.clone();
+            let state = self.state.clone();
             tokio::spawn(async move {
-                if let Ok(Err(e)) = ack.await {
+                let result = ack.await;
+                if !defined.is_empty() {
+                    let written = matches!(result, Ok(Ok(())));
+                    state.write().settle_definitions(&defined, written);
+                }
+                if let Ok(Err(e)) = result {
                     metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("a deferred WAL write failed: {e}");
                 }
             });
         } else {
             let written = ack.await.map_err(|_| Error::ShuttingDown).and_then(|r| r);
+            let mut state = self.state.write();
+            state.settle_definitions(&defined, written.is_ok());
             if let Err(e) = written {
+                drop(state);
                 self.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
+            state
+                .head
+                .append(&record.series_ids, &record.timestamps, &record.values);
         }
-        let created = ids.new_series.len() as u64;
-        self.state
-            .write()
-            .head
-            .append(&ids.series_ids, &ids.timestamps, &ids.values);
         self.metrics
             .samples_appended
-            .fetch_add(ids.timestamps.len() as u64, Ordering::Relaxed);
+            .fetch_add(record.timestamps.len() as u64, Ordering::Relaxed);
         self.metrics
             .series_created
-            .fetch_add(created, Ordering::Relaxed);
+            .fetch_add(created as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -827,6 +871,31 @@ impl Db {
 }
 
 impl State {
+    /// Settles the series whose definitions a WAL record carried, once the record is written
+    /// (`written`) or refused. Written: the definition is in the log ahead of every later
+    /// record, so later appends need not carry it. Refused: nothing of the append was
+    /// acknowledged; a series that no other record in flight carries and that holds no
+    /// sample is forgotten again, so no series stays registered without a definition in the
+    /// WAL (a later append that referred to it without carrying it would be lost at replay).
+    /// One that holds samples (of a deferred append, visible before its write) stays, and
+    /// later appends keep carrying its definition.
+    pub(crate) fn settle_definitions(&mut self, ids: &[SeriesId], written: bool) {
+        for id in ids {
+            if written {
+                self.unconfirmed.remove(id);
+                continue;
+            }
+            let Some(in_flight) = self.unconfirmed.get_mut(id) else {
+                continue;
+            };
+            *in_flight = in_flight.saturating_sub(1);
+            if *in_flight == 0 && !self.has_samples(*id, Timestamp::MIN, Timestamp::MAX) {
+                self.unconfirmed.remove(id);
+                self.registry.remove(*id);
+            }
+        }
+    }
+
     pub(crate) fn has_samples(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
         let in_head = |h: &Head| h.get(id).is_some_and(|s| s.has_samples_in(mint, maxt));
         in_head(&self.head)
@@ -905,6 +974,83 @@ pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::LabelLimits;
+    use crate::matchers::Matcher;
+    use crate::wal::Fault;
+
+    fn options(dir: &std::path::Path, store: &Arc<dyn ObjectStore>) -> Options {
+        Options::new(dir.join("wal"), store.clone())
+    }
+
+    /// One sample of series `{__name__="x"}` at `t`.
+    fn sample_of_x(t: i64) -> WriteBatch {
+        let mut b = WriteBatch::default();
+        let labels = Labels::try_from_pairs([("__name__", "x")], &LabelLimits::default()).unwrap();
+        let s = b.push_series(labels);
+        b.push_sample(s, t, t as f64);
+        b
+    }
+
+    /// The timestamps of series `x`, or `None` when it is not registered.
+    async fn samples_of_x(db: &Db) -> Option<Vec<i64>> {
+        let (id, _) = db
+            .select(&Matchers(vec![Matcher::equal("__name__", "x")]))
+            .pop()?;
+        let read = db
+            .read(&[id], Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        Some(read.into_iter().flat_map(|s| s.timestamps).collect())
+    }
+
+    #[tokio::test]
+    async fn a_series_created_by_a_refused_append_is_forgotten_and_defined_again_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let db = Db::open(options(dir.path(), &store)).await.unwrap();
+        db.wal.inject(Fault::ShortWrite);
+        let err = db.append(sample_of_x(1)).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+        assert_eq!(
+            samples_of_x(&db).await,
+            None,
+            "no series stays registered for a refused append"
+        );
+        db.append(sample_of_x(2)).await.unwrap();
+        db.close().await;
+        drop(db);
+        // Had the series stayed registered, the second record would not define it and replay
+        // would skip its sample as one of an unknown series.
+        let db = Db::open(options(dir.path(), &store)).await.unwrap();
+        assert_eq!(samples_of_x(&db).await, Some(vec![2]));
+    }
+
+    #[tokio::test]
+    async fn a_series_held_by_refused_deferred_samples_is_defined_by_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let db = Db::open(options(dir.path(), &store)).await.unwrap();
+        db.wal.inject(Fault::ShortWrite);
+        let mut derived = sample_of_x(1);
+        derived.defer_sync();
+        db.append(derived).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while db.metrics.appends_failed.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the deferred write never failed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Its sample is visible (deferred samples are, before their write), so it stays.
+        assert_eq!(samples_of_x(&db).await, Some(vec![1]));
+        db.append(sample_of_x(2)).await.unwrap();
+        db.close().await;
+        drop(db);
+        // The deferred sample is lost with its write, as documented; the acknowledged one is not.
+        let db = Db::open(options(dir.path(), &store)).await.unwrap();
+        assert_eq!(samples_of_x(&db).await, Some(vec![2]));
+    }
 
     #[test]
     fn disjoint_runs_concatenate_in_time_order() {

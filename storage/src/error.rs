@@ -33,6 +33,18 @@ pub enum Error {
     Retry(String),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    /// The WAL could not write or sync a record (disk full, I/O error): the append is
+    /// refused, nothing of it is acknowledged, and a retry may succeed once the disk recovers.
+    #[error("the WAL could not take this write ({path}); retry later")]
+    WalUnavailable {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The manifest is missing next to existing blocks, or cannot be read: starting as an empty
+    /// database would delete those blocks as orphans, so the engine refuses to open.
+    #[error("{0}")]
+    Manifest(String),
     #[error("i/o error on {path}")]
     Io {
         path: String,
@@ -61,7 +73,9 @@ impl Error {
         match self {
             Error::InvalidSeries(_) | Error::InvalidMatcher(_) => ErrorKind::BadInput,
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
-            Error::ShuttingDown | Error::Retry(_) => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::Retry(_) | Error::WalUnavailable { .. } => {
+                ErrorKind::Unavailable
+            }
             _ => ErrorKind::Internal,
         }
     }
@@ -73,6 +87,18 @@ impl Error {
             source,
         }
     }
+}
+
+/// An error and its sources, joined: `a: b: c`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// The storage engine's result.

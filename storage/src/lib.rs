@@ -22,6 +22,7 @@
 pub mod block;
 mod db;
 pub mod error;
+pub mod fsync;
 pub mod head;
 pub mod index;
 pub mod labels;

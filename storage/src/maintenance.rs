@@ -3,6 +3,7 @@
 //! manifest lock); each ends with one atomic manifest put, and only then deletes what it replaced.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,12 +11,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::block::{BlockMeta, BlockReader, EncodedBlock, SeriesSamples, encode_block, put_block};
+use crate::block::{
+    BlockMeta, BlockReader, EncodedBlock, SAMPLES_FILE, SERIES_FILE, SeriesSamples, encode_block,
+    is_block_id, put_block,
+};
 use crate::db::{Db, Run, merge_runs};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::labels::{Labels, SeriesId, Timestamp};
-use crate::manifest::Manifest;
+use crate::manifest::{MANIFEST_FILE, Manifest};
 
 /// What one maintenance pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -73,6 +77,19 @@ impl Db {
         let mut written = 0;
         for head in frozen {
             written += self.persist_head(&mut manifest, head).await?;
+        }
+        {
+            // Series kept without a written definition (deferred samples held them) are in
+            // blocks now, which define them at open: appends need not carry them any more.
+            let mut guard = self.state.write();
+            let state = &mut *guard;
+            state.unconfirmed.retain(|id, in_flight| {
+                *in_flight > 0
+                    || !state
+                        .blocks
+                        .iter()
+                        .any(|b| b.has(*id, Timestamp::MIN, Timestamp::MAX))
+            });
         }
         self.wal.delete_before(wal_seq)?;
         Ok(written)
@@ -140,8 +157,19 @@ impl Db {
         from_head: Option<&Arc<Head>>,
     ) -> Result<()> {
         let store = &self.opts.block_store;
+        let local = self.opts.local_block_dir.as_deref();
         for b in &new {
             put_block(store, b).await?;
+        }
+        if let Some(root) = local
+            && !new.is_empty()
+        {
+            // On disk before the manifest names them (`object_store` does not sync local puts).
+            let files: Vec<_> = new
+                .iter()
+                .flat_map(|b| [b.meta.samples_path(), b.meta.series_path()])
+                .collect();
+            crate::fsync::sync_put(root, &files).await?;
         }
         let mut next = manifest.clone();
         next.blocks
@@ -149,7 +177,7 @@ impl Db {
         next.blocks.extend(new.iter().map(|b| b.meta.clone()));
         next.blocks.sort_by_key(|b| b.seq);
         next.next_series_id = self.state.read().registry.next_id();
-        next.store(store).await?;
+        next.store(store, local).await?;
         *manifest = next;
         let mut readers = Vec::with_capacity(new.len());
         for b in new {
@@ -183,8 +211,12 @@ impl Db {
             unused
         };
         for b in unused {
-            let prefix = object_store::path::Path::from(b.meta().id.as_str());
-            delete_prefix(&self.opts.block_store, &prefix).await?;
+            delete_block(
+                &self.opts.block_store,
+                self.opts.local_block_dir.as_deref(),
+                &b.meta().id,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -324,6 +356,7 @@ impl Db {
             .collect();
         for id in &dead {
             state.registry.remove(*id);
+            state.unconfirmed.remove(id);
         }
         state.registry.collect_garbage();
         Ok((expired.len(), dead.len()))
@@ -352,30 +385,150 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("background task failed: {e}")))?
 }
 
-/// Deletes block folders the manifest does not name (left by a crash before a manifest update).
+/// Deletes what an interrupted write, compaction or retention left behind, and nothing else:
+/// block folders (named as [`crate::block::block_id`] names them) the manifest does not name,
+/// and in a local store (`local`) the temporary file of an interrupted manifest put. Other
+/// folders and files in the store are not Quiver's and are left alone.
 pub(crate) async fn delete_orphans(
     store: &Arc<dyn ObjectStore>,
+    local: Option<&Path>,
     manifest: &Manifest,
 ) -> Result<()> {
     let live: HashSet<&str> = manifest.blocks.iter().map(|b| b.id.as_str()).collect();
     let listing = store.list_with_delimiter(None).await?;
     for prefix in listing.common_prefixes {
-        let name = prefix.filename().unwrap_or_default().to_string();
-        if name.starts_with('b') && !live.contains(name.as_str()) {
+        let name = prefix.filename().unwrap_or_default();
+        if is_block_id(name) && !live.contains(name) {
             tracing::warn!(block = %name, "deleting a block folder the manifest does not name (left by an interrupted write, compaction or retention)");
-            delete_prefix(store, &prefix).await?;
+            delete_block(store, local, name).await?;
+        }
+    }
+    if let Some(root) = local {
+        for path in staged_files(root, MANIFEST_FILE)? {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
     }
     Ok(())
 }
 
-async fn delete_prefix(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &object_store::path::Path,
-) -> Result<()> {
-    let mut objects = store.list(Some(prefix));
+/// Deletes a block's files: the two Quiver writes, and in a local store the temporary files of
+/// interrupted puts of them, then the folder if that leaves it empty. Anything else someone
+/// put into the folder stays (and so does the folder).
+async fn delete_block(store: &Arc<dyn ObjectStore>, local: Option<&Path>, id: &str) -> Result<()> {
+    let prefix = object_store::path::Path::from(id);
+    let mut objects = store.list(Some(&prefix));
     while let Some(meta) = objects.next().await {
-        store.delete(&meta?.location).await?;
+        let location = meta?.location;
+        if matches!(location.filename(), Some(SAMPLES_FILE | SERIES_FILE)) {
+            store.delete(&location).await?;
+        }
+    }
+    if let Some(root) = local {
+        let dir = root.join(id);
+        for file in [SAMPLES_FILE, SERIES_FILE] {
+            for path in staged_files(&dir, file)? {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        // Fails, as it should, when the folder holds something else or is gone already.
+        let _ = std::fs::remove_dir(&dir);
     }
     Ok(())
+}
+
+/// The temporary files `object_store`'s local file system stages a put of `name` in
+/// (`<name>#<digits>`, renamed over `name` when complete), left in `dir` by an interrupted put.
+fn staged_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let file_name = entry.file_name();
+        let staged = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(name))
+            .and_then(|rest| rest.strip_prefix('#'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if staged {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use object_store::local::LocalFileSystem;
+
+    use super::*;
+    use crate::block::block_id;
+    use crate::db::{Options, WriteBatch};
+    use crate::fsync::SYNCED;
+    use crate::labels::LabelLimits;
+
+    /// The paths synced under `root`, in order.
+    fn synced_under(root: &Path) -> Vec<PathBuf> {
+        SYNCED
+            .lock()
+            .iter()
+            .filter(|p| p.starts_with(root))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_syncs_block_files_and_folders_before_the_manifest_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blocks");
+        std::fs::create_dir_all(&root).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            LocalFileSystem::new_with_prefix(&root)
+                .unwrap()
+                .with_automatic_cleanup(true),
+        );
+        let mut opts = Options::new(dir.path().join("wal"), store);
+        opts.local_block_dir = Some(root.clone());
+        let db = Db::open(opts).await.unwrap();
+        let mut batch = WriteBatch::default();
+        let labels = Labels::try_from_pairs([("__name__", "m")], &LabelLimits::default()).unwrap();
+        let s = batch.push_series(labels);
+        batch.push_sample(s, 1_000, 1.0);
+        db.append(batch).await.unwrap();
+        let before = synced_under(&root).len();
+        assert_eq!(db.flush().await.unwrap(), 1);
+        let synced = synced_under(&root).split_off(before);
+
+        let block = root.join(block_id(1));
+        let manifest = root.join(MANIFEST_FILE);
+        let at = |p: &Path| {
+            synced
+                .iter()
+                .position(|x| x == p)
+                .unwrap_or_else(|| panic!("{} was not synced: {synced:?}", p.display()))
+        };
+        let named = at(&manifest);
+        for file in [SAMPLES_FILE, SERIES_FILE] {
+            assert!(at(&block.join(file)) < at(&block), "{synced:?}");
+        }
+        // The root names the block folder: synced after it, before the manifest names it.
+        let root_syncs: Vec<usize> = (0..synced.len()).filter(|i| synced[*i] == root).collect();
+        assert_eq!(
+            root_syncs.len(),
+            2,
+            "once for the blocks, once for the manifest: {synced:?}"
+        );
+        assert!(
+            at(&block) < root_syncs[0] && root_syncs[0] < named,
+            "{synced:?}"
+        );
+        // The manifest's rename is durable before the flush returns (and deletes WAL segments).
+        assert!(named < root_syncs[1], "{synced:?}");
+        assert_eq!(synced.len(), 6, "one fsync per file and folder: {synced:?}");
+    }
 }

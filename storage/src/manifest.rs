@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::block::BlockMeta;
+use crate::block::{BlockMeta, is_block_id};
 use crate::error::{Error, Result};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -38,16 +38,62 @@ struct Envelope {
 }
 
 impl Manifest {
-    /// Reads the manifest; a store without one is empty.
-    pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Self> {
-        let bytes = match store.get(&Path::from(MANIFEST_FILE)).await {
-            Ok(r) => r.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Ok(Manifest {
+    /// Reads the manifest at open. A store without one is a fresh database only if it holds no
+    /// block folders either; then an empty manifest is written at once, so that from now on a
+    /// missing manifest always means damage. A missing manifest next to blocks, or one that
+    /// cannot be read, refuses the open: reading it as empty would delete every block as an
+    /// orphan. `local` is the store's folder when it is a local file system.
+    pub async fn open(
+        store: &Arc<dyn ObjectStore>,
+        local: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let location = match local {
+            Some(dir) => dir.join(MANIFEST_FILE).display().to_string(),
+            None => format!("{MANIFEST_FILE} in {store}"),
+        };
+        match Self::load(store).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => {
+                let listing = store.list_with_delimiter(None).await?;
+                let blocks: Vec<String> = listing
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename())
+                    .filter(|n| is_block_id(n))
+                    .map(str::to_string)
+                    .collect();
+                if let Some(first) = blocks.first() {
+                    return Err(Error::Manifest(format!(
+                        "the manifest {location} is missing, but the block store holds {} \
+                         block folder(s) ({first}, ...). Quiver will not start: without the \
+                         manifest every block would be deleted as an orphan. Restore \
+                         {MANIFEST_FILE} from a backup, or move the block folders out of the \
+                         store to start an empty database.",
+                        blocks.len()
+                    )));
+                }
+                let fresh = Manifest {
                     next_seq: 1,
                     ..Default::default()
-                });
+                };
+                fresh.store(store, local).await?;
+                Ok(fresh)
             }
+            Err(e) => Err(Error::Manifest(format!(
+                "the manifest {location} cannot be read: {}. Quiver will not start: without \
+                 the manifest every block would be deleted as an orphan. Restore \
+                 {MANIFEST_FILE} from a backup (or fix what keeps it from being read) and start \
+                 again.",
+                crate::error::chain(&e)
+            ))),
+        }
+    }
+
+    /// Reads the manifest; `None` when the store has none.
+    pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Option<Self>> {
+        let bytes = match store.get(&Path::from(MANIFEST_FILE)).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let json = |e| Error::Json {
@@ -69,11 +115,18 @@ impl Manifest {
         if crc32c::crc32c(&body) != env.crc32c {
             return Err(corrupt("checksum mismatch".into()));
         }
-        serde_json::from_value(env.body).map_err(json)
+        serde_json::from_value(env.body).map_err(json).map(Some)
     }
 
-    /// Replaces the manifest in one put (atomic on every `object_store` backend).
-    pub async fn store(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
+    /// Replaces the manifest in one put (atomic on every `object_store` backend); in a local
+    /// store (`local`), the file and its folder are synced before this returns, so nothing
+    /// that depends on the new manifest (deleting WAL segments, replaced blocks) runs ahead
+    /// of it.
+    pub async fn store(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        local: Option<&std::path::Path>,
+    ) -> Result<()> {
         let json = |e| Error::Json {
             what: MANIFEST_FILE.into(),
             source: e,
@@ -87,9 +140,11 @@ impl Manifest {
             body,
         };
         let bytes = serde_json::to_vec_pretty(&env).map_err(json)?;
-        store
-            .put(&Path::from(MANIFEST_FILE), PutPayload::from(bytes))
-            .await?;
+        let path = Path::from(MANIFEST_FILE);
+        store.put(&path, PutPayload::from(bytes)).await?;
+        if let Some(root) = local {
+            crate::fsync::sync_put(root, &[path]).await?;
+        }
         Ok(())
     }
 }
@@ -102,14 +157,14 @@ mod tests {
     #[tokio::test]
     async fn manifest_round_trips_and_detects_tampering() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        assert_eq!(Manifest::load(&store).await.unwrap().blocks.len(), 0);
+        assert_eq!(Manifest::load(&store).await.unwrap(), None);
         let m = Manifest {
             next_seq: 3,
             next_series_id: 10,
             blocks: vec![],
         };
-        m.store(&store).await.unwrap();
-        assert_eq!(Manifest::load(&store).await.unwrap(), m);
+        m.store(&store, None).await.unwrap();
+        assert_eq!(Manifest::load(&store).await.unwrap(), Some(m));
 
         let raw = store
             .get(&Path::from(MANIFEST_FILE))

@@ -28,6 +28,7 @@ impl Fixture {
                 .with_automatic_cleanup(true),
         );
         let mut o = Options::new(self.dir.path().join("wal"), store);
+        o.local_block_dir = Some(blocks);
         o.retention_ms = i64::MAX / 4;
         o
     }
@@ -235,6 +236,91 @@ async fn an_interrupted_block_write_leaves_no_trace() {
         2,
         "the samples are still in the WAL"
     );
+}
+
+/// A store whose series `m` (2 series, 10 samples each) was flushed into one block, closed.
+async fn closed_store_with_one_block() -> Fixture {
+    let f = Fixture::new();
+    let db = f.open().await;
+    db.append(batch("m", 2, 10, 0)).await.unwrap();
+    db.flush().await.unwrap();
+    db.close().await;
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_cleanup_deletes_only_what_quiver_writes() {
+    let f = closed_store_with_one_block().await;
+    let blocks = f.dir.path().join("blocks");
+    let put = |rel: &str| {
+        let path = blocks.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"x").unwrap();
+        path
+    };
+    // Left by a crash: a block nothing names (one file half staged), a staged manifest.
+    let orphan = put("b000000000099/samples.parquet");
+    put("b000000000099/series.parquet#1");
+    let staged_manifest = put("manifest.json#3");
+    // Put there by someone else: folders and files whose names only look like Quiver's.
+    let theirs = [
+        put("backup/notes.txt"),
+        put("b-mine/samples.parquet"),
+        put("b00000000009/samples.parquet"),
+        put("bin/tool"),
+        put("b000000000098.parquet"),
+        put("manifest.json.bak"),
+        put("manifest.json#old"),
+    ];
+
+    let db = f.open().await;
+    assert!(
+        !orphan.parent().unwrap().exists(),
+        "the orphaned block folder is gone, staged file and all"
+    );
+    assert!(!staged_manifest.exists(), "the staged manifest is gone");
+    for path in &theirs {
+        assert!(path.exists(), "{} was deleted", path.display());
+    }
+    assert_eq!(block_dirs(&f).len(), 5, "{:?}", block_dirs(&f));
+    assert_eq!(all_samples(&db, "m").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_manifest_next_to_blocks_refuses_the_open_and_deletes_nothing() {
+    let f = closed_store_with_one_block().await;
+    let manifest = f.dir.path().join("blocks").join("manifest.json");
+    std::fs::remove_file(&manifest).unwrap();
+    let before = block_dirs(&f);
+    assert_eq!(before.len(), 1);
+
+    let err = Db::open(f.options()).await.unwrap_err().to_string();
+    assert!(err.contains(&manifest.display().to_string()), "{err}");
+    assert!(err.contains("missing") && err.contains("Restore"), "{err}");
+    assert_eq!(block_dirs(&f), before, "no block was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_manifest_refuses_the_open_with_its_path() {
+    let f = closed_store_with_one_block().await;
+    let manifest = f.dir.path().join("blocks").join("manifest.json");
+    std::fs::write(&manifest, b"{not json").unwrap();
+
+    let err = Db::open(f.options()).await.unwrap_err().to_string();
+    assert!(err.contains(&manifest.display().to_string()), "{err}");
+    assert!(err.contains("cannot be read"), "{err}");
+    assert_eq!(block_dirs(&f).len(), 1, "no block was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_store_gets_its_manifest_at_open() {
+    let f = Fixture::new();
+    let db = f.open().await;
+    // From now on a missing manifest can only mean damage, not a first flush cut short.
+    assert!(f.dir.path().join("blocks").join("manifest.json").exists());
+    db.close().await;
+    drop(db);
+    f.open().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

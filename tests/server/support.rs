@@ -228,7 +228,18 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub async fn start(data: &Path, extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::start_on(data, free_port(), extra).await
+    }
+
+    /// Starts it on this HTTP port (for a configuration that has to name the port).
+    pub async fn start_on(data: &Path, port: u16, extra: &[&str]) -> Self {
+        let server = Self::spawn_on(data, port, extra);
+        wait_ready(&server.base).await;
+        server
+    }
+
+    /// Starts the process without waiting until it is ready (to kill it while it opens).
+    pub fn spawn_on(data: &Path, port: u16, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .arg(format!("--storage.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -240,7 +251,6 @@ impl ChildServer {
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        wait_ready(&base).await;
         ChildServer { base, child }
     }
 

@@ -63,6 +63,13 @@ pub fn block_id(seq: u64) -> String {
     format!("b{seq:012}")
 }
 
+/// Whether a folder name is one [`block_id`] makes (`b` and at least twelve digits): the only
+/// folders the engine ever deletes as orphans.
+pub fn is_block_id(name: &str) -> bool {
+    name.strip_prefix('b')
+        .is_some_and(|digits| digits.len() >= 12 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The type of the timestamp columns: milliseconds, UTC, so DuckDB and pandas see times.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))

@@ -33,6 +33,10 @@ pub struct WalMetrics {
     pub records: AtomicU64,
     pub bytes: AtomicU64,
     pub truncations: AtomicU64,
+    /// Damaged segments moved aside at replay.
+    pub corrupt_segments: AtomicU64,
+    /// Writes or fsyncs that failed (each refused the appends it carried).
+    pub write_failures: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -51,11 +55,27 @@ pub struct Wal {
     tx: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<WalMetrics>,
+    #[cfg(test)]
+    faults: Faults,
 }
+
+/// A failure the writer fakes at its next commit (tests only).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fault {
+    /// Half the bytes are written, then the disk is full.
+    ShortWrite,
+    /// Everything is written, then the fsync fails.
+    FailedSync,
+}
+
+#[cfg(test)]
+type Faults = Arc<Mutex<std::collections::VecDeque<Fault>>>;
 
 impl Wal {
     /// Replays every segment in `dir` in order, handing each record to `on_record`, then opens a
-    /// new segment for appends. Torn or corrupt tails are cut off and logged.
+    /// new segment for appends. A torn tail of the last segment is cut; a damaged segment is
+    /// moved aside with its good records kept (see [`segment::replay`]).
     pub fn open(
         dir: &Path,
         metrics: Arc<WalMetrics>,
@@ -63,9 +83,9 @@ impl Wal {
     ) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let seqs = segment::list_segments(dir)?;
-        for &seq in &seqs {
+        for (i, &seq) in seqs.iter().enumerate() {
             let path = segment::segment_path(dir, seq);
-            let replay = segment::replay(&path, |payload| {
+            let replay = segment::replay(&path, i + 1 == seqs.len(), |payload| {
                 on_record(WalRecord::decode(payload)?);
                 Ok(())
             })?;
@@ -73,20 +93,35 @@ impl Wal {
                 metrics.truncations.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     segment = %path.display(), kept_records = replay.records, cut_bytes = bytes,
-                    "cut a torn or corrupt WAL tail: {reason}"
+                    "cut a torn WAL tail (left by a crash in the middle of a write): {reason}"
+                );
+            }
+            if let Some((aside, reason)) = replay.moved_aside {
+                metrics.corrupt_segments.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    segment = %path.display(), kept_records = replay.records,
+                    moved_to = %aside.display(),
+                    "a WAL segment is damaged: {reason}; the records before the damage are kept \
+                     and replayed, the whole file is kept at moved_to for inspection (delete it \
+                     once it is no longer needed)"
                 );
             }
         }
         let next = seqs.last().map_or(1, |s| s + 1);
         let file = segment::create(dir, next)?;
         let (tx, rx) = mpsc::channel();
+        #[cfg(test)]
+        let faults = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let writer = Writer {
             dir: dir.to_path_buf(),
             seq: next,
             file,
             size: segment::HEADER_LEN as u64,
             unsynced: false,
+            broken: false,
             metrics: metrics.clone(),
+            #[cfg(test)]
+            faults: faults.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("quiver-wal".into())
@@ -97,7 +132,15 @@ impl Wal {
             tx,
             writer: Mutex::new(Some(handle)),
             metrics,
+            #[cfg(test)]
+            faults,
         })
+    }
+
+    /// Makes the next commits fail, one fault each, in order (tests only).
+    #[cfg(test)]
+    pub(crate) fn inject(&self, fault: Fault) {
+        self.faults.lock().push_back(fault);
     }
 
     /// Queues a record; the returned receiver resolves once it is durable. Sending is ordered:
@@ -189,10 +232,15 @@ struct Writer {
     dir: PathBuf,
     seq: u64,
     file: File,
+    /// The segment's length up to its last good record: where a failed write is cut back to.
     size: u64,
     /// Written and not yet synced (records submitted without an fsync of their own).
     unsynced: bool,
+    /// A failed write could not be cut back: the next commit starts a new segment first.
+    broken: bool,
     metrics: Arc<WalMetrics>,
+    #[cfg(test)]
+    faults: Faults,
 }
 
 impl Writer {
@@ -238,7 +286,9 @@ impl Writer {
     }
 
     /// Writes the queued frames, fsyncs once (when a record asks for it, or `sync` does and
-    /// something is unsynced), and answers every waiting append.
+    /// something is unsynced), and answers every waiting append. A failure refuses them all
+    /// ([`Error::WalUnavailable`]) and leaves the segment as it was before (see
+    /// [`Writer::cut_back`]), so records acknowledged later are never behind a torn frame.
     fn commit(
         &mut self,
         buf: &mut Vec<u8>,
@@ -248,14 +298,8 @@ impl Writer {
         if acks.is_empty() && !(sync && self.unsynced) {
             return;
         }
+        let result = self.write_out(buf, sync);
         let path = segment::segment_path(&self.dir, self.seq);
-        let result = self.file.write_all(buf).and_then(|_| {
-            if sync {
-                self.file.sync_data()?;
-                self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        });
         match &result {
             Ok(()) => {
                 self.unsynced = !sync;
@@ -267,33 +311,95 @@ impl Writer {
                     .bytes
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(segment = %path.display(), "WAL write failed: {e}"),
+            Err(e) => {
+                self.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(segment = %path.display(), "WAL write failed, {} appends refused: {e}", acks.len());
+                self.cut_back();
+            }
         }
         for ack in acks.drain(..) {
             let r = match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(Error::io(
-                    &path,
-                    std::io::Error::new(e.kind(), e.to_string()),
-                )),
+                Err(e) => Err(Error::WalUnavailable {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                }),
             };
             let _ = ack.send(r);
         }
         buf.clear();
     }
 
+    /// Appends `buf` to the segment (starting a new one first if the last failure left this one
+    /// broken) and syncs it if asked.
+    fn write_out(&mut self, buf: &[u8], sync: bool) -> std::io::Result<()> {
+        if self.broken {
+            self.start_segment()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        #[cfg(test)]
+        let fault = self.faults.lock().pop_front();
+        #[cfg(test)]
+        if let Some(Fault::ShortWrite) = fault {
+            self.file.write_all(&buf[..buf.len() / 2])?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "injected: no space left on device",
+            ));
+        }
+        self.file.write_all(buf)?;
+        if sync {
+            #[cfg(test)]
+            if let Some(Fault::FailedSync) = fault {
+                return Err(std::io::Error::other("injected: fsync failed"));
+            }
+            self.file.sync_data()?;
+            self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// After a failed write or fsync: cuts the segment back to its last good record (durably,
+    /// so a crash cannot bring back the refused bytes either). If that fails too, the segment
+    /// is left as it is and later records go to a new one: replay then finds the damage in an
+    /// earlier segment, keeps what precedes it and goes on.
+    fn cut_back(&mut self) {
+        let cut = self
+            .file
+            .set_len(self.size)
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = cut {
+            tracing::error!(
+                segment = %segment::segment_path(&self.dir, self.seq).display(),
+                "could not cut a failed WAL write back ({e}); later records go to a new segment"
+            );
+            self.broken = true;
+            if let Err(e) = self.start_segment() {
+                tracing::error!("could not start a new WAL segment: {e}");
+            }
+        }
+    }
+
     fn roll(&mut self) -> Result<u64> {
-        if self.unsynced {
+        if self.unsynced && !self.broken {
             self.file
                 .sync_data()
                 .map_err(|e| Error::io(segment::segment_path(&self.dir, self.seq), e))?;
             self.unsynced = false;
         }
+        self.start_segment()?;
+        Ok(self.seq)
+    }
+
+    /// Moves on to a new segment.
+    fn start_segment(&mut self) -> Result<()> {
         let next = self.seq + 1;
         self.file = segment::create(&self.dir, next)?;
         self.seq = next;
         self.size = segment::HEADER_LEN as u64;
-        Ok(next)
+        self.unsynced = false;
+        self.broken = false;
+        Ok(())
     }
 }
 
@@ -374,5 +480,80 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, [2]);
+    }
+
+    /// Replays the WAL in `dir` and answers every record's first timestamp.
+    fn replayed(dir: &Path) -> Vec<i64> {
+        let mut seen = Vec::new();
+        let _wal = Wal::open(dir, Arc::new(WalMetrics::default()), |r| {
+            seen.extend(r.timestamps)
+        })
+        .unwrap();
+        seen
+    }
+
+    /// Writes record 1, has the write of record 2 fail with `fault` (it must be refused as
+    /// unavailable), writes record 3, closes; answers the WAL's metrics.
+    async fn refuse_the_second_of_three(dir: &Path, fault: Fault) -> Arc<WalMetrics> {
+        let metrics = Arc::new(WalMetrics::default());
+        let wal = Wal::open(dir, metrics.clone(), |_| {}).unwrap();
+        wal.submit(&record(1)).await.unwrap().unwrap();
+        wal.inject(fault);
+        let err = wal.submit(&record(2)).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+        wal.submit(&record(3)).await.unwrap().unwrap();
+        wal.close().await;
+        metrics
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_refused_and_records_acknowledged_after_it_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        // The disk fills in the middle of the second write: half a frame is on disk.
+        let metrics = refuse_the_second_of_three(dir.path(), Fault::ShortWrite).await;
+        assert_eq!(metrics.write_failures.load(Ordering::Relaxed), 1);
+        // The torn frame was cut before record 3 was written: replay reaches it, and finds no
+        // damage to move aside.
+        assert_eq!(replayed(dir.path()), [1, 3]);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("corrupt")), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_is_refused_and_its_record_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        refuse_the_second_of_three(dir.path(), Fault::FailedSync).await;
+        // The refused record's bytes were cut back: what was refused does not come back.
+        assert_eq!(replayed(dir.path()), [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_earlier_segment_keeps_its_good_records_and_later_segments_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |_| {}).unwrap();
+            wal.submit(&record(1)).await.unwrap().unwrap();
+            wal.submit(&record(2)).await.unwrap().unwrap();
+            wal.roll().await.unwrap().unwrap();
+            wal.submit(&record(3)).await.unwrap().unwrap();
+            wal.close().await;
+        }
+        // Flip a byte of the second record of the first segment.
+        let first = segment::segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&first).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0xff;
+        fs::write(&first, &bytes).unwrap();
+        let metrics = Arc::new(WalMetrics::default());
+        let mut seen = Vec::new();
+        drop(Wal::open(dir.path(), metrics.clone(), |r| seen.extend(r.timestamps)).unwrap());
+        assert_eq!(seen, [1, 3]);
+        assert_eq!(metrics.corrupt_segments.load(Ordering::Relaxed), 1);
+        // The good record is still in a segment: it survives the next restart too.
+        assert_eq!(replayed(dir.path()), [1, 3]);
     }
 }
