@@ -31,11 +31,7 @@ async fn server_with_gpus(flags: &[&str]) -> TestServer {
 }
 
 async fn channel(s: &TestServer) -> Channel {
-    Channel::from_shared(s.flight.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    super::support::flight_channel(s).await
 }
 
 /// The error of a call that must fail.

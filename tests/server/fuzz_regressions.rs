@@ -31,12 +31,11 @@ fn every_fuzz_seed_and_regression_input_is_handled() {
     assert!(ran >= quiver::fuzzing::TARGETS.len());
 }
 
-/// Writes the binary seeds (remote-write bodies, WAL records, a prepared-statement handle)
-/// from the encoders they stand for. Run by hand when a format changes:
-/// `cargo test --test tests write_binary_fuzz_seeds -- --ignored`.
+/// The binary seeds (remote-write bodies, a WAL record, a prepared-statement handle) are what
+/// the encoders they stand for make today; `QUIVER_WRITE_SEEDS=1` writes them anew after a
+/// format change.
 #[test]
-#[ignore = "writes fuzz/seeds: run by hand when an encoding changes"]
-fn write_binary_fuzz_seeds() {
+fn binary_fuzz_seeds_are_what_the_encoders_make() {
     use quiver::ingest::remote_write::{TimeSeries, WriteRequest, encode};
     use quiver_storage::wal::WalRecord;
     use quiver_storage::{LabelLimits, Labels, SeriesId};
@@ -55,9 +54,7 @@ fn write_binary_fuzz_seeds() {
         ],
     };
     let body = encode(&req);
-    std::fs::write(seeds.join("remote_write/two_series"), &body).unwrap();
     let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-    std::fs::write(seeds.join("remote_write_protobuf/two_series"), &raw).unwrap();
     let labels =
         Labels::try_from_pairs([("__name__", "up"), ("job", "a")], &LabelLimits::default())
             .unwrap();
@@ -67,13 +64,29 @@ fn write_binary_fuzz_seeds() {
         timestamps: vec![1_000, 2_000],
         values: vec![1.5, f64::INFINITY],
     };
-    let mut out = Vec::new();
-    record.encode(&mut out);
-    std::fs::write(seeds.join("wal_record/two_samples"), &out).unwrap();
+    let mut wal = Vec::new();
+    record.encode(&mut wal);
     // A prepared statement's handle: `Q1`, the statement's length (u32, little-endian), then it.
     let sql = b"SELECT * FROM samples WHERE value > $1";
     let mut handle = b"Q1".to_vec();
     handle.extend_from_slice(&(sql.len() as u32).to_le_bytes());
     handle.extend_from_slice(sql);
-    std::fs::write(seeds.join("flight_ticket/handle"), &handle).unwrap();
+    let write = std::env::var_os("QUIVER_WRITE_SEEDS").is_some();
+    for (path, bytes) in [
+        ("remote_write/two_series", body),
+        ("remote_write_protobuf/two_series", raw),
+        ("wal_record/two_samples", wal),
+        ("flight_ticket/handle", handle),
+    ] {
+        let path = seeds.join(path);
+        if write {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == bytes,
+            "{} is not what its encoder makes now (QUIVER_WRITE_SEEDS=1 writes it)",
+            path.display()
+        );
+    }
 }

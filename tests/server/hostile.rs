@@ -9,7 +9,6 @@ use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
 use serde_json::Value;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::support::*;
 
@@ -43,14 +42,6 @@ async fn still_serving(s: &TestServer) {
     let (code, v) = get_api(s, "/api/v1/query", &[("query", "1+1")]).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["data"]["result"][1], "2");
-}
-
-async fn flight_channel(s: &TestServer) -> Channel {
-    Channel::from_shared(s.flight.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

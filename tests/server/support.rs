@@ -475,3 +475,12 @@ pub fn python_json(script: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// A channel to the server's Flight port.
+pub async fn flight_channel(s: &TestServer) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(s.flight.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
