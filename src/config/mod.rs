@@ -455,7 +455,7 @@ alerting:
         let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
             let prev = format!("*a{}", i - 1);
-            let refs = vec![prev.as_str(); 10].join(", ");
+            let refs = [prev.as_str(); 10].join(", ");
             yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
         }
         yaml.push_str("scrape_configs: *a11\n");

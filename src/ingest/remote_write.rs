@@ -653,7 +653,7 @@ mod tests {
             };
             let body = snap::raw::Encoder::new().compress_vec(&encode_raw(&req)).unwrap();
             let batch = decode(&body, usize::MAX, &Limits::default()).unwrap();
-            let mut got: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = batch
+            let mut got: Vec<DecodedSeries> = batch
                 .new_labels()
                 .map(|l| {
                     let l = l.expect("a new series");
@@ -663,7 +663,7 @@ mod tests {
             for (i, t, v) in batch.samples() {
                 got[i as usize].1.push((t, v.to_bits()));
             }
-            let want: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = series
+            let want: Vec<DecodedSeries> = series
                 .iter()
                 .filter(|(_, _, samples)| !samples.is_empty())
                 .map(|(name, labels, samples)| {
@@ -679,6 +679,9 @@ mod tests {
             proptest::prop_assert_eq!(got, want);
         }
     }
+
+    /// A series as the property test compares it: sorted labels, (timestamp, value bits).
+    type DecodedSeries = (Vec<(String, String)>, Vec<(i64, u64)>);
 
     /// The request as prost encodes it.
     fn encode_raw(req: &WriteRequest) -> Vec<u8> {

@@ -122,7 +122,7 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_sample() {
             "--storage.retention.time=100y",
             config.as_str(),
         ];
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             // Killed while it opens: replaying the WAL, deleting orphans, moving damage aside.
             let server = ChildServer::spawn_on(data.path(), port, &flags);
             tokio::time::sleep(Duration::from_millis(rng.next() % 150)).await;
