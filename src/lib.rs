@@ -23,14 +23,19 @@ pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod discovery;
+pub mod error;
 pub mod flight;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_client;
 pub mod ingest;
 pub mod metrics;
+pub mod relabel;
 pub mod rules;
 pub mod scrape;
+pub mod state;
+pub mod time;
 pub mod tls;
 
 use std::future::Future;
@@ -44,14 +49,15 @@ use quiver_storage::{Db, Options};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::params::parse_prometheus_duration;
-use crate::api::{AppState, app};
+use crate::api::app;
 use crate::auth::Auth;
 use crate::config::web::WebConfig;
 use crate::config::{Config, Flags};
 use crate::metrics::ServerMetrics;
 use crate::rules::RulesService;
 use crate::scrape::ScrapeManager;
+use crate::state::AppState;
+use crate::time::parse_prometheus_duration;
 
 /// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called), with
 /// Flight on `--flight.listen-address`. See [`run_with_flight`].
@@ -225,7 +231,7 @@ pub async fn run_with_flight(
                     _ = stop.wait_for(|s| *s) => break,
                 }
                 if let Err(e) = db.maintain(false).await {
-                    tracing::error!("storage maintenance failed: {}", api::error_chain(&e));
+                    tracing::error!("storage maintenance failed: {}", error::error_chain(&e));
                 }
             }
         }

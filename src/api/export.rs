@@ -8,9 +8,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::params::{MAX_TIME, MIN_TIME, Params};
+use super::params::Params;
 use super::series::{labels_json, parse_selector};
 use super::{ApiError, ApiResult, AppState};
+use crate::time::{MAX_TIME, MIN_TIME};
 
 /// At most this many series per export; narrow `match[]` or the time range for more.
 const MAX_SERIES: usize = 100_000;

@@ -11,8 +11,9 @@ use axum::extract::State;
 use quiver_promql::{Error as QueryError, ErrorKind as QueryErrorKind, LabelPairs, Value};
 use serde_json::{Map, Value as Json, json};
 
-use super::params::{Params, parse_duration};
+use super::params::Params;
 use super::{ApiError, ApiResult, AppState, ErrorType, success};
+use crate::time::parse_duration;
 
 pub async fn query(State(state): State<AppState>, params: Params) -> ApiResult {
     let engine = state.engine()?;
@@ -136,7 +137,7 @@ async fn with_timeout(
 
 /// Maps an engine error to Prometheus's `errorType` and status by whose fault it is.
 pub fn query_error(e: QueryError) -> ApiError {
-    let message = super::error_chain(&e);
+    let message = crate::error::error_chain(&e);
     match e.kind() {
         QueryErrorKind::BadData => ApiError::bad_data(message),
         QueryErrorKind::Execution | QueryErrorKind::Limit => {

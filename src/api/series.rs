@@ -5,8 +5,9 @@ use axum::extract::{Path, State};
 use quiver_storage::{Labels, Matchers};
 use serde_json::{Map, Value, json};
 
-use super::params::{MAX_TIME, MIN_TIME, Params};
+use super::params::Params;
 use super::{ApiError, ApiResult, AppState, success};
+use crate::time::{MAX_TIME, MIN_TIME};
 
 /// Parses a `match[]` selector (`up{job="a"}`, `{__name__=~"x.*"}`) into matcher sets: one set,
 /// or several for Prometheus 3's `{a="1" or b="2"}`.

@@ -13,7 +13,7 @@ use super::params::Params;
 use super::series::parse_selector;
 use super::{ApiError, ApiResult, AppState, success};
 use crate::config::file::PromDuration;
-use crate::scrape::relabel::LabelMap;
+use crate::relabel::LabelMap;
 use crate::scrape::scraper::TargetShared;
 
 fn map_json(m: &LabelMap) -> Value {

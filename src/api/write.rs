@@ -14,7 +14,7 @@ use crate::ingest::{remote_write, text};
 pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
     Bytes::from_request(req, &()).await.map_err(|e| {
-        if super::error_chain(&e).contains("length limit exceeded") {
+        if crate::error::error_chain(&e).contains("length limit exceeded") {
             ApiError::too_large(format!(
                 "request body is larger than the limit of {limit} bytes"
             ))

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::scrape::relabel::RelabelConfig;
+use quiver_storage::legacy_label_name;
+
+use crate::relabel::RelabelConfig;
 
 /// A Prometheus duration (`15s`, `1m30s`, `2h`), as written in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,7 +22,7 @@ pub struct PromDuration(pub Duration);
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        match crate::api::params::parse_prometheus_duration(&s) {
+        match crate::time::parse_prometheus_duration(&s) {
             Some(ms) if ms >= 0 => Ok(PromDuration(Duration::from_millis(ms as u64))),
             _ => Err(serde::de::Error::custom(format!(
                 "not a valid duration string: {s:?}"
@@ -36,7 +38,7 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in crate::api::params::DURATION_UNITS {
+        for (unit, size) in crate::time::DURATION_UNITS {
             let size = size as u64;
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
@@ -442,7 +444,7 @@ impl ConfigFile {
             ));
         }
         for name in g.external_labels.keys() {
-            if !valid_label_name(name) {
+            if !legacy_label_name(name) {
                 return Err(err_at(
                     "global.external_labels",
                     format!("global.external_labels: {name:?} is not a valid label name"),
@@ -478,7 +480,7 @@ impl ConfigFile {
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.sql_rules.iter().enumerate() {
             let f = format!("sql_rules[{i}]");
-            if !valid_label_name(&r.name) {
+            if !legacy_label_name(&r.name) {
                 return Err(err_at(
                     &format!("{f}.name"),
                     format!(
@@ -704,14 +706,6 @@ pub const KNOWN_PROTOCOLS: [&str; 5] = [
     "PrometheusText0.0.4",
     "PrometheusText1.0.0",
 ];
-
-/// A legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`. (UTF-8 names are allowed in data; config
-/// label names keep the classic form, as Prometheus 2 requires.)
-pub fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 /// Reads a YAML file strictly into `T` (an empty file is `T::default()`): an unknown field or a
 /// wrong type is an error naming `file`, the line and the field path. The main configuration

@@ -33,7 +33,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::DoGetStream;
 use super::handle::Handle;
-use crate::api::AppState;
+use crate::state::AppState;
 
 /// The schema clients see: dictionaries sent as their values (the encoder hydrates them).
 fn flight_schema(schema: &Schema) -> Schema {
@@ -100,6 +100,30 @@ impl QuiverFlightSql {
             .map_err(|e| Status::unavailable(e.message))
     }
 
+    /// A turn among `--query.max-concurrency`.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.state.query_permit().await.map_err(|e| {
+            if e.error_type == crate::error::ErrorType::Timeout {
+                Status::deadline_exceeded(e.message)
+            } else {
+                Status::unavailable(e.message)
+            }
+        })
+    }
+
+    /// Plans a statement in a turn of its own: planning can run a query (`promql()` is
+    /// evaluated when the plan is built), so `GetFlightInfo` and prepared statements wait
+    /// like `DoGet` does.
+    async fn plan_in_turn(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<DataFrame, Status> {
+        let _permit = self.permit().await?;
+        self.plan(sql, params).await
+    }
+
+    /// Plans a statement; the caller holds a turn.
     async fn plan(&self, sql: &str, params: Option<ParamValues>) -> Result<DataFrame, Status> {
         let mut df = self.session()?.sql(sql).await.map_err(plan_error)?;
         if let Some(p) = params {
@@ -115,13 +139,7 @@ impl QuiverFlightSql {
         params: Option<ParamValues>,
     ) -> Result<DoGetStream, Status> {
         // A turn among `--query.max-concurrency`, held until the stream is dropped.
-        let permit = self.state.query_permit().await.map_err(|e| {
-            if e.error_type == crate::api::ErrorType::Timeout {
-                Status::deadline_exceeded(e.message)
-            } else {
-                Status::unavailable(e.message)
-            }
-        })?;
+        let permit = self.permit().await?;
         let df = self.plan(sql, params).await?;
         let batches = self.session()?.execute(df).await.map_err(execution_error)?;
         let schema = batches.schema();
@@ -213,7 +231,7 @@ impl FlightSqlService for QuiverFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let df = self.plan(&query.query, None).await?;
+        let df = self.plan_in_turn(&query.query, None).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -236,7 +254,9 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
-        let df = self.plan(&handle.sql, handle.param_values()?).await?;
+        let df = self
+            .plan_in_turn(&handle.sql, handle.param_values()?)
+            .await?;
         Self::info(df.schema().as_arrow(), &cmd, request)
     }
 
@@ -256,7 +276,7 @@ impl FlightSqlService for QuiverFlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let df = self.plan(&query.query, None).await?;
+        let df = self.plan_in_turn(&query.query, None).await?;
         let options = IpcWriteOptions::default();
         let IpcMessage(dataset_schema) =
             SchemaAsIpc::new(&flight_schema(df.schema().as_arrow()), &options)
@@ -342,7 +362,8 @@ impl FlightSqlService for QuiverFlightSql {
             params,
         };
         // Check the binding now, so a bad parameter fails here rather than at DoGet.
-        self.plan(&handle.sql, handle.param_values()?).await?;
+        self.plan_in_turn(&handle.sql, handle.param_values()?)
+            .await?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.encode().into()),
         })

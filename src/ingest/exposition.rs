@@ -310,7 +310,7 @@ fn split_name(s: &str) -> Result<(&str, &str), String> {
     }
     let end = s.find([' ', '\t']).unwrap_or(s.len());
     let name = &s[..end];
-    if !valid_metric_name(name) {
+    if !quiver_storage::legacy_metric_name(name) {
         return Err(format!("invalid metric name {name:?}"));
     }
     Ok((name, &s[end..]))
@@ -392,13 +392,6 @@ fn scan_series_text(line: &str) -> Result<usize, String> {
         Some(end) if end > name_end => Ok(end + 1),
         _ => Err(format!("unterminated label set in {line:?}")),
     }
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn valid_metric_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
 }
 
 /// Parses a series text into label pairs, `__name__` first.

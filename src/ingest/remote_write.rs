@@ -8,7 +8,7 @@ use prost::Message;
 use quiver_storage::labels::validate_pairs;
 use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {

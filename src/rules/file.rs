@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer};
 
 use super::template::Expander;
 use crate::config::ConfigError;
-use crate::config::file::{PromDuration, locate, parse_strict, valid_label_name};
-use crate::ingest::exposition::valid_metric_name;
+use crate::config::file::{PromDuration, locate, parse_strict};
+use quiver_storage::{legacy_label_name, legacy_metric_name};
 
 /// A rule file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,7 +138,7 @@ fn check(file: &str, yaml: &str, spec: &RuleFileSpec) -> Result<(), ConfigError>
             ));
         }
         for name in group.labels.keys() {
-            if !valid_label_name(name) || name == "__name__" {
+            if !legacy_label_name(name) || name == "__name__" {
                 return Err(at(
                     &format!("{gpath}.labels"),
                     format!("group {:?}: invalid label name {name:?}", group.name),
@@ -201,7 +201,7 @@ fn check_rule(
         return Err(err("expr", format!("could not parse expression: {e}")));
     }
     if let Some(record) = &rule.record {
-        if !valid_metric_name(record) {
+        if !legacy_metric_name(record) {
             return Err(err(
                 "record",
                 format!("invalid recording rule name: {record}"),
@@ -229,7 +229,7 @@ fn check_rule(
         return Err(err("alert", "invalid alert name: empty".into()));
     }
     for (name, value) in &rule.labels {
-        if !valid_label_name(name) {
+        if !legacy_label_name(name) {
             return Err(err("labels", format!("invalid label name: {name}")));
         }
         if name == "__name__" && rule.record.is_some() {
@@ -244,7 +244,7 @@ fn check_rule(
         }
     }
     for (name, value) in &rule.annotations {
-        if !valid_label_name(name) {
+        if !legacy_label_name(name) {
             return Err(err(
                 "annotations",
                 format!("invalid annotation name: {name}"),

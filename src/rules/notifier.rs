@@ -18,10 +18,9 @@ use tokio::sync::{Notify, watch};
 
 use super::alerting::Notification;
 use crate::config::file::{AlertingConfig, AlertmanagerConfig};
+use crate::discovery::{FILE_POLL, FileSd, TargetGroup, static_groups};
 use crate::http_client::{self, Credentials};
-use crate::scrape::discovery::{FILE_POLL, FileSd, static_groups};
-use crate::scrape::relabel::{LabelMap, process};
-use crate::scrape::target::TargetGroup;
+use crate::relabel::{LabelMap, process};
 
 /// Alerts per request.
 const BATCH: usize = 64;
@@ -321,7 +320,10 @@ impl AmSet {
                 bearer_token_file: cfg.bearer_token_file.as_ref(),
             },
         )?;
-        let resp = req.send().await.map_err(|e| crate::api::error_chain(&e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::error::error_chain(&e))?;
         if resp.status().is_success() {
             Ok(())
         } else {

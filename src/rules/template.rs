@@ -190,7 +190,7 @@ impl Expander {
                 "parseDuration",
                 Arc::new(move |a: &[Value]| {
                     let s = string(a, 0)?;
-                    crate::api::params::parse_prometheus_duration(&s)
+                    crate::time::parse_prometheus_duration(&s)
                         .map(|ms| Value::Float(ms as f64 / 1000.0))
                         .ok_or_else(|| format!("not a valid duration string: {s:?}"))
                 }),

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::file::{ConfigFile, ScrapeJob};
 
-use super::discovery::{self, FileSd};
-use super::relabel::LabelMap;
 use super::scraper::{LoopCtx, LoopState, ScrapeMetrics, Settings, Stop, TargetShared, run_loop};
-use super::target::{Populated, TargetGroup, targets_from_groups};
+use super::target::{Populated, targets_from_groups};
+use crate::discovery::{self, FileSd, TargetGroup};
+use crate::relabel::LabelMap;
 
 /// A configuration's scrape jobs, with the clients of the new and changed ones built.
 pub struct ScrapePlan {

@@ -16,8 +16,8 @@ use quiver_storage::{Db, LabelLimits, Labels, STALE_NAN_BITS, SeriesId, WriteBat
 use crate::config::file::ScrapeJob;
 use crate::ingest::exposition::{Entry, Format, MetricType, Parser, parse_series};
 
-use super::relabel::{self, LabelMap};
 use super::target::Target;
+use crate::relabel::{self, LabelMap};
 
 /// The Accept header Prometheus 2.42 sends (protobuf is not asked for).
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -549,7 +549,7 @@ pub async fn fetch(
         let mut resp = req
             .send()
             .await
-            .map_err(|e| format!("Get {:?}: {}", target.url, crate::api::error_chain(&e)))?;
+            .map_err(|e| format!("Get {:?}: {}", target.url, crate::error::error_chain(&e)))?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(format!("server returned HTTP status {}", resp.status()));
         }
@@ -563,7 +563,7 @@ pub async fn fetch(
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| format!("reading the body: {}", crate::api::error_chain(&e)))?
+            .map_err(|e| format!("reading the body: {}", crate::error::error_chain(&e)))?
         {
             body.extend_from_slice(&chunk);
             if job.body_size_limit > 0 && body.len() as u64 > job.body_size_limit {

@@ -7,18 +7,8 @@ use std::hash::{Hash, Hasher};
 
 use crate::config::file::{PromDuration, ScrapeJob};
 
-use super::relabel::{self, LabelMap};
-
-/// A group of targets from one source (a static config, or one file of file SD).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TargetGroup {
-    /// Where it came from (for logs): `static/0`, or the file name and index.
-    pub source: String,
-    /// One label set per target (`__address__` and any per-target labels).
-    pub targets: Vec<LabelMap>,
-    /// Labels every target of the group gets.
-    pub labels: LabelMap,
-}
+use crate::discovery::TargetGroup;
+use crate::relabel::{self, LabelMap};
 
 /// A target after relabeling.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +156,7 @@ fn parse_label_duration(
 ) -> Result<std::time::Duration, String> {
     match lset.get(name) {
         None => Ok(default),
-        Some(v) => match crate::api::params::parse_prometheus_duration(v) {
+        Some(v) => match crate::time::parse_prometheus_duration(v) {
             Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms as u64)),
             _ => Err(format!("error parsing {name} label {v:?}")),
         },

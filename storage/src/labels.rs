@@ -32,6 +32,27 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Whether `name` may name a label in data: Prometheus 3 accepts any UTF-8 name but the empty
+/// one.
+pub fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// A legacy label name, `[a-zA-Z_][a-zA-Z0-9_]*`, as configuration and rule files require
+/// (Prometheus 2's form).
+pub fn legacy_label_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// A legacy metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn legacy_metric_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
 /// One label: a name and a non-empty value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {

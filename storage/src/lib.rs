@@ -40,5 +40,6 @@ pub use db::{
 pub use error::{Error, ErrorKind, Result};
 pub use labels::{
     LabelLimits, Labels, METRIC_NAME, STALE_NAN_BITS, SeriesId, Timestamp, is_stale_nan,
+    legacy_label_name, legacy_metric_name, valid_label_name,
 };
-pub use matchers::{MatchOp, Matcher, Matchers};
+pub use matchers::{MatchOp, Matcher, Matchers, anchored_regex};

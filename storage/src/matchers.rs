@@ -6,6 +6,23 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 
+/// The compiled size a regular expression may reach (the `regex` crate's default, stated
+/// here so every caller has the same bound).
+const REGEX_SIZE_LIMIT: usize = 10 << 20;
+
+/// Compiles `pattern` as Prometheus does everywhere (matchers, `label_replace`, relabeling):
+/// anchored at both ends, `.` matching newlines. The one place Quiver builds such a regex.
+/// The pattern must be a whole regular expression on its own: `a)|(b` would otherwise escape
+/// the anchors (`^(?s:a)|(b)$`); Prometheus refuses it too.
+pub fn anchored_regex(pattern: &str) -> std::result::Result<Regex, regex::Error> {
+    if let Err(e) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
+        return Err(regex::Error::Syntax(e.to_string()));
+    }
+    regex::RegexBuilder::new(&format!("^(?s:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 /// How a matcher compares a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
@@ -29,7 +46,7 @@ impl Matcher {
         let (name, value) = (name.into(), value.into());
         let regex = match op {
             MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+                Some(anchored_regex(&value).map_err(|e| {
                     Error::InvalidMatcher(format!("invalid regular expression {value:?}: {e}"))
                 })?)
             }
@@ -92,6 +109,15 @@ impl Matchers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_cannot_escape_its_anchors() {
+        for p in ["a)|(b", "a)(?-s:.*", ")", "("] {
+            assert!(anchored_regex(p).is_err(), "{p:?} was accepted");
+        }
+        let re = anchored_regex("a|b").unwrap();
+        assert!(re.is_match("a") && !re.is_match("ab") && !re.is_match("xa"));
+    }
 
     #[test]
     fn regexes_are_anchored_and_dot_matches_newline() {

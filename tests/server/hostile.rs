@@ -249,7 +249,8 @@ async fn sql_past_its_time_or_memory_stops_and_the_server_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_past_max_concurrency_wait_their_turn() {
     let s = TestServer::start(&["--query.max-concurrency=1", "--query.timeout=3s"]).await;
-    let slow = {
+    // A query that holds the only turn until its 3 s timeout.
+    let slow = |s: &TestServer| {
         let url = s.url("/api/v1/sql");
         tokio::spawn(async move {
             client()
@@ -265,16 +266,33 @@ async fn queries_past_max_concurrency_wait_their_turn() {
                 .as_u16()
         })
     };
+    let holder = slow(&s);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let (code, v) = get_api(&s, "/api/v1/query", &[("query", "1+1")]).await;
     let waited = started.elapsed();
-    assert_eq!(slow.await.unwrap(), 503);
+    assert_eq!(holder.await.unwrap(), 503);
     // The quick query ran once the slow one gave up its turn (at its 3 s timeout), not beside it.
     assert_eq!(code, 200, "{v}");
     assert!(
         waited > Duration::from_millis(2000),
         "ran beside the slow query after {waited:?}"
+    );
+
+    // Flight SQL's GetFlightInfo waits too: planning evaluates `promql()`, so it is a query.
+    let holder = slow(&s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = FlightSqlServiceClient::new(flight_channel(&s).await);
+    let started = Instant::now();
+    let info = c
+        .execute("SELECT * FROM promql('1+1', 10)".to_string(), None)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(holder.await.unwrap(), 503);
+    assert!(info.is_ok(), "{info:?}");
+    assert!(
+        waited > Duration::from_millis(2000),
+        "GetFlightInfo planned beside the slow query after {waited:?}"
     );
     s.stop().await;
 }

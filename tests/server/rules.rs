@@ -87,8 +87,7 @@ struct ExpSample {
 }
 
 fn duration_ms(s: &str) -> i64 {
-    quiver::api::params::parse_prometheus_duration(s)
-        .unwrap_or_else(|| panic!("not a duration: {s}"))
+    quiver::time::parse_prometheus_duration(s).unwrap_or_else(|| panic!("not a duration: {s}"))
 }
 
 /// Labels and annotations of the firing alerts of a rule, sorted.

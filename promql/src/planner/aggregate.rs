@@ -64,7 +64,7 @@ impl Planner<'_> {
                     .as_deref()
                     .ok_or_else(|| Error::BadData("count_values needs a label name".into()))?;
                 let label = self.string(param)?;
-                if label.is_empty() || !valid_label_name(&label) {
+                if label.is_empty() || !quiver_storage::valid_label_name(&label) {
                     return Err(Error::Execution(format!("invalid label name {label:?}")));
                 }
                 node(PromOp::CountValues(CountValuesOp { label, grouping }))
@@ -174,9 +174,4 @@ impl Planner<'_> {
         self.plan_range_call(c.func.name, f, &args, steps, Some(agg))
             .map(Some)
     }
-}
-
-pub(crate) fn valid_label_name(s: &str) -> bool {
-    // Prometheus 3 accepts any UTF-8 label name; only the empty name is invalid.
-    !s.is_empty()
 }

@@ -3,7 +3,6 @@
 
 use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
 use promql_parser::parser::{Call, Expr};
-use regex::Regex;
 
 use super::selector::{RangeInput, absent_labels, range_fn_plan};
 use super::{Planned, Planner, project_vector, scalar_to_vector};
@@ -141,7 +140,7 @@ impl Planner<'_> {
                 let replacement = self.string(args[2])?;
                 let src = self.string(args[3])?;
                 let re = self.string(args[4])?;
-                let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+                let regex = quiver_storage::anchored_regex(&re).map_err(|e| {
                     Error::BadData(format!(
                         "invalid regular expression in label_replace(): {e}"
                     ))
@@ -268,7 +267,7 @@ impl Planner<'_> {
                     MatchOp::NotEqual => promql_parser::label::MatchOp::NotEqual,
                     // Only the pattern's text is read when the selector resolves.
                     MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                        let re = Regex::new(&format!("^(?s:{v})$"))
+                        let re = quiver_storage::anchored_regex(v)
                             .map_err(|e| Error::BadData(e.to_string()))?;
                         if *op == MatchOp::RegexMatch {
                             promql_parser::label::MatchOp::Re(re)

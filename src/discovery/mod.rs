@@ -1,4 +1,5 @@
-//! Service discovery: `static_configs` and `file_sd_configs`. File SD reads JSON or YAML lists of
+//! Service discovery, shared by scraping and the Alertmanager notifier: `static_configs` and
+//! `file_sd_configs`. File SD reads JSON or YAML lists of
 //! `{targets, labels}` from files matched by the patterns (a `*` may appear in the file name),
 //! adds `__meta_filepath`, and re-reads them when they change (their size or modification time)
 //! and on every `refresh_interval`. A file that fails to parse keeps its previous targets.
@@ -11,8 +12,18 @@ use serde::Deserialize;
 
 use crate::config::file::{FileSdConfig, StaticConfig};
 
-use super::relabel::LabelMap;
-use super::target::TargetGroup;
+use crate::relabel::LabelMap;
+
+/// A group of targets from one source (a static config, or one file of file SD).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetGroup {
+    /// Where it came from (for logs): `static/0`, or the file name and index.
+    pub source: String,
+    /// One label set per target (`__address__` and any per-target labels).
+    pub targets: Vec<LabelMap>,
+    /// Labels every target of the group gets.
+    pub labels: LabelMap,
+}
 
 /// How often file SD looks at its files' sizes and modification times.
 pub const FILE_POLL: Duration = Duration::from_secs(2);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use md5::{Digest, Md5};
+use quiver_storage::legacy_label_name;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
@@ -59,7 +60,7 @@ impl RelabelRegex {
     pub fn new(source: &str) -> Result<Self, regex::Error> {
         Ok(RelabelRegex {
             source: source.to_string(),
-            re: Regex::new(&format!("^(?s:{source})$"))?,
+            re: quiver_storage::anchored_regex(source)?,
         })
     }
 
@@ -136,8 +137,8 @@ impl RelabelConfig {
         if let Some(t) = &self.target_label {
             let ok = match a {
                 // Templates like `${1}` are allowed in a replace target.
-                Action::Replace => t.contains('$') || super::valid_name(t),
-                _ => super::valid_name(t),
+                Action::Replace => t.contains('$') || legacy_label_name(t),
+                _ => legacy_label_name(t),
             };
             if !ok {
                 return Err(format!("{t:?} is invalid 'target_label' for {a} action"));
@@ -197,7 +198,7 @@ impl RelabelConfig {
                 };
                 let mut name = String::new();
                 caps.expand(target, &mut name);
-                if !super::valid_name(&name) {
+                if !legacy_label_name(&name) {
                     return true;
                 }
                 let mut res = String::new();
