@@ -9,12 +9,15 @@
 //!   keyed hash of user and password (never the password), so a dashboard's requests do not each
 //!   pay for it; a failed one is not, so guessing always costs a bcrypt. bcrypt runs on the
 //!   blocking pool, one at a time, so a flood of wrong passwords takes one core, not all.
-//! - An unknown user costs a bcrypt too (against a hash of the same cost made at startup), so
-//!   timing does not tell which users exist.
+//! - An unknown user costs a bcrypt too (against a hash of the same cost, made when the users
+//!   are set), so timing does not tell which users exist.
+//! - The users can change while running (the web configuration is re-read, `crate::web`): the
+//!   remembered successes are forgotten then, and a removed user's session tokens stop working.
 //! - Session tokens are stateless: `qv1.<user>.<expiry>.<HMAC>` under a key made at startup, so
 //!   they die with the process and nothing grows with the number of clients.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -53,16 +56,35 @@ const VERIFIED_CAPACITY: usize = 256;
 pub struct Auth {
     /// `--flight.token-file`'s token and its SHA-256.
     token: Option<(String, [u8; 32])>,
-    /// User name → bcrypt hash.
-    users: BTreeMap<String, String>,
+    /// The users in force.
+    users: parking_lot::RwLock<Arc<Users>>,
     /// Keys the verified-pairs cache and signs session tokens; made at startup.
     key: hmac::Key,
     /// Keyed hashes of (user, password) pairs bcrypt has accepted.
     verified: parking_lot::Mutex<Vec<[u8; 32]>>,
     /// One bcrypt at a time.
     bcrypt_gate: tokio::sync::Semaphore,
-    /// A bcrypt hash to check unknown users against (empty without users).
-    decoy: String,
+}
+
+/// `basic_auth_users` and the hash unknown users are checked against.
+struct Users {
+    /// User name → bcrypt hash.
+    map: BTreeMap<String, String>,
+    /// A bcrypt hash of the users' cost (empty without users), made once.
+    decoy: OnceLock<String>,
+}
+
+impl Users {
+    fn new(map: BTreeMap<String, String>) -> Arc<Users> {
+        Arc::new(Users {
+            map,
+            decoy: OnceLock::new(),
+        })
+    }
+
+    fn decoy(&self) -> &str {
+        self.decoy.get_or_init(|| decoy_hash(&self.map))
+    }
 }
 
 impl Auth {
@@ -72,16 +94,44 @@ impl Auth {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rand::SystemRandom::new())
             // The system's random source failing is not something to run on without.
             .expect("the system random source works");
-        Auth {
+        let auth = Auth {
             token: token.map(|t| {
                 let d = sha256(t.as_bytes());
                 (t, d)
             }),
-            decoy: decoy_hash(&users),
-            users,
+            users: parking_lot::RwLock::new(Users::new(users)),
             key,
             verified: parking_lot::Mutex::new(Vec::new()),
             bcrypt_gate: tokio::sync::Semaphore::new(1),
+        };
+        auth.users.read().decoy();
+        auth
+    }
+
+    /// Replaces the users (a re-read web configuration). Nothing changes when they are the same;
+    /// otherwise the remembered successes are forgotten, and the new decoy hash is made on the
+    /// blocking pool.
+    pub fn set_users(&self, users: BTreeMap<String, String>) {
+        let next = {
+            // The same lock order as `verify_user`: the remembered pairs, then the users.
+            let mut verified = self.verified.lock();
+            let mut current = self.users.write();
+            if current.map == users {
+                return;
+            }
+            *current = Users::new(users);
+            verified.clear();
+            current.clone()
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || {
+                    next.decoy();
+                });
+            }
+            Err(_) => {
+                next.decoy();
+            }
         }
     }
 
@@ -97,7 +147,7 @@ impl Auth {
 
     /// Whether `basic_auth_users` names anyone.
     pub fn has_users(&self) -> bool {
-        !self.users.is_empty()
+        !self.users.read().map.is_empty()
     }
 
     /// Whether any credential is required.
@@ -151,30 +201,38 @@ impl Auth {
         if self.was_verified(&pair) {
             return true;
         }
-        let known = self.users.get(user).cloned();
+        let users = self.users.read().clone();
+        let snapshot = users.clone();
+        let known = users.map.contains_key(user);
         let Ok(_permit) = self.bcrypt_gate.acquire().await else {
             return false;
         };
-        let hash = match &known {
-            Some(h) => h.clone(),
-            None => self.decoy.clone(),
-        };
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false);
-        if ok && known.is_some() {
-            let mut verified = self.verified.lock();
+        let (user, password) = (user.to_string(), password.to_string());
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = users
+                .map
+                .get(&user)
+                .map(String::as_str)
+                .unwrap_or_else(|| users.decoy());
+            bcrypt::verify(password, hash)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false);
+        // The users may have changed while bcrypt ran: remember only a pair that is still
+        // current (a replaced password must not come back).
+        if !(ok && known) {
+            return false;
+        }
+        let mut verified = self.verified.lock();
+        if Arc::ptr_eq(&snapshot, &self.users.read()) {
             if verified.len() >= VERIFIED_CAPACITY {
                 verified.remove(0);
             }
             verified.push(pair);
-            true
-        } else {
-            false
         }
+        true
     }
 
     /// A session token for `user`, valid for [`SESSION_LIFETIME`].
@@ -199,7 +257,7 @@ impl Auth {
             return None;
         }
         let user = String::from_utf8(URL_SAFE_NO_PAD.decode(user).ok()?).ok()?;
-        self.users.contains_key(&user).then_some(user)
+        self.users.read().map.contains_key(&user).then_some(user)
     }
 
     /// The keyed hash a verified pair is remembered by (the length prefix keeps `ab`+`c` apart
@@ -339,6 +397,29 @@ mod tests {
         assert_eq!(auth.verified.lock().len(), 1);
         // The remembered pair still answers.
         assert!(auth.verify_user("alice", "hunter2").await);
+    }
+
+    #[tokio::test]
+    async fn changed_users_forget_remembered_passwords_and_removed_users_sessions() {
+        let auth = Auth::new(None, users());
+        let session = auth.issue_session("alice");
+        assert!(auth.verify_user("alice", "hunter2").await);
+        // The same users again change nothing.
+        let same = auth.users.read().map.clone();
+        auth.set_users(same);
+        assert_eq!(auth.verified.lock().len(), 1);
+        // A new password: the old one is no longer remembered, nor accepted.
+        let hash = bcrypt::hash("correct horse", 4).unwrap();
+        auth.set_users([("alice".to_string(), hash)].into_iter().collect());
+        assert!(auth.verified.lock().is_empty());
+        assert!(!auth.verify_user("alice", "hunter2").await);
+        assert!(auth.verify_user("alice", "correct horse").await);
+        // Alice removed: her session token stops working.
+        assert!(auth.session_user(&session).is_some());
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        auth.set_users([("bob".to_string(), hash)].into_iter().collect());
+        assert_eq!(auth.session_user(&session), None);
+        assert!(!auth.verify_user("alice", "correct horse").await);
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ pub mod scrape;
 pub mod state;
 pub mod time;
 pub mod tls;
+pub mod web;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ use crate::rules::RulesService;
 use crate::scrape::ScrapeManager;
 use crate::state::AppState;
 use crate::time::parse_prometheus_duration;
+use crate::web::Web;
 
 /// Runs the server on `listener` until `shutdown` resolves (or `/-/quit` is called), with
 /// Flight on `--flight.listen-address`. See [`run_with_flight`].
@@ -150,43 +152,44 @@ pub async fn run_with_flight(
     );
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let auth = Arc::new(Auth::new(
+        token,
+        web.as_ref().map(|w| w.users.clone()).unwrap_or_default(),
+    ));
+    if let Some(w) = &web {
+        tracing::info!(
+            file = %w.source,
+            tls = w.tls.is_some(),
+            client_auth = ?w.client_auth,
+            users = w.users.len(),
+            "web configuration loaded"
+        );
+    }
+    let web = Web::new(flags.web_config_file.clone(), web.as_ref(), auth);
     let state = AppState::new(
         flags.clone(),
         engine_options(&flags)?,
         metrics.clone(),
         stop_tx.clone(),
         config,
-        Arc::new(Auth::new(
-            token,
-            web.as_ref().map(|w| w.users.clone()).unwrap_or_default(),
-        )),
-        web.as_ref().map(|w| w.headers.clone()).unwrap_or_default(),
+        web.clone(),
     );
-    let tls = web.as_ref().and_then(|w| w.tls.clone());
-    if let Some(w) = &web {
-        tracing::info!(
-            file = %w.source,
-            tls = tls.is_some(),
-            client_auth = ?w.client_auth,
-            users = w.users.len(),
-            "web configuration loaded"
-        );
-    }
     let router = app(state.clone());
     let server_stop = stop_rx.clone();
-    let server = match &tls {
+    let server = if web.tls_on() {
         // The HTTP port speaks HTTP/1.1 (axum is built without HTTP/2).
-        Some(config) => tokio::spawn(serve_http(
-            tls::TlsListener::new(listener, config, &[b"http/1.1"]),
+        tokio::spawn(serve_http(
+            tls::TlsListener::new(listener, web.tls_source(), &[b"http/1.1"]),
             router,
             server_stop,
-        )),
-        None => tokio::spawn(serve_http(listener, router, server_stop)),
+        ))
+    } else {
+        tokio::spawn(serve_http(listener, router, server_stop))
     };
 
     let flight_server = flight.map(|l| {
         let mut stop = stop_rx.clone();
-        tokio::spawn(flight::serve(state.clone(), l, tls.clone(), async move {
+        tokio::spawn(flight::serve(state.clone(), l, async move {
             let _ = stop.wait_for(|s| *s).await;
         }))
     });

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::http::{HeaderName, HeaderValue};
 use quiver_promql::{Engine, EngineOptions};
 use quiver_sql::SqlSession;
 use quiver_sql::system::SystemTable;
@@ -17,6 +16,7 @@ use crate::error::{ApiError, ErrorType};
 use crate::metrics::ServerMetrics;
 use crate::rules::RulesService;
 use crate::scrape::ScrapeManager;
+use crate::web::Web;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -52,11 +52,9 @@ struct Inner {
     queries: Arc<tokio::sync::Semaphore>,
     /// `--query.max-memory` in bytes (the pool itself is the engine options' runtime).
     sql_max_memory: usize,
-    /// The credentials Flight and the HTTP API accept (`--flight.token-file`, the web
-    /// configuration's users).
-    auth: Arc<Auth>,
-    /// Headers the web configuration adds to every HTTP response.
-    response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The web configuration in force and the credentials Flight and the HTTP API accept
+    /// (`--flight.token-file`, the web configuration's users).
+    web: Arc<Web>,
 }
 
 impl AppState {
@@ -66,8 +64,7 @@ impl AppState {
         metrics: Arc<ServerMetrics>,
         shutdown: watch::Sender<bool>,
         config: Config,
-        auth: Arc<Auth>,
-        response_headers: Vec<(HeaderName, HeaderValue)>,
+        web: Arc<Web>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -89,8 +86,7 @@ impl AppState {
                 )),
                 // Checked at start-up (`engine_options`), which reads the same flags first.
                 sql_max_memory: crate::sql_limits(&flags).map_or(0, |l| l.max_memory),
-                auth,
-                response_headers,
+                web,
             }),
         }
     }
@@ -214,7 +210,12 @@ impl AppState {
 
     /// The credentials Flight and the HTTP API accept.
     pub fn auth(&self) -> &Arc<Auth> {
-        &self.inner.auth
+        self.inner.web.auth()
+    }
+
+    /// The web configuration in force.
+    pub fn web(&self) -> &Arc<Web> {
+        &self.inner.web
     }
 
     /// Checks a request to an endpoint the token guards (`/api/v1/sql`) when a token is
@@ -362,10 +363,5 @@ impl AppState {
 
     pub fn request_shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
-    }
-
-    /// Headers the web configuration adds to every HTTP response.
-    pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.inner.response_headers
     }
 }

@@ -2,7 +2,9 @@
 //! file asks for ([`server_config`]), and [`TlsListener`], which accepts TCP connections and
 //! completes their handshakes off the accept loop, for axum (it is an `axum::serve::Listener`)
 //! and for tonic ([`TlsListener::incoming`]). Both ports use one configuration, so the same
-//! certificate, client CA and client-auth policy apply to both.
+//! certificate, client CA and client-auth policy apply to both. The listener asks its
+//! [`ConfigSource`] for the configuration at every connection, so a re-read web configuration
+//! (new certificate, new client CA) applies to the next handshake.
 //!
 //! rustls with the *ring* provider, the one reqwest already brings into the tree.
 
@@ -274,6 +276,10 @@ impl ClientCertVerifier for AnyClientCert {
 /// How long a client may take over its handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a listener gets the server configuration for the next handshake (ALPN unset); an
+/// error refuses the connection.
+pub type ConfigSource = Arc<dyn Fn() -> Result<Arc<ServerConfig>, String> + Send + Sync>;
+
 /// Accepts TCP connections and completes each TLS handshake in a task of its own, so a slow
 /// or refused client never holds up the next one. Dropping it stops accepting.
 pub struct TlsListener {
@@ -283,12 +289,13 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Serves TLS with `config` and these ALPN protocols on `listener`.
-    pub fn new(listener: TcpListener, config: &ServerConfig, alpn: &[&[u8]]) -> TlsListener {
+    /// Serves TLS with the configuration `source` gives at each connection and these ALPN
+    /// protocols on `listener`.
+    pub fn new(listener: TcpListener, source: ConfigSource, alpn: &[&[u8]]) -> TlsListener {
         let local = listener.local_addr().ok();
-        let mut config = config.clone();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        // The acceptor of the configuration last seen, rebuilt when the source gives another.
+        let mut current: Option<(Arc<ServerConfig>, TlsAcceptor)> = None;
         let (tx, ready) = mpsc::channel(64);
         let accept = tokio::spawn(async move {
             loop {
@@ -302,7 +309,23 @@ impl TlsListener {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
+                let base = match source() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("refused a connection from {peer}: {e}");
+                        continue;
+                    }
+                };
+                let acceptor = match &current {
+                    Some((seen, acceptor)) if Arc::ptr_eq(seen, &base) => acceptor.clone(),
+                    _ => {
+                        let mut config = (*base).clone();
+                        config.alpn_protocols = alpn.clone();
+                        let acceptor = TlsAcceptor::from(Arc::new(config));
+                        current = Some((base, acceptor.clone()));
+                        acceptor
+                    }
+                };
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -13,7 +13,6 @@ mod status;
 mod targets;
 mod write;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -99,22 +98,24 @@ pub fn app(state: AppState) -> Router {
     let api = api.layer(middleware::from_fn_with_state(state.clone(), observe));
     // Outside the timing: refused requests are not routes' latencies. Applied with `layer`, so
     // they cover every route and the fallback alike.
-    let api = if state.auth().has_users() {
+    // With a web configuration file (its users and headers may change while running), or
+    // users set some other way.
+    let api = if state.web().configured() || state.auth().has_users() {
         api.layer(middleware::from_fn_with_state(
-            state.auth().clone(),
+            state.web().clone(),
             auth::require_credentials,
         ))
     } else {
         api
     };
-    let api = if state.response_headers().is_empty() {
-        api
-    } else {
+    let api = if state.web().configured() {
         // Outermost, so refusals carry the headers too.
         api.layer(middleware::from_fn_with_state(
-            Arc::new(state.response_headers().to_vec()),
+            state.web().clone(),
             auth::add_response_headers,
         ))
+    } else {
+        api
     };
     api.with_state(state)
 }

@@ -129,6 +129,9 @@ pub struct WebConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// User name → bcrypt hash; empty: no basic auth.
     pub users: BTreeMap<String, String>,
+    /// SHA-256 of the file's text and every PEM it reads: the same fingerprint on a re-read
+    /// means nothing changed.
+    pub fingerprint: [u8; 32],
 }
 
 impl WebConfig {
@@ -174,9 +177,19 @@ impl WebConfig {
             }
         }
         let t = &file.tls_server_config;
+        let mut fingerprint = ring::digest::Context::new(&ring::digest::SHA256);
+        fingerprint.update(&(yaml.len() as u64).to_le_bytes());
+        fingerprint.update(yaml.as_bytes());
         let (tls, client_auth) = match tls_settings(t, dir) {
             Ok(None) => (None, ClientAuthType::NoClientCert),
             Ok(Some(settings)) => {
+                for pem in [&settings.cert_pem, &settings.key_pem]
+                    .into_iter()
+                    .chain(settings.client_ca_pem.as_ref())
+                {
+                    fingerprint.update(&(pem.len() as u64).to_le_bytes());
+                    fingerprint.update(pem);
+                }
                 let config = crate::tls::server_config(&settings).map_err(|e| {
                     let field = format!("tls_server_config.{}", e.field);
                     err(&field, format!("{field}: {}", e.message))
@@ -194,6 +207,7 @@ impl WebConfig {
             client_auth,
             headers,
             users: file.basic_auth_users,
+            fingerprint: fingerprint.finish().as_ref().try_into().unwrap_or([0; 32]),
         })
     }
 }

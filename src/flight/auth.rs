@@ -18,17 +18,18 @@ use tonic::codegen::{BoxFuture, Context, Poll, Service};
 use tonic::server::NamedService;
 
 use crate::auth::{Auth, Principal, Refusal};
+use crate::web::Web;
 
 /// `inner`, answering only calls with accepted credentials.
 #[derive(Clone)]
 pub struct Authenticated<S> {
     inner: S,
-    auth: Arc<Auth>,
+    web: Arc<Web>,
 }
 
 impl<S> Authenticated<S> {
-    pub fn new(inner: S, auth: Arc<Auth>) -> Self {
-        Authenticated { inner, auth }
+    pub fn new(inner: S, web: Arc<Web>) -> Self {
+        Authenticated { inner, web }
     }
 }
 
@@ -56,8 +57,14 @@ where
         // The clone that was polled ready serves this call (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
+        let web = self.web.clone();
         Box::pin(async move {
+            // The web configuration is re-read as calls come; one that cannot be used refuses
+            // every call until it is fixed.
+            if let Err(e) = web.refresh() {
+                return Ok(Status::internal(e).into_http());
+            }
+            let auth = web.auth();
             let given = req
                 .headers()
                 .get("authorization")
@@ -67,7 +74,7 @@ where
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
-                Err(refusal) => Ok(refused(&auth, refusal).into_http()),
+                Err(refusal) => Ok(refused(auth, refusal).into_http()),
             }
         })
     }

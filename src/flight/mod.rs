@@ -26,7 +26,6 @@ mod sql;
 mod ticket;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -44,12 +43,11 @@ use sql::QuiverFlightSql;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
-/// Serves Flight on `listener` until `shutdown` resolves, over TLS when `tls` is given (the
-/// web configuration's, so both ports share certificate and client-certificate policy).
+/// Serves Flight on `listener` until `shutdown` resolves, over TLS when the web configuration
+/// has it (the same source as the HTTP port's, so both share certificate and client policy).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let server = FlightServiceServer::new(FlightFront {
@@ -58,23 +56,24 @@ pub async fn serve(
         },
     })
     .max_decoding_message_size(64 << 20);
-    let service = auth::Authenticated::new(server, state.auth().clone());
+    let service = auth::Authenticated::new(server, state.web().clone());
     let mut builder = tonic::transport::Server::builder()
         // Long queries: keep idle connections and NATs alive while the first batch is computed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(60)));
     let router = builder.add_service(service);
-    match tls {
-        None => {
+    match state.web().tls_on() {
+        false => {
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
-        Some(config) => {
+        true => {
             // gRPC is HTTP/2 only.
-            let incoming = crate::tls::TlsListener::new(listener, &config, &[b"h2"]).incoming();
+            let source = state.web().tls_source();
+            let incoming = crate::tls::TlsListener::new(listener, source, &[b"h2"]).incoming();
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await

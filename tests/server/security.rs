@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use quiver::config::Config;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use super::support::{TestPki, TestServer, free_port, python_json, which};
+use super::support::{TestPki, TestServer, eventually, free_port, python_json, which};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse";
@@ -464,4 +464,89 @@ fn curl(args: &[&str]) -> (String, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_web_configuration_applies_without_a_restart() {
+    let pki = TestPki::new();
+    let (s, alice) = start_with_user(&pki, "", &[]).await;
+    let web = s.dir.path().join("web.yml");
+    let code = |c: &reqwest::Client| {
+        let req = c.get(s.url("/api/v1/labels"));
+        async move { req.send().await.map(|r| r.status().as_u16()).ok() }
+    };
+    assert_eq!(code(&alice).await, Some(200));
+
+    // Bob replaces Alice, and a header appears: on the HTTP port and on Flight.
+    let bob_yaml = format!(
+        "{TLS_YAML}http_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  bob: {}\n",
+        bcrypt::hash("bob's password", 4).unwrap()
+    );
+    std::fs::write(&web, &bob_yaml).unwrap();
+    let bob = pki
+        .client()
+        .default_headers(basic_header("bob", "bob's password"))
+        .build()
+        .unwrap();
+    eventually("bob to be let in", 10, || async {
+        code(&bob).await == Some(200)
+    })
+    .await;
+    assert_eq!(
+        code(&alice).await,
+        Some(401),
+        "the removed user still gets in"
+    );
+    let r = bob.get(s.url("/api/v1/labels")).send().await.unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "deny");
+    let channel = Channel::from_shared(s.flight.replace("http://", "https://"))
+        .unwrap()
+        .tls_config(flight_tls(&pki))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut sql = FlightSqlServiceClient::new(channel);
+    assert!(sql.handshake(USER, PASSWORD).await.is_err());
+    sql.handshake("bob", "bob's password").await.unwrap();
+
+    // A file that cannot be used refuses everyone (the previous users do not stay in force)
+    // until it is fixed.
+    std::fs::write(&web, "basic_auth_users: [not, a, map\n").unwrap();
+    eventually("a broken file to refuse requests", 10, || async {
+        code(&bob).await == Some(500)
+    })
+    .await;
+    assert_eq!(code(&alice).await, Some(500));
+    std::fs::write(&web, &bob_yaml).unwrap();
+    eventually("the fixed file to let bob in", 10, || async {
+        code(&bob).await == Some(200)
+    })
+    .await;
+
+    // A certificate rotated in place (another CA here): new connections get the new one.
+    let rotated = TestPki::new();
+    std::fs::write(s.dir.path().join("server.pem"), &rotated.server_cert).unwrap();
+    std::fs::write(s.dir.path().join("server.key"), &rotated.server_key).unwrap();
+    eventually(
+        "new connections to present the new certificate",
+        10,
+        || async {
+            // A fresh client each time: a pooled connection keeps the old session.
+            let fresh = rotated
+                .client()
+                .default_headers(basic_header("bob", "bob's password"))
+                .build()
+                .unwrap();
+            code(&fresh).await == Some(200)
+        },
+    )
+    .await;
+    let old_ca = pki.client().build().unwrap();
+    assert_eq!(
+        code(&old_ca).await,
+        None,
+        "the old certificate is still served"
+    );
+    s.stop().await;
 }
