@@ -17,14 +17,14 @@ fn decode(c: &mut Criterion) {
     };
     let (bodies, _, _) = encoded_requests(&shape, 4);
     let body = &bodies[0][0];
-    let samples = quiver::ingest::remote_write::decode(body, usize::MAX, &Limits::default())
+    let samples = quiver_ingest::remote_write::decode(body, usize::MAX, &Limits::default())
         .unwrap()
         .num_samples();
     let limits = Limits::default();
     let mut g = c.benchmark_group("remote_write_decode");
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function(format!("gpu_fleet_{samples}_series_per_request"), |b| {
-        b.iter(|| quiver::ingest::remote_write::decode(body, usize::MAX, &limits).unwrap())
+        b.iter(|| quiver_ingest::remote_write::decode(body, usize::MAX, &limits).unwrap())
     });
     g.finish();
 }

@@ -25,7 +25,7 @@ fn append(c: &mut Criterion) {
         .iter()
         .map(|w| {
             w.iter()
-                .map(|b| quiver::ingest::remote_write::decode(b, usize::MAX, &limits).unwrap())
+                .map(|b| quiver_ingest::remote_write::decode(b, usize::MAX, &limits).unwrap())
                 .collect()
         })
         .collect();

@@ -101,6 +101,16 @@ impl ApiError {
     }
 }
 
+impl From<quiver_ingest::remote_write::DecodeError> for ApiError {
+    fn from(e: quiver_ingest::remote_write::DecodeError) -> Self {
+        use quiver_ingest::remote_write::DecodeError;
+        match e {
+            DecodeError::BadData(m) => Self::bad_data(m),
+            DecodeError::TooLarge(m) => Self::too_large(m),
+        }
+    }
+}
+
 /// An error and its sources, joined: `a: b: c`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     quiver_storage::error::chain(e)

@@ -6,7 +6,8 @@
 
 use quiver_storage::LabelLimits;
 
-use crate::ingest::{experiments, exposition, remote_write};
+use crate::ingest::experiments;
+use quiver_ingest::{exposition, remote_write};
 
 /// A fuzz target: its name (the folder of its seeds and regressions) and its function.
 pub type Target = (&'static str, fn(&[u8]));
@@ -49,7 +50,7 @@ pub fn exposition_text(data: &[u8]) {
             }
         }
     }
-    let _ = crate::ingest::text::parse(text);
+    let _ = quiver_ingest::text::parse(text);
 }
 
 /// A PromQL query (`/api/v1/query`, rule expressions, `match[]`).

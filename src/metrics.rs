@@ -253,7 +253,7 @@ mod tests {
         let m = ServerMetrics::default();
         m.observe_request("/api/v1/write", 204, Duration::from_millis(3));
         let text = m.render(None);
-        let samples = crate::ingest::text::parse(&text).unwrap();
+        let samples = quiver_ingest::text::parse(&text).unwrap();
         let bucket = samples
             .iter()
             .find(|s| s.labels.iter().any(|(n, v)| n == "le" && v == "0.005"))

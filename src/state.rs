@@ -47,7 +47,7 @@ struct Inner {
     /// Per experiment run, the last arrival time given to a line without a timestamp.
     run_clocks: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
     /// Remote-write series ids by their encoded label bytes.
-    series_cache: crate::ingest::remote_write::SeriesCache,
+    series_cache: quiver_ingest::remote_write::SeriesCache,
     /// One permit per query running (`--query.max-concurrency`).
     queries: Arc<tokio::sync::Semaphore>,
     /// `--query.max-memory` in bytes (the pool itself is the engine options' runtime).
@@ -357,7 +357,7 @@ impl AppState {
     }
 
     /// Remote-write series ids by their encoded label bytes.
-    pub fn series_cache(&self) -> &crate::ingest::remote_write::SeriesCache {
+    pub fn series_cache(&self) -> &quiver_ingest::remote_write::SeriesCache {
         &self.inner.series_cache
     }
 

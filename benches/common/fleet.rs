@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use quiver::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+use quiver_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 
 /// The fleet's shape and time span.
 #[derive(Debug, Clone, Copy)]

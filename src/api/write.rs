@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use quiver_storage::{Labels, WriteBatch};
 
 use super::{ApiError, AppState};
-use crate::ingest::{remote_write, text};
+use quiver_ingest::{remote_write, text};
 
 /// Reads a body up to the configured limit; over it is a 413.
 pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {

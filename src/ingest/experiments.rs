@@ -230,7 +230,7 @@ fn parse_line(
     buffers: &mut simd_json::Buffers,
     arrival: Timestamp,
 ) -> Result<Line, String> {
-    super::json_depth::check(line)?;
+    quiver_ingest::json_depth::check(line)?;
     let value = simd_json::borrowed::to_value_with_buffers(line, buffers)
         .map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(obj) = value else {
@@ -375,7 +375,7 @@ pub struct Param {
 }
 
 pub fn parse_params(body: &mut [u8]) -> Result<Vec<Param>, String> {
-    super::json_depth::check(body)?;
+    quiver_ingest::json_depth::check(body)?;
     let value = simd_json::borrowed::to_value(body).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(_) = value else {
         return Err(format!(

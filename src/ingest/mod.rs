@@ -1,8 +1,4 @@
-//! Ingest formats: remote write, the text exposition format (for backfill import), and
-//! experiment runs (JSON lines).
+//! Experiment runs (JSON lines of metrics, and parameters). The wire formats that know no
+//! server (remote write, the exposition formats) are the `quiver-ingest` crate.
 
 pub mod experiments;
-pub mod exposition;
-pub mod json_depth;
-pub mod remote_write;
-pub mod text;

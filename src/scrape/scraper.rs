@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use quiver_storage::{Db, LabelLimits, Labels, STALE_NAN_BITS, SeriesId, WriteBatch};
 
 use crate::config::file::ScrapeJob;
-use crate::ingest::exposition::{Entry, Format, MetricType, Parser, parse_series};
+use quiver_ingest::exposition::{Entry, Format, MetricType, Parser, parse_series};
 
 use super::target::Target;
 use crate::relabel::{self, LabelMap};

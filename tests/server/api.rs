@@ -164,7 +164,7 @@ async fn metrics_endpoint_reports_ingest_and_wal_and_request_durations() {
     )]);
     post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
     let text = get_text(&s.url("/metrics")).await;
-    let samples = quiver::ingest::text::parse(&text).unwrap();
+    let samples = quiver_ingest::text::parse(&text).unwrap();
     let value = |name: &str| {
         samples
             .iter()

@@ -36,7 +36,7 @@ fn every_fuzz_seed_and_regression_input_is_handled() {
 /// format change.
 #[test]
 fn binary_fuzz_seeds_are_what_the_encoders_make() {
-    use quiver::ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
     use quiver_storage::wal::WalRecord;
     use quiver_storage::{LabelLimits, Labels, SeriesId};
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use quiver::config::{Config, Flags};
-use quiver::ingest::remote_write::{TimeSeries, WriteRequest, encode};
+use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 

@@ -8,7 +8,31 @@ use prost::Message;
 use quiver_storage::labels::validate_pairs;
 use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 
-use crate::error::ApiError;
+/// Why a body was refused: bad data (400), or too large (413).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    BadData(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl DecodeError {
+    pub fn message(&self) -> &str {
+        match self {
+            DecodeError::BadData(m) | DecodeError::TooLarge(m) => m,
+        }
+    }
+
+    /// A storage check's refusal: a limit exceeded is too large, anything else bad data.
+    fn from_storage(e: quiver_storage::Error) -> Self {
+        let message = quiver_storage::error::chain(&e);
+        match e.kind() {
+            quiver_storage::ErrorKind::LimitExceeded => DecodeError::TooLarge(message),
+            _ => DecodeError::BadData(message),
+        }
+    }
+}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -64,7 +88,7 @@ impl TimeSeries {
 
 /// Decompresses and decodes a remote-write body into a batch, checking every series.
 /// `max_decoded` bounds the decompressed size, read from the snappy header before allocating.
-pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, ApiError> {
+pub fn decode(body: &[u8], max_decoded: usize, limits: &Limits) -> Result<WriteBatch, DecodeError> {
     decode_with(body, max_decoded, limits, &Known::none())
 }
 
@@ -199,11 +223,11 @@ pub fn decode_with(
     max_decoded: usize,
     limits: &Limits,
     known: &Known<'_>,
-) -> Result<WriteBatch, ApiError> {
-    let len =
-        snap::raw::decompress_len(body).map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+) -> Result<WriteBatch, DecodeError> {
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| DecodeError::BadData(format!("snappy: {e}")))?;
     if len > max_decoded {
-        return Err(ApiError::too_large(format!(
+        return Err(DecodeError::TooLarge(format!(
             "decompressed body is {len} bytes, more than the limit of {max_decoded}"
         )));
     }
@@ -213,7 +237,7 @@ pub fn decode_with(
         raw.resize(len, 0);
         snap::raw::Decoder::new()
             .decompress(body, raw)
-            .map_err(|e| ApiError::bad_data(format!("snappy: {e}")))?;
+            .map_err(|e| DecodeError::BadData(format!("snappy: {e}")))?;
         let batch = decode_protobuf(raw, limits, known);
         if raw.capacity() > KEEP_BUFFER_BYTES {
             *raw = Vec::new();
@@ -229,8 +253,12 @@ thread_local! {
     static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<WriteBatch, ApiError> {
-    let bad = |e: String| ApiError::bad_data(format!("protobuf: {e}"));
+fn decode_protobuf(
+    raw: &[u8],
+    limits: &Limits,
+    known: &Known<'_>,
+) -> Result<WriteBatch, DecodeError> {
+    let bad = |e: String| DecodeError::BadData(format!("protobuf: {e}"));
     let mut batch = WriteBatch::default();
     batch.ids_valid_at(known.removals);
     let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
@@ -276,13 +304,15 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 // Never acknowledged without being stored: the sender learns it is refused.
                 (3, LEN) => {
-                    return Err(ApiError::bad_data(
-                        "exemplars are not supported: Quiver does not store them (turn off send_exemplars)",
+                    return Err(DecodeError::BadData(
+                        "exemplars are not supported: Quiver does not store them (turn off send_exemplars)"
+                            .into(),
                     ));
                 }
                 (4, LEN) => {
-                    return Err(ApiError::bad_data(
-                        "native histograms are not supported yet: Quiver does not store them",
+                    return Err(DecodeError::BadData(
+                        "native histograms are not supported yet: Quiver does not store them"
+                            .into(),
                     ));
                 }
                 _ => ts.skip(wire).map_err(bad)?,
@@ -306,7 +336,7 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
                 for f in &label_fields {
                     labels.push(read_label(f).map_err(bad)?);
                 }
-                validate_pairs(&mut labels, &limits.labels).map_err(ApiError::from_storage)?;
+                validate_pairs(&mut labels, &limits.labels).map_err(DecodeError::from_storage)?;
                 match (known.lookup)(&labels) {
                     Some(id) => {
                         if let Some(s) = span {
@@ -323,10 +353,11 @@ fn decode_protobuf(raw: &[u8], limits: &Limits, known: &Known<'_>) -> Result<Wri
         }
     }
     if batch.num_samples() == 0 && foreign_fields > 0 {
-        return Err(ApiError::bad_data(
+        return Err(DecodeError::BadData(
             "the body holds no remote write 1.0 time series (a remote write 2.0 request needs \
              Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request, which \
-             Quiver answers with 415)",
+             Quiver answers with 415)"
+                .into(),
         ));
     }
     let stale = guard.is_some() && cached.is_none();
@@ -698,9 +729,9 @@ mod tests {
             let body = snap::raw::Encoder::new().compress_vec(&raw[..cut]).unwrap();
             if let Err(e) = decode(&body, usize::MAX, &Limits::default()) {
                 assert!(
-                    e.message.contains("protobuf") || e.message.contains("label"),
+                    e.message().contains("protobuf") || e.message().contains("label"),
                     "{}",
-                    e.message
+                    e.message()
                 );
             }
         }

@@ -1,0 +1,14 @@
+//! Quiver's wire formats, decoded without a server: what a client or a scrape target sends,
+//! turned into label sets and samples. The server (`quiver`) owns the endpoints, limits and
+//! storage calls around them; nothing here knows HTTP.
+//!
+//! - [`exposition`]: one streaming parser for the Prometheus text format 0.0.4 and OpenMetrics
+//!   1.0 (scraping), and [`text`], a wrapper for backfill imports.
+//! - [`remote_write`]: remote write 1.0 (snappy and protobuf), with the series cache that skips
+//!   label parsing for series seen before.
+//! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
+
+pub mod exposition;
+pub mod json_depth;
+pub mod remote_write;
+pub mod text;
