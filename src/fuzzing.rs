@@ -16,6 +16,7 @@ pub type Target = (&'static str, fn(&[u8]));
 pub const TARGETS: &[Target] = &[
     ("remote_write", remote_write_body),
     ("remote_write_protobuf", remote_write_protobuf),
+    ("remote_write2", remote_write2_protobuf),
     ("exposition", exposition_text),
     ("promql", promql),
     ("sql", sql),
@@ -35,6 +36,17 @@ pub fn remote_write_body(data: &[u8]) {
 pub fn remote_write_protobuf(data: &[u8]) {
     if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
         remote_write_body(&body);
+    }
+}
+
+/// The remote write 2.0 decoder (compressed first, so every input reaches the protobuf).
+pub fn remote_write2_protobuf(data: &[u8]) {
+    if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
+        let _ = quiver_ingest::remote_write2::decode(
+            &body,
+            1 << 20,
+            &quiver_storage::Limits::default(),
+        );
     }
 }
 

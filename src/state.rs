@@ -2,8 +2,10 @@
 //! credentials. The HTTP API, Flight, scraping and rules all reach each other's parts through
 //! it, never through one another.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use quiver_ingest::remote_write2::Metadata;
 use quiver_promql::{Engine, EngineOptions};
 use quiver_sql::SqlSession;
 use quiver_sql::system::SystemTable;
@@ -17,6 +19,9 @@ use crate::metrics::ServerMetrics;
 use crate::rules::RulesService;
 use crate::scrape::ScrapeManager;
 use crate::web::Web;
+
+/// Most metric families whose pushed metadata is kept.
+pub const MAX_PUSHED_METADATA: usize = 100_000;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -48,6 +53,9 @@ struct Inner {
     run_clocks: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
     /// Remote-write series ids by their encoded label bytes.
     series_cache: quiver_ingest::remote_write::SeriesCache,
+    /// Metadata that remote write 2.0 senders pushed, by metric family (in memory: senders
+    /// send it again with their series).
+    pushed_metadata: parking_lot::Mutex<HashMap<String, Metadata>>,
     /// One permit per query running (`--query.max-concurrency`).
     queries: Arc<tokio::sync::Semaphore>,
     /// `--query.max-memory` in bytes (the pool itself is the engine options' runtime).
@@ -81,6 +89,7 @@ impl AppState {
                 reloading: tokio::sync::Mutex::new(()),
                 run_clocks: Default::default(),
                 series_cache: Default::default(),
+                pushed_metadata: Default::default(),
                 queries: Arc::new(tokio::sync::Semaphore::new(
                     flags.query_max_concurrency.max(1),
                 )),
@@ -359,6 +368,26 @@ impl AppState {
     /// Remote-write series ids by their encoded label bytes.
     pub fn series_cache(&self) -> &quiver_ingest::remote_write::SeriesCache {
         &self.inner.series_cache
+    }
+
+    /// Keeps pushed metadata, the latest for each family; past [`MAX_PUSHED_METADATA`]
+    /// families, new ones are not kept (known ones still change).
+    pub fn record_metadata(&self, entries: Vec<(String, Metadata)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut kept = self.inner.pushed_metadata.lock();
+        for (family, m) in entries {
+            if kept.len() < MAX_PUSHED_METADATA || kept.contains_key(&family) {
+                kept.insert(family, m);
+            }
+        }
+    }
+
+    /// The pushed metadata, by family.
+    pub fn pushed_metadata(&self) -> Vec<(String, Metadata)> {
+        let kept = self.inner.pushed_metadata.lock();
+        kept.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn request_shutdown(&self) {

@@ -5,10 +5,12 @@
 //! - [`exposition`]: one streaming parser for the Prometheus text format 0.0.4 and OpenMetrics
 //!   1.0 (scraping), and [`text`], a wrapper for backfill imports.
 //! - [`remote_write`]: remote write 1.0 (snappy and protobuf), with the series cache that skips
-//!   label parsing for series seen before.
+//!   label parsing for series seen before; [`remote_write2`]: remote write 2.0 (a symbols
+//!   table, float samples and metadata).
 //! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
 
 pub mod exposition;
 pub mod json_depth;
 pub mod remote_write;
+pub mod remote_write2;
 pub mod text;

@@ -25,7 +25,7 @@ impl DecodeError {
     }
 
     /// A storage check's refusal: a limit exceeded is too large, anything else bad data.
-    fn from_storage(e: quiver_storage::Error) -> Self {
+    pub(crate) fn from_storage(e: quiver_storage::Error) -> Self {
         let message = quiver_storage::error::chain(&e);
         match e.kind() {
             quiver_storage::ErrorKind::LimitExceeded => DecodeError::TooLarge(message),
@@ -224,6 +224,16 @@ pub fn decode_with(
     limits: &Limits,
     known: &Known<'_>,
 ) -> Result<WriteBatch, DecodeError> {
+    with_decompressed(body, max_decoded, |raw| decode_protobuf(raw, limits, known))
+}
+
+/// Runs `f` on the snappy-decompressed `body`, refusing a body announcing more than
+/// `max_decoded` bytes before allocating anything.
+pub(crate) fn with_decompressed<T>(
+    body: &[u8],
+    max_decoded: usize,
+    f: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
     let len = snap::raw::decompress_len(body)
         .map_err(|e| DecodeError::BadData(format!("snappy: {e}")))?;
     if len > max_decoded {
@@ -238,11 +248,11 @@ pub fn decode_with(
         snap::raw::Decoder::new()
             .decompress(body, raw)
             .map_err(|e| DecodeError::BadData(format!("snappy: {e}")))?;
-        let batch = decode_protobuf(raw, limits, known);
+        let out = f(raw);
         if raw.capacity() > KEEP_BUFFER_BYTES {
             *raw = Vec::new();
         }
-        batch
+        out
     })
 }
 
@@ -370,10 +380,10 @@ fn decode_protobuf(
     Ok(batch)
 }
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const FIXED32: u8 = 5;
 
 fn read_label(buf: &[u8]) -> Result<(&str, &str), String> {
     let (mut name, mut value) = ("", "");
@@ -388,7 +398,7 @@ fn read_label(buf: &[u8]) -> Result<(&str, &str), String> {
     Ok((name, value))
 }
 
-fn read_sample(buf: &[u8]) -> Result<(i64, f64), String> {
+pub(crate) fn read_sample(buf: &[u8]) -> Result<(i64, f64), String> {
     let (mut t, mut v) = (0i64, 0f64);
     let mut pb = Pb::new(buf);
     while let Some((field, wire)) = pb.key()? {
@@ -401,22 +411,22 @@ fn read_sample(buf: &[u8]) -> Result<(i64, f64), String> {
     Ok((t, v))
 }
 
-fn utf8(b: &[u8]) -> Result<&str, String> {
+pub(crate) fn utf8(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|_| "a label is not valid UTF-8".to_string())
 }
 
-/// A protobuf reader over a byte slice: just what `WriteRequest` needs.
-struct Pb<'a> {
+/// A protobuf reader over a byte slice: just what the remote-write messages need.
+pub(crate) struct Pb<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Pb<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Pb { buf, pos: 0 }
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(crate) fn varint(&mut self) -> Result<u64, String> {
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos).ok_or("unexpected EOF in a varint")?;
@@ -430,7 +440,7 @@ impl<'a> Pb<'a> {
     }
 
     /// The next field number and wire type, or `None` at the end.
-    fn key(&mut self) -> Result<Option<(u32, u8)>, String> {
+    pub(crate) fn key(&mut self) -> Result<Option<(u32, u8)>, String> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -442,7 +452,7 @@ impl<'a> Pb<'a> {
         Ok(Some((field, (k & 7) as u8)))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.buf.len() - self.pos < n {
             return Err(format!(
                 "unexpected EOF: {n} bytes announced, {} left",
@@ -454,19 +464,19 @@ impl<'a> Pb<'a> {
         Ok(s)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| "length does not fit".to_string())?;
         self.take(n)
     }
 
-    fn fixed64(&mut self) -> Result<u64, String> {
+    pub(crate) fn fixed64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn skip(&mut self, wire: u8) -> Result<(), String> {
+    pub(crate) fn skip(&mut self, wire: u8) -> Result<(), String> {
         match wire {
             VARINT => self.varint().map(|_| ()),
             FIXED64 => self.take(8).map(|_| ()),

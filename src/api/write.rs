@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use quiver_storage::{Labels, WriteBatch};
 
 use super::{ApiError, AppState};
-use quiver_ingest::{remote_write, text};
+use quiver_ingest::{remote_write, remote_write2, text};
 
 /// Reads a body up to the configured limit; over it is a 413.
 pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
@@ -24,12 +24,21 @@ pub(super) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiEr
     })
 }
 
-/// Remote write 1.0 only, until 2.0 is implemented: the spec has a receiver answer 415 to a
-/// message type it does not take, which tells a Prometheus 3 sender to fall back to 1.0. A
-/// request without a Content-Type is taken as 1.0, as Prometheus 2 takes it.
-fn check_remote_write_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+/// Which remote-write message a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// `prometheus.WriteRequest`.
+    V1,
+    /// `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// The message type, chosen by the Content-Type as the 2.0 spec says: `proto=` names it, 1.0
+/// when absent (and without a Content-Type at all, as Prometheus 2 sends and takes it). Any
+/// other media type or message gets 415, which tells a sender to try another.
+fn remote_write_version(headers: &axum::http::HeaderMap) -> Result<Version, ApiError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(Version::V1);
     };
     let ct = ct
         .to_str()
@@ -41,20 +50,25 @@ fn check_remote_write_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
             "unsupported Content-Type {ct:?}: remote write needs application/x-protobuf"
         )));
     }
+    let mut version = Version::V1;
     for param in parts {
         let Some((k, v)) = param.split_once('=') else {
             continue;
         };
         if k.trim().eq_ignore_ascii_case("proto") {
-            let v = v.trim().trim_matches('"');
-            if v != "prometheus.WriteRequest" {
-                return Err(unsupported(format!(
-                    "remote write message {v:?} is not supported: Quiver takes remote write 1.0 (proto=prometheus.WriteRequest)"
-                )));
-            }
+            version = match v.trim().trim_matches('"') {
+                "prometheus.WriteRequest" => Version::V1,
+                remote_write2::PROTO => Version::V2,
+                v => {
+                    return Err(unsupported(format!(
+                        "remote write message {v:?} is not supported: Quiver takes prometheus.WriteRequest (1.0) and {} (2.0)",
+                        remote_write2::PROTO
+                    )));
+                }
+            };
         }
     }
-    Ok(())
+    Ok(version)
 }
 
 fn unsupported(message: String) -> ApiError {
@@ -69,7 +83,7 @@ pub async fn remote_write(
     req: Request,
 ) -> Result<Response, ApiError> {
     let db = state.db()?.clone();
-    check_remote_write_type(req.headers())?;
+    let version = remote_write_version(req.headers())?;
     if let Some(enc) = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -77,8 +91,15 @@ pub async fn remote_write(
         && !enc.eq_ignore_ascii_case("snappy")
     {
         return Err(unsupported(format!(
-            "unsupported content encoding {enc:?}: remote write 1.0 needs snappy"
+            "unsupported content encoding {enc:?}: remote write needs snappy"
         )));
+    }
+    if version == Version::V2 {
+        // The spec has a 2.0 receiver say how much it wrote, on success and on failure.
+        return Ok(match remote_write_v2(&state, db, req).await {
+            Ok(samples) => written(StatusCode::NO_CONTENT.into_response(), samples),
+            Err(e) => written(e.into_response(), 0),
+        });
     }
     let flags = state.flags();
     let body = read_body(req, flags.max_request_body_bytes).await?;
@@ -106,6 +127,44 @@ pub async fn remote_write(
         .remote_write_samples
         .fetch_add(samples as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Decodes and stores a 2.0 request: its samples, and its metadata for `/api/v1/metadata`.
+/// Answers how many samples were written.
+async fn remote_write_v2(
+    state: &AppState,
+    db: std::sync::Arc<quiver_storage::Db>,
+    req: Request,
+) -> Result<usize, ApiError> {
+    let flags = state.flags();
+    let body = read_body(req, flags.max_request_body_bytes).await?;
+    let limits = db.limits().clone();
+    let max_decoded = flags.max_decoded_body_bytes;
+    let decoded =
+        tokio::task::spawn_blocking(move || remote_write2::decode(&body, max_decoded, &limits))
+            .await
+            .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
+    let samples = decoded.batch.num_samples();
+    if samples > 0 {
+        db.append(decoded.batch)
+            .await
+            .map_err(ApiError::from_storage)?;
+    }
+    state.record_metadata(decoded.metadata);
+    state
+        .metrics()
+        .remote_write_samples
+        .fetch_add(samples as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(samples)
+}
+
+/// Remote write 2.0's written-count headers (no histograms or exemplars are stored yet).
+fn written(mut resp: Response, samples: usize) -> Response {
+    let h = resp.headers_mut();
+    h.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+    h.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
+    h.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+    resp
 }
 
 pub async fn import_text(

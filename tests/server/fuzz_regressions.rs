@@ -71,8 +71,18 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
     let mut handle = b"Q1".to_vec();
     handle.extend_from_slice(&(sql.len() as u32).to_le_bytes());
     handle.extend_from_slice(sql);
+    use quiver_ingest::remote_write2::proto::request;
+    let v2 = prost::Message::encode_to_vec(&request(&[
+        (
+            vec![("__name__", "vllm_requests_total"), ("model", "llama")],
+            vec![(1_700_000_000_000, 12.0)],
+            Some((1, "Requests served.", "")),
+        ),
+        (vec![("__name__", "up")], vec![(-5, f64::NAN)], None),
+    ]));
     let write = std::env::var_os("QUIVER_WRITE_SEEDS").is_some();
     for (path, bytes) in [
+        ("remote_write2/two_series", v2),
         ("remote_write/two_series", body),
         ("remote_write_protobuf/two_series", raw),
         ("wal_record/two_samples", wal),

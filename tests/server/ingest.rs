@@ -242,3 +242,115 @@ async fn a_series_forgotten_by_retention_is_written_again_under_the_same_encodin
     );
     s.stop().await;
 }
+
+/// POSTs a remote write 2.0 body; answers the status, the three written-count headers
+/// (samples, histograms, exemplars) and the body.
+async fn post_v2(s: &TestServer, body: Vec<u8>) -> (u16, [Option<u64>; 3], String) {
+    let r = client()
+        .post(s.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .header(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("X-Prometheus-Remote-Write-Version", "2.0.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let count = |h: &str| {
+        r.headers()
+            .get(format!("X-Prometheus-Remote-Write-{h}-Written"))
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    };
+    let written = [count("Samples"), count("Histograms"), count("Exemplars")];
+    (r.status().as_u16(), written, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote() {
+    use quiver_ingest::remote_write2::proto::{Exemplar, Histogram, compress, request};
+    let s = TestServer::start(&[]).await;
+    let req = request(&[
+        (
+            vec![("__name__", "vllm_requests_total"), ("model", "llama")],
+            vec![(1_000, 1.0), (2_000, 4.0)],
+            Some((1, "Requests served.", "")),
+        ),
+        (
+            vec![("__name__", "ttft_seconds_bucket"), ("le", "0.5")],
+            vec![(1_000, 3.0)],
+            Some((3, "Time to first token.", "seconds")),
+        ),
+        // Metadata alone.
+        (
+            vec![("__name__", "gpu_temp_celsius")],
+            vec![],
+            Some((2, "GPU temperature.", "celsius")),
+        ),
+    ]);
+    let (code, written, text) = post_v2(&s, compress(&req)).await;
+    assert_eq!(code, 204, "{text}");
+    assert_eq!(written, [Some(3), Some(0), Some(0)]);
+    let got = export(&s.base, "vllm_requests_total").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0["model"], "llama");
+    assert_eq!(
+        (got[0].1.clone(), got[0].2.clone()),
+        (vec![1_000, 2_000], vec![1.0, 4.0])
+    );
+    assert_eq!(export(&s.base, "ttft_seconds_bucket").await.len(), 1);
+
+    // The metadata shows in /api/v1/metadata, by family.
+    let (code, v) = get_json(&s.url("/api/v1/metadata")).await;
+    assert_eq!(code, 200, "{v}");
+    let data = &v["data"];
+    assert_eq!(data["vllm_requests_total"][0]["type"], "counter", "{v}");
+    assert_eq!(data["vllm_requests_total"][0]["help"], "Requests served.");
+    assert_eq!(data["ttft_seconds"][0]["type"], "histogram", "{v}");
+    assert_eq!(data["ttft_seconds"][0]["unit"], "seconds");
+    assert_eq!(data["gpu_temp_celsius"][0]["type"], "gauge", "{v}");
+    let (_, one) = get_json(&s.url("/api/v1/metadata?metric=gpu_temp_celsius")).await;
+    assert_eq!(one["data"].as_object().unwrap().len(), 1, "{one}");
+
+    // What Quiver cannot store refuses the whole request, and says nothing was written.
+    let mut with_histogram =
+        request(&[(vec![("__name__", "not_stored")], vec![(3_000, 1.0)], None)]);
+    with_histogram.timeseries[0]
+        .histograms
+        .push(Histogram::default());
+    let (code, written, text) = post_v2(&s, compress(&with_histogram)).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("native histograms"), "{text}");
+    assert_eq!(written, [Some(0), Some(0), Some(0)]);
+    let mut with_exemplar =
+        request(&[(vec![("__name__", "not_stored")], vec![(3_000, 1.0)], None)]);
+    with_exemplar.timeseries[0]
+        .exemplars
+        .push(Exemplar::default());
+    let (code, _, text) = post_v2(&s, compress(&with_exemplar)).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(export(&s.base, "not_stored").await.is_empty());
+
+    // Bad bodies: a reference outside the symbols table, a 1.0 body sent as 2.0, not snappy.
+    let mut bad_ref = request(&[(vec![("__name__", "bad")], vec![(1, 1.0)], None)]);
+    bad_ref.timeseries[0].labels_refs[1] = 1000;
+    let (code, _, text) = post_v2(&s, compress(&bad_ref)).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("symbol reference 1000"), "{text}");
+    let v1 = write_request(&[(vec![("__name__", "v1_as_v2")], vec![(1_000, 1.0)])]);
+    let (code, _, text) = post_v2(&s, v1).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("1.0"), "{text}");
+    let (code, _, _) = post_v2(&s, b"not snappy at all".to_vec()).await;
+    assert_eq!(code, 400);
+
+    // 1.0 is unchanged, and the server goes on.
+    let body = write_request(&[(vec![("__name__", "still_v1")], vec![(1_000, 1.0)])]);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
+    assert_eq!(export(&s.base, "still_v1").await.len(), 1);
+    s.stop().await;
+}
