@@ -40,6 +40,18 @@ pub async fn export(State(state): State<AppState>, params: Params) -> ApiResult 
         )));
     }
     let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
+    // Bounded like a query: never read more samples than --query.max-samples allows.
+    let max_samples = state.flags().query_max_samples;
+    let bound = db.sample_bound(&ids, start, end);
+    if bound > max_samples {
+        return Err(ApiError::new(
+            crate::error::ErrorType::Execution,
+            format!(
+                "the export would read up to {bound} samples, more than --query.max-samples \
+                 ({max_samples}): narrow match[], start or end"
+            ),
+        ));
+    }
     let data = db
         .read(&ids, start, end)
         .await

@@ -688,6 +688,30 @@ impl Db {
 
     /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
     /// no samples there are left out.
+    /// An upper bound of the samples [`Db::read`] would answer for the same arguments, without
+    /// reading any: each block's rows of the series whose time span meets the range, and the
+    /// head's chunks that meet it ([`crate::head::MemSeries::count_bound`]). Callers check it against their
+    /// limit before reading, so a read never builds more than they allow.
+    pub fn sample_bound(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> usize {
+        let state = self.state.read();
+        let mut n = 0usize;
+        for b in state
+            .blocks
+            .iter()
+            .filter(|b| b.meta().overlaps(mint, maxt))
+        {
+            n = n.saturating_add(b.row_selection(Some(ids), mint, maxt).1);
+        }
+        for head in std::iter::once(&state.head).chain(state.frozen.iter().map(|f| &**f)) {
+            for id in ids {
+                if let Some(s) = head.get(*id) {
+                    n = n.saturating_add(s.count_bound(mint, maxt));
+                }
+            }
+        }
+        n
+    }
+
     pub async fn read(
         &self,
         ids: &[SeriesId],

@@ -561,3 +561,56 @@ async fn a_reload_that_fails_in_any_part_changes_no_part() {
     assert!(!v["data"]["yaml"].as_str().unwrap().contains("job_name: b"));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_past_max_samples_is_refused_before_reading() {
+    let s = TestServer::start(&["--query.max-samples=100", "--web.enable-admin-api"]).await;
+    // Recent samples (retention would drop old ones once in a block), one a second.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let base = now - 3600;
+    let many: Vec<(i64, f64)> = (0..150).map(|i| ((base + i) * 1000, i as f64)).collect();
+    let few: Vec<(i64, f64)> = (0..10).map(|i| ((base + i) * 1000, i as f64)).collect();
+    let body = write_request(&[
+        (vec![("__name__", "many")], many),
+        (vec![("__name__", "few")], few),
+    ]);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
+    let export = |m: &'static str, from: i64, to: i64| {
+        let url = s.url("/api/v1/export");
+        async move {
+            let (start, end) = ((base + from).to_string(), (base + to).to_string());
+            let r = client()
+                .get(url)
+                .query(&[("match[]", m), ("start", &start), ("end", &end)])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // A narrower range of the head's newest samples fits (the bound counts what meets it).
+    let (code, text) = export("many", 125, 140).await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // In the head, then again from a block.
+    for round in ["head", "block"] {
+        let (code, text) = export("many", 0, 1000).await;
+        assert_eq!(code, 422, "{round}: {text}");
+        assert!(text.contains("--query.max-samples"), "{round}: {text}");
+        let (code, text) = export("{__name__=~\"many|few\"}", 0, 1000).await;
+        assert_eq!(code, 422, "{round}: {text}");
+        let (code, text) = export("few", 0, 1000).await;
+        assert_eq!(code, 200, "{round}: {text}");
+        assert_eq!(text.lines().count(), 1, "{round}: {text}");
+        let (code, _) = post(&s.url("/api/v1/admin/flush"), Vec::new(), &[]).await;
+        assert!(code == 200 || code == 204, "flush: {code}");
+    }
+    still_serving(&s).await;
+    s.stop().await;
+}

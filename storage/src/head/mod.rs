@@ -131,6 +131,23 @@ impl MemSeries {
         self.chunks.iter().map(Chunk::count).sum::<usize>() + self.open_ts.len()
     }
 
+    /// An upper bound of the samples in `[mint, maxt]`, decoding nothing: the open buffer's
+    /// exactly, and the whole of every chunk whose span meets the range (at most one chunk of
+    /// 120 samples too many at each end).
+    pub fn count_bound(&self, mint: Timestamp, maxt: Timestamp) -> usize {
+        if mint > maxt {
+            return 0;
+        }
+        let lo = self.open_ts.partition_point(|x| *x < mint);
+        let hi = self.open_ts.partition_point(|x| *x <= maxt).max(lo);
+        self.chunks
+            .iter()
+            .filter(|c| c.max_time() >= mint && c.min_time() <= maxt)
+            .map(Chunk::count)
+            .sum::<usize>()
+            + (hi - lo)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty() && self.open_ts.is_empty()
     }
