@@ -13,7 +13,8 @@
 //!   are set), so timing does not tell which users exist.
 //! - The users can change while running (the web configuration is re-read, `crate::web`): the
 //!   remembered successes are forgotten then, and a removed user's session tokens stop working.
-//! - Session tokens are stateless: `qv1.<user>.<expiry>.<HMAC>` under a key made at startup, so
+//! - Session tokens are stateless: `qv1.<user>.<expiry>.<HMAC>` under a key made at startup and
+//!   bound to the user's password hash (a changed password ends them), so
 //!   they die with the process and nothing grows with the number of clients.
 
 use std::collections::BTreeMap;
@@ -201,12 +202,13 @@ impl Auth {
         if self.was_verified(&pair) {
             return true;
         }
-        let users = self.users.read().clone();
-        let snapshot = users.clone();
-        let known = users.map.contains_key(user);
         let Ok(_permit) = self.bcrypt_gate.acquire().await else {
             return false;
         };
+        // The users as they are when this check's turn comes (not when it started waiting).
+        let users = self.users.read().clone();
+        let snapshot = users.clone();
+        let known = users.map.contains_key(user);
         let (user, password) = (user.to_string(), password.to_string());
         let ok = tokio::task::spawn_blocking(move || {
             let hash = users
@@ -225,39 +227,58 @@ impl Auth {
         if !(ok && known) {
             return false;
         }
+        // The users changed while bcrypt ran: the answer is about a password that may no
+        // longer be in force, so it is no (the client tries again).
         let mut verified = self.verified.lock();
-        if Arc::ptr_eq(&snapshot, &self.users.read()) {
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.remove(0);
-            }
-            verified.push(pair);
+        if !Arc::ptr_eq(&snapshot, &self.users.read()) {
+            return false;
         }
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.remove(0);
+        }
+        verified.push(pair);
         true
     }
 
-    /// A session token for `user`, valid for [`SESSION_LIFETIME`].
+    /// A session token for `user`, valid for [`SESSION_LIFETIME`] and for as long as the user
+    /// keeps the password hash they have now.
     pub fn issue_session(&self, user: &str) -> String {
         let expiry = unix_now() + SESSION_LIFETIME.as_secs();
         let body = format!("qv1.{}.{expiry}", URL_SAFE_NO_PAD.encode(user));
-        let tag = hmac::sign(&self.key, body.as_bytes());
+        let hash = self.users.read().map.get(user).cloned().unwrap_or_default();
+        let tag = self.session_tag(&body, &hash);
         format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
 
-    /// The user of a valid, unexpired session token.
+    /// The MAC of a session token's body, bound to the user's password hash: a changed
+    /// password ends the user's sessions.
+    fn session_tag(&self, body: &str, hash: &str) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&(body.len() as u64).to_le_bytes());
+        ctx.update(body.as_bytes());
+        ctx.update(hash.as_bytes());
+        ctx.sign()
+    }
+
+    /// The user of a valid, unexpired session token whose password has not changed since.
     fn session_user(&self, token: &str) -> Option<String> {
         let (body, tag) = token.rsplit_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        hmac::verify(&self.key, body.as_bytes(), &tag).ok()?;
         let mut parts = body.splitn(3, '.');
         let (Some("qv1"), Some(user), Some(expiry)) = (parts.next(), parts.next(), parts.next())
         else {
             return None;
         };
+        let user = String::from_utf8(URL_SAFE_NO_PAD.decode(user).ok()?).ok()?;
+        let hash = self.users.read().map.get(&user).cloned()?;
+        let want = self.session_tag(body, &hash);
+        if !bool::from(want.as_ref().ct_eq(&tag)) {
+            return None;
+        }
         if expiry.parse::<u64>().ok()? < unix_now() {
             return None;
         }
-        let user = String::from_utf8(URL_SAFE_NO_PAD.decode(user).ok()?).ok()?;
-        self.users.read().map.contains_key(&user).then_some(user)
+        Some(user)
     }
 
     /// The keyed hash a verified pair is remembered by (the length prefix keeps `ab`+`c` apart
@@ -414,7 +435,9 @@ mod tests {
         assert!(auth.verified.lock().is_empty());
         assert!(!auth.verify_user("alice", "hunter2").await);
         assert!(auth.verify_user("alice", "correct horse").await);
-        // Alice removed: her session token stops working.
+        // The session from before the change is over; a new one works until Alice is removed.
+        assert_eq!(auth.session_user(&session), None);
+        let session = auth.issue_session("alice");
         assert!(auth.session_user(&session).is_some());
         let hash = bcrypt::hash("pw", 4).unwrap();
         auth.set_users([("bob".to_string(), hash)].into_iter().collect());

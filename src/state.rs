@@ -23,6 +23,9 @@ use crate::web::Web;
 /// Most metric families whose pushed metadata is kept.
 pub const MAX_PUSHED_METADATA: usize = 100_000;
 
+/// Most bytes of a pushed help or unit text kept (the rest is cut).
+pub const MAX_METADATA_TEXT: usize = 4096;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -377,10 +380,21 @@ impl AppState {
             return;
         }
         let mut kept = self.inner.pushed_metadata.lock();
-        for (family, m) in entries {
-            if kept.len() < MAX_PUSHED_METADATA || kept.contains_key(&family) {
-                kept.insert(family, m);
+        for (family, mut m) in entries {
+            if kept.len() >= MAX_PUSHED_METADATA && !kept.contains_key(&family) {
+                continue;
             }
+            // Bounded per entry too: help and unit past MAX_METADATA_TEXT bytes are cut.
+            for text in [&mut m.help, &mut m.unit] {
+                if text.len() > MAX_METADATA_TEXT {
+                    let mut end = MAX_METADATA_TEXT;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    *text = std::sync::Arc::from(&text[..end]);
+                }
+            }
+            kept.insert(family, m);
         }
     }
 

@@ -312,7 +312,9 @@ impl TlsListener {
                 let base = match source() {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!("refused a connection from {peer}: {e}");
+                        // Logged once where the file is read; one line per refused connection
+                        // would let anyone flood the log.
+                        tracing::debug!("refused a connection from {peer}: {e}");
                         continue;
                     }
                 };

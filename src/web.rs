@@ -91,11 +91,21 @@ impl Web {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut live = self.live.lock();
-        let now = Instant::now();
-        if now >= live.next_check {
-            live.next_check = now + RECHECK;
-            match WebConfig::load(path) {
+        // One caller a second claims the read; the others go on with what is in force. The file
+        // is read outside the lock, so a slow file system holds up no request.
+        let due = {
+            let mut live = self.live.lock();
+            let now = Instant::now();
+            let due = now >= live.next_check;
+            if due {
+                live.next_check = now + RECHECK;
+            }
+            due
+        };
+        if due {
+            let loaded = WebConfig::load(path);
+            let mut live = self.live.lock();
+            match loaded {
                 Ok(w) => {
                     if w.fingerprint != live.fingerprint || live.broken.is_some() {
                         self.apply(&mut live, w);
@@ -111,6 +121,7 @@ impl Web {
                 }
             }
         }
+        let live = self.live.lock();
         match &live.broken {
             Some(e) => Err(e.clone()),
             None => Ok(()),

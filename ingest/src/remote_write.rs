@@ -8,6 +8,14 @@ use prost::Message;
 use quiver_storage::labels::validate_pairs;
 use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 
+/// What a request carrying exemplars gets (1.0 and 2.0): never acknowledged without being stored.
+pub(crate) const EXEMPLARS_REFUSED: &str =
+    "exemplars are not supported: Quiver does not store them (turn off send_exemplars)";
+
+/// What a request carrying native histograms gets (1.0 and 2.0), until Quiver stores them.
+pub(crate) const HISTOGRAMS_REFUSED: &str =
+    "native histograms are not supported yet: Quiver does not store them";
+
 /// Why a body was refused: bad data (400), or too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -313,18 +321,8 @@ fn decode_protobuf(
                 }
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 // Never acknowledged without being stored: the sender learns it is refused.
-                (3, LEN) => {
-                    return Err(DecodeError::BadData(
-                        "exemplars are not supported: Quiver does not store them (turn off send_exemplars)"
-                            .into(),
-                    ));
-                }
-                (4, LEN) => {
-                    return Err(DecodeError::BadData(
-                        "native histograms are not supported yet: Quiver does not store them"
-                            .into(),
-                    ));
-                }
+                (3, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
+                (4, LEN) => return Err(DecodeError::BadData(HISTOGRAMS_REFUSED.into())),
                 _ => ts.skip(wire).map_err(bad)?,
             }
             field_start = ts.pos;

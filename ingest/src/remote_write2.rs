@@ -12,11 +12,17 @@
 //! `prompb/io/prometheus/write/v2/types.proto`) are what tests and senders encode with; the
 //! decoder is tested against them.
 
-use quiver_storage::labels::validate_pairs;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quiver_storage::labels::{Label, validate_pairs};
 use quiver_storage::{Labels, Limits, METRIC_NAME, WriteBatch};
 
 use crate::exposition::MetricType;
-use crate::remote_write::{DecodeError, LEN, Pb, VARINT, read_sample, utf8, with_decompressed};
+use crate::remote_write::{
+    DecodeError, EXEMPLARS_REFUSED, HISTOGRAMS_REFUSED, LEN, Pb, VARINT, read_sample, utf8,
+    with_decompressed,
+};
 
 /// The Content-Type parameter that names this message: `proto=io.prometheus.write.v2.Request`.
 pub const PROTO: &str = "io.prometheus.write.v2.Request";
@@ -25,16 +31,19 @@ pub const PROTO: &str = "io.prometheus.write.v2.Request";
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: WriteBatch,
-    /// Metric family name and its metadata, in request order (a family may repeat).
+    /// Each metric family's metadata (the last a series of the request gave it), in the order
+    /// families first appeared.
     pub metadata: Vec<(String, Metadata)>,
 }
 
-/// A metric family's metadata as a series carried it.
+/// A metric family's metadata as a series carried it. The strings are shared: every series
+/// that refers to one symbol holds the same copy, so a request cannot multiply a long help
+/// text by its number of series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     pub kind: MetricType,
-    pub help: String,
-    pub unit: String,
+    pub help: Arc<str>,
+    pub unit: Arc<str>,
 }
 
 /// Decompresses and decodes a 2.0 body, checking every series against `limits`.
@@ -83,10 +92,16 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
             })
     };
 
+    // One shared copy of each symbol a label or metadata uses.
+    let mut interned: Vec<Option<Arc<str>>> = vec![None; symbols.len()];
     let mut out = Decoded::default();
+    // Family → index in `out.metadata`.
+    let mut families: HashMap<&str, usize> = HashMap::new();
     let mut refs: Vec<u64> = Vec::with_capacity(16);
-    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
+    let mut labels: Vec<(Sym<'_>, Sym<'_>)> = Vec::with_capacity(16);
+    let mut shared: Vec<Label> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut total_samples = 0usize;
     for ts in series {
         refs.clear();
         samples.clear();
@@ -104,18 +119,8 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 }
                 (1, VARINT) => refs.push(ts.varint().map_err(bad)?),
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
-                (3, LEN) => {
-                    return Err(DecodeError::BadData(
-                        "native histograms are not supported yet: Quiver does not store them"
-                            .into(),
-                    ));
-                }
-                (4, LEN) => {
-                    return Err(DecodeError::BadData(
-                        "exemplars are not supported: Quiver does not store them (turn off send_exemplars)"
-                            .into(),
-                    ));
-                }
+                (3, LEN) => return Err(DecodeError::BadData(HISTOGRAMS_REFUSED.into())),
+                (4, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
                 (5, LEN) => metadata = Some(read_metadata(ts.bytes().map_err(bad)?).map_err(bad)?),
                 // created_timestamp (6) and anything newer.
                 _ => ts.skip(wire).map_err(bad)?,
@@ -127,44 +132,93 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 refs.len()
             )));
         }
-        labels.clear();
-        for pair in refs.chunks_exact(2) {
-            labels.push((symbol(pair[0])?, symbol(pair[1])?));
-        }
         if samples.is_empty() && metadata.is_none() {
             continue;
         }
+        labels.clear();
+        for pair in refs.chunks_exact(2) {
+            let sym = |r: u64| symbol(r).map(|s| Sym { s, r });
+            labels.push((sym(pair[0])?, sym(pair[1])?));
+        }
         validate_pairs(&mut labels, &limits.labels).map_err(DecodeError::from_storage)?;
-        if let Some((kind, help, unit)) = metadata {
+        if let Some((kind, help_ref, unit_ref)) = metadata {
             let name = labels
                 .iter()
-                .find(|(n, _)| *n == METRIC_NAME)
-                .map(|(_, v)| *v)
+                .find(|(n, _)| n.s == METRIC_NAME)
+                .map(|(_, v)| v.s)
                 .unwrap_or_default();
             let kind = metric_type(kind);
-            let (help, unit) = (symbol(help)?, symbol(unit)?);
+            let (help, unit) = (symbol(help_ref)?, symbol(unit_ref)?);
             if !name.is_empty()
                 && (kind != MetricType::Unknown || !help.is_empty() || !unit.is_empty())
             {
-                out.metadata.push((
-                    family_name(name, kind).to_string(),
-                    Metadata {
-                        kind,
-                        help: help.to_string(),
-                        unit: unit.to_string(),
-                    },
-                ));
+                let m = Metadata {
+                    kind,
+                    help: intern(&mut interned, &symbols, help_ref),
+                    unit: intern(&mut interned, &symbols, unit_ref),
+                };
+                // The last a request gives a family wins; one entry per family.
+                let family = family_name(name, kind);
+                match families.get(family) {
+                    Some(&i) => out.metadata[i].1 = m,
+                    None => {
+                        families.insert(family, out.metadata.len());
+                        out.metadata.push((family.to_string(), m));
+                    }
+                }
             }
         }
         if samples.is_empty() {
             continue;
         }
-        let idx = out.batch.push_series(Labels::from_validated(&labels));
+        // Checked as the series come, so a request over the limits is refused before it is
+        // built (`Db::append` checks the same limits again).
+        total_samples += samples.len();
+        if out.batch.num_series() >= limits.max_series_per_write
+            || total_samples > limits.max_samples_per_write
+        {
+            return Err(DecodeError::TooLarge(format!(
+                "more than {} series or {} samples in one write",
+                limits.max_series_per_write, limits.max_samples_per_write
+            )));
+        }
+        // The labels share the request's copies of their symbols: a long value referenced by
+        // many series is held once.
+        shared.clear();
+        for (name, value) in &labels {
+            shared.push(Label {
+                name: intern(&mut interned, &symbols, name.r),
+                value: intern(&mut interned, &symbols, value.r),
+            });
+        }
+        let idx = out.batch.push_series(Labels::from_trusted(shared.clone()));
         for (t, v) in &samples {
             out.batch.push_sample(idx, *t, *v);
         }
     }
     Ok(out)
+}
+
+/// The shared copy of symbol `r` (a valid reference).
+fn intern(interned: &mut [Option<Arc<str>>], symbols: &[&str], r: u64) -> Arc<str> {
+    let i = r as usize;
+    interned[i]
+        .get_or_insert_with(|| Arc::from(symbols[i]))
+        .clone()
+}
+
+/// A symbol and its reference, so label pairs keep their references through validation
+/// (which drops and sorts pairs).
+#[derive(Clone, Copy)]
+struct Sym<'a> {
+    s: &'a str,
+    r: u64,
+}
+
+impl AsRef<str> for Sym<'_> {
+    fn as_ref(&self) -> &str {
+        self.s
+    }
 }
 
 /// `Metadata`: the type, and the symbol references of help and unit.
@@ -421,14 +475,7 @@ mod tests {
         let meta: Vec<(&str, &str, &str, &str)> = d
             .metadata
             .iter()
-            .map(|(n, m)| {
-                (
-                    n.as_str(),
-                    m.kind.as_str(),
-                    m.help.as_str(),
-                    m.unit.as_str(),
-                )
-            })
+            .map(|(n, m)| (n.as_str(), m.kind.as_str(), &*m.help, &*m.unit))
             .collect();
         assert_eq!(
             meta,
@@ -437,6 +484,63 @@ mod tests {
                 ("latency_seconds", "histogram", "Latency.", "seconds"),
                 ("temperature_celsius", "gauge", "", "celsius"),
             ]
+        );
+    }
+
+    #[test]
+    fn symbols_are_shared_not_copied_per_series() {
+        // A long help text and a long label value, referred to by many series: held once.
+        let help = "h".repeat(100_000);
+        let value = "v".repeat(10_000);
+        let specs: Vec<SeriesSpec<'_>> = (0..200)
+            .map(|i| {
+                (
+                    vec![("__name__", "m"), ("big", value.as_str())],
+                    vec![(i, 1.0)],
+                    Some((2, help.as_str(), "")),
+                )
+            })
+            .collect();
+        let d = decode_msg(&request(&specs)).unwrap();
+        assert_eq!(d.metadata.len(), 1, "one entry per family");
+        let values: Vec<std::sync::Arc<str>> = d
+            .batch
+            .new_labels()
+            .map(|l| {
+                let l = l.unwrap();
+                l.iter().find(|x| &*x.name == "big").unwrap().value.clone()
+            })
+            .collect();
+        assert_eq!(values.len(), 200);
+        assert!(values.iter().all(|v| std::sync::Arc::ptr_eq(v, &values[0])));
+    }
+
+    #[test]
+    fn the_write_limits_are_checked_while_decoding() {
+        let specs: Vec<SeriesSpec<'_>> = (0..3)
+            .map(|i| (vec![("__name__", "m")], vec![(i, 1.0), (i + 10, 2.0)], None))
+            .collect();
+        let req = request(&specs);
+        let limits = |series, samples| Limits {
+            max_series_per_write: series,
+            max_samples_per_write: samples,
+            ..Limits::default()
+        };
+        let body = compress(&req);
+        assert!(matches!(
+            decode(&body, 1 << 20, &limits(2, 100)),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode(&body, 1 << 20, &limits(10, 5)),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert_eq!(
+            decode(&body, 1 << 20, &limits(3, 6))
+                .unwrap()
+                .batch
+                .num_samples(),
+            6
         );
     }
 
@@ -550,12 +654,24 @@ mod tests {
                 .map(|(l, s)| (l, s.into_iter().map(|(t, v)| (t, bits(v))).collect()))
                 .collect();
             proptest::prop_assert_eq!(got, want);
-            let want_meta = owned
+            // One entry per family, the last a series gave it.
+            let mut want_meta = std::collections::BTreeMap::new();
+            for (l, _, m) in &owned {
+                let Some((t, h, u)) = m else { continue };
+                let kind = metric_type(*t as u64);
+                if kind == MetricType::Unknown && h.is_empty() && u.is_empty() {
+                    continue;
+                }
+                let name = &l.iter().find(|(n, _)| n == "__name__").unwrap().1;
+                want_meta.insert(family_name(name, kind).to_string(), (kind, h.clone(), u.clone()));
+            }
+            let got_meta: std::collections::BTreeMap<String, (MetricType, String, String)> = d
+                .metadata
                 .iter()
-                .filter_map(|(l, _, m)| m.as_ref().map(|m| (l, m)))
-                .filter(|(_, (t, h, u))| metric_type(*t as u64) != MetricType::Unknown || !h.is_empty() || !u.is_empty())
-                .count();
-            proptest::prop_assert_eq!(d.metadata.len(), want_meta);
+                .map(|(f, m)| (f.clone(), (m.kind, m.help.to_string(), m.unit.to_string())))
+                .collect();
+            proptest::prop_assert_eq!(d.metadata.len(), got_meta.len());
+            proptest::prop_assert_eq!(got_meta, want_meta);
         }
     }
 }

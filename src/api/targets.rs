@@ -199,14 +199,14 @@ pub async fn metadata(State(state): State<AppState>, params: Params) -> ApiResul
     // And what remote write 2.0 senders pushed.
     for (name, m) in state.pushed_metadata() {
         if metric.is_some_and(|want| want != name)
-            || !seen.insert((name.clone(), m.kind, m.help.clone(), m.unit.clone()))
+            || !seen.insert((name.clone(), m.kind, m.help.to_string(), m.unit.to_string()))
         {
             continue;
         }
         all.entry(name).or_default().push(json!({
             "type": m.kind.as_str(),
-            "help": m.help,
-            "unit": m.unit,
+            "help": &*m.help,
+            "unit": &*m.unit,
         }));
     }
     let mut out = Map::new();

@@ -62,7 +62,9 @@ where
             // The web configuration is re-read as calls come; one that cannot be used refuses
             // every call until it is fixed.
             if let Err(e) = web.refresh() {
-                return Ok(Status::internal(e).into_http());
+                // The reason is logged; a caller not yet authenticated learns nothing of the file.
+                tracing::debug!("refused a Flight call: {e}");
+                return Ok(Status::internal("internal error").into_http());
             }
             let auth = web.auth();
             let given = req

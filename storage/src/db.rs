@@ -686,12 +686,10 @@ impl Db {
         Ok(all)
     }
 
-    /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
-    /// no samples there are left out.
     /// An upper bound of the samples [`Db::read`] would answer for the same arguments, without
     /// reading any: each block's rows of the series whose time span meets the range, and the
-    /// head's chunks that meet it ([`crate::head::MemSeries::count_bound`]). Callers check it against their
-    /// limit before reading, so a read never builds more than they allow.
+    /// head's chunks that meet it ([`crate::head::MemSeries::count_bound`]). Callers check it
+    /// against their limit before reading, so a read never builds more than they allow.
     pub fn sample_bound(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> usize {
         let state = self.state.read();
         let mut n = 0usize;
@@ -712,6 +710,8 @@ impl Db {
         n
     }
 
+    /// The merged samples of each series in `[mint, maxt]`, in the order of `ids`. Series with
+    /// no samples there are left out.
     pub async fn read(
         &self,
         ids: &[SeriesId],
