@@ -17,6 +17,7 @@ pub const TARGETS: &[Target] = &[
     ("remote_write", remote_write_body),
     ("remote_write_protobuf", remote_write_protobuf),
     ("remote_write2", remote_write2_protobuf),
+    ("remote_read", remote_read_protobuf),
     ("exposition", exposition_text),
     ("promql", promql),
     ("sql", sql),
@@ -47,6 +48,13 @@ pub fn remote_write2_protobuf(data: &[u8]) {
             1 << 20,
             &quiver_storage::Limits::default(),
         );
+    }
+}
+
+/// A remote read request (compressed first, as for the write targets).
+pub fn remote_read_protobuf(data: &[u8]) {
+    if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
+        let _ = quiver_ingest::remote_read::decode_request(&body, 1 << 20);
     }
 }
 

@@ -6,6 +6,7 @@ mod experiments;
 mod export;
 pub mod params;
 pub mod query;
+mod read;
 mod rules;
 pub mod series;
 mod sql;
@@ -72,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/export", get(export::export).post(export::export))
         .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/read", post(read::read))
         .route("/api/v1/import/prometheus", post(write::import_text))
         .route(
             "/api/v1/experiments/{experiment}/runs/{run}/metrics",

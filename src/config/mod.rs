@@ -104,6 +104,14 @@ pub struct Flags {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 
+    /// Most samples one remote read (`/api/v1/read`) returns over all its queries; 0 means
+    /// `--query.max-samples` (Prometheus reads 0 as no limit; Quiver keeps reads bounded).
+    #[arg(
+        long = "storage.remote.read-sample-limit",
+        default_value_t = 50_000_000
+    )]
+    pub remote_read_sample_limit: usize,
+
     /// Most queries (PromQL and SQL, over HTTP and Flight) that run at once; the others wait
     /// their turn, within their timeout.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
@@ -215,6 +223,10 @@ impl Flags {
             ("query.lookback-delta", self.query_lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
+            (
+                "storage.remote.read-sample-limit",
+                self.remote_read_sample_limit.to_string(),
+            ),
             (
                 "query.max-concurrency",
                 self.query_max_concurrency.to_string(),

@@ -80,8 +80,29 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
         ),
         (vec![("__name__", "up")], vec![(-5, f64::NAN)], None),
     ]));
+    use quiver_ingest::remote_read::{LabelMatcher, Query, ReadRequest};
+    let read = prost::Message::encode_to_vec(&ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 1_700_000_000_000,
+            end_timestamp_ms: 1_700_000_300_000,
+            matchers: vec![
+                LabelMatcher {
+                    r#type: 0,
+                    name: "__name__".into(),
+                    value: "up".into(),
+                },
+                LabelMatcher {
+                    r#type: 2,
+                    name: "job".into(),
+                    value: "node|gpu".into(),
+                },
+            ],
+        }],
+        accepted_response_types: vec![0],
+    });
     let write = std::env::var_os("QUIVER_WRITE_SEEDS").is_some();
     for (path, bytes) in [
+        ("remote_read/one_query", read),
         ("remote_write2/two_series", v2),
         ("remote_write/two_series", body),
         ("remote_write_protobuf/two_series", raw),

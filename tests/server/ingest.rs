@@ -354,3 +354,148 @@ async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote()
     assert_eq!(export(&s.base, "still_v1").await.len(), 1);
     s.stop().await;
 }
+
+/// A series as a remote read answered it: labels as `name=value,…`, and its samples.
+type ReadSeries = (String, Vec<(i64, f64)>);
+
+/// POSTs a remote read request; answers the status and the decoded answer (or the error text).
+async fn remote_read(
+    s: &TestServer,
+    req: &quiver_ingest::remote_read::ReadRequest,
+) -> (
+    u16,
+    Result<quiver_ingest::remote_read::ReadResponse, String>,
+) {
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prost::Message::encode_to_vec(req))
+        .unwrap();
+    let r = client()
+        .post(s.url("/api/v1/read"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    if code == 200 {
+        let resp = quiver_ingest::remote_read::decode_response(&bytes).map_err(|e| e.to_string());
+        (code, resp)
+    } else {
+        (code, Err(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_read_answers_samples_by_matchers_and_time_and_stays_bounded() {
+    use quiver_ingest::remote_read::{LabelMatcher, Query, ReadRequest};
+    let s = TestServer::start(&["--storage.remote.read-sample-limit=4"]).await;
+    let body = write_request(&[
+        (
+            vec![("__name__", "gpu_util"), ("gpu", "0")],
+            vec![(1_000, 10.0), (2_000, 20.0)],
+        ),
+        (
+            vec![("__name__", "gpu_util"), ("gpu", "1")],
+            vec![(1_000, 11.0), (2_000, 21.0)],
+        ),
+        (
+            vec![("__name__", "gpu_temp"), ("gpu", "0")],
+            vec![(1_000, 60.0)],
+        ),
+    ]);
+    assert_eq!(
+        post(&s.url("/api/v1/write"), body, &RW_HEADERS).await.0,
+        204
+    );
+    let m = |t: i32, name: &str, value: &str| LabelMatcher {
+        r#type: t,
+        name: name.into(),
+        value: value.into(),
+    };
+    let query = |matchers: Vec<LabelMatcher>, start: i64, end: i64| Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers,
+    };
+    // Two queries in one request: one result each, in order.
+    let req = ReadRequest {
+        queries: vec![
+            query(
+                vec![m(0, "__name__", "gpu_util"), m(1, "gpu", "1")],
+                0,
+                1_500,
+            ),
+            query(vec![m(2, "__name__", "gpu_.*"), m(3, "gpu", "1")], 0, 5_000),
+        ],
+        accepted_response_types: vec![],
+    };
+    let (code, resp) = remote_read(&s, &req).await;
+    assert_eq!(code, 200, "{resp:?}");
+    let resp = resp.unwrap();
+    let flat: Vec<Vec<ReadSeries>> = resp
+        .results
+        .iter()
+        .map(|r| {
+            let mut all: Vec<ReadSeries> = r
+                .timeseries
+                .iter()
+                .map(|ts| {
+                    let labels: Vec<String> = ts
+                        .labels
+                        .iter()
+                        .map(|l| format!("{}={}", l.name, l.value))
+                        .collect();
+                    let samples = ts.samples.iter().map(|x| (x.timestamp, x.value)).collect();
+                    (labels.join(","), samples)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        })
+        .collect();
+    assert_eq!(
+        flat,
+        vec![
+            vec![("__name__=gpu_util,gpu=0".to_string(), vec![(1_000, 10.0)])],
+            vec![
+                ("__name__=gpu_temp,gpu=0".to_string(), vec![(1_000, 60.0)]),
+                (
+                    "__name__=gpu_util,gpu=0".to_string(),
+                    vec![(1_000, 10.0), (2_000, 20.0)]
+                ),
+            ],
+        ]
+    );
+
+    // Past the sample limit: refused before reading (5 samples would be read here, 4 allowed;
+    // the request above read 4).
+    let all = ReadRequest {
+        queries: vec![query(vec![m(2, "__name__", "gpu_.*")], 0, 5_000)],
+        accepted_response_types: vec![0, 1],
+    };
+    let (code, text) = remote_read(&s, &all).await;
+    assert_eq!(code, 422, "{text:?}");
+    assert!(text.unwrap_err().contains("sample limit"));
+    // Only streamed chunks accepted, a matcher selecting everything, a bad regex, junk: 400.
+    let chunks_only = ReadRequest {
+        accepted_response_types: vec![1],
+        ..req.clone()
+    };
+    assert_eq!(remote_read(&s, &chunks_only).await.0, 400);
+    let everything = ReadRequest {
+        queries: vec![query(vec![m(2, "__name__", ".*")], 0, 5_000)],
+        accepted_response_types: vec![],
+    };
+    assert_eq!(remote_read(&s, &everything).await.0, 400);
+    let bad_regex = ReadRequest {
+        queries: vec![query(vec![m(2, "__name__", "a)|(b")], 0, 5_000)],
+        accepted_response_types: vec![],
+    };
+    assert_eq!(remote_read(&s, &bad_regex).await.0, 400);
+    let (code, _) = post(&s.url("/api/v1/read"), b"junk".to_vec(), &[]).await;
+    assert_eq!(code, 400);
+    s.stop().await;
+}

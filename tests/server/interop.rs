@@ -67,6 +67,83 @@ async fn prometheus_remote_write_delivers_what_it_scrapes() {
     quiver.stop().await;
 }
 
+/// A Prometheus with `remote_read` pointing at Quiver answers PromQL over Quiver's data: a
+/// series only Quiver holds comes back through Prometheus's own query API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs the prometheus binary (Debian package prometheus)"]
+async fn prometheus_remote_read_queries_what_quiver_holds() {
+    let prometheus =
+        which("prometheus").expect("prometheus is on the PATH (apt-get install prometheus)");
+    let quiver = TestServer::start(&[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Samples of the last minutes, 15 s apart, off Prometheus's evaluation instants.
+    let samples: Vec<(i64, f64)> = (1..=20)
+        .map(|i| ((now - 300 + i * 15) * 1000 + 250, i as f64))
+        .collect();
+    let at = now - 10;
+    // The sum at `at`: each series' newest sample at or before it, twice.
+    let want = samples
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= at * 1000)
+        .map(|(_, v)| v * 2.0)
+        .unwrap();
+    let body = write_request(&[
+        (
+            vec![("__name__", "only_in_quiver"), ("gpu", "0")],
+            samples.clone(),
+        ),
+        (vec![("__name__", "only_in_quiver"), ("gpu", "1")], samples),
+    ]);
+    assert_eq!(
+        post(&quiver.url("/api/v1/write"), body, &RW_HEADERS)
+            .await
+            .0,
+        204
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1m\nremote_read:\n  - url: {}/api/v1/read\n    read_recent: true\n",
+        quiver.base
+    );
+    std::fs::write(dir.path().join("prom.yml"), config).unwrap();
+    let _prom = KillOnDrop(spawn_prometheus(&prometheus, dir.path(), port));
+    let prom = format!("http://127.0.0.1:{port}");
+    wait_ready(&prom).await;
+
+    let (code, v) = get_json(&format!(
+        "{prom}/api/v1/query?query=sum(only_in_quiver)&time={at}"
+    ))
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (qcode, q) = get_json(&quiver.url(&format!(
+        "/api/v1/query?query=sum(only_in_quiver)&time={at}"
+    )))
+    .await;
+    assert_eq!(qcode, 200, "{q}");
+    assert_eq!(v["data"]["result"][0]["value"][1], want.to_string(), "{v}");
+    assert_eq!(
+        v["data"]["result"], q["data"]["result"],
+        "Prometheus {v} Quiver {q}"
+    );
+    // A range query over the series, through Prometheus.
+    let (code, v) = get_json(&format!(
+        "{prom}/api/v1/query_range?query=only_in_quiver{{gpu=\"1\"}}&start={}&end={}&step=30",
+        now - 290,
+        now - 10
+    ))
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let values = v["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(values.len() >= 9, "{v}");
+    quiver.stop().await;
+}
+
 /// Block files are plain Parquet: pyarrow reads them without Quiver and finds the same samples.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs python3 with pyarrow (PyPI)"]

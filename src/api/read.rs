@@ -1,0 +1,125 @@
+//! `POST /api/v1/read`: Prometheus remote read, so a Prometheus with `remote_read` pointing at
+//! Quiver queries Quiver's data. `SAMPLES` answers only (see `quiver_ingest::remote_read`);
+//! each read takes a query turn and is bounded by `--storage.remote.read-sample-limit`, checked
+//! against an upper bound before anything is read.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use quiver_ingest::remote_read::{self, LabelMatcher, QueryResult, ReadResponse, accepts_samples};
+use quiver_ingest::remote_write::{Label, Sample, TimeSeries};
+use quiver_storage::{MatchOp, Matcher, Matchers};
+
+use super::write::read_body;
+use super::{ApiError, AppState};
+use crate::error::ErrorType;
+
+/// Most series one read answers.
+const MAX_SERIES: usize = 1_000_000;
+
+pub async fn read(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let db = state.db()?.clone();
+    let flags = state.flags();
+    let body = read_body(req, flags.max_request_body_bytes).await?;
+    let request = remote_read::decode_request(&body, flags.max_decoded_body_bytes)?;
+    if !accepts_samples(&request) {
+        return Err(ApiError::bad_data(
+            "none of the accepted response types is supported: Quiver answers SAMPLES \
+             (STREAMED_XOR_CHUNKS is not implemented)",
+        ));
+    }
+    let _permit = state.query_permit().await?;
+    let limit = match flags.remote_read_sample_limit {
+        // Prometheus reads 0 as no limit; Quiver keeps every read bounded.
+        0 => flags.query_max_samples,
+        n => n,
+    };
+    let mut sampled = 0usize;
+    let mut results = Vec::with_capacity(request.queries.len());
+    for q in &request.queries {
+        let matchers = Matchers(
+            q.matchers
+                .iter()
+                .map(matcher)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        if !matchers.has_non_empty_matcher() {
+            return Err(ApiError::bad_data(
+                "a read query needs at least one matcher that does not match the empty string",
+            ));
+        }
+        let (start, end) = (q.start_timestamp_ms, q.end_timestamp_ms);
+        let series = db.series(&matchers, start, end);
+        if series.len() > MAX_SERIES {
+            return Err(too_much(format!(
+                "{} series selected, more than {MAX_SERIES}",
+                series.len()
+            )));
+        }
+        let ids: Vec<_> = series.iter().map(|(id, _)| *id).collect();
+        sampled = sampled.saturating_add(db.sample_bound(&ids, start, end));
+        if sampled > limit {
+            return Err(too_much(format!(
+                "exceeded sample limit ({limit}): the read would return up to {sampled} samples \
+                 (--storage.remote.read-sample-limit)"
+            )));
+        }
+        let data = db
+            .read(&ids, start, end)
+            .await
+            .map_err(ApiError::from_storage)?;
+        let labels_of: std::collections::HashMap<_, _> =
+            series.iter().map(|(id, l)| (*id, l)).collect();
+        let timeseries = data
+            .iter()
+            .map(|s| TimeSeries {
+                labels: labels_of[&s.id]
+                    .iter()
+                    .map(|l| Label {
+                        name: l.name.to_string(),
+                        value: l.value.to_string(),
+                    })
+                    .collect(),
+                samples: s
+                    .timestamps
+                    .iter()
+                    .zip(&s.values)
+                    .map(|(t, v)| Sample {
+                        value: *v,
+                        timestamp: *t,
+                    })
+                    .collect(),
+            })
+            .collect();
+        results.push(QueryResult { timeseries });
+    }
+    let body = remote_read::encode_response(&ReadResponse { results });
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-protobuf; proto=prometheus.ReadResponse",
+            ),
+            (header::CONTENT_ENCODING, "snappy"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A storage matcher from a remote-read one (regexes anchored as everywhere).
+fn matcher(m: &LabelMatcher) -> Result<Matcher, ApiError> {
+    let op = match m.r#type {
+        0 => MatchOp::Equal,
+        1 => MatchOp::NotEqual,
+        2 => MatchOp::RegexMatch,
+        3 => MatchOp::RegexNoMatch,
+        t => return Err(ApiError::bad_data(format!("unknown matcher type {t}"))),
+    };
+    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(ApiError::from_storage)
+}
+
+fn too_much(message: String) -> ApiError {
+    ApiError::new(ErrorType::Execution, message)
+}
