@@ -11,6 +11,7 @@ mod interop;
 mod notebooks;
 mod query;
 mod rules;
+mod s3;
 mod scrape;
 mod security;
 mod sql;

@@ -240,7 +240,28 @@ impl ChildServer {
 
     /// Starts the process without waiting until it is ready (to kill it while it opens).
     pub fn spawn_on(data: &Path, port: u16, extra: &[&str]) -> Self {
+        Self::spawn_with_env(data, port, extra, &[])
+    }
+
+    /// Starts it with these environment variables too (an object store's credentials).
+    pub async fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let server = Self::spawn_with_env(data, free_port(), extra, env);
+        wait_ready(&server.base).await;
+        server
+    }
+
+    /// Stops it as SIGTERM does (a clean shutdown) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    fn spawn_with_env(data: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .envs(env.iter().copied())
             .arg(format!("--storage.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!("--flight.listen-address=127.0.0.1:{}", free_port()))
