@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::params::Params;
-use super::series::{labels_json, parse_selector};
+use super::series::{labels_json, parse_selector, read_labelled};
 use super::{ApiError, ApiResult, AppState};
 use crate::time::{MAX_TIME, MIN_TIME};
 
@@ -52,15 +52,8 @@ pub async fn export(State(state): State<AppState>, params: Params) -> ApiResult 
             ),
         ));
     }
-    let data = db
-        .read(&ids, start, end)
-        .await
-        .map_err(ApiError::from_storage)?;
-    let labels_of: std::collections::HashMap<_, _> =
-        series.iter().map(|(id, l)| (*id, l)).collect();
     let mut out = String::new();
-    for s in &data {
-        let labels = labels_of[&s.id];
+    for (labels, s) in read_labelled(db, &series, start, end).await? {
         let values: Vec<Value> = s.values.iter().map(|v| number(*v)).collect();
         let line =
             json!({"metric": labels_json(labels), "values": values, "timestamps": s.timestamps});

@@ -10,6 +10,7 @@ use quiver_ingest::remote_read::{self, LabelMatcher, QueryResult, ReadResponse, 
 use quiver_ingest::remote_write::{Label, Sample, TimeSeries};
 use quiver_storage::{MatchOp, Matcher, Matchers};
 
+use super::series::read_labelled;
 use super::write::read_body;
 use super::{ApiError, AppState};
 use crate::error::ErrorType;
@@ -64,16 +65,11 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
                  (--storage.remote.read-sample-limit)"
             )));
         }
-        let data = db
-            .read(&ids, start, end)
-            .await
-            .map_err(ApiError::from_storage)?;
-        let labels_of: std::collections::HashMap<_, _> =
-            series.iter().map(|(id, l)| (*id, l)).collect();
-        let timeseries = data
-            .iter()
-            .map(|s| TimeSeries {
-                labels: labels_of[&s.id]
+        let timeseries = read_labelled(&db, &series, start, end)
+            .await?
+            .into_iter()
+            .map(|(labels, s)| TimeSeries {
+                labels: labels
                     .iter()
                     .map(|l| Label {
                         name: l.name.to_string(),

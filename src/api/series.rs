@@ -2,7 +2,7 @@
 //! series index without reading samples.
 
 use axum::extract::{Path, State};
-use quiver_storage::{Labels, Matchers};
+use quiver_storage::{Db, Labels, Matchers, SeriesId, SeriesSamples, Timestamp};
 use serde_json::{Map, Value, json};
 
 use super::params::Params;
@@ -49,6 +49,24 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
 }
 
 /// A label set as the API shows it: a JSON object in label order.
+/// Reads the samples of `series` in `[start, end]`, each with its labels; series without
+/// samples there are left out. The caller has checked `Db::sample_bound` against its limit.
+pub(super) async fn read_labelled<'a>(
+    db: &Db,
+    series: &'a [(SeriesId, Labels)],
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<Vec<(&'a Labels, SeriesSamples)>, ApiError> {
+    let ids: Vec<SeriesId> = series.iter().map(|(id, _)| *id).collect();
+    let data = db
+        .read(&ids, start, end)
+        .await
+        .map_err(ApiError::from_storage)?;
+    let labels_of: std::collections::HashMap<SeriesId, &Labels> =
+        series.iter().map(|(id, l)| (*id, l)).collect();
+    Ok(data.into_iter().map(|s| (labels_of[&s.id], s)).collect())
+}
+
 pub fn labels_json(labels: &Labels) -> Value {
     let mut m = Map::new();
     for l in labels.iter() {
