@@ -194,6 +194,45 @@ pub async fn run_with_flight(
         }))
     });
 
+    // One writer per bucket prefix: the lease is taken before the storage opens (opening
+    // deletes orphans, which another writer's blocks in flight would look like).
+    let lease = match opts.local_block_dir {
+        Some(_) => None,
+        None => {
+            let ttl = duration_flag("storage.lease-ttl", &flags.storage_lease_ttl)?;
+            let owner = format!(
+                "{}:{port} pid {}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "quiver".into()),
+                std::process::id()
+            );
+            quiver_storage::lease::Lease::acquire(opts.block_store.clone(), owner, ttl)
+                .await
+                .context("--storage.object-store.url")?
+                .map(Arc::new)
+        }
+    };
+    let renewer = lease.clone().map(|lease| {
+        let mut stop = stop_rx.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease.renew_every()) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match lease.renew().await {
+                    Ok(()) => {}
+                    Err(e @ quiver_storage::lease::LeaseError::Lost(_)) => {
+                        tracing::error!("{e}; shutting down");
+                        let _ = stop_tx.send(true);
+                        return;
+                    }
+                    // Tried again at the next turn; two may fail before the lease expires.
+                    Err(e) => tracing::warn!("renewing the block store's lease: {e}"),
+                }
+            }
+        })
+    });
     let db = Db::open(opts).await.context("opening the storage")?;
     state.set_db(db.clone());
     tracing::info!("storage ready");
@@ -251,6 +290,14 @@ pub async fn run_with_flight(
     rules.stop().await;
     let _ = maintenance.await;
     db.close().await;
+    if let Some(r) = renewer {
+        let _ = r.await;
+    }
+    if let Some(lease) = &lease
+        && let Err(e) = lease.release().await
+    {
+        tracing::warn!("releasing the block store's lease: {e}");
+    }
     if let Some(f) = flight_server {
         match f.await {
             Ok(Err(e)) => tracing::error!("serving Flight: {e}"),

@@ -64,6 +64,12 @@ pub struct Flags {
     )]
     pub block_duration: String,
 
+    /// How long the lease on an object-store block store (one writer per bucket prefix) lasts
+    /// without renewal; renewed every third of it. A server that died holds the prefix this
+    /// long.
+    #[arg(long = "storage.lease-ttl", default_value = "1m")]
+    pub storage_lease_ttl: String,
+
     /// How often flush, compaction and retention run.
     #[arg(
         long = "storage.maintenance-interval",
@@ -195,6 +201,7 @@ impl Flags {
                 "storage.tsdb.min-block-duration",
                 self.block_duration.clone(),
             ),
+            ("storage.lease-ttl", self.storage_lease_ttl.clone()),
             (
                 "storage.maintenance-interval",
                 self.maintenance_interval.clone(),

@@ -26,6 +26,7 @@ pub mod fsync;
 pub mod head;
 pub mod index;
 pub mod labels;
+pub mod lease;
 pub mod maintenance;
 pub mod manifest;
 pub mod matchers;

@@ -223,3 +223,78 @@ print(json.dumps({"files": len(files), "rows": rows}))
     assert!(out["files"].as_u64().unwrap() >= 1, "{out}");
     assert_eq!(out["rows"], 280, "{out}");
 }
+
+/// Spawns the binary and waits for it to exit within `secs`; answers its exit code and stderr
+/// (`None` when it was still running, and then it is killed).
+fn run_to_exit(
+    data: &std::path::Path,
+    flags: &[&str],
+    env: &[(&str, &str)],
+    secs: u64,
+) -> Option<(i32, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .envs(env.iter().copied())
+        .arg(format!("--storage.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .arg(format!("--flight.listen-address=127.0.0.1:{}", free_port()))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code().unwrap_or(-1), err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs moto_server (PyPI moto[server])"]
+async fn a_second_writer_on_the_same_prefix_refuses_to_start() {
+    let moto = Moto::start().await;
+    let env_owned = moto.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = format!("--storage.object-store.url=s3://{BUCKET}/{PREFIX}");
+    let flags = [url.as_str(), "--storage.lease-ttl=3s"];
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = ChildServer::start_with_env(a_dir.path(), &flags, &env).await;
+
+    // A second server on the prefix stops at once, saying why.
+    let b_dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_to_exit(b_dir.path(), &flags, &env, 30).expect("the second writer exits");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("another Quiver") && err.contains("lease"),
+        "{err}"
+    );
+    // Still refused after longer than the time to live: the first renews its lease.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (code, _) = run_to_exit(b_dir.path(), &flags, &env, 30).expect("the second writer exits");
+    assert_ne!(code, 0);
+
+    // A clean stop releases it: the next server starts at once.
+    a.stop();
+    let b = ChildServer::start_with_env(b_dir.path(), &flags, &env).await;
+    // Killed, the lease stays until it expires, then a third server takes it over.
+    b.kill_9();
+    let c_dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_to_exit(c_dir.path(), &flags, &env, 30).expect("refused while live");
+    assert_ne!(code, 0, "{err}");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let c = ChildServer::start_with_env(c_dir.path(), &flags, &env).await;
+    c.stop();
+}
