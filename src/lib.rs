@@ -233,13 +233,27 @@ pub async fn run_with_flight(
             }
         })
     });
-    let db = Db::open(opts).await.context("opening the storage")?;
+    // A start that fails from here on gives the lease back rather than leaving it to expire.
+    let give_back = |lease: Option<Arc<quiver_storage::lease::Lease>>| async move {
+        if let Some(lease) = lease {
+            let _ = lease.release().await;
+        }
+    };
+    let db = match Db::open(opts).await {
+        Ok(db) => db,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            give_back(lease).await;
+            return Err(anyhow::Error::new(e).context("opening the storage"));
+        }
+    };
     state.set_db(db.clone());
     tracing::info!("storage ready");
     let scraper = ScrapeManager::new(db.clone(), metrics.scrape.clone());
     if let Err(e) = state.start_scraping(scraper.clone()).await {
         let _ = stop_tx.send(true);
         db.close().await;
+        give_back(lease).await;
         anyhow::bail!("starting the scrape pools: {e}");
     }
     let rules = RulesService::new(
@@ -256,6 +270,7 @@ pub async fn run_with_flight(
         scraper.stop().await;
         rules.stop().await;
         db.close().await;
+        give_back(lease).await;
         anyhow::bail!("starting the rules: {e}");
     }
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), stop_rx.clone()));
