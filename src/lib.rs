@@ -240,7 +240,12 @@ pub async fn run_with_flight(
         }
     };
     let db = match Db::open(opts).await {
-        Ok(db) => db,
+        Ok(db) => {
+            if let Some(lease) = &lease {
+                db.hold_lease(lease.clone());
+            }
+            db
+        }
         Err(e) => {
             let _ = stop_tx.send(true);
             give_back(lease).await;

@@ -240,11 +240,18 @@ pub struct Db {
     pub(crate) maintenance: tokio::sync::Mutex<Manifest>,
     pub(crate) metrics: Arc<StorageMetrics>,
     closed: AtomicBool,
+    /// The block store's lease, when it has one: no manifest is written unless it is fresh.
+    pub(crate) lease: std::sync::OnceLock<Arc<crate::lease::Lease>>,
 }
 
 impl Db {
     /// Opens the engine: loads the manifest and its blocks, deletes orphaned block files, and
     /// replays the WAL into the head.
+    /// Makes every manifest write depend on `lease` being fresh (one writer per block store).
+    pub fn hold_lease(&self, lease: Arc<crate::lease::Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
     pub async fn open(opts: Options) -> Result<Arc<Self>> {
         let store = opts.block_store.clone();
         let local = opts.local_block_dir.as_deref();
@@ -319,6 +326,7 @@ impl Db {
             maintenance: tokio::sync::Mutex::new(manifest),
             metrics,
             closed: AtomicBool::new(false),
+            lease: std::sync::OnceLock::new(),
         }))
     }
 
@@ -1025,6 +1033,27 @@ mod tests {
             .await
             .unwrap();
         Some(read.into_iter().flat_map(|s| s.timestamps).collect())
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_to_the_block_store_without_a_fresh_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let db = Db::open(options(dir.path(), &store)).await.unwrap();
+        db.append(sample_of_x(1)).await.unwrap();
+        // A lease with no time to live is never fresh: as one whose renewals kept failing.
+        let stale =
+            crate::lease::Lease::acquire(store.clone(), "me".into(), std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                .unwrap();
+        db.hold_lease(Arc::new(stale));
+        let err = db.maintain(true).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+        assert!(err.to_string().contains("lease"), "{err}");
+        assert!(db.state.read().blocks.is_empty(), "a block was written");
+        // The samples are still served from the head.
+        assert_eq!(samples_of_x(&db).await, Some(vec![1]));
     }
 
     #[tokio::test]

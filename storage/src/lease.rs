@@ -113,6 +113,14 @@ impl Lease {
         }))
     }
 
+    /// Whether the lease is surely still ours: not taken by another writer, and written within
+    /// two thirds of its time to live (one renewal may have failed; another server can take it
+    /// over only once the whole time to live has passed).
+    pub fn is_fresh(&self) -> bool {
+        !self.lost.load(std::sync::atomic::Ordering::Relaxed)
+            && self.last_written.lock().elapsed() < self.ttl * 2 / 3
+    }
+
     /// How often to renew: a third of the time to live, so two renewals may fail in a row.
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3
@@ -156,6 +164,16 @@ impl Lease {
         }
         self.store.delete(&Path::from(LEASE_FILE)).await?;
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("owner", &self.owner)
+            .field("ttl", &self.ttl)
+            .field("fresh", &self.is_fresh())
+            .finish()
     }
 }
 
@@ -215,6 +233,7 @@ mod tests {
         let refused = Lease::acquire(store.clone(), "b".into(), Duration::from_secs(60)).await;
         assert!(matches!(refused, Err(LeaseError::Held { ref owner, .. }) if owner == "a"));
         a.renew().await.unwrap();
+        assert!(a.is_fresh());
         a.release().await.unwrap();
         // Released: the next one takes it at once; with a lease already expired, a third takes
         // it over and the second's renewal finds it lost.
@@ -226,6 +245,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        assert!(!b.is_fresh(), "a lease with no time to live is never fresh");
         assert!(matches!(b.renew().await, Err(LeaseError::Lost(_))));
         // The one that lost it does not delete the new holder's lease.
         b.release().await.unwrap();

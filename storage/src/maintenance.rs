@@ -158,6 +158,7 @@ impl Db {
     ) -> Result<()> {
         let store = &self.opts.block_store;
         let local = self.opts.local_block_dir.as_deref();
+        self.check_lease()?;
         for b in &new {
             put_block(store, b).await?;
         }
@@ -171,6 +172,8 @@ impl Db {
                 .collect();
             crate::fsync::sync_put(root, &files).await?;
         }
+        // Checked again right before the manifest is replaced: the blocks' puts took time.
+        self.check_lease()?;
         let mut next = manifest.clone();
         next.blocks
             .retain(|b| !replaced.iter().any(|r| r.id == b.id));
@@ -197,6 +200,19 @@ impl Db {
             }
         }
         self.delete_retired().await
+    }
+
+    /// Refuses to write the block store unless this server's lease (if it has one) is fresh:
+    /// a server whose renewals failed for a while may have lost it to another writer.
+    fn check_lease(&self) -> Result<()> {
+        match self.lease.get() {
+            Some(lease) if !lease.is_fresh() => Err(Error::Retry(
+                "the block store's lease was not renewed lately (another writer may hold it); \
+                 nothing is written until it is"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes the files of replaced blocks that no scan reads any more (a scan streaming a
