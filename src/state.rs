@@ -220,6 +220,11 @@ impl AppState {
         }
     }
 
+    /// `--query.timeout`.
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.inner.engine_options.timeout
+    }
+
     /// The credentials Flight and the HTTP API accept.
     pub fn auth(&self) -> &Arc<Auth> {
         self.inner.web.auth()

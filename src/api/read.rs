@@ -18,6 +18,9 @@ use crate::error::ErrorType;
 /// Most series one read answers.
 const MAX_SERIES: usize = 1_000_000;
 
+/// Most label matchers over all the queries of one request.
+const MAX_MATCHERS: usize = 1_000;
+
 pub async fn read(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let db = state.db()?.clone();
     let flags = state.flags();
@@ -30,6 +33,45 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
         ));
     }
     let _permit = state.query_permit().await?;
+    // Bounded in time like a query, too.
+    let timeout = state.query_timeout();
+    let results = tokio::time::timeout(timeout, answer(&state, &db, &request))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorType::Timeout,
+                format!("remote read timed out in {timeout:?} (--query.timeout)"),
+            )
+        })??;
+    let body = remote_read::encode_response(&ReadResponse { results });
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-protobuf; proto=prometheus.ReadResponse",
+            ),
+            (header::CONTENT_ENCODING, "snappy"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// One result per query, within the sample limit.
+async fn answer(
+    state: &AppState,
+    db: &quiver_storage::Db,
+    request: &remote_read::ReadRequest,
+) -> Result<Vec<QueryResult>, ApiError> {
+    let flags = state.flags();
+    let matchers: usize = request.queries.iter().map(|q| q.matchers.len()).sum();
+    if matchers > MAX_MATCHERS {
+        // Each regex may compile to megabytes: their number is bounded, not only the body.
+        return Err(ApiError::bad_data(format!(
+            "{matchers} matchers in one read request, more than {MAX_MATCHERS}"
+        )));
+    }
     let limit = match flags.remote_read_sample_limit {
         // Prometheus reads 0 as no limit; Quiver keeps every read bounded.
         0 => flags.query_max_samples,
@@ -65,7 +107,7 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
                  (--storage.remote.read-sample-limit)"
             )));
         }
-        let timeseries = read_labelled(&db, &series, start, end)
+        let timeseries = read_labelled(db, &series, start, end)
             .await?
             .into_iter()
             .map(|(labels, s)| TimeSeries {
@@ -89,19 +131,7 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
             .collect();
         results.push(QueryResult { timeseries });
     }
-    let body = remote_read::encode_response(&ReadResponse { results });
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/x-protobuf; proto=prometheus.ReadResponse",
-            ),
-            (header::CONTENT_ENCODING, "snappy"),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(results)
 }
 
 /// A storage matcher from a remote-read one (regexes anchored as everywhere).

@@ -497,5 +497,17 @@ async fn remote_read_answers_samples_by_matchers_and_time_and_stays_bounded() {
     assert_eq!(remote_read(&s, &bad_regex).await.0, 400);
     let (code, _) = post(&s.url("/api/v1/read"), b"junk".to_vec(), &[]).await;
     assert_eq!(code, 400);
+    // Matchers are counted too: each regex may compile to megabytes.
+    let many = ReadRequest {
+        queries: vec![query(
+            (0..1001).map(|_| m(2, "gpu", "0|1")).collect(),
+            0,
+            5_000,
+        )],
+        accepted_response_types: vec![],
+    };
+    let (code, text) = remote_read(&s, &many).await;
+    assert_eq!(code, 400, "{text:?}");
+    assert!(text.unwrap_err().contains("matchers"));
     s.stop().await;
 }
