@@ -18,6 +18,7 @@ pub const TARGETS: &[Target] = &[
     ("remote_write_protobuf", remote_write_protobuf),
     ("remote_write2", remote_write2_protobuf),
     ("remote_read", remote_read_protobuf),
+    ("otlp", otlp),
     ("exposition", exposition_text),
     ("promql", promql),
     ("sql", sql),
@@ -55,6 +56,28 @@ pub fn remote_write2_protobuf(data: &[u8]) {
 pub fn remote_read_protobuf(data: &[u8]) {
     if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
         let _ = quiver_ingest::remote_read::decode_request(&body, 1 << 20);
+    }
+}
+
+/// An OTLP metrics body, read both as protobuf and as JSON, and each translated to series
+/// under every strategy (`/api/v1/otlp/v1/metrics`).
+pub fn otlp(data: &[u8]) {
+    use quiver_ingest::otlp;
+    let limits = quiver_storage::Limits::default();
+    let decoded = [otlp::protobuf::decode(data), otlp::json::decode(data)];
+    for request in decoded.iter().flatten() {
+        for strategy in [
+            otlp::Strategy::UnderscoreEscapingWithSuffixes,
+            otlp::Strategy::NoUTF8EscapingWithSuffixes,
+        ] {
+            let opts = otlp::Options {
+                translation_strategy: strategy,
+                promote_all_resource_attributes: true,
+                promote_scope_metadata: true,
+                ..otlp::Options::default()
+            };
+            let _ = otlp::convert(request, &opts, &limits);
+        }
     }
 }
 

@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         addr.to_string()
     };
     tracing::info!(
-        "Quiver listening on http://{shown} — data in {}; try http://{shown}/api/v1/labels, /metrics, /api/v1/status/tsdb; remote write to http://{shown}/api/v1/write",
+        "Quiver listening on http://{shown} — data in {}; try http://{shown}/api/v1/labels, /metrics, /api/v1/status/tsdb; remote write to http://{shown}/api/v1/write, OTLP to http://{shown}/api/v1/otlp/v1/metrics",
         flags.storage_path.display()
     );
     let flight = quiver::bind_flight(&flags).await?;

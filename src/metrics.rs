@@ -24,6 +24,9 @@ struct Histogram {
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
     pub remote_write_samples: AtomicU64,
+    /// Samples stored from OTLP, and data points refused.
+    pub otlp_samples: AtomicU64,
+    pub otlp_rejected_points: AtomicU64,
     /// Scrape counters, shared with the scrape loops.
     pub scrape: std::sync::Arc<crate::scrape::scraper::ScrapeMetrics>,
     /// 1 when the last configuration (re)load succeeded.
@@ -67,6 +70,18 @@ impl ServerMetrics {
             "counter",
             "Samples received over remote write.",
             self.remote_write_samples.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "quiver_otlp_samples_total",
+            "counter",
+            "Samples stored from OTLP metrics.",
+            self.otlp_samples.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "quiver_otlp_rejected_data_points_total",
+            "counter",
+            "OTLP data points refused (answered as a partial success).",
+            self.otlp_rejected_points.load(Ordering::Relaxed) as f64,
         );
         let sc = &self.scrape;
         metric(

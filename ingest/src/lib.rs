@@ -7,11 +7,14 @@
 //! - [`remote_write`]: remote write 1.0 (snappy and protobuf), with the series cache that skips
 //!   label parsing for series seen before; [`remote_write2`]: remote write 2.0 (a symbols
 //!   table, float samples and metadata).
+//! - [`otlp`]: OpenTelemetry metrics over OTLP/HTTP (protobuf and JSON), translated to series
+//!   as Prometheus 3 does.
 //! - [`remote_read`]: remote read requests and their `SAMPLES` answers.
 //! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
 
 pub mod exposition;
 pub mod json_depth;
+pub mod otlp;
 pub mod remote_read;
 pub mod remote_write;
 pub mod remote_write2;

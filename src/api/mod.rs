@@ -4,6 +4,7 @@
 pub mod auth;
 mod experiments;
 mod export;
+mod otlp;
 pub mod params;
 pub mod query;
 mod read;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/export", get(export::export).post(export::export))
         .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
         .route("/api/v1/read", post(read::read))
         .route("/api/v1/import/prometheus", post(write::import_text))
         .route(

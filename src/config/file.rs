@@ -66,7 +66,8 @@ pub struct ConfigFile {
     /// of schema `rules`.
     #[serde(default)]
     pub sql_rules: Vec<SqlRuleConfig>,
-    /// Sections Prometheus has and Quiver does not act on yet: accepted, logged, ignored.
+    /// Sections Prometheus has and Quiver does not act on yet: accepted, logged
+    /// ([`ConfigFile::not_acted_on`]), ignored.
     #[serde(default)]
     pub remote_write: Option<serde_yaml_ng::Value>,
     #[serde(default)]
@@ -77,10 +78,109 @@ pub struct ConfigFile {
     pub tracing: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub runtime: Option<serde_yaml_ng::Value>,
+    /// How OTLP metrics become series (Prometheus's section).
     #[serde(default)]
-    pub otlp: Option<serde_yaml_ng::Value>,
+    pub otlp: OtlpConfig,
     #[serde(default)]
     pub scrape_config_files: Vec<String>,
+}
+
+/// The `otlp:` section: Prometheus's keys and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub promote_resource_attributes: Vec<String>,
+    pub promote_all_resource_attributes: bool,
+    pub ignore_resource_attributes: Vec<String>,
+    pub translation_strategy: String,
+    pub keep_identifying_resource_attributes: bool,
+    pub convert_histograms_to_nhcb: bool,
+    pub promote_scope_metadata: bool,
+    pub label_name_underscore_sanitization: bool,
+    pub label_name_preserve_multiple_underscores: bool,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            promote_resource_attributes: Vec::new(),
+            promote_all_resource_attributes: false,
+            ignore_resource_attributes: Vec::new(),
+            translation_strategy: quiver_ingest::otlp::Strategy::default().to_string(),
+            keep_identifying_resource_attributes: false,
+            convert_histograms_to_nhcb: false,
+            promote_scope_metadata: false,
+            label_name_underscore_sanitization: true,
+            label_name_preserve_multiple_underscores: true,
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// Checks the section as Prometheus does, and gives the converter's options.
+    pub fn options(&self, lookback_ms: i64) -> Result<quiver_ingest::otlp::Options, String> {
+        use quiver_ingest::otlp::Strategy;
+        let strategy = Strategy::parse(&self.translation_strategy).ok_or_else(|| {
+            format!(
+                "otlp.translation_strategy: unsupported OTLP translation strategy {:?} (one of \
+                 UnderscoreEscapingWithSuffixes, UnderscoreEscapingWithoutSuffixes, \
+                 NoUTF8EscapingWithSuffixes, NoTranslation)",
+                self.translation_strategy
+            )
+        })?;
+        if self.promote_all_resource_attributes && !self.promote_resource_attributes.is_empty() {
+            return Err("otlp: 'promote_all_resource_attributes' and \
+                        'promote_resource_attributes' cannot be configured simultaneously"
+                .into());
+        }
+        if !self.ignore_resource_attributes.is_empty() && !self.promote_all_resource_attributes {
+            return Err(
+                "otlp: 'ignore_resource_attributes' cannot be configured unless \
+                        'promote_all_resource_attributes' is true"
+                    .into(),
+            );
+        }
+        if self.convert_histograms_to_nhcb {
+            return Err(
+                "otlp.convert_histograms_to_nhcb: native histograms with custom buckets \
+                        are not supported yet (Quiver does not store native histograms)"
+                    .into(),
+            );
+        }
+        let list = |key: &str, items: &[String]| -> Result<Vec<String>, String> {
+            let mut out: Vec<String> = Vec::with_capacity(items.len());
+            for item in items {
+                let item = item.trim();
+                if item.is_empty() {
+                    return Err(format!("otlp.{key}: empty OTel resource attribute"));
+                }
+                if out.iter().any(|o| o == item) {
+                    return Err(format!(
+                        "otlp.{key}: duplicated OTel resource attribute {item:?}"
+                    ));
+                }
+                out.push(item.to_string());
+            }
+            Ok(out)
+        };
+        Ok(quiver_ingest::otlp::Options {
+            translation_strategy: strategy,
+            promote_resource_attributes: list(
+                "promote_resource_attributes",
+                &self.promote_resource_attributes,
+            )?,
+            promote_all_resource_attributes: self.promote_all_resource_attributes,
+            ignore_resource_attributes: list(
+                "ignore_resource_attributes",
+                &self.ignore_resource_attributes,
+            )?,
+            keep_identifying_resource_attributes: self.keep_identifying_resource_attributes,
+            promote_scope_metadata: self.promote_scope_metadata,
+            label_name_underscore_sanitization: self.label_name_underscore_sanitization,
+            label_name_preserve_multiple_underscores: self.label_name_preserve_multiple_underscores,
+            lookback_ms,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -422,6 +522,21 @@ pub fn parse_byte_size(s: &str) -> Option<u64> {
 }
 
 impl ConfigFile {
+    /// The sections Prometheus has that are set here and that Quiver does not act on yet
+    /// (logged as a warning whenever the file is loaded).
+    pub fn not_acted_on(&self) -> Vec<&'static str> {
+        [
+            ("remote_write", self.remote_write.is_some()),
+            ("remote_read", self.remote_read.is_some()),
+            ("storage", self.storage.is_some()),
+            ("tracing", self.tracing.is_some()),
+            ("runtime", self.runtime.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
     /// Reads the YAML strictly and checks it; errors name `file`, the line and the field.
     pub fn parse(file: &str, yaml: &str) -> Result<Self, super::ConfigError> {
         let cfg: ConfigFile = parse_strict(file, yaml)?;
@@ -476,6 +591,10 @@ impl ConfigFile {
                 let f = format!("alerting.alert_relabel_configs[{k}]");
                 err_at(&f, format!("{f}: {m}"))
             })?;
+        }
+        if let Err(m) = self.otlp.options(0) {
+            let field = m.split(':').next().unwrap_or("otlp").to_string();
+            return Err(err_at(&field, m));
         }
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.sql_rules.iter().enumerate() {

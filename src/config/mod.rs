@@ -94,6 +94,11 @@ pub struct Flags {
     #[arg(long = "web.enable-remote-write-receiver")]
     pub web_enable_remote_write_receiver: bool,
 
+    /// Accepted for compatibility: Quiver's OTLP receiver (`/api/v1/otlp/v1/metrics`) is
+    /// always on.
+    #[arg(long = "web.enable-otlp-receiver")]
+    pub web_enable_otlp_receiver: bool,
+
     /// Largest request body accepted (bytes, compressed as sent).
     #[arg(long = "web.max-request-body-bytes", default_value_t = 32 << 20)]
     pub max_request_body_bytes: usize,
@@ -218,6 +223,10 @@ impl Flags {
             (
                 "web.enable-remote-write-receiver",
                 self.web_enable_remote_write_receiver.to_string(),
+            ),
+            (
+                "web.enable-otlp-receiver",
+                self.web_enable_otlp_receiver.to_string(),
             ),
             (
                 "web.max-request-body-bytes",
@@ -367,6 +376,12 @@ impl Config {
             }
         };
         let file = file::ConfigFile::parse(&source, &yaml)?;
+        for section in file.not_acted_on() {
+            tracing::warn!(
+                "{source}: the {section:?} section is accepted and not acted on: Quiver does not \
+                 implement it yet"
+            );
+        }
         Ok(Config { source, yaml, file })
     }
 
@@ -421,6 +436,14 @@ mod tests {
         assert_eq!(f.storage_path, PathBuf::from("/tmp/x"));
         assert_eq!(f.storage_retention_time, "30d");
         assert!(f.web_enable_admin_api && !f.web_enable_lifecycle);
+    }
+
+    #[test]
+    fn sections_quiver_does_not_act_on_are_named() {
+        let c =
+            Config::from_yaml("t.yml", "remote_write:\n  - url: http://x/api/v1/write\n").unwrap();
+        assert_eq!(c.file.not_acted_on(), ["remote_write"]);
+        assert!(Config::embedded(9090).file.not_acted_on().is_empty());
     }
 
     #[test]

@@ -100,9 +100,86 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
         }],
         accepted_response_types: vec![0],
     });
+    use quiver_ingest::otlp::proto::{self as otlp, kv};
+    let point = |v: f64| otlp::NumberDataPoint {
+        attributes: vec![kv("gpu", "0")],
+        time_unix_nano: 1_700_000_000_000_000_000,
+        value: Some(otlp::number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    };
+    let metric = |name: &str, unit: &str, data| otlp::Metric {
+        name: name.into(),
+        description: "help".into(),
+        unit: unit.into(),
+        data: Some(data),
+    };
+    let otlp_request = prost::Message::encode_to_vec(&otlp::ExportMetricsServiceRequest {
+        resource_metrics: vec![otlp::ResourceMetrics {
+            resource: Some(otlp::Resource {
+                attributes: vec![kv("service.name", "vllm"), kv("k8s.pod.name", "p")],
+            }),
+            scope_metrics: vec![otlp::ScopeMetrics {
+                scope: Some(otlp::InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1".into(),
+                    attributes: vec![kv("a", "b")],
+                }),
+                metrics: vec![
+                    metric(
+                        "tokens",
+                        "{token}",
+                        otlp::metric::Data::Sum(otlp::Sum {
+                            data_points: vec![point(3.0)],
+                            aggregation_temporality: otlp::CUMULATIVE,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "gpu.utilization",
+                        "1",
+                        otlp::metric::Data::Gauge(otlp::Gauge {
+                            data_points: vec![point(0.5)],
+                        }),
+                    ),
+                    metric(
+                        "latency",
+                        "s",
+                        otlp::metric::Data::Histogram(otlp::Histogram {
+                            data_points: vec![otlp::HistogramDataPoint {
+                                count: 3,
+                                sum: Some(1.5),
+                                bucket_counts: vec![1, 2],
+                                explicit_bounds: vec![0.5],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: otlp::CUMULATIVE,
+                        }),
+                    ),
+                    metric(
+                        "rpc",
+                        "ms",
+                        otlp::metric::Data::Summary(otlp::Summary {
+                            data_points: vec![otlp::SummaryDataPoint {
+                                count: 2,
+                                sum: 3.0,
+                                quantile_values: vec![otlp::ValueAtQuantile {
+                                    quantile: 0.5,
+                                    value: 1.0,
+                                }],
+                                ..Default::default()
+                            }],
+                        }),
+                    ),
+                ],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    });
     let write = std::env::var_os("QUIVER_WRITE_SEEDS").is_some();
     for (path, bytes) in [
         ("remote_read/one_query", read),
+        ("otlp/four_metrics.pb", otlp_request),
         ("remote_write2/two_series", v2),
         ("remote_write/two_series", body),
         ("remote_write_protobuf/two_series", raw),

@@ -9,6 +9,7 @@ mod hostile;
 mod ingest;
 mod interop;
 mod notebooks;
+mod otlp;
 mod query;
 mod rules;
 mod s3;
