@@ -25,6 +25,9 @@ enum Encoding {
     Json,
 }
 
+/// Most OTLP requests decoded and converted at once; the others wait their turn.
+static CONVERSIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
@@ -83,6 +86,11 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let max_decoded = flags.max_decoded_body_bytes;
     let limits = db.limits().clone();
+    // A few conversions at a time: each may hold a large model while it runs.
+    let _turn = CONVERSIONS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
     let converted = tokio::task::spawn_blocking(move || -> Result<otlp::Converted, DecodeError> {
         let raw = if gzip {
             std::borrow::Cow::Owned(gunzip(&body, max_decoded)?)

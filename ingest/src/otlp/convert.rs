@@ -9,6 +9,7 @@
 //! stored, and everything else is.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use quiver_storage::{Labels, Limits, METRIC_NAME, STALE_NAN_BITS, WriteBatch};
@@ -57,6 +58,16 @@ pub const MAX_TARGET_INFO_SAMPLES: i64 = 1000;
 /// Most distinct refusal messages kept for the answer.
 const MAX_MESSAGES: usize = 8;
 
+/// Most bytes of label names and values the series of one request may carry together. The
+/// labels a resource or metric gives every point (`job`, promoted attributes, the name) are
+/// shared, not copied, but each series is still hashed and checked in full: this bounds that
+/// work, whatever the body repeats.
+pub const MAX_LABEL_BYTES: usize = 512 << 20;
+
+/// Most label pairs the new series of one request may hold together (the pointers alone of a
+/// million series of 128 labels are 2 GiB).
+pub const MAX_NEW_LABEL_PAIRS: usize = 16_000_000;
+
 /// What a request became.
 #[derive(Debug, Default)]
 pub struct Converted {
@@ -71,10 +82,15 @@ pub struct Converted {
 }
 
 impl Converted {
-    fn reject(&mut self, points: usize, message: String) {
+    /// Counts `points` refused, keeping the reason if there is room (it is formatted only
+    /// then).
+    fn reject(&mut self, points: usize, message: impl FnOnce() -> String) {
         self.rejected_points += points as u64;
-        if self.messages.len() < MAX_MESSAGES && !self.messages.contains(&message) {
-            self.messages.push(message);
+        if self.messages.len() < MAX_MESSAGES {
+            let message = message();
+            if !self.messages.contains(&message) {
+                self.messages.push(message);
+            }
         }
     }
 
@@ -96,6 +112,17 @@ const SERVICE_NAME: &str = "service.name";
 const SERVICE_NAMESPACE: &str = "service.namespace";
 const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 
+/// A label as series share it.
+type Pair = (Arc<str>, Arc<str>);
+
+/// A name as a message shows it: at most 128 characters.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(128) {
+        Some((i, _)) => format!("{:?}…", &s[..i]),
+        None => format!("{s:?}"),
+    }
+}
+
 /// Turns a request into series, checking each against `limits`.
 pub fn convert(
     req: &Request<'_>,
@@ -114,6 +141,8 @@ pub fn convert(
         series: HashMap::new(),
         families: HashMap::new(),
         samples: 0,
+        label_bytes: 0,
+        new_pairs: 0,
     };
     for rm in &req.resources {
         c.resource(rm)?;
@@ -129,16 +158,27 @@ struct Converter<'o> {
     series: HashMap<Labels, u32>,
     families: HashMap<String, usize>,
     samples: usize,
+    label_bytes: usize,
+    new_pairs: usize,
 }
 
-/// The labels every series of one resource and scope carries, below the point's own.
+/// The labels every series of one resource and scope carries, besides the point's own, built
+/// once and shared.
 struct Context {
     /// Promoted resource attributes: added when the point has no such label.
-    promoted: Vec<(String, String)>,
-    job: String,
-    instance: String,
+    promoted: Vec<Pair>,
+    job: Option<Arc<str>>,
+    instance: Option<Arc<str>>,
     /// Scope labels (`otel_scope_*`): they override the point's.
-    scope: Vec<(String, String)>,
+    scope: Vec<Pair>,
+}
+
+/// One series of a data point: its name (shared by the metric's points), the extra label
+/// (`le`, `quantile`) and the value.
+struct SeriesOf<'a> {
+    name: &'a Arc<str>,
+    extra: Option<(&'static str, String)>,
+    value: f64,
 }
 
 impl Converter<'_> {
@@ -149,16 +189,24 @@ impl Converter<'_> {
                 .rev()
                 .find(|a| a.key == k)
                 .map(|a| a.value.as_ref())
-                .filter(|v| !v.is_empty())
         };
+        // Prometheus's rule: `namespace/name` when the namespace is set at all.
         let job = match (attr(SERVICE_NAMESPACE), attr(SERVICE_NAME)) {
             (Some(ns), Some(name)) => format!("{ns}/{name}"),
             (None, Some(name)) => name.to_string(),
             _ => String::new(),
         };
         let instance = attr(SERVICE_INSTANCE_ID).unwrap_or_default().to_string();
-        let mut promoted: Vec<(String, String)> = Vec::new();
+        let points: usize = rm
+            .scopes
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .map(point_count)
+            .sum();
+        let max_labels = self.limits.labels.max_labels_per_series;
         let o = self.opts;
+        let mut promoted: Vec<Pair> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for a in &rm.attributes {
             let promote = if o.promote_all_resource_attributes {
                 !o.ignore_resource_attributes.iter().any(|k| *k == a.key)
@@ -168,20 +216,47 @@ impl Converter<'_> {
             if !promote || a.value.is_empty() {
                 continue;
             }
-            let Ok(name) = self.namer.build(&a.key) else {
-                continue;
+            let name = match self.namer.build(&a.key) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.out
+                        .reject(0, || format!("promoted resource attribute: {e}"));
+                    continue;
+                }
             };
             // Two attributes named alike: the last wins.
-            promoted.retain(|(n, _)| *n != name);
-            promoted.push((name, a.value.to_string()));
+            let pair: Pair = (Arc::from(name.as_str()), Arc::from(a.value.as_ref()));
+            match index.entry(name) {
+                Entry::Occupied(e) => promoted[*e.get()] = pair,
+                Entry::Vacant(e) => {
+                    e.insert(promoted.len());
+                    promoted.push(pair);
+                }
+            }
+            if promoted.len() > max_labels {
+                self.out.reject(points, || {
+                    format!("a resource promotes more than {max_labels} attributes to labels")
+                });
+                return Ok(());
+            }
         }
+        let non_empty = |s: String| (!s.is_empty()).then(|| Arc::from(s.as_str()));
+        let (job_label, instance_label) = (non_empty(job), non_empty(instance));
         let (mut earliest, mut latest, mut any_point) = (i64::MAX, i64::MIN, false);
         for sm in &rm.scopes {
+            let scope = match self.scope_labels(sm) {
+                Ok(s) => s,
+                Err(e) => {
+                    let n: usize = sm.metrics.iter().map(point_count).sum();
+                    self.out.reject(n, || e);
+                    continue;
+                }
+            };
             let ctx = Context {
                 promoted: promoted.clone(),
-                job: job.clone(),
-                instance: instance.clone(),
-                scope: self.scope_labels(sm),
+                job: job_label.clone(),
+                instance: instance_label.clone(),
+                scope,
             };
             for m in &sm.metrics {
                 for t in point_times(m) {
@@ -197,7 +272,7 @@ impl Converter<'_> {
             .attributes
             .iter()
             .any(|a| !identifying.contains(&a.key.as_ref()));
-        if !has_other || !any_point || (job.is_empty() && instance.is_empty()) {
+        if !has_other || !any_point {
             return Ok(());
         }
         // target_info: every resource attribute but the identifying ones (unless kept).
@@ -212,24 +287,43 @@ impl Converter<'_> {
         let mut labels = match self.attribute_labels(&attrs) {
             Ok(l) => l,
             Err(e) => {
-                self.out.reject(0, format!("target_info: {e}"));
+                self.out.reject(0, || format!("target_info: {e}"));
                 return Ok(());
             }
         };
-        set(&mut labels, "job", &job);
-        set(&mut labels, "instance", &instance);
-        set(&mut labels, METRIC_NAME, "target_info");
+        if let Some(j) = &job_label {
+            set(&mut labels, "job", j.clone());
+        }
+        if let Some(i) = &instance_label {
+            set(&mut labels, "instance", i.clone());
+        }
+        if !labels
+            .iter()
+            .any(|(n, _)| &**n == "job" || &**n == "instance")
+        {
+            return Ok(());
+        }
+        set(&mut labels, METRIC_NAME, Arc::from("target_info"));
+        let labels = match Labels::try_from_pairs(labels, &self.limits.labels) {
+            Ok(l) => l,
+            Err(e) => {
+                self.out.reject(0, || {
+                    format!("target_info: {}", quiver_storage::error::chain(&e))
+                });
+                return Ok(());
+            }
+        };
+        // Every half lookback from the earliest point to the latest (the latest 1,000 steps).
         let step = (self.opts.lookback_ms / 2).max(1);
         let first =
             earliest.max(latest.saturating_sub(step.saturating_mul(MAX_TARGET_INFO_SAMPLES)));
-        let mut times = Vec::new();
+        let mut samples = Vec::new();
         let mut t = first;
         while t < latest {
-            times.push(t);
+            samples.push((t, 1.0));
             t = t.saturating_add(step);
         }
-        times.push(latest);
-        let samples: Vec<(i64, f64)> = times.iter().map(|&t| (t, 1.0)).collect();
+        samples.push((latest, 1.0));
         self.push(labels, &samples)?;
         self.record_metadata(
             "target_info".into(),
@@ -240,31 +334,61 @@ impl Converter<'_> {
         Ok(())
     }
 
-    fn scope_labels(&self, sm: &ScopeMetrics<'_>) -> Vec<(String, String)> {
+    /// `otel_scope_*` labels when asked for: the scope's attributes, then its name, version
+    /// and schema URL, which win (an empty one is no label).
+    fn scope_labels(&self, sm: &ScopeMetrics<'_>) -> Result<Vec<Pair>, String> {
         if !self.opts.promote_scope_metadata || sm.name.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut out = vec![
-            ("otel_scope_name".to_string(), sm.name.to_string()),
-            ("otel_scope_version".to_string(), sm.version.to_string()),
-            (
-                "otel_scope_schema_url".to_string(),
-                sm.schema_url.to_string(),
-            ),
-        ];
+        let max_labels = self.limits.labels.max_labels_per_series;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut put = |out: &mut Vec<(String, String)>, name: String, value: String| match index
+            .entry(name.clone())
+        {
+            Entry::Occupied(e) => out[*e.get()].1 = value,
+            Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push((name, value));
+            }
+        };
         for a in &sm.attributes {
-            if let Ok(name) = self.namer.build(&format!("otel_scope_{}", a.key)) {
-                out.retain(|(n, _)| *n != name);
-                out.push((name, a.value.to_string()));
+            let name = self
+                .namer
+                .build(&format!("otel_scope_{}", a.key))
+                .map_err(|e| format!("scope attribute: {e}"))?;
+            put(&mut out, name, a.value.to_string());
+            if out.len() > max_labels {
+                return Err(format!("a scope has more than {max_labels} attributes"));
             }
         }
-        out.retain(|(_, v)| !v.is_empty());
-        out
+        put(&mut out, "otel_scope_name".into(), sm.name.to_string());
+        put(
+            &mut out,
+            "otel_scope_version".into(),
+            sm.version.to_string(),
+        );
+        put(
+            &mut out,
+            "otel_scope_schema_url".into(),
+            sm.schema_url.to_string(),
+        );
+        Ok(out
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (Arc::from(n.as_str()), Arc::from(v.as_str())))
+            .collect())
     }
 
     /// Labels from attributes: sorted by key as sent, keys translated, the values of keys
-    /// that translate alike joined with `;` (Prometheus's rule).
-    fn attribute_labels(&self, attrs: &[&Attr<'_>]) -> Result<Vec<(String, String)>, String> {
+    /// that translate alike joined with `;` (Prometheus's rule). More than the label limit is
+    /// refused as soon as it is passed.
+    fn attribute_labels(&self, attrs: &[&Attr<'_>]) -> Result<Vec<Pair>, String> {
+        let max_labels = self.limits.labels.max_labels_per_series;
+        if attrs.len() > 2 * max_labels + 8 {
+            // Many keys could join into few labels, but not this many.
+            return Err(format!("more than {max_labels} labels"));
+        }
         let mut sorted: Vec<&Attr<'_>> = attrs
             .iter()
             .copied()
@@ -282,25 +406,26 @@ impl Converter<'_> {
                 Some((_, v)) => *v = a.value.to_string(),
                 None => out.push((name, a.value.to_string())),
             }
-            if out.len() > self.limits.labels.max_labels_per_series {
-                return Err(format!(
-                    "more than {} labels",
-                    self.limits.labels.max_labels_per_series
-                ));
+            if out.len() > max_labels {
+                return Err(format!("more than {max_labels} labels"));
             }
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(n, v)| (Arc::from(n.as_str()), Arc::from(v.as_str())))
+            .collect())
     }
 
     fn metric(&mut self, m: &Metric<'_>, ctx: &Context) -> Result<(), DecodeError> {
         let strategy = self.opts.translation_strategy;
-        let (kind, temporality, points) = match &m.data {
+        let points = point_count(m);
+        let (kind, temporality) = match &m.data {
             Data::Empty => return Ok(()),
-            Data::Gauge(p) => (Kind::Gauge, Temporality::Cumulative, p.len()),
+            Data::Gauge(_) => (Kind::Gauge, Temporality::Cumulative),
             Data::Sum {
                 monotonic,
                 temporality,
-                points,
+                ..
             } => (
                 if *monotonic {
                     Kind::MonotonicCounter
@@ -308,17 +433,12 @@ impl Converter<'_> {
                     Kind::NonMonotonicCounter
                 },
                 *temporality,
-                points.len(),
             ),
-            Data::Histogram {
-                temporality,
-                points,
-            } => (Kind::Histogram, *temporality, points.len()),
-            Data::ExponentialHistogram {
-                temporality,
-                points,
-            } => (Kind::ExponentialHistogram, *temporality, *points),
-            Data::Summary(p) => (Kind::Summary, Temporality::Cumulative, p.len()),
+            Data::Histogram { temporality, .. } => (Kind::Histogram, *temporality),
+            Data::ExponentialHistogram { temporality, .. } => {
+                (Kind::ExponentialHistogram, *temporality)
+            }
+            Data::Summary(_) => (Kind::Summary, Temporality::Cumulative),
         };
         if points == 0 {
             return Ok(());
@@ -331,100 +451,122 @@ impl Converter<'_> {
             } else {
                 "the aggregation temporality is unspecified"
             };
-            self.out.reject(
-                points,
+            self.out.reject(points, || {
                 format!(
-                    "invalid temporality and type combination for metric {:?}: {what}",
-                    m.name
-                ),
-            );
+                    "invalid temporality and type combination for metric {}: {what}",
+                    short(&m.name)
+                )
+            });
             return Ok(());
         }
         if kind == Kind::ExponentialHistogram {
-            self.out.reject(
-                points,
+            self.out.reject(points, || {
                 format!(
-                    "exponential histogram {:?} not stored: it becomes a native histogram, \
+                    "exponential histogram {} not stored: it becomes a native histogram, \
                      which Quiver does not store yet",
-                    m.name
-                ),
-            );
+                    short(&m.name)
+                )
+            });
+            return Ok(());
+        }
+        // The longest suffix is `_bucket`: a name too long for a label value is refused once.
+        let max_value = self.limits.labels.max_label_value_length;
+        if m.name.len() + m.unit.len() + 32 > max_value {
+            self.out.reject(points, || {
+                format!(
+                    "metric {}: the name is longer than {max_value} bytes",
+                    short(&m.name)
+                )
+            });
             return Ok(());
         }
         let name = match translate::metric_name(&m.name, &m.unit, kind, strategy) {
             Ok(n) => n,
             Err(e) => {
-                self.out.reject(points, e);
+                self.out.reject(points, || e);
                 return Ok(());
             }
         };
-        let before = self.out.rejected_points;
+        let named = |suffix: &str| -> Arc<str> { Arc::from(format!("{name}{suffix}").as_str()) };
+        let (plain, bucket, count, sum) =
+            (named(""), named("_bucket"), named("_count"), named("_sum"));
+        let rejected_before = self.out.rejected_points;
         match &m.data {
             Data::Gauge(p) | Data::Sum { points: p, .. } => {
                 for p in p {
                     let v = value(&p.point, p.value);
-                    self.point(&name, "", &p.point, ctx, &[(None, v)])?;
+                    self.point(
+                        &p.point,
+                        ctx,
+                        vec![SeriesOf {
+                            name: &plain,
+                            extra: None,
+                            value: v,
+                        }],
+                    )?;
                 }
             }
             Data::Histogram { points, .. } => {
                 for p in points {
-                    let mut series: Vec<(Option<(&str, String)>, f64)> = Vec::new();
+                    let mut series = Vec::with_capacity(p.bucket_counts.len() + 3);
                     let mut cumulative = 0u64;
-                    for (count, bound) in p.bucket_counts.iter().zip(&p.explicit_bounds) {
-                        cumulative = cumulative.saturating_add(*count);
-                        series.push((
-                            Some(("le", format_le(*bound))),
-                            value(&p.point, cumulative as f64),
-                        ));
+                    for (c, bound) in p.bucket_counts.iter().zip(&p.explicit_bounds) {
+                        cumulative = cumulative.saturating_add(*c);
+                        series.push(SeriesOf {
+                            name: &bucket,
+                            extra: Some(("le", format_le(*bound))),
+                            value: value(&p.point, cumulative as f64),
+                        });
                     }
-                    series.push((Some(("le", "+Inf".into())), value(&p.point, p.count as f64)));
-                    self.point(&name, "_bucket", &p.point, ctx, &series)?;
-                    self.point(
-                        &name,
-                        "_count",
-                        &p.point,
-                        ctx,
-                        &[(None, value(&p.point, p.count as f64))],
-                    )?;
-                    if let Some(sum) = p.sum {
-                        self.point(
-                            &name,
-                            "_sum",
-                            &p.point,
-                            ctx,
-                            &[(None, value(&p.point, sum))],
-                        )?;
+                    let total = value(&p.point, p.count as f64);
+                    series.push(SeriesOf {
+                        name: &bucket,
+                        extra: Some(("le", "+Inf".into())),
+                        value: total,
+                    });
+                    series.push(SeriesOf {
+                        name: &count,
+                        extra: None,
+                        value: total,
+                    });
+                    if let Some(s) = p.sum {
+                        series.push(SeriesOf {
+                            name: &sum,
+                            extra: None,
+                            value: value(&p.point, s),
+                        });
                     }
+                    self.point(&p.point, ctx, series)?;
                 }
             }
             Data::Summary(points) => {
                 for p in points {
-                    let series: Vec<(Option<(&str, String)>, f64)> = p
+                    let mut series: Vec<SeriesOf<'_>> = p
                         .quantiles
                         .iter()
-                        .map(|(q, v)| (Some(("quantile", format_le(*q))), value(&p.point, *v)))
+                        .map(|(q, v)| SeriesOf {
+                            name: &plain,
+                            extra: Some(("quantile", format_le(*q))),
+                            value: value(&p.point, *v),
+                        })
                         .collect();
-                    self.point(&name, "", &p.point, ctx, &series)?;
-                    self.point(
-                        &name,
-                        "_count",
-                        &p.point,
-                        ctx,
-                        &[(None, value(&p.point, p.count as f64))],
-                    )?;
-                    self.point(
-                        &name,
-                        "_sum",
-                        &p.point,
-                        ctx,
-                        &[(None, value(&p.point, p.sum))],
-                    )?;
+                    series.push(SeriesOf {
+                        name: &count,
+                        extra: None,
+                        value: value(&p.point, p.count as f64),
+                    });
+                    series.push(SeriesOf {
+                        name: &sum,
+                        extra: None,
+                        value: value(&p.point, p.sum),
+                    });
+                    self.point(&p.point, ctx, series)?;
                 }
             }
             Data::Empty | Data::ExponentialHistogram { .. } => {}
         }
         // Metadata for a family with at least one point stored.
-        if self.out.rejected_points - before < points as u64 {
+        if self.out.rejected_points - rejected_before < points as u64 {
             let kind = match kind {
                 Kind::Gauge | Kind::NonMonotonicCounter => MetricType::Gauge,
                 Kind::MonotonicCounter => MetricType::Counter,
@@ -452,81 +594,90 @@ impl Converter<'_> {
         }
     }
 
-    /// The series of one data point: `name` + `suffix`, each with its extra label (`le`,
-    /// `quantile`) and value. A point whose labels are refused is refused whole.
+    /// The series of one data point, stored all or none: a point whose labels are refused is
+    /// refused whole, and counted once.
     fn point(
         &mut self,
-        name: &str,
-        suffix: &str,
         p: &Point<'_>,
         ctx: &Context,
-        series: &[(Option<(&str, String)>, f64)],
+        series: Vec<SeriesOf<'_>>,
     ) -> Result<(), DecodeError> {
         self.out.exemplars_dropped += p.exemplars as u64;
         let attrs: Vec<&Attr<'_>> = p.attributes.iter().collect();
         let mut base = match self.attribute_labels(&attrs) {
             Ok(l) => l,
             Err(e) => {
-                self.out.reject(1, format!("metric {name:?}: {e}"));
+                self.out
+                    .reject(1, || format!("metric {}: {e}", short(series[0].name)));
                 return Ok(());
             }
         };
         for (n, v) in &ctx.promoted {
             if !base.iter().any(|(bn, bv)| bn == n && !bv.is_empty()) {
-                set(&mut base, n, v);
+                set(&mut base, n, v.clone());
             }
         }
-        if !ctx.job.is_empty() {
-            set(&mut base, "job", &ctx.job);
+        if let Some(j) = &ctx.job {
+            set(&mut base, "job", j.clone());
         }
-        if !ctx.instance.is_empty() {
-            set(&mut base, "instance", &ctx.instance);
+        if let Some(i) = &ctx.instance {
+            set(&mut base, "instance", i.clone());
         }
         for (n, v) in &ctx.scope {
-            set(&mut base, n, v);
+            set(&mut base, n, v.clone());
         }
-        set(&mut base, METRIC_NAME, &format!("{name}{suffix}"));
         let t = (p.time_ns / 1_000_000) as i64;
-        for (extra, v) in series {
+        let mut built = Vec::with_capacity(series.len());
+        for s in &series {
             let mut labels = base.clone();
-            if let Some((n, value)) = extra {
-                set(&mut labels, n, value);
+            set(&mut labels, METRIC_NAME, s.name.clone());
+            if let Some((n, v)) = &s.extra {
+                set(&mut labels, n, Arc::from(v.as_str()));
             }
-            if let Err(e) = self.push(labels, &[(t, *v)]) {
-                match e {
-                    DecodeError::BadData(m) => {
-                        self.out.reject(1, format!("metric {name:?}: {m}"));
-                        return Ok(());
-                    }
-                    e => return Err(e),
+            match Labels::try_from_pairs(labels, &self.limits.labels) {
+                Ok(l) => built.push((l, s.value)),
+                Err(e) => {
+                    self.out.reject(1, || {
+                        format!(
+                            "metric {}: {}",
+                            short(s.name),
+                            quiver_storage::error::chain(&e)
+                        )
+                    });
+                    return Ok(());
                 }
             }
+        }
+        for (labels, v) in built {
+            self.push(labels, &[(t, v)])?;
         }
         Ok(())
     }
 
-    /// Appends samples to one series. A series whose labels break the limits is bad data
-    /// (refused alone); too many series or samples in the request is too large (refused whole).
-    fn push(
-        &mut self,
-        labels: Vec<(String, String)>,
-        samples: &[(i64, f64)],
-    ) -> Result<(), DecodeError> {
-        let labels = Labels::try_from_pairs(labels, &self.limits.labels)
-            .map_err(|e| DecodeError::BadData(quiver_storage::error::chain(&e)))?;
+    /// Appends samples to one series. Too many series, samples or label bytes in the request
+    /// is too large (the request is refused whole).
+    fn push(&mut self, labels: Labels, samples: &[(i64, f64)]) -> Result<(), DecodeError> {
         self.samples += samples.len();
-        if self.samples > self.limits.max_samples_per_write {
+        self.label_bytes += labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len())
+            .sum::<usize>();
+        if self.samples > self.limits.max_samples_per_write || self.label_bytes > MAX_LABEL_BYTES {
             return Err(DecodeError::TooLarge(format!(
-                "more than {} samples in one write",
-                self.limits.max_samples_per_write
+                "more than {} samples, or {} MiB of labels over its series, in one write",
+                self.limits.max_samples_per_write,
+                MAX_LABEL_BYTES >> 20
             )));
         }
         let idx = match self.series.get(&labels) {
             Some(&i) => i,
             None => {
-                if self.series.len() >= self.limits.max_series_per_write {
+                self.new_pairs += labels.len();
+                if self.series.len() >= self.limits.max_series_per_write
+                    || self.new_pairs > MAX_NEW_LABEL_PAIRS
+                {
                     return Err(DecodeError::TooLarge(format!(
-                        "more than {} series in one write",
+                        "more than {} series, or {MAX_NEW_LABEL_PAIRS} labels over its new series, in one write",
                         self.limits.max_series_per_write
                     )));
                 }
@@ -543,10 +694,10 @@ impl Converter<'_> {
 }
 
 /// Sets label `name` to `value`, replacing it if present.
-fn set(labels: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match labels.iter_mut().find(|(n, _)| n == name) {
-        Some((_, v)) => *v = value.to_string(),
-        None => labels.push((name.to_string(), value.to_string())),
+fn set(labels: &mut Vec<Pair>, name: &str, value: Arc<str>) {
+    match labels.iter_mut().find(|(n, _)| &**n == name) {
+        Some((_, v)) => *v = value,
+        None => labels.push((Arc::from(name), value)),
     }
 }
 
@@ -562,6 +713,17 @@ fn value(p: &Point<'_>, v: f64) -> f64 {
 /// A bucket bound or quantile as Prometheus writes it (Go's `FormatFloat(v, 'f', -1, 64)`).
 fn format_le(v: f64) -> String {
     super::format_double(v)
+}
+
+/// How many data points a metric has.
+fn point_count(m: &Metric<'_>) -> usize {
+    match &m.data {
+        Data::Empty => 0,
+        Data::Gauge(p) | Data::Sum { points: p, .. } => p.len(),
+        Data::Histogram { points, .. } => points.len(),
+        Data::ExponentialHistogram { points, .. } => *points,
+        Data::Summary(p) => p.len(),
+    }
 }
 
 /// The times (ms) of a metric's points.

@@ -14,14 +14,16 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, Visitor};
 
 use super::{
-    Attr, Budget, Data, HistogramPoint, MAX_ITEMS, MAX_VALUE_DEPTH, Metric, NumberPoint, Point,
-    Request, ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
+    Attr, Budget, Data, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Point, Request,
+    ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
 };
 use crate::remote_write::DecodeError;
 
 /// Most `{`, `[` and `,` a JSON body may hold (outside strings): every item of the body has
-/// at least one, so this bounds the items, and with them the memory the parse takes.
-pub const MAX_STRUCTURE: usize = 2 * MAX_ITEMS;
+/// at least one, so this bounds the items, and with them the memory the parse takes before
+/// the model's budget is checked (a few hundred bytes an item at most). About 70,000 data
+/// points with a few attributes each; larger batches go as protobuf.
+pub const MAX_STRUCTURE: usize = 1_000_000;
 
 /// Reads a JSON `ExportMetricsServiceRequest`.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
@@ -74,13 +76,13 @@ impl<'a> JRequest<'a> {
     fn into_model(self, budget: &mut Budget) -> R<Request<'a>> {
         let mut out = Request::default();
         for rm in self.resource_metrics {
-            budget.take(1)?;
+            budget.take::<ResourceMetrics<'_>>(1)?;
             let mut r = ResourceMetrics {
                 attributes: attrs(rm.resource.attributes, budget)?,
                 scopes: Vec::with_capacity(rm.scope_metrics.len()),
             };
             for sm in rm.scope_metrics {
-                budget.take(1)?;
+                budget.take::<ScopeMetrics<'_>>(1)?;
                 let mut s = ScopeMetrics {
                     name: sm.scope.name,
                     version: sm.scope.version,
@@ -89,7 +91,7 @@ impl<'a> JRequest<'a> {
                     metrics: Vec::with_capacity(sm.metrics.len()),
                 };
                 for m in sm.metrics {
-                    budget.take(1)?;
+                    budget.take::<Metric<'_>>(1)?;
                     s.metrics.push(m.into_model(budget)?);
                 }
                 r.scopes.push(s);
@@ -172,7 +174,8 @@ impl<'a> JMetric<'a> {
         } else if let Some(h) = self.histogram {
             let mut points = Vec::with_capacity(h.data_points.len());
             for p in h.data_points {
-                budget.take(1 + p.bucket_counts.len() + p.explicit_bounds.len())?;
+                budget.take::<HistogramPoint<'_>>(1)?;
+                budget.take::<u64>(p.bucket_counts.len() + p.explicit_bounds.len())?;
                 points.push(HistogramPoint {
                     point: point(
                         p.attributes,
@@ -193,7 +196,7 @@ impl<'a> JMetric<'a> {
                 points,
             }
         } else if let Some(e) = self.exponential_histogram {
-            budget.take(e.data_points.len())?;
+            budget.take::<HistogramPoint<'_>>(e.data_points.len())?;
             Data::ExponentialHistogram {
                 temporality: e.aggregation_temporality.0,
                 points: e.data_points.len(),
@@ -201,7 +204,8 @@ impl<'a> JMetric<'a> {
         } else if let Some(s) = self.summary {
             let mut points = Vec::with_capacity(s.data_points.len());
             for p in s.data_points {
-                budget.take(1 + p.quantile_values.len())?;
+                budget.take::<SummaryPoint<'_>>(1)?;
+                budget.take::<(f64, f64)>(p.quantile_values.len())?;
                 points.push(SummaryPoint {
                     point: point(
                         p.attributes,
@@ -239,7 +243,7 @@ fn number_points<'a>(
 ) -> R<Vec<NumberPoint<'a>>> {
     let mut out = Vec::with_capacity(points.len());
     for p in points {
-        budget.take(1)?;
+        budget.take::<NumberPoint<'_>>(1)?;
         let value = match (p.as_double, p.as_int) {
             (Some(d), _) => d.0,
             (None, Some(i)) => i.0 as f64,
@@ -278,7 +282,7 @@ fn point<'a>(
 }
 
 fn attrs<'a>(kvs: Vec<JKeyValue<'a>>, budget: &mut Budget) -> R<Vec<Attr<'a>>> {
-    budget.take(kvs.len())?;
+    budget.take::<Attr<'_>>(kvs.len())?;
     kvs.into_iter()
         .map(|kv| {
             Ok(Attr {

@@ -23,9 +23,10 @@ pub use translate::Strategy;
 
 use crate::remote_write::DecodeError;
 
-/// Most items (data points, attributes, buckets, quantiles, metrics) one request may hold:
-/// far more than an SDK exports at once, and few enough that the model stays small.
-pub const MAX_ITEMS: usize = 4_000_000;
+/// Most memory the decoded model of one request may take (its strings are the body's own,
+/// not counted): about a million histogram points or two million gauge points, far more than
+/// an SDK or a Collector batch sends at once.
+pub const MAX_MODEL_BYTES: usize = 128 << 20;
 
 /// Deepest nesting of attribute values (arrays and maps inside arrays and maps).
 pub const MAX_VALUE_DEPTH: usize = 32;
@@ -153,19 +154,24 @@ pub struct SummaryPoint<'a> {
     pub quantiles: Vec<(f64, f64)>,
 }
 
-/// Counts what a body holds as it is read; past [`MAX_ITEMS`] the request is refused (413).
+/// Counts the memory of what a body holds as it is read; past [`MAX_MODEL_BYTES`] the request
+/// is refused (413) before more is allocated.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
-    items: usize,
+    bytes: usize,
 }
 
 impl Budget {
-    pub(crate) fn take(&mut self, n: usize) -> Result<(), DecodeError> {
-        self.items = self.items.saturating_add(n);
-        if self.items > MAX_ITEMS {
+    /// Charges `n` items of type `T`.
+    pub(crate) fn take<T>(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.bytes = self
+            .bytes
+            .saturating_add(n.saturating_mul(std::mem::size_of::<T>().max(1)));
+        if self.bytes > MAX_MODEL_BYTES {
             return Err(DecodeError::TooLarge(format!(
-                "the request holds more than {MAX_ITEMS} data points, attributes, buckets and \
-                 quantiles: send it in smaller batches"
+                "the request holds more data points, attributes, buckets and quantiles than \
+                 {} MiB of memory: send it in smaller batches",
+                MAX_MODEL_BYTES >> 20
             )));
         }
         Ok(())

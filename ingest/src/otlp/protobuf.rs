@@ -30,7 +30,7 @@ pub fn decode(raw: &[u8]) -> R<Request<'_>> {
     while let Some((field, wire)) = pb.key().map_err(bad)? {
         match (field, wire) {
             (1, LEN) => {
-                budget.take(1)?;
+                budget.take::<ResourceMetrics<'_>>(1)?;
                 let rm = resource_metrics(pb.bytes().map_err(bad)?, &mut budget)?;
                 out.resources.push(rm);
             }
@@ -58,7 +58,7 @@ fn resource_metrics<'a>(buf: &'a [u8], budget: &mut Budget) -> R<ResourceMetrics
                 }
             }
             (2, LEN) => {
-                budget.take(1)?;
+                budget.take::<ScopeMetrics<'_>>(1)?;
                 out.scopes
                     .push(scope_metrics(pb.bytes().map_err(bad)?, budget)?);
             }
@@ -88,7 +88,7 @@ fn scope_metrics<'a>(buf: &'a [u8], budget: &mut Budget) -> R<ScopeMetrics<'a>> 
                 }
             }
             (2, LEN) => {
-                budget.take(1)?;
+                budget.take::<Metric<'_>>(1)?;
                 out.metrics.push(metric(pb.bytes().map_err(bad)?, budget)?);
             }
             (3, LEN) => out.schema_url = text(pb.bytes().map_err(bad)?)?,
@@ -167,7 +167,7 @@ fn number_points<'a>(
     while let Some((field, wire)) = pb.key().map_err(bad)? {
         match (field, wire) {
             (1, LEN) => {
-                budget.take(1)?;
+                budget.take::<NumberPoint<'_>>(1)?;
                 points.push(number_point(pb.bytes().map_err(bad)?, budget)?);
             }
             (2, VARINT) => temporality = Temporality::from_number(pb.varint().map_err(bad)? as i64),
@@ -190,7 +190,8 @@ fn data_points<'a>(
     while let Some((field, wire)) = pb.key().map_err(bad)? {
         match (field, wire) {
             (1, LEN) => {
-                budget.take(1)?;
+                // The largest point kind, whatever this one is.
+                budget.take::<HistogramPoint<'_>>(1)?;
                 point(pb.bytes().map_err(bad)?, budget)?;
             }
             (2, VARINT) => temporality = Temporality::from_number(pb.varint().map_err(bad)? as i64),
@@ -247,21 +248,21 @@ fn histogram_point<'a>(buf: &'a [u8], budget: &mut Budget) -> R<HistogramPoint<'
             (5, FIXED64) => out.sum = Some(double(&mut pb)?),
             (6, LEN) => {
                 let packed = pb.bytes().map_err(bad)?;
-                budget.take(packed.len() / 8)?;
+                budget.take::<u64>(packed.len() / 8)?;
                 out.bucket_counts.extend(fixed_words(packed)?);
             }
             (6, FIXED64) => {
-                budget.take(1)?;
+                budget.take::<u64>(1)?;
                 out.bucket_counts.push(fixed64(&mut pb)?);
             }
             (7, LEN) => {
                 let packed = pb.bytes().map_err(bad)?;
-                budget.take(packed.len() / 8)?;
+                budget.take::<u64>(packed.len() / 8)?;
                 out.explicit_bounds
                     .extend(fixed_words(packed)?.map(f64::from_bits));
             }
             (7, FIXED64) => {
-                budget.take(1)?;
+                budget.take::<f64>(1)?;
                 out.explicit_bounds.push(double(&mut pb)?);
             }
             (8, LEN) => {
@@ -302,7 +303,7 @@ fn summary_point<'a>(buf: &'a [u8], budget: &mut Budget) -> R<SummaryPoint<'a>> 
             (4, FIXED64) => out.count = fixed64(&mut pb)?,
             (5, FIXED64) => out.sum = double(&mut pb)?,
             (6, LEN) => {
-                budget.take(1)?;
+                budget.take::<(f64, f64)>(1)?;
                 let (mut q, mut v) = (0.0, 0.0);
                 let mut vq = Pb::new(pb.bytes().map_err(bad)?);
                 while let Some((field, wire)) = vq.key().map_err(bad)? {
@@ -327,7 +328,7 @@ fn summary_point<'a>(buf: &'a [u8], budget: &mut Budget) -> R<SummaryPoint<'a>> 
 
 /// A `KeyValue`, its value as a label string.
 fn key_value<'a>(buf: &'a [u8], budget: &mut Budget) -> R<Attr<'a>> {
-    budget.take(1)?;
+    budget.take::<Attr<'_>>(1)?;
     let (key, value) = key_value_tree(buf, budget, 0)?;
     Ok(Attr {
         key,
@@ -373,7 +374,7 @@ fn any_value<'a>(buf: &'a [u8], budget: &mut Budget, depth: usize) -> R<Value<'a
                 while let Some((field, wire)) = arr.key().map_err(bad)? {
                     match (field, wire) {
                         (1, LEN) => {
-                            budget.take(1)?;
+                            budget.take::<Value<'_>>(1)?;
                             items.push(any_value(arr.bytes().map_err(bad)?, budget, depth + 1)?);
                         }
                         _ => arr.skip(wire).map_err(bad)?,
@@ -387,7 +388,7 @@ fn any_value<'a>(buf: &'a [u8], budget: &mut Budget, depth: usize) -> R<Value<'a
                 while let Some((field, wire)) = kvs.key().map_err(bad)? {
                     match (field, wire) {
                         (1, LEN) => {
-                            budget.take(1)?;
+                            budget.take::<(Cow<'_, str>, Value<'_>)>(1)?;
                             entries.push(key_value_tree(
                                 kvs.bytes().map_err(bad)?,
                                 budget,

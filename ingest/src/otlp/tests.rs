@@ -567,11 +567,11 @@ fn hostile_bodies_are_refused_not_obeyed() {
     let req = request(vec![attr], vec![]);
     let err = protobuf::decode(&req.encode_to_vec()).unwrap_err();
     assert!(err.message().contains("levels deep"), "{err}");
-    // Many empty data points: refused by the item budget, not allocated.
+    // Many empty data points (2 bytes each on the wire): refused once the model would pass its
+    // memory budget.
     let mut raw = Vec::new();
-    let gauge_points: Vec<u8> = std::iter::repeat_n([0x0a, 0x00], MAX_ITEMS + 1)
-        .flatten()
-        .collect();
+    let n = MAX_MODEL_BYTES / std::mem::size_of::<NumberPoint<'_>>() + 1;
+    let gauge_points: Vec<u8> = std::iter::repeat_n([0x0a, 0x00], n).flatten().collect();
     let mut metric = vec![0x2a];
     prost::encoding::encode_varint(gauge_points.len() as u64, &mut metric);
     metric.extend(&gauge_points);
@@ -633,4 +633,221 @@ fn bad_names_refuse_their_metric_only() {
     assert!(c.error_message().contains("resulted in empty name"));
     assert!(c.error_message().contains("label name is empty"));
     assert_eq!(series(&c)["ok{}"], vec![(MS0, 2.0)]);
+}
+
+#[test]
+fn json_spellings_protobuf_json_allows() {
+    // snake_case keys, enum names, 64-bit numbers as numbers, doubles as strings.
+    let json = br#"{"resource_metrics":[{"scope_metrics":[{"metrics":[
+        {"name":"s","sum":{"aggregation_temporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","is_monotonic":true,
+          "data_points":[{"time_unix_nano":1700000000000000000,"as_double":"Infinity"}]}},
+        {"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asDouble":"NaN"}]}},
+        {"name":"i","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asInt":-3}]}}
+    ]}]}]}"#;
+    let req = json::decode(json).unwrap();
+    let c = convert(&req, &Options::default(), &Limits::default()).unwrap();
+    let s = series(&c);
+    assert_eq!(s["s_total{}"], vec![(MS0, f64::INFINITY)]);
+    assert!(s["g{}"][0].1.is_nan() && !is_stale_nan(s["g{}"][0].1));
+    assert_eq!(s["i{}"], vec![(MS0, -3.0)]);
+    assert!(json::decode(br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"x","sum":{"aggregationTemporality":"SOMETIMES"}}]}]}]}"#).is_err());
+}
+
+#[test]
+fn a_point_with_no_recorded_value_marks_every_series_of_a_histogram_stale() {
+    let req = request(
+        vec![],
+        vec![metric(
+            "h",
+            "",
+            proto::metric::Data::Histogram(proto::Histogram {
+                data_points: vec![proto::HistogramDataPoint {
+                    time_unix_nano: T0,
+                    count: 2,
+                    sum: Some(1.0),
+                    bucket_counts: vec![1, 1],
+                    explicit_bounds: vec![0.5],
+                    flags: 1,
+                    ..Default::default()
+                }],
+                aggregation_temporality: proto::CUMULATIVE,
+            }),
+        )],
+    );
+    let s = series(&convert_pb(&req, &Options::default()));
+    assert_eq!(s.len(), 4);
+    for (k, v) in &s {
+        assert!(is_stale_nan(v[0].1), "{k}");
+    }
+}
+
+#[test]
+fn a_refused_histogram_point_is_refused_whole_and_counted_once() {
+    // 125 attributes, job, instance and __name__: _count and _sum fit 128 labels, the buckets
+    // (with `le`) do not, so the whole point goes, _count and _sum included.
+    let attrs: Vec<proto::KeyValue> = (0..125).map(|i| kv(&format!("a{i:03}"), "v")).collect();
+    let mut resource = vec![kv("service.name", "svc")];
+    resource.push(kv("service.instance.id", "i"));
+    let req = request(
+        resource,
+        vec![metric(
+            "h",
+            "",
+            proto::metric::Data::Histogram(proto::Histogram {
+                data_points: vec![proto::HistogramDataPoint {
+                    attributes: attrs,
+                    time_unix_nano: T0,
+                    count: 2,
+                    sum: Some(1.0),
+                    bucket_counts: vec![1, 1],
+                    explicit_bounds: vec![0.5],
+                    ..Default::default()
+                }],
+                aggregation_temporality: proto::CUMULATIVE,
+            }),
+        )],
+    );
+    let c = convert_pb(&req, &Options::default());
+    assert_eq!(c.rejected_points, 1, "{:?}", c.messages);
+    assert_eq!(c.batch.num_samples(), 0);
+    assert!(
+        c.metadata.iter().all(|(f, _)| f != "h"),
+        "no metadata for a family with nothing stored"
+    );
+}
+
+#[test]
+fn target_info_that_cannot_be_stored_is_a_partial_success_not_a_failure() {
+    let mut resource = service();
+    resource.push(kv("process.command_line", &"x".repeat(20_000)));
+    let req = request(
+        resource,
+        vec![metric(
+            "g",
+            "",
+            proto::metric::Data::Gauge(proto::Gauge {
+                data_points: vec![number(vec![], T0, 1.0)],
+            }),
+        )],
+    );
+    let c = convert_pb(&req, &Options::default());
+    let s = series(&c);
+    assert!(s.keys().any(|k| k.starts_with("g{")));
+    assert!(s.keys().all(|k| !k.starts_with("target_info")));
+    assert_eq!(c.rejected_points, 0);
+    assert!(
+        c.error_message().contains("target_info"),
+        "{}",
+        c.error_message()
+    );
+}
+
+#[test]
+fn target_info_is_capped_to_the_latest_steps() {
+    let ns = |ms: i64| T0 + (ms as u64) * 1_000_000;
+    // Two points a long way apart: far more half-lookback steps than the cap.
+    let far = 5 * 60 * 1000 / 2 * (convert::MAX_TARGET_INFO_SAMPLES + 500);
+    let points = vec![number(vec![], T0, 1.0), number(vec![], ns(far), 2.0)];
+    let c = convert_pb(
+        &request(
+            service(),
+            vec![metric(
+                "g",
+                "",
+                proto::metric::Data::Gauge(proto::Gauge {
+                    data_points: points,
+                }),
+            )],
+        ),
+        &Options::default(),
+    );
+    let s = series(&c);
+    let info = s
+        .iter()
+        .find(|(k, _)| k.starts_with("target_info"))
+        .unwrap()
+        .1;
+    assert_eq!(info.len() as i64, convert::MAX_TARGET_INFO_SAMPLES + 1);
+    assert_eq!(info.last().unwrap().0, MS0 + far);
+}
+
+#[test]
+fn scope_name_and_version_win_over_scope_attributes_named_alike() {
+    let mut req = request(
+        service(),
+        vec![metric(
+            "g",
+            "",
+            proto::metric::Data::Gauge(proto::Gauge {
+                data_points: vec![number(vec![], T0, 1.0)],
+            }),
+        )],
+    );
+    let scope = req.resource_metrics[0].scope_metrics[0]
+        .scope
+        .as_mut()
+        .unwrap();
+    scope.attributes = vec![kv("name", "from-attr"), kv("version", "attr-version")];
+    scope.version = String::new();
+    let opts = Options {
+        promote_scope_metadata: true,
+        ..Options::default()
+    };
+    let s = series(&convert_pb(&req, &opts));
+    let key = s.keys().find(|k| k.starts_with("g{")).unwrap();
+    assert!(key.contains(r#"otel_scope_name="my.library""#), "{key}");
+    // An empty version is no label, even one an attribute gave.
+    assert!(!key.contains("otel_scope_version"), "{key}");
+}
+
+#[test]
+fn a_metric_name_too_long_for_a_label_is_refused_once_and_quickly() {
+    let points: Vec<_> = (0..100_000).map(|i| number(vec![], T0 + i, 1.0)).collect();
+    let req = request(
+        vec![],
+        vec![metric(
+            &"a".repeat(1 << 20),
+            "",
+            proto::metric::Data::Gauge(proto::Gauge {
+                data_points: points,
+            }),
+        )],
+    );
+    let started = std::time::Instant::now();
+    let c = convert_pb(&req, &Options::default());
+    assert_eq!(c.rejected_points, 100_000);
+    assert_eq!(c.messages.len(), 1);
+    assert!(c.messages[0].len() < 400, "the message quotes a cut name");
+    // Not a timing test: a per-point copy of the name would take minutes, not seconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn labels_shared_by_many_series_are_bounded_by_the_label_bytes_budget() {
+    // job and instance of 16 KB each on a histogram with many buckets: each bucket's series
+    // carries them, shared, but the request's label bytes are bounded.
+    let big = "j".repeat(16_000);
+    let resource = vec![kv("service.name", &big), kv("service.instance.id", &big)];
+    let n = convert::MAX_LABEL_BYTES / 32_000 + 10;
+    let req = request(
+        resource,
+        vec![metric(
+            "h",
+            "",
+            proto::metric::Data::Histogram(proto::Histogram {
+                data_points: vec![proto::HistogramDataPoint {
+                    time_unix_nano: T0,
+                    count: n as u64,
+                    bucket_counts: vec![1; n],
+                    explicit_bounds: (0..n).map(|i| i as f64).collect(),
+                    ..Default::default()
+                }],
+                aggregation_temporality: proto::CUMULATIVE,
+            }),
+        )],
+    );
+    let raw = req.encode_to_vec();
+    let decoded = protobuf::decode(&raw).unwrap();
+    let err = convert(&decoded, &Options::default(), &Limits::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge(_)), "{err}");
 }
