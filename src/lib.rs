@@ -32,6 +32,7 @@ pub mod http_client;
 pub mod ingest;
 pub mod metrics;
 pub mod relabel;
+pub mod remote_write;
 pub mod rules;
 pub mod scrape;
 pub mod state;
@@ -278,6 +279,14 @@ pub async fn run_with_flight(
         give_back(lease).await;
         anyhow::bail!("starting the rules: {e}");
     }
+    if let Err(e) = state.start_remote_write().await {
+        let _ = stop_tx.send(true);
+        scraper.stop().await;
+        rules.stop().await;
+        db.close().await;
+        give_back(lease).await;
+        anyhow::bail!("starting remote write: {e}");
+    }
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), stop_rx.clone()));
 
     let maintenance = tokio::spawn({
@@ -308,6 +317,7 @@ pub async fn run_with_flight(
     reloader.abort();
     scraper.stop().await;
     rules.stop().await;
+    state.remote_writer().stop().await;
     let _ = maintenance.await;
     db.close().await;
     if let Some(r) = renewer {

@@ -50,6 +50,8 @@ struct Inner {
     scrape: OnceLock<Arc<ScrapeManager>>,
     /// Rule groups, notifications and SQL rules, set with the storage.
     rules: OnceLock<Arc<RulesService>>,
+    /// The remote-write queues.
+    remote_writer: Arc<crate::remote_write::RemoteWriter>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// Per experiment run, the last arrival time given to a line without a timestamp.
@@ -93,6 +95,7 @@ impl AppState {
                 run_clocks: Default::default(),
                 series_cache: Default::default(),
                 pushed_metadata: Default::default(),
+                remote_writer: crate::remote_write::RemoteWriter::new(),
                 queries: Arc::new(tokio::sync::Semaphore::new(
                     flags.query_max_concurrency.max(1),
                 )),
@@ -141,6 +144,20 @@ impl AppState {
         rules.apply(&cfg, &loaded).await
     }
 
+    /// Starts the remote-write queues of the configuration in force.
+    pub async fn start_remote_write(&self) -> Result<(), String> {
+        let _guard = self.inner.reloading.lock().await;
+        let db = self.db().map_err(|e| e.message)?.clone();
+        self.inner
+            .remote_writer
+            .apply(&db, &self.config().file)
+            .await
+    }
+
+    pub fn remote_writer(&self) -> &Arc<crate::remote_write::RemoteWriter> {
+        &self.inner.remote_writer
+    }
+
     /// The rule groups, or 503 while the WAL is still replaying.
     pub fn rules(&self) -> Result<&Arc<crate::rules::RuleManager>, ApiError> {
         self.rules_service().map(|r| &r.manager)
@@ -177,6 +194,10 @@ impl AppState {
                 Some(m) => Some(m.prepare(&next.file).await?),
                 None => None,
             };
+            // Clients are built before any queue changes: an error here leaves them all.
+            if let Some(db) = self.inner.db.get() {
+                self.inner.remote_writer.apply(db, &next.file).await?;
+            }
             if let (Some(m), Some(plan)) = (self.inner.scrape.get(), scrape_plan) {
                 m.apply_prepared(plan).await;
             }

@@ -82,6 +82,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(rules) = state.rules_service() {
         rules.render_metrics(&mut body);
     }
+    state.remote_writer().render_metrics(&mut body);
     (
         [(
             header::CONTENT_TYPE,

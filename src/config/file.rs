@@ -66,10 +66,11 @@ pub struct ConfigFile {
     /// of schema `rules`.
     #[serde(default)]
     pub sql_rules: Vec<SqlRuleConfig>,
+    /// Where to send what Quiver stores (Prometheus's remote write).
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
     /// Sections Prometheus has and Quiver does not act on yet: accepted, logged
     /// ([`ConfigFile::not_acted_on`]), ignored.
-    #[serde(default)]
-    pub remote_write: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub remote_read: Option<serde_yaml_ng::Value>,
     #[serde(default)]
@@ -83,6 +84,212 @@ pub struct ConfigFile {
     pub otlp: OtlpConfig,
     #[serde(default)]
     pub scrape_config_files: Vec<String>,
+}
+
+/// One `remote_write` entry: a store to send every sample to, as Prometheus's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: PromDuration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    /// `prometheus.WriteRequest` (1.0, the default) or `io.prometheus.write.v2.Request`.
+    #[serde(default)]
+    pub protobuf_message: Option<String>,
+    /// Accepted when false: Quiver stores no exemplars or native histograms to send.
+    #[serde(default)]
+    pub send_exemplars: bool,
+    #[serde(default)]
+    pub send_native_histograms: bool,
+    #[serde(default)]
+    pub round_robin_dns: bool,
+    #[serde(default)]
+    pub queue_config: QueueConfig,
+    /// Accepted; 1.0 metadata is not sent (2.0 carries none either: Quiver keeps no metadata
+    /// per series).
+    #[serde(default)]
+    pub metadata_config: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    #[serde(default = "yes")]
+    pub enable_http2: bool,
+}
+
+fn default_remote_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(30))
+}
+
+/// `remote_write[].queue_config`, Prometheus's keys and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Samples each shard holds before the WAL reader waits.
+    pub capacity: usize,
+    pub max_shards: usize,
+    /// Quiver runs this many shards (it does not reshard as Prometheus does).
+    pub min_shards: usize,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: PromDuration,
+    pub min_backoff: PromDuration,
+    pub max_backoff: PromDuration,
+    pub retry_on_http_429: bool,
+    /// Samples older than this are dropped, not sent (0: no limit).
+    pub sample_age_limit: PromDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 10_000,
+            max_shards: 50,
+            min_shards: 1,
+            max_samples_per_send: 2_000,
+            batch_send_deadline: PromDuration(Duration::from_secs(5)),
+            min_backoff: PromDuration(Duration::from_millis(30)),
+            max_backoff: PromDuration(Duration::from_secs(5)),
+            retry_on_http_429: true,
+            sample_age_limit: PromDuration(Duration::ZERO),
+        }
+    }
+}
+
+/// The two messages a remote-write sender can send.
+pub const REMOTE_WRITE_V1: &str = "prometheus.WriteRequest";
+pub const REMOTE_WRITE_V2: &str = "io.prometheus.write.v2.Request";
+
+/// Headers a `remote_write` entry may not set (Prometheus's list): the protocol's own.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "user-agent",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "www-authenticate",
+    "accept-encoding",
+    "x-prometheus-remote-write-version",
+    "x-prometheus-remote-read-version",
+];
+
+impl RemoteWriteConfig {
+    /// Checks one entry; the error names the field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            (
+                "url".to_string(),
+                format!("{:?} is not a URL: {e}", self.url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err((
+                "url".into(),
+                format!("{:?}: the scheme must be http or https", self.url),
+            ));
+        }
+        if let Some(m) = &self.protobuf_message
+            && m != REMOTE_WRITE_V1
+            && m != REMOTE_WRITE_V2
+        {
+            return Err((
+                "protobuf_message".into(),
+                format!(
+                    "unknown remote write protobuf message {m:?} (one of {REMOTE_WRITE_V1}, {REMOTE_WRITE_V2})"
+                ),
+            ));
+        }
+        if self.send_exemplars || self.send_native_histograms {
+            return Err((
+                if self.send_exemplars {
+                    "send_exemplars"
+                } else {
+                    "send_native_histograms"
+                }
+                .into(),
+                "Quiver stores no exemplars or native histograms to send: leave it false".into(),
+            ));
+        }
+        for name in self.headers.keys() {
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err((
+                    "headers".into(),
+                    format!("{name} is a reserved header. It must not be changed"),
+                ));
+            }
+        }
+        if self.basic_auth.is_some() as u8
+            + (self.authorization.is_some()
+                || self.bearer_token.is_some()
+                || self.bearer_token_file.is_some()) as u8
+            > 1
+        {
+            return Err((
+                "basic_auth".into(),
+                "at most one of basic_auth, authorization and bearer_token may be set".into(),
+            ));
+        }
+        let q = &self.queue_config;
+        let positive = [
+            ("queue_config.capacity", q.capacity),
+            ("queue_config.max_shards", q.max_shards),
+            ("queue_config.min_shards", q.min_shards),
+            ("queue_config.max_samples_per_send", q.max_samples_per_send),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err((field.into(), "must be positive".into()));
+            }
+        }
+        if q.min_shards > q.max_shards {
+            return Err((
+                "queue_config.min_shards".into(),
+                format!("{} is more than max_shards {}", q.min_shards, q.max_shards),
+            ));
+        }
+        // Bounds that keep one entry's memory and connections reasonable.
+        if q.min_shards > 1_000 || q.max_samples_per_send > 1_000_000 || q.capacity > 10_000_000 {
+            return Err((
+                "queue_config".into(),
+                "min_shards is at most 1,000, max_samples_per_send 1,000,000 and capacity 10,000,000".into(),
+            ));
+        }
+        if q.batch_send_deadline.0.is_zero()
+            || q.min_backoff.0.is_zero()
+            || q.max_backoff.0 < q.min_backoff.0
+        {
+            return Err((
+                "queue_config".into(),
+                "batch_send_deadline and min_backoff must be positive, and max_backoff at least min_backoff".into(),
+            ));
+        }
+        if self.remote_timeout.0.is_zero() {
+            return Err(("remote_timeout".into(), "must be positive".into()));
+        }
+        for (k, r) in self.write_relabel_configs.iter().enumerate() {
+            r.validate()
+                .map_err(|m| (format!("write_relabel_configs[{k}]"), m))?;
+        }
+        Ok(())
+    }
 }
 
 /// The `otlp:` section: Prometheus's keys and defaults.
@@ -526,7 +733,6 @@ impl ConfigFile {
     /// (logged as a warning whenever the file is loaded).
     pub fn not_acted_on(&self) -> Vec<&'static str> {
         [
-            ("remote_write", self.remote_write.is_some()),
             ("remote_read", self.remote_read.is_some()),
             ("storage", self.storage.is_some()),
             ("tracing", self.tracing.is_some()),
@@ -591,6 +797,22 @@ impl ConfigFile {
                 let f = format!("alerting.alert_relabel_configs[{k}]");
                 err_at(&f, format!("{f}: {m}"))
             })?;
+        }
+        let mut remote_names = std::collections::HashSet::new();
+        for (i, rw) in self.remote_write.iter().enumerate() {
+            if let Err((field, m)) = rw.validate() {
+                let f = format!("remote_write[{i}].{field}");
+                return Err(err_at(&f, format!("{f}: {m}")));
+            }
+            if let Some(name) = &rw.name
+                && !remote_names.insert(name.clone())
+            {
+                let f = format!("remote_write[{i}].name");
+                return Err(err_at(
+                    &f,
+                    format!("{f}: found multiple remote write configs with the name {name:?}"),
+                ));
+            }
         }
         if let Err(m) = self.otlp.options(0) {
             let field = m.split(':').next().unwrap_or("otlp").to_string();

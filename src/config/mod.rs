@@ -317,6 +317,8 @@ const SECRET_FIELDS: &[&str] = &[
     "client_secret",
     "secret_key",
     "token",
+    // remote_write headers often carry API keys.
+    "headers",
 ];
 
 /// Replaces the value of every secret field below `v` with `<secret>`.
@@ -441,8 +443,8 @@ mod tests {
     #[test]
     fn sections_quiver_does_not_act_on_are_named() {
         let c =
-            Config::from_yaml("t.yml", "remote_write:\n  - url: http://x/api/v1/write\n").unwrap();
-        assert_eq!(c.file.not_acted_on(), ["remote_write"]);
+            Config::from_yaml("t.yml", "remote_read:\n  - url: http://x/api/v1/read\n").unwrap();
+        assert_eq!(c.file.not_acted_on(), ["remote_read"]);
         assert!(Config::embedded(9090).file.not_acted_on().is_empty());
     }
 

@@ -11,6 +11,7 @@ mod interop;
 mod notebooks;
 mod otlp;
 mod query;
+mod remote_write;
 mod rules;
 mod s3;
 mod scrape;

@@ -7,6 +7,7 @@
 
 mod record;
 pub mod segment;
+pub mod tail;
 
 use std::fs::{self, File};
 use std::io::Write;

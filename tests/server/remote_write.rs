@@ -1,0 +1,369 @@
+//! `remote_write` in the configuration: Quiver sends what it stores to other stores, with
+//! external labels and write relabeling, as 1.0 or 2.0; it retries 5xx, 429 and a receiver
+//! that is down, and drops what another 4xx refuses; and real Prometheus and VictoriaMetrics
+//! receive what Quiver scraped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
+use quiver::config::Config;
+
+use super::support::*;
+
+/// What a fake receiver got: series (Prometheus notation) → samples.
+type Received = Arc<Mutex<BTreeMap<String, Vec<(i64, f64)>>>>;
+
+/// A receiver on `port` that answers each request with the next of `answers` (then 204 for
+/// ever), and keeps what it accepted.
+async fn fake_receiver(port: u16, answers: Vec<u16>) -> (Received, Arc<AtomicUsize>) {
+    let got: Received = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/api/v1/write",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (got, calls) = (g.clone(), c.clone());
+            let answers = answers.clone();
+            async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let code = answers.get(n).copied().unwrap_or(204);
+                if code != 204 {
+                    return StatusCode::from_u16(code).unwrap();
+                }
+                let v2 = headers.get("content-type").is_some_and(|v| {
+                    v.to_str()
+                        .unwrap()
+                        .contains("io.prometheus.write.v2.Request")
+                });
+                let batch = if v2 {
+                    quiver_ingest::remote_write2::decode(&body, 1 << 26, &Default::default())
+                        .unwrap()
+                        .batch
+                } else {
+                    quiver_ingest::remote_write::decode(&body, 1 << 26, &Default::default())
+                        .unwrap()
+                };
+                let labels: Vec<String> =
+                    batch.new_labels().map(|l| l.unwrap().to_string()).collect();
+                let mut got = got.lock();
+                for (s, t, v) in batch.samples() {
+                    got.entry(labels[s as usize].clone())
+                        .or_default()
+                        .push((t, v));
+                }
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (got, calls)
+}
+
+async fn sender(yaml: &str) -> TestServer {
+    TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &[],
+        Config::from_yaml("sender.yml", yaml).unwrap(),
+    )
+    .await
+}
+
+/// Writes `n` samples of `gpu_power{gpu}` into the sender through its own remote-write
+/// receiver (so they go through its WAL like any other).
+async fn write_samples(s: &TestServer, gpu: &str, n: i64) {
+    let samples: Vec<(i64, f64)> = (0..n).map(|i| (1_000 + i * 1_000, i as f64)).collect();
+    let body = write_request(&[(vec![("__name__", "gpu_power"), ("gpu", gpu)], samples)]);
+    let (code, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+}
+
+async fn wait_for(got: &Received, series: usize, samples: usize) {
+    eventually("the receiver has everything", 30, || async {
+        let g = got.lock();
+        g.len() == series && g.values().map(Vec::len).sum::<usize>() == samples
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_sends_1_0_and_2_0_with_external_labels_and_write_relabeling() {
+    let (p1, p2) = (free_port(), free_port());
+    let (v1, _) = fake_receiver(p1, vec![]).await;
+    let (v2, _) = fake_receiver(p2, vec![]).await;
+    let s = sender(&format!(
+        "global:
+  external_labels: {{replica: a}}
+remote_write:
+  - url: http://127.0.0.1:{p1}/api/v1/write
+    queue_config: {{batch_send_deadline: 100ms}}
+  - url: http://127.0.0.1:{p2}/api/v1/write
+    protobuf_message: io.prometheus.write.v2.Request
+    queue_config: {{batch_send_deadline: 100ms, min_shards: 3}}
+    write_relabel_configs:
+      - {{source_labels: [gpu], regex: '1', action: drop}}
+"
+    ))
+    .await;
+    write_samples(&s, "0", 50).await;
+    write_samples(&s, "1", 20).await;
+    wait_for(&v1, 2, 70).await;
+    wait_for(&v2, 1, 50).await;
+    let got = v1.lock().clone();
+    let zero = &got[r#"gpu_power{gpu="0", replica="a"}"#];
+    assert_eq!(zero.len(), 50);
+    assert_eq!(zero[49], (50_000, 49.0));
+    assert!(v2.lock().contains_key(r#"gpu_power{gpu="0", replica="a"}"#));
+    // The counters, as Prometheus names them.
+    let metrics = get_text(&s.url("/metrics")).await;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("prometheus_remote_storage_samples_total{") && l.contains(&p1.to_string())
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(line.ends_with(" 70"), "{line}");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("prometheus_remote_storage_samples_dropped_total{")
+                && l.ends_with(" 20")
+        ),
+        "the relabeled-away samples count as dropped:\n{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_retries_5xx_429_and_a_receiver_that_is_down_and_loses_nothing() {
+    let port = free_port();
+    let s = sender(&format!(
+        "remote_write:\n- url: http://127.0.0.1:{port}/api/v1/write\n  \
+         queue_config: {{batch_send_deadline: 100ms, max_samples_per_send: 10, min_backoff: 50ms, max_backoff: 200ms}}\n"
+    ))
+    .await;
+    // Nothing listens yet: the samples wait in the queue and the WAL.
+    write_samples(&s, "0", 35).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    write_samples(&s, "1", 15).await;
+    // Then a receiver that answers 503, 500 and 429 before it takes anything.
+    let (got, calls) = fake_receiver(port, vec![503, 500, 429]).await;
+    wait_for(&got, 2, 50).await;
+    // Three refusals, then at least five batches of at most ten.
+    assert!(calls.load(Ordering::SeqCst) >= 3 + 5);
+    let got = got.lock().clone();
+    let zero = &got[r#"gpu_power{gpu="0"}"#];
+    let mut times: Vec<i64> = zero.iter().map(|(t, _)| *t).collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(
+        times.len(),
+        35,
+        "every sample, once or more (a retried batch may repeat)"
+    );
+    let metrics = get_text(&s.url("/metrics")).await;
+    let retried = metrics
+        .lines()
+        .find(|l| l.starts_with("prometheus_remote_storage_samples_retried_total{"))
+        .unwrap();
+    assert!(!retried.ends_with(" 0"), "{retried}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_a_receiver_refuses_with_4xx_is_dropped_not_retried() {
+    let port = free_port();
+    let (got, calls) = fake_receiver(port, vec![400]).await;
+    let s = sender(&format!(
+        "remote_write:\n- url: http://127.0.0.1:{port}/api/v1/write\n  queue_config: {{batch_send_deadline: 100ms}}\n"
+    ))
+    .await;
+    write_samples(&s, "0", 5).await;
+    eventually("the refusal is counted", 30, || async {
+        get_text(&s.url("/metrics")).await.lines().any(|l| {
+            l.starts_with("prometheus_remote_storage_samples_failed_total{") && l.ends_with(" 5")
+        })
+    })
+    .await;
+    // The next batch goes through; the refused one was not sent again.
+    write_samples(&s, "1", 3).await;
+    wait_for(&got, 1, 3).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    s.stop().await;
+}
+
+#[test]
+fn a_bad_remote_write_entry_names_the_file_line_and_field() {
+    for (yaml, says) in [
+        ("remote_write:\n- url: ftp://x/\n", "remote_write[0].url"),
+        (
+            "remote_write:\n- url: http://x/\n  protobuf_message: v3\n",
+            "unknown remote write protobuf message",
+        ),
+        (
+            "remote_write:\n- url: http://x/\n  headers: {Content-Type: x}\n",
+            "reserved header",
+        ),
+        (
+            "remote_write:\n- url: http://x/\n  queue_config: {min_shards: 5, max_shards: 2}\n",
+            "min_shards",
+        ),
+        (
+            "remote_write:\n- url: http://x/\n  name: a\n- url: http://y/\n  name: a\n",
+            "multiple remote write configs",
+        ),
+        (
+            "remote_write:\n- url: http://x/\n  sigv4: {region: x}\n",
+            "unknown field",
+        ),
+        (
+            "remote_write:\n- url: http://x/\n  send_exemplars: true\n",
+            "exemplars",
+        ),
+    ] {
+        let err = Config::from_yaml("p.yml", yaml).unwrap_err().to_string();
+        assert!(err.starts_with("p.yml:"), "{err}");
+        assert!(err.contains(says), "{yaml}: {err}");
+    }
+    // Headers are secrets in the configuration Quiver shows.
+    let c = Config::from_yaml(
+        "p.yml",
+        "remote_write:\n- url: http://x/\n  headers: {X-Api-Key: k-123}\n",
+    )
+    .unwrap();
+    assert!(!c.redacted_yaml().contains("k-123"));
+}
+
+/// Quiver scrapes itself and sends to a real Prometheus (its remote-write receiver) and a real
+/// VictoriaMetrics: both hold the series Quiver holds, up to a cut-off remote write has
+/// certainly delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs prometheus and victoria-metrics (Debian packages)"]
+async fn prometheus_and_victoria_metrics_receive_what_quiver_scraped() {
+    use std::process::{Command, Stdio};
+    let prometheus = which("prometheus").expect("prometheus is on the PATH");
+    let vm = which("victoria-metrics").expect("victoria-metrics is on the PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let (prom_port, vm_port) = (free_port(), free_port());
+    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
+    let mut children = vec![
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prom.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        Command::new(vm)
+            .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("vm").display()
+            ))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ];
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let vm = format!("http://127.0.0.1:{vm_port}");
+    wait_ready(&prom).await;
+    eventually("VictoriaMetrics is up", 30, || async {
+        client()
+            .get(format!("{vm}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // Quiver scrapes itself every second and sends to both.
+    let quiver_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels: {{source: quiver}}\n\
+         scrape_configs:\n- job_name: quiver\n  static_configs: [{{targets: ['127.0.0.1:{quiver_port}']}}]\n\
+         remote_write:\n- url: {prom}/api/v1/write\n  queue_config: {{batch_send_deadline: 1s}}\n\
+         - url: {vm}/api/v1/write\n  queue_config: {{batch_send_deadline: 1s}}\n"
+    );
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("quiver.yml"), &config).unwrap();
+    let q = ChildServer::start_on(
+        data.path(),
+        quiver_port,
+        &[&format!(
+            "--config.file={}",
+            data.path().join("quiver.yml").display()
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let window = format!(
+        "match[]={{job=\"quiver\"}}&start={}&end={}",
+        now - 600.0,
+        now - 4.0
+    );
+    let names = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|s| {
+                let mut m: BTreeMap<String, String> = serde_json::from_value(s.clone()).unwrap();
+                m.remove("source");
+                serde_json::to_string(&m).unwrap()
+            })
+            .collect()
+    };
+    let (_, mine) = get_json(&format!("{}/api/v1/series?{window}", q.base)).await;
+    let mine = names(&mine);
+    assert!(mine.len() > 20, "Quiver scraped itself: {mine:?}");
+    for (peer, base) in [("Prometheus", &prom), ("VictoriaMetrics", &vm)] {
+        let mut theirs = Default::default();
+        for _ in 0..30 {
+            let (_, v) = get_json(&format!("{base}/api/v1/series?{window}")).await;
+            theirs = names(&v);
+            if theirs == mine {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let missing: Vec<_> = mine.difference(&theirs).take(5).collect();
+        let extra: Vec<_> = theirs.difference(&mine).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{peer}: missing {missing:?}; extra {extra:?}"
+        );
+        // The external label arrived.
+        let (_, v) = get_json(&format!(
+            "{base}/api/v1/query?query=count(up{{source=\"quiver\"}})"
+        ))
+        .await;
+        assert_eq!(v["data"]["result"][0]["value"][1], "1", "{peer}: {v}");
+    }
+    q.stop();
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
