@@ -39,6 +39,12 @@ pub const MAX_DEPTH: usize = 256;
 /// outside strings, matchers and brackets).
 pub const MAX_BINARY_OPERATORS: usize = 1024;
 
+/// Most regular-expression matchers (`=~`, `!~`) one query may hold, and one request's
+/// selectors together. Each may compile to `REGEX_SIZE_LIMIT` (2 MiB) and more for its lazy
+/// DFA: a bound on their number is a bound on their memory. Checked before parsing, because
+/// the parser compiles them too (with the `regex` crate's default limit, 10 MiB each).
+pub const MAX_REGEX_MATCHERS: usize = 64;
+
 /// Longest duration accepted: Go's `time.Duration` maximum, about 292 years.
 pub const MAX_DURATION_MS: i64 = i64::MAX / 1_000_000;
 
@@ -60,6 +66,7 @@ pub fn parse_bounded(query: &str) -> Result<Expr> {
             query.len()
         )));
     }
+    check_regexes(query)?;
     let operators = count_operators(query);
     if operators > MAX_BINARY_OPERATORS {
         return Err(Error::BadData(format!(
@@ -86,6 +93,89 @@ pub fn parse_bounded(query: &str) -> Result<Expr> {
 /// An upper bound on the binary (and unary) operators of a query, from its text: operator
 /// signs and the keyword operators, outside string literals, comments, label matchers (`{…}`)
 /// and ranges (`[…]`).
+/// Refuses a query with more than [`MAX_REGEX_MATCHERS`] regex matchers, or with one that
+/// compiles past the size limit: checked before the parser compiles them.
+fn check_regexes(query: &str) -> Result<()> {
+    let patterns = regex_literals(query);
+    if patterns.len() > MAX_REGEX_MATCHERS {
+        return Err(Error::BadData(format!(
+            "the query has {} regular-expression matchers; Quiver accepts at most {MAX_REGEX_MATCHERS}",
+            patterns.len()
+        )));
+    }
+    for p in &patterns {
+        if let Some(why) = quiver_storage::matchers::regex_too_large(p) {
+            return Err(Error::BadData(why));
+        }
+    }
+    Ok(())
+}
+
+/// How many regex matchers (`=~`, `!~` outside strings and comments) `query` holds.
+pub fn regex_matcher_count(query: &str) -> usize {
+    regex_literals(query).len()
+}
+
+/// The string after each `=~` and `!~` outside strings and comments, unescaped as PromQL does
+/// for the common escapes (an unusual escape is kept as written: the pattern is only sized).
+fn regex_literals(query: &str) -> Vec<String> {
+    let b = query.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Reads the string literal starting at `i` (a quote): its text and where it ends.
+    let literal = |mut i: usize| -> (String, usize) {
+        let quote = b[i];
+        i += 1;
+        let mut text = Vec::new();
+        while i < b.len() && b[i] != quote {
+            if quote != b'`' && b[i] == b'\\' && i + 1 < b.len() {
+                let e = b[i + 1];
+                match e {
+                    b'n' => text.push(b'\n'),
+                    b't' => text.push(b'\t'),
+                    b'r' => text.push(b'\r'),
+                    b'\\' | b'"' | b'\'' => text.push(e),
+                    _ => text.extend_from_slice(&b[i..i + 2]),
+                }
+                i += 2;
+                continue;
+            }
+            text.push(b[i]);
+            i += 1;
+        }
+        (String::from_utf8_lossy(&text).into_owned(), i + 1)
+    };
+    let mut regex_next = false;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                let (text, end) = literal(i);
+                if regex_next {
+                    out.push(text);
+                }
+                regex_next = false;
+                i = end;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'=' | b'!' if b.get(i + 1) == Some(&b'~') => {
+                regex_next = true;
+                i += 2;
+                continue;
+            }
+            c if c.is_ascii_whitespace() => {}
+            _ => regex_next = false,
+        }
+        i += 1;
+    }
+    out
+}
+
 fn count_operators(query: &str) -> usize {
     let b = query.as_bytes();
     let (mut i, mut count, mut braces, mut brackets) = (0, 0usize, 0usize, 0usize);
@@ -220,6 +310,32 @@ mod tests {
                 e.to_string()
             }
         }
+    }
+
+    #[test]
+    fn regex_matchers_are_bounded_in_number_and_size() {
+        // Six characters that would compile to megabytes are refused before the parser sees them.
+        let err = parse_bounded(r#"up{job=~"\\w{100}"}"#).unwrap_err();
+        assert!(err.to_string().contains("compiles to more than"), "{err}");
+        let err = parse_bounded(r#"up{job!~'\w{100}'}"#).unwrap_err();
+        assert!(err.to_string().contains("compiles to more than"), "{err}");
+        let many = |n: usize| {
+            let m: Vec<String> = (0..n).map(|i| format!("l{i}=~\"v{i}.*\"")).collect();
+            format!("up{{{}}}", m.join(","))
+        };
+        assert_eq!(
+            regex_matcher_count(&many(MAX_REGEX_MATCHERS + 1)),
+            MAX_REGEX_MATCHERS + 1
+        );
+        let err = parse_bounded(&many(MAX_REGEX_MATCHERS + 1)).unwrap_err();
+        assert!(
+            err.to_string().contains("regular-expression matchers"),
+            "{err}"
+        );
+        assert!(parse_bounded(&many(MAX_REGEX_MATCHERS)).is_ok());
+        // `=~` inside a string or a comment is not a matcher; ordinary regexes pass.
+        assert_eq!(regex_matcher_count(r#"up{a="=~\"x\""} # b=~"y""#), 0);
+        assert!(parse_bounded(r#"up{pod=~"(gpu-node-[0-9]+|cpu-.*)", a!~"x"}"#).is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::params::Params;
-use super::series::{labels_json, parse_selector, read_labelled};
+use super::series::{labels_json, parse_selectors, read_labelled};
 use super::{ApiError, ApiResult, AppState};
 use crate::time::{MAX_TIME, MIN_TIME};
 
@@ -18,10 +18,7 @@ const MAX_SERIES: usize = 100_000;
 
 pub async fn export(State(state): State<AppState>, params: Params) -> ApiResult {
     let db = state.db()?;
-    let mut sets = Vec::new();
-    for m in params.all("match[]") {
-        sets.extend(parse_selector(m)?);
-    }
+    let sets = parse_selectors(&params.all("match[]"))?;
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }

@@ -72,6 +72,19 @@ async fn answer(
             "{matchers} matchers in one read request, more than {MAX_MATCHERS}"
         )));
     }
+    // Regex matchers (types 2 and 3) are bounded as in a PromQL query.
+    let regexes = request
+        .queries
+        .iter()
+        .flat_map(|q| &q.matchers)
+        .filter(|m| m.r#type == 2 || m.r#type == 3)
+        .count();
+    let max_regexes = quiver_promql::bounds::MAX_REGEX_MATCHERS;
+    if regexes > max_regexes {
+        return Err(ApiError::bad_data(format!(
+            "{regexes} regular-expression matchers in one read request, more than {max_regexes}"
+        )));
+    }
     let limit = match flags.remote_read_sample_limit {
         // Prometheus reads 0 as no limit; Quiver keeps every read bounded.
         0 => flags.query_max_samples,

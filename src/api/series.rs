@@ -30,8 +30,22 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matchers>, ApiError> {
 }
 
 fn selectors(params: &Params) -> Result<Vec<Matchers>, ApiError> {
+    parse_selectors(&params.all("match[]"))
+}
+
+/// Parses every `match[]` of a request: at most `MAX_REGEX_MATCHERS` regex matchers over them
+/// all (each may compile to megabytes).
+pub fn parse_selectors(selectors: &[&str]) -> Result<Vec<Matchers>, ApiError> {
+    use quiver_promql::bounds::{MAX_REGEX_MATCHERS, regex_matcher_count};
+    let regexes: usize = selectors.iter().map(|s| regex_matcher_count(s)).sum();
+    if regexes > MAX_REGEX_MATCHERS {
+        return Err(ApiError::bad_data(format!(
+            "invalid parameter \"match[]\": {regexes} regular-expression matchers over the \
+             selectors; Quiver accepts at most {MAX_REGEX_MATCHERS}"
+        )));
+    }
     let mut out = Vec::new();
-    for m in params.all("match[]") {
+    for m in selectors {
         out.extend(parse_selector(m)?);
     }
     Ok(out)

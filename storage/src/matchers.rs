@@ -6,9 +6,12 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 
-/// The compiled size a regular expression may reach (the `regex` crate's default, stated
-/// here so every caller has the same bound).
-const REGEX_SIZE_LIMIT: usize = 10 << 20;
+/// The compiled size a regular expression may reach. The `regex` crate's default (10 MiB)
+/// lets six characters (`\w{100}`: Unicode word characters, a hundred times) take 6 MiB and
+/// 30 ms each, so a query of a few kilobytes could hold gigabytes of regexes. 2 MiB is far more
+/// than label regexes use (an alternation of a thousand pod names is a few hundred KiB); the
+/// number of regexes a request holds is bounded where requests are read.
+pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
 /// Compiles `pattern` as Prometheus does everywhere (matchers, `label_replace`, relabeling):
 /// anchored at both ends, `.` matching newlines. The one place Quiver builds such a regex.
@@ -21,6 +24,25 @@ pub fn anchored_regex(pattern: &str) -> std::result::Result<Regex, regex::Error>
     regex::RegexBuilder::new(&format!("^(?s:{pattern})$"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
+}
+
+/// Why `pattern` is too large to compile, if it is (its syntax is not judged here).
+pub fn regex_too_large(pattern: &str) -> Option<String> {
+    match anchored_regex(pattern) {
+        Err(regex::Error::CompiledTooBig(limit)) => Some(format!(
+            "the regular expression {} compiles to more than {limit} bytes",
+            quote_short(pattern)
+        )),
+        _ => None,
+    }
+}
+
+/// A pattern as a message quotes it: at most 64 characters.
+fn quote_short(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{:?}…", &s[..i]),
+        None => format!("{s:?}"),
+    }
 }
 
 /// How a matcher compares a label value.

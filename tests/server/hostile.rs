@@ -304,6 +304,13 @@ async fn hostile_promql_strings_are_refused_on_every_endpoint() {
     let long_chain = vec!["1"; 100_000].join("+");
     let too_long = "x".repeat(400 << 10);
     let calls = format!("{}x{}", "abs(".repeat(30_000), ")".repeat(30_000));
+    let many_regexes = format!(
+        "x{{{}}}",
+        (0..65)
+            .map(|i| format!("l{i}=~\"v.*\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let hostile = [
         deep_parens.as_str(),
         long_chain.as_str(),
@@ -313,6 +320,10 @@ async fn hostile_promql_strings_are_refused_on_every_endpoint() {
         "x offset Inf",
         "x @ 1e300",
         "rate(x[300y])",
+        // Six characters that compile to megabytes, and more regex matchers than a query may
+        // hold.
+        r#"x{a=~"\\w{100}"}"#,
+        many_regexes.as_str(),
     ];
     for q in hostile {
         for path in [
@@ -343,6 +354,23 @@ async fn hostile_promql_strings_are_refused_on_every_endpoint() {
         assert_eq!(r.status().as_u16(), 400, "series {q:.40}");
         still_serving(&s).await;
     }
+    // Regex matchers are counted over all of a request's selectors.
+    let selectors: Vec<(&str, String)> = (0..65)
+        .map(|i| ("match[]", format!("{{l{i}=~\"v.*\"}}")))
+        .collect();
+    let r = client()
+        .post(s.url("/api/v1/series"))
+        .form(&selectors)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("regular-expression matchers")
+    );
     s.stop().await;
 }
 
