@@ -255,6 +255,13 @@ pub async fn run_with_flight(
     };
     state.set_db(db.clone());
     tracing::info!("storage ready");
+    // Remote write first: its queues read the WAL from here on, so the first scrapes are sent.
+    if let Err(e) = state.start_remote_write().await {
+        let _ = stop_tx.send(true);
+        db.close().await;
+        give_back(lease).await;
+        anyhow::bail!("starting remote write: {e}");
+    }
     let scraper = ScrapeManager::new(db.clone(), metrics.scrape.clone());
     if let Err(e) = state.start_scraping(scraper.clone()).await {
         let _ = stop_tx.send(true);
@@ -278,14 +285,6 @@ pub async fn run_with_flight(
         db.close().await;
         give_back(lease).await;
         anyhow::bail!("starting the rules: {e}");
-    }
-    if let Err(e) = state.start_remote_write().await {
-        let _ = stop_tx.send(true);
-        scraper.stop().await;
-        rules.stop().await;
-        db.close().await;
-        give_back(lease).await;
-        anyhow::bail!("starting remote write: {e}");
     }
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), stop_rx.clone()));
 

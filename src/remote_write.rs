@@ -91,13 +91,14 @@ struct Sender {
     name: String,
 }
 
-/// A queue's name: the configured one, or a short hash of the entry (Prometheus uses one too).
-fn queue_name(cfg: &RemoteWriteConfig, index: usize) -> String {
+/// A queue's name: the configured one, or a short hash of the entry, as Prometheus names them
+/// (so reordering the entries keeps each queue).
+fn queue_name(cfg: &RemoteWriteConfig) -> String {
     match &cfg.name {
         Some(n) => n.clone(),
         None => {
             use md5::Digest;
-            let digest = md5::Md5::digest(format!("{index}:{}", cfg.url).as_bytes());
+            let digest = md5::Md5::digest(format!("{cfg:?}").as_bytes());
             digest[..3].iter().map(|b| format!("{b:02x}")).collect()
         }
     }
@@ -128,42 +129,35 @@ impl RemoteWriter {
                 cfg: cfg.clone(),
                 v2: cfg.protobuf_message.as_deref() == Some(REMOTE_WRITE_V2),
                 metrics: Arc::new(QueueMetrics::default()),
-                name: queue_name(cfg, i),
+                name: queue_name(cfg),
             });
         }
+        // The new list is in place (kept queues and new ones) before the old queues stop, so
+        // the metrics never go missing during a reload.
         let mut old = std::mem::take(&mut *self.queues.lock());
-        let mut queues = Vec::with_capacity(senders.len());
         let mut started = 0;
-        for sender in senders {
-            let k = key(&sender.cfg);
-            if let Some(i) = old.iter().position(|q| q.key == k && q.name == sender.name) {
-                queues.push(old.swap_remove(i));
-                continue;
-            }
-            let tail = match db.wal_tail() {
-                Ok(t) => t,
-                Err(e) => {
-                    // Keep what ran: the queues kept so far and the old ones.
-                    old.extend(queues);
-                    *self.queues.lock() = old;
-                    return Err(format!(
-                        "remote_write {:?}: reading the WAL: {e}",
-                        sender.name
-                    ));
+        {
+            let mut queues = self.queues.lock();
+            for sender in senders {
+                let k = key(&sender.cfg);
+                if let Some(i) = old.iter().position(|q| q.key == k && q.name == sender.name) {
+                    queues.push(old.swap_remove(i));
+                    continue;
                 }
-            };
-            queues.push(start(db.clone(), tail, sender, external.clone(), k));
-            started += 1;
+                queues.push(start(
+                    db.clone(),
+                    db.wal_tail(),
+                    sender,
+                    external.clone(),
+                    k,
+                ));
+                started += 1;
+            }
         }
         stop_all(old).await;
         if started > 0 {
-            tracing::info!(
-                started,
-                queues = queues.len(),
-                "remote write queues started"
-            );
+            tracing::info!(started, "remote write queues started");
         }
-        *self.queues.lock() = queues;
         Ok(())
     }
 
@@ -541,7 +535,13 @@ impl Sender {
         let q = &self.cfg.queue_config;
         let mut backoff = q.min_backoff.0;
         loop {
-            let outcome = self.post(body.clone()).await;
+            let outcome = tokio::select! {
+                o = self.post(body.clone()) => o,
+                _ = stop.wait_for(|s| *s) => {
+                    self.metrics.pending.fetch_sub(n as i64, Ordering::Relaxed);
+                    return false;
+                }
+            };
             let retry = match outcome {
                 Ok(()) => {
                     let m = &self.metrics;
@@ -552,7 +552,11 @@ impl Sender {
                     }
                     false
                 }
-                Err(Failure::Retry(e)) => {
+                Err(Failure::Retry(e, after)) => {
+                    // The receiver's Retry-After, when it gives one (at most five minutes).
+                    if let Some(after) = after {
+                        backoff = after.min(Duration::from_secs(300));
+                    }
                     tracing::warn!(remote_name = %self.name, url = %self.cfg.url, "remote write failed, retrying in {backoff:?}: {e}");
                     true
                 }
@@ -608,24 +612,39 @@ impl Sender {
                 bearer_token_file: cfg.bearer_token_file.as_ref(),
             },
         )
-        .map_err(Failure::Retry)?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Failure::Retry(crate::error::error_chain(&e)))?;
+        .map_err(|e| Failure::Retry(e, None))?;
+        let mut resp = req.send().await.map_err(|e| {
+            // A request that cannot even be built will not build next time either.
+            if e.is_builder() {
+                Failure::Drop(crate::error::error_chain(&e))
+            } else {
+                Failure::Retry(crate::error::error_chain(&e), None)
+            }
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let text = resp.text().await.unwrap_or_default();
-        let text = text.trim();
-        let text = &text[..text.floor_char_boundary(512)];
-        let message = format!("HTTP {status}: {text}");
+        let after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // At most 1 KiB of the answer, as Prometheus reads.
+        let mut text = Vec::new();
+        while text.len() < 1024 {
+            match resp.chunk().await {
+                Ok(Some(c)) => text.extend_from_slice(&c[..c.len().min(1024 - text.len())]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&text);
+        let message = format!("HTTP {status}: {}", text.trim());
         if status.is_server_error()
             || (status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 && cfg.queue_config.retry_on_http_429)
         {
-            Err(Failure::Retry(message))
+            Err(Failure::Retry(message, after))
         } else {
             Err(Failure::Drop(message))
         }
@@ -633,8 +652,8 @@ impl Sender {
 }
 
 enum Failure {
-    /// A 5xx, a 429, or no answer: send again.
-    Retry(String),
+    /// A 5xx, a 429, or no answer: send again (after the receiver's Retry-After, if any).
+    Retry(String, Option<Duration>),
     /// Any other refusal: sending again would be refused again.
     Drop(String),
 }

@@ -163,7 +163,7 @@ impl Default for QueueConfig {
             batch_send_deadline: PromDuration(Duration::from_secs(5)),
             min_backoff: PromDuration(Duration::from_millis(30)),
             max_backoff: PromDuration(Duration::from_secs(5)),
-            retry_on_http_429: true,
+            retry_on_http_429: false,
             sample_age_limit: PromDuration(Duration::ZERO),
         }
     }
@@ -191,15 +191,21 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-remote-read-version",
 ];
 
+/// Most `remote_write` entries a configuration may have.
+pub const MAX_REMOTE_WRITES: usize = 64;
+
 impl RemoteWriteConfig {
     /// Checks one entry; the error names the field.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let url = reqwest::Url::parse(&self.url).map_err(|e| {
-            (
-                "url".to_string(),
-                format!("{:?} is not a URL: {e}", self.url),
-            )
-        })?;
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| ("url".to_string(), format!("is not a URL: {e}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            // It would show in the metrics' labels, the logs and the shown configuration.
+            return Err((
+                "url".into(),
+                "must not carry credentials: put them in basic_auth".into(),
+            ));
+        }
         if !matches!(url.scheme(), "http" | "https") {
             return Err((
                 "url".into(),
@@ -228,23 +234,34 @@ impl RemoteWriteConfig {
                 "Quiver stores no exemplars or native histograms to send: leave it false".into(),
             ));
         }
-        for name in self.headers.keys() {
+        for (name, value) in &self.headers {
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err((
                     "headers".into(),
                     format!("{name} is a reserved header. It must not be changed"),
                 ));
             }
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(value).is_err()
+            {
+                return Err((
+                    "headers".into(),
+                    format!(
+                        "{name:?} is not a valid header name, or its value not a valid header value"
+                    ),
+                ));
+            }
         }
-        if self.basic_auth.is_some() as u8
-            + (self.authorization.is_some()
-                || self.bearer_token.is_some()
-                || self.bearer_token_file.is_some()) as u8
+        let bearer = self.bearer_token.is_some() || self.bearer_token_file.is_some();
+        if u8::from(self.basic_auth.is_some())
+            + u8::from(self.authorization.is_some())
+            + u8::from(bearer)
             > 1
         {
             return Err((
                 "basic_auth".into(),
-                "at most one of basic_auth, authorization and bearer_token may be set".into(),
+                "at most one of basic_auth, authorization and bearer_token(_file) may be set"
+                    .into(),
             ));
         }
         let q = &self.queue_config;
@@ -266,10 +283,15 @@ impl RemoteWriteConfig {
             ));
         }
         // Bounds that keep one entry's memory and connections reasonable.
-        if q.min_shards > 1_000 || q.max_samples_per_send > 1_000_000 || q.capacity > 10_000_000 {
+        if q.min_shards > 1_000
+            || q.max_samples_per_send > 1_000_000
+            || q.capacity.saturating_mul(q.min_shards) > 10_000_000
+        {
             return Err((
                 "queue_config".into(),
-                "min_shards is at most 1,000, max_samples_per_send 1,000,000 and capacity 10,000,000".into(),
+                "min_shards is at most 1,000, max_samples_per_send 1,000,000, and capacity times \
+                 min_shards 10,000,000 samples"
+                    .into(),
             ));
         }
         if q.batch_send_deadline.0.is_zero()
@@ -798,8 +820,22 @@ impl ConfigFile {
                 err_at(&f, format!("{f}: {m}"))
             })?;
         }
+        if self.remote_write.len() > MAX_REMOTE_WRITES {
+            return Err(err_at(
+                "remote_write",
+                format!("remote_write: more than {MAX_REMOTE_WRITES} entries"),
+            ));
+        }
         let mut remote_names = std::collections::HashSet::new();
+        let mut remote_entries = std::collections::HashSet::new();
         for (i, rw) in self.remote_write.iter().enumerate() {
+            if !remote_entries.insert(format!("{rw:?}")) {
+                let f = format!("remote_write[{i}]");
+                return Err(err_at(
+                    &f,
+                    format!("{f}: duplicate remote write configs are not allowed"),
+                ));
+            }
             if let Err((field, m)) = rw.validate() {
                 let f = format!("remote_write[{i}].{field}");
                 return Err(err_at(&f, format!("{f}: {m}")));

@@ -550,13 +550,13 @@ impl Db {
         parking_lot::RwLockReadGuard::map(self.state.read(), |s| &s.registry)
     }
 
-    /// Labels of a known series.
     /// A reader of the WAL from its current end: what is appended from now on, in order
     /// (remote write sends from it).
-    pub fn wal_tail(&self) -> Result<crate::wal::tail::WalTail> {
-        crate::wal::tail::WalTail::at_end(&self.opts.wal_dir)
+    pub fn wal_tail(&self) -> crate::wal::tail::WalTail {
+        crate::wal::tail::WalTail::at_end(self.wal.dir(), self.wal.committed())
     }
 
+    /// Labels of a known series.
     pub fn labels(&self, id: SeriesId) -> Option<Labels> {
         self.state.read().registry.labels(id).cloned()
     }

@@ -145,14 +145,15 @@ async fn remote_write_retries_5xx_429_and_a_receiver_that_is_down_and_loses_noth
     let port = free_port();
     let s = sender(&format!(
         "remote_write:\n- url: http://127.0.0.1:{port}/api/v1/write\n  \
-         queue_config: {{batch_send_deadline: 100ms, max_samples_per_send: 10, min_backoff: 50ms, max_backoff: 200ms}}\n"
+         queue_config: {{batch_send_deadline: 100ms, max_samples_per_send: 10, min_backoff: 50ms, max_backoff: 200ms, retry_on_http_429: true}}\n"
     ))
     .await;
     // Nothing listens yet: the samples wait in the queue and the WAL.
     write_samples(&s, "0", 35).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     write_samples(&s, "1", 15).await;
-    // Then a receiver that answers 503, 500 and 429 before it takes anything.
+    // Then a receiver that answers 503, 500 and 429 before it takes anything (429 retried as
+    // asked).
     let (got, calls) = fake_receiver(port, vec![503, 500, 429]).await;
     wait_for(&got, 2, 50).await;
     // Three refusals, then at least five batches of at most ten.

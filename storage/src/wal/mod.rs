@@ -50,9 +50,15 @@ enum Msg {
 }
 
 /// The write-ahead log.
+/// How far the WAL is written and good: the segment and its length up to its last record
+/// written whole (a failed write is cut back before it is published). Readers that follow the
+/// WAL ([`tail::WalTail`]) read no further.
+pub type Committed = Arc<Mutex<(u64, u64)>>;
+
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
+    committed: Committed,
     tx: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<WalMetrics>,
@@ -113,7 +119,9 @@ impl Wal {
         let (tx, rx) = mpsc::channel();
         #[cfg(test)]
         let faults = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let committed: Committed = Arc::new(Mutex::new((next, segment::HEADER_LEN as u64)));
         let writer = Writer {
+            committed: committed.clone(),
             dir: dir.to_path_buf(),
             seq: next,
             file,
@@ -129,6 +137,7 @@ impl Wal {
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::io(dir, e))?;
         Ok(Wal {
+            committed,
             dir: dir.to_path_buf(),
             tx,
             writer: Mutex::new(Some(handle)),
@@ -177,6 +186,16 @@ impl Wal {
             let _ = ack.send(Err(Error::ShuttingDown));
         }
         rx
+    }
+
+    /// The position up to which the WAL is written whole.
+    pub fn committed(&self) -> Committed {
+        self.committed.clone()
+    }
+
+    /// The folder of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Deletes the segments older than `seq` (their contents are in blocks now).
@@ -230,6 +249,8 @@ impl Drop for Wal {
 
 /// The writer thread's state.
 struct Writer {
+    /// Published after every good write and every new segment.
+    committed: Committed,
     dir: PathBuf,
     seq: u64,
     file: File,
@@ -305,6 +326,7 @@ impl Writer {
             Ok(()) => {
                 self.unsynced = !sync;
                 self.size += buf.len() as u64;
+                *self.committed.lock() = (self.seq, self.size);
                 self.metrics
                     .records
                     .fetch_add(acks.len() as u64, Ordering::Relaxed);
@@ -400,6 +422,7 @@ impl Writer {
         self.size = segment::HEADER_LEN as u64;
         self.unsynced = false;
         self.broken = false;
+        *self.committed.lock() = (self.seq, self.size);
         Ok(())
     }
 }

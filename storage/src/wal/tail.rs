@@ -1,54 +1,72 @@
 //! Reading the WAL as it is written, for senders that forward what the server stores (remote
 //! write): a position (segment, byte offset) that follows the writer from segment to segment.
 //!
-//! The tail reads only whole frames whose checksum holds; a frame still being written is left
-//! for the next read. When the segment it is in has been deleted (its data flushed to a block
-//! and the WAL truncated), it moves on to the oldest segment left and counts the segments it
-//! skipped: a sender that falls further behind than the WAL keeps loses what was truncated,
-//! and knows it.
+//! The tail reads no further than the writer's committed position ([`super::Committed`]):
+//! records written whole, never bytes of a write still under way or one that failed and is cut
+//! back. A segment behind the committed one is complete: the tail reads it to its end and moves
+//! on (past damage too). It keeps the segment it reads open, so a segment deleted under it (its
+//! data flushed to a block) is still read to its end; when it finds a segment gone before it
+//! opened it, it moves on to the oldest one left and counts the segments it skipped: a sender
+//! that falls further behind than the WAL keeps loses what was truncated, and knows it.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::WalRecord;
 use super::segment::{self, HEADER_LEN, MAX_RECORD_LEN};
+use super::{Committed, WalRecord};
 use crate::error::{Error, Result};
 
 const FRAME_LEN: usize = 8;
 
-/// A reading position in a WAL directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A reading position in a WAL.
+#[derive(Debug)]
 pub struct WalTail {
     dir: PathBuf,
+    committed: Committed,
     seq: u64,
     offset: u64,
+    /// The open segment `seq`, once opened.
+    file: Option<File>,
     /// Segments passed over without reading them whole (deleted, or damaged).
     pub skipped_segments: u64,
 }
 
+impl Clone for WalTail {
+    fn clone(&self) -> Self {
+        WalTail {
+            dir: self.dir.clone(),
+            committed: self.committed.clone(),
+            seq: self.seq,
+            offset: self.offset,
+            file: None,
+            skipped_segments: self.skipped_segments,
+        }
+    }
+}
+
+/// How a read of a segment ended.
+enum Frames {
+    /// At the end of what may be read of the segment now.
+    End,
+    /// The budget is spent.
+    Budget,
+    /// Bytes that are not a good frame (or a frame cut short), before the end.
+    Damaged,
+}
+
 impl WalTail {
-    /// A position at the current end of the WAL: what is written from now on is read.
-    pub fn at_end(dir: &Path) -> Result<Self> {
-        let seqs = segment::list_segments(dir)?;
-        let Some(&seq) = seqs.last() else {
-            return Ok(WalTail {
-                dir: dir.to_path_buf(),
-                seq: 1,
-                offset: HEADER_LEN as u64,
-                skipped_segments: 0,
-            });
-        };
-        let path = segment::segment_path(dir, seq);
-        let len = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .len();
-        Ok(WalTail {
+    /// A position at the WAL's committed end: what is written from now on is read.
+    pub fn at_end(dir: &Path, committed: Committed) -> Self {
+        let (seq, offset) = *committed.lock();
+        WalTail {
             dir: dir.to_path_buf(),
+            committed,
             seq,
-            offset: len.max(HEADER_LEN as u64),
+            offset,
+            file: None,
             skipped_segments: 0,
-        })
+        }
     }
 
     /// The segment and byte offset read next.
@@ -60,131 +78,136 @@ impl WalTail {
     /// (at least one record when there is one). Empty when there is nothing new.
     pub fn read(&mut self, max_bytes: usize) -> Result<Vec<WalRecord>> {
         let mut out = Vec::new();
-        let mut budget = max_bytes;
+        let mut budget = max_bytes.max(1);
         loop {
-            let path = segment::segment_path(&self.dir, self.seq);
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if !self.advance(false)? {
-                        return Ok(out);
+            let (cseq, csize) = *self.committed.lock();
+            let complete = self.seq < cseq;
+            if self.file.is_none() {
+                let path = segment::segment_path(&self.dir, self.seq);
+                match File::open(&path) {
+                    Ok(f) => self.file = Some(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if !complete || !self.advance(false)? {
+                            return Ok(out);
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(e) => return Err(Error::io(&path, e)),
                 }
-                Err(e) => return Err(Error::io(&path, e)),
-            };
-            // A later segment means this one is complete: read it to its end, then move on.
-            let later = self.later_exists()?;
-            let read = self.read_segment(&mut file, &path, &mut budget, &mut out)?;
-            if budget == 0 {
-                return Ok(out);
             }
-            match read {
-                Frames::End if later => {
+            // The current segment is read up to the committed length, an earlier one whole.
+            let limit = if complete { u64::MAX } else { csize };
+            match self.read_segment(limit, &mut budget, &mut out)? {
+                Frames::Budget => return Ok(out),
+                Frames::End if complete => {
                     self.advance(true)?;
                 }
-                Frames::Damaged => {
-                    // Passed over once a later segment exists (the writer may still be
-                    // cutting a failed write off this one).
-                    if !self.advance(false)? {
-                        return Ok(out);
-                    }
+                Frames::Damaged if complete => {
+                    self.advance(false)?;
                 }
-                Frames::End | Frames::Incomplete => return Ok(out),
+                // Damage below the committed length of the current segment: corruption; the
+                // tail moves on when the writer does.
+                Frames::End | Frames::Damaged => return Ok(out),
             }
         }
-    }
-
-    fn later_exists(&self) -> Result<bool> {
-        Ok(segment::list_segments(&self.dir)?
-            .last()
-            .is_some_and(|&s| s > self.seq))
     }
 
     /// Moves to the next segment there is (`read_whole`: this one was read to its end).
     /// Answers false when there is none.
     fn advance(&mut self, read_whole: bool) -> Result<bool> {
         let seqs = segment::list_segments(&self.dir)?;
-        let Some(&next) = seqs.iter().find(|&&s| s > self.seq) else {
-            return Ok(false);
+        let next = match seqs.iter().find(|&&s| s > self.seq) {
+            Some(&s) => s,
+            // Every later segment is gone too: the committed one is next (it exists by now,
+            // or is gone as well and the next read finds out).
+            None => {
+                let (cseq, _) = *self.committed.lock();
+                if cseq <= self.seq {
+                    return Ok(false);
+                }
+                cseq
+            }
         };
-        // Segments between (deleted under us) and this one if it was not read whole.
         self.skipped_segments += next - self.seq - 1 + u64::from(!read_whole);
         self.seq = next;
         self.offset = HEADER_LEN as u64;
+        self.file = None;
         Ok(true)
     }
 
     fn read_segment(
         &mut self,
-        file: &mut File,
-        path: &Path,
+        limit: u64,
         budget: &mut usize,
         out: &mut Vec<WalRecord>,
     ) -> Result<Frames> {
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len <= self.offset {
-            return Ok(Frames::End);
-        }
-        // Read what is there (bounded, so a large segment is read in steps).
-        let want = (len - self.offset).min((*budget as u64).max(1 << 20) + FRAME_LEN as u64);
-        let mut data = vec![0u8; want as usize];
-        file.seek(SeekFrom::Start(self.offset))
-            .map_err(|e| Error::io(path, e))?;
-        let got = read_full(file, &mut data).map_err(|e| Error::io(path, e))?;
-        data.truncate(got);
-        let mut pos = 0usize;
-        while pos + FRAME_LEN <= data.len() {
-            let n = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
-            if n == 0 || n > MAX_RECORD_LEN {
-                return Ok(Frames::Damaged);
+        let path = segment::segment_path(&self.dir, self.seq);
+        let file = self.file.as_mut().expect("opened");
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&path, e))?
+            .len()
+            .min(limit);
+        while self.offset < len {
+            let avail = len - self.offset;
+            if avail < FRAME_LEN as u64 {
+                return Ok(if limit == u64::MAX {
+                    Frames::Damaged
+                } else {
+                    Frames::End
+                });
             }
-            if data.len() - pos - FRAME_LEN < n {
-                // A record larger than this read's window, first in it: read it whole (a frame
-                // still being written reads short and waits for the next read).
-                if pos == 0 && (FRAME_LEN + n) as u64 <= len - self.offset {
+            // Read a window of frames (bounded, so a large segment is read in steps).
+            let want = avail.min((*budget as u64).max(1 << 20) + FRAME_LEN as u64);
+            let mut data = vec![0u8; want as usize];
+            file.seek(SeekFrom::Start(self.offset))
+                .map_err(|e| Error::io(&path, e))?;
+            let got = read_full(file, &mut data).map_err(|e| Error::io(&path, e))?;
+            data.truncate(got);
+            let mut pos = 0usize;
+            while pos + FRAME_LEN <= data.len() {
+                let n =
+                    u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+                let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
+                if n == 0 || n > MAX_RECORD_LEN || (FRAME_LEN + n) as u64 > avail - pos as u64 {
+                    // Announces more than is there (committed, or in a complete segment).
+                    return Ok(Frames::Damaged);
+                }
+                if data.len() - pos - FRAME_LEN < n {
+                    if pos > 0 {
+                        break; // the next window starts with it
+                    }
+                    // A record larger than the window: read it whole.
                     let mut whole = vec![0u8; FRAME_LEN + n];
                     file.seek(SeekFrom::Start(self.offset))
-                        .map_err(|e| Error::io(path, e))?;
-                    if read_full(file, &mut whole).map_err(|e| Error::io(path, e))? == whole.len() {
-                        data = whole;
-                        continue;
+                        .map_err(|e| Error::io(&path, e))?;
+                    if read_full(file, &mut whole).map_err(|e| Error::io(&path, e))? < whole.len() {
+                        return Ok(Frames::Damaged);
                     }
+                    data = whole;
+                    continue;
                 }
-                return Ok(Frames::Incomplete);
+                let payload = &data[pos + FRAME_LEN..pos + FRAME_LEN + n];
+                if crc32c::crc32c(payload) != crc {
+                    return Ok(Frames::Damaged);
+                }
+                match WalRecord::decode(payload) {
+                    Ok(r) => out.push(r),
+                    Err(_) => return Ok(Frames::Damaged),
+                }
+                pos += FRAME_LEN + n;
+                self.offset += (FRAME_LEN + n) as u64;
+                *budget = budget.saturating_sub(n);
+                if *budget == 0 {
+                    return Ok(Frames::Budget);
+                }
             }
-            let payload = &data[pos + FRAME_LEN..pos + FRAME_LEN + n];
-            if crc32c::crc32c(payload) != crc {
+            if pos == 0 && data.len() < FRAME_LEN {
                 return Ok(Frames::Damaged);
             }
-            match WalRecord::decode(payload) {
-                Ok(r) => out.push(r),
-                Err(_) => return Ok(Frames::Damaged),
-            }
-            pos += FRAME_LEN + n;
-            self.offset += (FRAME_LEN + n) as u64;
-            *budget = budget.saturating_sub(n);
-            if *budget == 0 {
-                return Ok(Frames::Incomplete);
-            }
         }
-        Ok(if self.offset >= len {
-            Frames::End
-        } else {
-            Frames::Incomplete
-        })
+        Ok(Frames::End)
     }
-}
-
-/// How a read of a segment ended.
-enum Frames {
-    /// At the end of what the segment holds now.
-    End,
-    /// A frame not yet whole (being written), or the budget spent.
-    Incomplete,
-    /// Bytes that are not a good frame: the rest of the segment is passed over.
-    Damaged,
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -223,7 +246,7 @@ mod tests {
         let wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |_| {}).unwrap();
         wal.submit(&record(1, 1)).await.unwrap().unwrap();
         // Starts at the end: the record before is not read.
-        let mut tail = WalTail::at_end(dir.path()).unwrap();
+        let mut tail = WalTail::at_end(dir.path(), wal.committed());
         assert!(tail.read(1 << 20).unwrap().is_empty());
         wal.submit(&record(2, 2)).await.unwrap().unwrap();
         wal.submit(&record(3, 3)).await.unwrap().unwrap();
@@ -266,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_being_written_is_left_for_the_next_read() {
+    fn nothing_past_the_committed_position_is_read_and_damage_is_passed_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = segment::segment_path(dir.path(), 1);
         let mut payload = Vec::new();
@@ -274,26 +297,64 @@ mod tests {
         let mut framed = Vec::new();
         segment::frame(&payload, &mut framed);
         std::fs::write(&path, segment::header()).unwrap();
-        let mut tail = WalTail::at_end(dir.path()).unwrap();
+        let committed: Committed =
+            std::sync::Arc::new(parking_lot::Mutex::new((1, HEADER_LEN as u64)));
+        let mut tail = WalTail::at_end(dir.path(), committed.clone());
+        use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
-        use std::io::Write;
-        f.write_all(&framed[..framed.len() - 3]).unwrap();
+        // Written but not committed (a write under way, or one about to be cut back): not read.
+        f.write_all(&framed).unwrap();
         assert!(tail.read(1 << 20).unwrap().is_empty());
-        f.write_all(&framed[framed.len() - 3..]).unwrap();
+        *committed.lock() = (1, HEADER_LEN as u64 + framed.len() as u64);
         assert_eq!(tail.read(1 << 20).unwrap().len(), 1);
-        // Garbage after it: the segment is passed over once a later one exists.
-        f.write_all(&[0xff; 20]).unwrap();
-        assert!(tail.read(1 << 20).unwrap().is_empty());
+        // A torn frame left in a segment the writer has left: passed over, and counted.
+        f.write_all(&framed[..framed.len() - 3]).unwrap();
         std::fs::write(segment::segment_path(dir.path(), 2), segment::header()).unwrap();
         let mut f2 = std::fs::OpenOptions::new()
             .append(true)
             .open(segment::segment_path(dir.path(), 2))
             .unwrap();
         f2.write_all(&framed).unwrap();
+        *committed.lock() = (2, HEADER_LEN as u64 + framed.len() as u64);
         assert_eq!(tail.read(1 << 20).unwrap().len(), 1);
         assert_eq!(tail.skipped_segments, 1);
+        assert_eq!(
+            tail.position(),
+            (2, HEADER_LEN as u64 + framed.len() as u64)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_segment_deleted_while_open_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |_| {}).unwrap();
+        let mut tail = WalTail::at_end(dir.path(), wal.committed());
+        wal.submit(&record(1, 1)).await.unwrap().unwrap();
+        assert_eq!(tail.read(1 << 20).unwrap().len(), 1);
+        // Appended, then the segment rolled and deleted before the tail's next read.
+        wal.submit(&record(2, 2)).await.unwrap().unwrap();
+        let next = wal.roll().await.unwrap().unwrap();
+        wal.delete_before(next).unwrap();
+        let got = tail.read(1 << 20).unwrap();
+        assert_eq!(got.iter().map(|r| r.timestamps[0]).collect::<Vec<_>>(), [2]);
+        assert_eq!(tail.skipped_segments, 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_failed_and_was_cut_back_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), Arc::new(WalMetrics::default()), |_| {}).unwrap();
+        let mut tail = WalTail::at_end(dir.path(), wal.committed());
+        for fault in [crate::wal::Fault::FailedSync, crate::wal::Fault::ShortWrite] {
+            wal.inject(fault);
+            assert!(wal.submit(&record(1, 1)).await.unwrap().is_err());
+            assert!(tail.read(1 << 20).unwrap().is_empty(), "{fault:?}");
+        }
+        wal.submit(&record(2, 2)).await.unwrap().unwrap();
+        let got = tail.read(1 << 20).unwrap();
+        assert_eq!(got.iter().map(|r| r.timestamps[0]).collect::<Vec<_>>(), [2]);
     }
 }
