@@ -10,7 +10,37 @@ pub const MAX_DEPTH: usize = 64;
 /// Fails when arrays and objects in `json` nest more than [`MAX_DEPTH`] levels deep.
 /// Brackets inside strings do not count. One pass, no allocation.
 pub fn check(json: &[u8]) -> Result<(), String> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut depth = 0usize;
+    let deep = outside_strings(json, |b| {
+        match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        depth > MAX_DEPTH
+    });
+    if deep {
+        return Err(format!(
+            "JSON nested more than {MAX_DEPTH} levels deep is not accepted"
+        ));
+    }
+    Ok(())
+}
+
+/// How many `{`, `[` and `,` lie outside strings: at least one per value of an array or an
+/// object, so a bound on the values a parse will build.
+pub fn structure(json: &[u8]) -> usize {
+    let mut n = 0usize;
+    outside_strings(json, |b| {
+        n += usize::from(matches!(b, b'{' | b'[' | b','));
+        false
+    });
+    n
+}
+
+/// Calls `f` with every byte outside strings, until it answers true (then answers true).
+fn outside_strings(json: &[u8], mut f: impl FnMut(u8) -> bool) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
     for &b in json {
         if in_string {
             match b {
@@ -21,21 +51,13 @@ pub fn check(json: &[u8]) -> Result<(), String> {
             }
             continue;
         }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(format!(
-                        "JSON nested more than {MAX_DEPTH} levels deep is not accepted"
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+        if b == b'"' {
+            in_string = true;
+        } else if f(b) {
+            return true;
         }
     }
-    Ok(())
+    false
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub const MAX_STRUCTURE: usize = 1_000_000;
 /// Reads a JSON `ExportMetricsServiceRequest`.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     crate::json_depth::check(body).map_err(DecodeError::BadData)?;
-    let n = structure(body);
+    let n = crate::json_depth::structure(body);
     if n > MAX_STRUCTURE {
         return Err(DecodeError::TooLarge(format!(
             "the JSON body holds more than {MAX_STRUCTURE} objects, arrays and elements: send \
@@ -39,28 +39,6 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
         serde_json::from_slice(body).map_err(|e| DecodeError::BadData(format!("JSON: {e}")))?;
     let mut budget = Budget::default();
     req.into_model(&mut budget)
-}
-
-/// How many `{`, `[` and `,` lie outside strings.
-fn structure(json: &[u8]) -> usize {
-    let (mut n, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' | b',' => n += 1,
-            _ => {}
-        }
-    }
-    n
 }
 
 type R<T> = Result<T, DecodeError>;
