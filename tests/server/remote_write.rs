@@ -368,3 +368,71 @@ async fn prometheus_and_victoria_metrics_receive_what_quiver_scraped() {
         let _ = c.wait();
     }
 }
+
+/// A reload keeps a queue whose entry did not change (its counters and its place in the WAL go
+/// on), starts a changed one afresh, and a reload whose remote-write client cannot be built
+/// changes no queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_queues_and_replaces_changed_ones() {
+    let port = free_port();
+    let (got, _) = fake_receiver(port, vec![]).await;
+    let entry = |name: &str| {
+        format!(
+            "  - url: http://127.0.0.1:{port}/api/v1/write\n    name: {name}\n    queue_config: {{batch_send_deadline: 100ms}}\n"
+        )
+    };
+    let (s, path) = start_with_files(
+        &format!("remote_write:\n{}", entry("kept")),
+        &[],
+        &["--web.enable-lifecycle"],
+    )
+    .await;
+    let sent = |name: &'static str| {
+        let url = s.url("/metrics");
+        async move {
+            get_text(&url)
+                .await
+                .lines()
+                .find(|l| {
+                    l.starts_with("prometheus_remote_storage_samples_total{")
+                        && l.contains(&format!("remote_name=\"{name}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        }
+    };
+    write_samples(&s, "0", 10).await;
+    wait_for(&got, 1, 10).await;
+    eventually("10 counted", 10, || async {
+        sent("kept").await.as_deref() == Some("10")
+    })
+    .await;
+    // Same entry, one more: the first goes on counting, the second starts at 0.
+    std::fs::write(
+        &path,
+        format!("remote_write:\n{}{}", entry("kept"), entry("added")),
+    )
+    .unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(sent("kept").await.as_deref(), Some("10"));
+    assert_eq!(sent("added").await.as_deref(), Some("0"));
+    write_samples(&s, "1", 5).await;
+    eventually("both queues sent the new samples", 10, || async {
+        sent("kept").await.as_deref() == Some("15") && sent("added").await.as_deref() == Some("5")
+    })
+    .await;
+    // A client that cannot be built (a CA file that is not there): nothing changes.
+    std::fs::write(
+        &path,
+        format!(
+            "remote_write:\n{}    tls_config: {{ca_file: /nonexistent/ca.pem}}\n",
+            entry("broken")
+        ),
+    )
+    .unwrap();
+    let r = client().post(s.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(sent("kept").await.as_deref(), Some("15"));
+    assert_eq!(sent("broken").await, None);
+    s.stop().await;
+}
