@@ -167,6 +167,10 @@ pub async fn run_with_flight(
         );
     }
     let web = Web::new(flags.web_config_file.clone(), web.as_ref(), auth);
+    duration_flag(
+        "storage.remote.flush-deadline",
+        &flags.remote_flush_deadline,
+    )?;
     let state = AppState::new(
         flags.clone(),
         engine_options(&flags)?,

@@ -71,12 +71,16 @@ struct Queue {
     capacity: usize,
     metrics: Arc<QueueMetrics>,
     stop: watch::Sender<bool>,
+    /// Set when the flush deadline has passed: sends in flight are dropped.
+    abort: Arc<watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Every queue of the configuration in force.
 #[derive(Default)]
 pub struct RemoteWriter {
+    /// How long stopping queues may go on sending what they hold (`--storage.remote.flush-deadline`).
+    flush_deadline: Duration,
     queues: Mutex<Vec<Queue>>,
     /// Serializes apply and stop.
     applying: tokio::sync::Mutex<()>,
@@ -105,8 +109,11 @@ fn queue_name(cfg: &RemoteWriteConfig) -> String {
 }
 
 impl RemoteWriter {
-    pub fn new() -> Arc<Self> {
-        Arc::new(RemoteWriter::default())
+    pub fn new(flush_deadline: Duration) -> Arc<Self> {
+        Arc::new(RemoteWriter {
+            flush_deadline,
+            ..RemoteWriter::default()
+        })
     }
 
     /// Replaces the queues with the configuration's. Every client is built first: a
@@ -154,18 +161,19 @@ impl RemoteWriter {
                 started += 1;
             }
         }
-        stop_all(old).await;
+        stop_all(old, self.flush_deadline).await;
         if started > 0 {
             tracing::info!(started, "remote write queues started");
         }
         Ok(())
     }
 
-    /// Stops every queue (at shutdown): what is queued and not sent is dropped.
+    /// Stops every queue (at shutdown): what the shards hold is sent until the flush deadline,
+    /// then dropped.
     pub async fn stop(&self) {
         let _guard = self.applying.lock().await;
         let old = std::mem::take(&mut *self.queues.lock());
-        stop_all(old).await;
+        stop_all(old, self.flush_deadline).await;
     }
 
     /// Prometheus's `prometheus_remote_storage_*` metrics of every queue.
@@ -258,14 +266,27 @@ impl RemoteWriter {
     }
 }
 
-async fn stop_all(queues: Vec<Queue>) {
+/// Stops queues: their readers at once, their shards once they have sent what they hold or
+/// `flush_deadline` has passed (then what is left is dropped).
+async fn stop_all(queues: Vec<Queue>, flush_deadline: Duration) {
+    if queues.is_empty() {
+        return;
+    }
     for q in &queues {
         let _ = q.stop.send(true);
     }
-    for q in queues {
-        for t in q.tasks {
-            let _ = t.await;
+    let aborts: Vec<Arc<watch::Sender<bool>>> = queues.iter().map(|q| q.abort.clone()).collect();
+    let tasks: Vec<_> = queues.into_iter().flat_map(|q| q.tasks).collect();
+    let mut joined = Box::pin(futures::future::join_all(tasks));
+    if tokio::time::timeout(flush_deadline, &mut joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("remote write: the flush deadline passed; samples not sent are dropped");
+        for a in &aborts {
+            let _ = a.send(true);
         }
+        joined.await;
     }
 }
 
@@ -277,6 +298,8 @@ fn start(
     key: String,
 ) -> Queue {
     let (stop, stop_rx) = watch::channel(false);
+    let (abort, abort_rx) = watch::channel(false);
+    let abort = Arc::new(abort);
     let q = sender.cfg.queue_config.clone();
     let shards = q.min_shards.max(1);
     let sender = Arc::new(sender);
@@ -285,7 +308,12 @@ fn start(
     for _ in 0..shards {
         let (tx, rx) = mpsc::channel(q.capacity.max(1));
         txs.push(tx);
-        tasks.push(tokio::spawn(run_shard(rx, sender.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(run_shard(
+            rx,
+            sender.clone(),
+            stop_rx.clone(),
+            abort_rx.clone(),
+        )));
     }
     let metrics = sender.metrics.clone();
     let queue = Queue {
@@ -296,6 +324,7 @@ fn start(
         capacity: q.capacity,
         metrics: metrics.clone(),
         stop,
+        abort,
         tasks: Vec::new(),
     };
     let reader = Reader {
@@ -424,9 +453,13 @@ impl Reader {
                         v: *v,
                     };
                     // Waits while the shard is full: the WAL holds the rest meanwhile.
-                    tokio::select! {
-                        r = shard.send(item) => if r.is_err() { return },
-                        _ = stop.wait_for(|s| *s) => return,
+                    let sent = tokio::select! {
+                        r = shard.send(item) => r.is_ok(),
+                        _ = stop.wait_for(|s| *s) => false,
+                    };
+                    if !sent {
+                        self.metrics.pending.fetch_sub(1, Ordering::Relaxed);
+                        return;
                     }
                 }
             }
@@ -438,43 +471,50 @@ async fn run_shard(
     mut rx: mpsc::Receiver<Item>,
     sender: Arc<Sender>,
     mut stop: watch::Receiver<bool>,
+    mut abort: watch::Receiver<bool>,
 ) {
     let q = &sender.cfg.queue_config;
     let max = q.max_samples_per_send;
     let mut batch: Vec<Item> = Vec::with_capacity(max.min(10_000));
+    let mut stopping = false;
     loop {
         let deadline = tokio::time::sleep(q.batch_send_deadline.0);
         tokio::pin!(deadline);
-        // Fill the batch until it is full or the deadline passes.
-        loop {
+        // Fill the batch until it is full or the deadline passes; once stopping, take what
+        // is queued without waiting.
+        while batch.len() < max {
+            if stopping {
+                match rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(_) => break,
+                }
+                continue;
+            }
             tokio::select! {
                 item = rx.recv() => match item {
-                    Some(i) => {
-                        batch.push(i);
-                        if batch.len() >= max {
-                            break;
-                        }
-                    }
+                    Some(i) => batch.push(i),
                     None => {
-                        drop_pending(&sender, batch.len());
-                        return;
+                        stopping = true;
                     }
                 },
                 _ = &mut deadline => break,
                 _ = stop.wait_for(|s| *s) => {
-                    drop_pending(&sender, batch.len() + rx.len());
-                    return;
+                    // Flush what is queued, until the flush deadline aborts it.
+                    stopping = true;
                 }
             }
         }
         if batch.is_empty() {
+            if stopping {
+                return;
+            }
             continue;
         }
-        if !sender.send(&batch, &mut stop).await {
+        let sent = std::mem::take(&mut batch);
+        if !sender.send(sent, &mut abort).await {
             drop_pending(&sender, rx.len());
             return;
         }
-        batch.clear();
     }
 }
 
@@ -529,15 +569,15 @@ impl Sender {
     }
 
     /// Sends a batch until it is taken, refused for good, or the queue stops (false).
-    async fn send(&self, batch: &[Item], stop: &mut watch::Receiver<bool>) -> bool {
-        let n = batch.len();
-        let body = self.encode(batch);
+    async fn send(&self, mut batch: Vec<Item>, abort: &mut watch::Receiver<bool>) -> bool {
         let q = &self.cfg.queue_config;
+        let mut body = self.encode(&batch);
         let mut backoff = q.min_backoff.0;
         loop {
+            let n = batch.len();
             let outcome = tokio::select! {
                 o = self.post(body.clone()) => o,
-                _ = stop.wait_for(|s| *s) => {
+                _ = abort.wait_for(|s| *s) => {
                     self.metrics.pending.fetch_sub(n as i64, Ordering::Relaxed);
                     return false;
                 }
@@ -573,12 +613,31 @@ impl Sender {
             self.metrics.retried.fetch_add(n as u64, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = stop.wait_for(|s| *s) => {
+                _ = abort.wait_for(|s| *s) => {
                     self.metrics.pending.fetch_sub(n as i64, Ordering::Relaxed);
                     return false;
                 }
             }
             backoff = (backoff * 2).min(q.max_backoff.0);
+            // Samples that grew older than sample_age_limit while retrying are dropped.
+            let limit = q.sample_age_limit.0.as_millis() as i64;
+            if limit > 0 {
+                let oldest = quiver_storage::maintenance::now_ms() - limit;
+                batch.retain(|i| i.t >= oldest);
+                let dropped = n - batch.len();
+                if dropped > 0 {
+                    self.metrics
+                        .dropped
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    self.metrics
+                        .pending
+                        .fetch_sub(dropped as i64, Ordering::Relaxed);
+                    if batch.is_empty() {
+                        return true;
+                    }
+                    body = self.encode(&batch);
+                }
+            }
         }
     }
 

@@ -95,7 +95,13 @@ impl AppState {
                 run_clocks: Default::default(),
                 series_cache: Default::default(),
                 pushed_metadata: Default::default(),
-                remote_writer: crate::remote_write::RemoteWriter::new(),
+                remote_writer: crate::remote_write::RemoteWriter::new(
+                    crate::time::parse_prometheus_duration(&flags.remote_flush_deadline)
+                        .filter(|ms| *ms >= 0)
+                        .map_or(std::time::Duration::from_secs(60), |ms| {
+                            std::time::Duration::from_millis(ms as u64)
+                        }),
+                ),
                 queries: Arc::new(tokio::sync::Semaphore::new(
                     flags.query_max_concurrency.max(1),
                 )),

@@ -115,6 +115,11 @@ pub struct Flags {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 
+    /// How long remote-write queues may go on sending what they hold when they stop (at
+    /// shutdown, or when a reload removes or changes their entry).
+    #[arg(long = "storage.remote.flush-deadline", default_value = "1m")]
+    pub remote_flush_deadline: String,
+
     /// Most samples one remote read (`/api/v1/read`) returns over all its queries; 0 means
     /// `--query.max-samples` (Prometheus reads 0 as no limit; Quiver keeps reads bounded).
     #[arg(
@@ -237,6 +242,10 @@ impl Flags {
                 self.max_decoded_body_bytes.to_string(),
             ),
             ("query.lookback-delta", self.query_lookback_delta.clone()),
+            (
+                "storage.remote.flush-deadline",
+                self.remote_flush_deadline.clone(),
+            ),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
             (

@@ -436,3 +436,47 @@ async fn a_reload_keeps_unchanged_queues_and_replaces_changed_ones() {
     assert_eq!(sent("broken").await, None);
     s.stop().await;
 }
+
+/// At shutdown, what the shards hold is still sent (through retries) within
+/// `--storage.remote.flush-deadline`; past it, the server stops anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_what_is_queued_within_the_flush_deadline() {
+    let port = free_port();
+    // Two refusals, then it takes everything.
+    let (got, _) = fake_receiver(port, vec![503, 503]).await;
+    let yaml = format!(
+        "remote_write:\n- url: http://127.0.0.1:{port}/api/v1/write\n  \
+         queue_config: {{batch_send_deadline: 30s, min_backoff: 100ms, max_backoff: 100ms}}\n"
+    );
+    let s = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &[],
+        Config::from_yaml("sender.yml", &yaml).unwrap(),
+    )
+    .await;
+    write_samples(&s, "0", 7).await;
+    // The batch deadline is far off: the samples are in the shard when the server stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(got.lock().is_empty());
+    s.stop().await;
+    assert_eq!(got.lock().values().map(Vec::len).sum::<usize>(), 7);
+
+    // A receiver that never takes anything: the stop waits the deadline, not for ever.
+    let port = free_port();
+    let (_never, _) = fake_receiver(port, vec![503; 1000]).await;
+    let yaml = format!(
+        "remote_write:\n- url: http://127.0.0.1:{port}/api/v1/write\n  \
+         queue_config: {{batch_send_deadline: 30s, min_backoff: 100ms, max_backoff: 100ms}}\n"
+    );
+    let s = TestServer::start_with_config(
+        tempfile::tempdir().unwrap(),
+        &["--storage.remote.flush-deadline=1s"],
+        Config::from_yaml("sender.yml", &yaml).unwrap(),
+    )
+    .await;
+    write_samples(&s, "0", 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    s.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
