@@ -171,6 +171,17 @@ pub async fn run_with_flight(
         "storage.remote.flush-deadline",
         &flags.remote_flush_deadline,
     )?;
+    for feature in &flags.enable_feature {
+        match feature.trim() {
+            "otlp-deltatocumulative" => {
+                tracing::info!("OTLP delta temporality is converted to cumulative")
+            }
+            "" => {}
+            other => tracing::warn!(
+                "--enable-feature={other}: accepted and not acted on (Quiver acts on otlp-deltatocumulative)"
+            ),
+        }
+    }
     let state = AppState::new(
         flags.clone(),
         engine_options(&flags)?,

@@ -52,6 +52,8 @@ struct Inner {
     rules: OnceLock<Arc<RulesService>>,
     /// The remote-write queues.
     remote_writer: Arc<crate::remote_write::RemoteWriter>,
+    /// OTLP delta streams' running totals, with `--enable-feature=otlp-deltatocumulative`.
+    otlp_delta: Option<Arc<parking_lot::Mutex<quiver_ingest::otlp::DeltaState>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// Per experiment run, the last arrival time given to a line without a timestamp.
@@ -95,6 +97,11 @@ impl AppState {
                 run_clocks: Default::default(),
                 series_cache: Default::default(),
                 pushed_metadata: Default::default(),
+                otlp_delta: flags
+                    .enable_feature
+                    .iter()
+                    .any(|f| f.trim() == "otlp-deltatocumulative")
+                    .then(Default::default),
                 remote_writer: crate::remote_write::RemoteWriter::new(
                     crate::time::parse_prometheus_duration(&flags.remote_flush_deadline)
                         .filter(|ms| *ms >= 0)
@@ -158,6 +165,11 @@ impl AppState {
             .remote_writer
             .apply(&db, &self.config().file)
             .await
+    }
+
+    /// The OTLP delta state, when delta conversion is on.
+    pub fn otlp_delta(&self) -> Option<Arc<parking_lot::Mutex<quiver_ingest::otlp::DeltaState>>> {
+        self.inner.otlp_delta.clone()
     }
 
     pub fn remote_writer(&self) -> &Arc<crate::remote_write::RemoteWriter> {

@@ -86,6 +86,7 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let max_decoded = flags.max_decoded_body_bytes;
     let limits = db.limits().clone();
+    let delta = state.otlp_delta();
     // A few conversions at a time: each may hold a large model while it runs.
     let _turn = CONVERSIONS
         .acquire()
@@ -101,7 +102,10 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
             Encoding::Protobuf => otlp::protobuf::decode(&raw)?,
             Encoding::Json => otlp::json::decode(&raw)?,
         };
-        otlp::convert(&request, &opts, &limits)
+        match &delta {
+            Some(d) => otlp::convert_with(&request, &opts, &limits, Some(&mut d.lock())),
+            None => otlp::convert(&request, &opts, &limits),
+        }
     })
     .await
     .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;

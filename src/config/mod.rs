@@ -94,6 +94,12 @@ pub struct Flags {
     #[arg(long = "web.enable-remote-write-receiver")]
     pub web_enable_remote_write_receiver: bool,
 
+    /// Prometheus's feature flags (comma-separated or repeated). Quiver acts on
+    /// `otlp-deltatocumulative` (OTLP delta sums and histograms made cumulative); the others are
+    /// accepted and logged as not acted on.
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    pub enable_feature: Vec<String>,
+
     /// Accepted for compatibility: Quiver's OTLP receiver (`/api/v1/otlp/v1/metrics`) is
     /// always on.
     #[arg(long = "web.enable-otlp-receiver")]
@@ -233,6 +239,7 @@ impl Flags {
                 "web.enable-otlp-receiver",
                 self.web_enable_otlp_receiver.to_string(),
             ),
+            ("enable-feature", self.enable_feature.join(",")),
             (
                 "web.max-request-body-bytes",
                 self.max_request_body_bytes.to_string(),

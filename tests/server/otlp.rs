@@ -450,3 +450,32 @@ async fn the_opentelemetry_python_sdk_pushes_to_quiver() {
     assert_eq!(info[0].0["job"], "inference/vllm");
     s.stop().await;
 }
+
+/// With `--enable-feature=otlp-deltatocumulative`, a delta counter pushed in two requests is
+/// stored as its running total; without it, delta is a partial success that stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_counters_are_made_cumulative_when_the_feature_is_on() {
+    let s =
+        TestServer::start(&["--enable-feature=otlp-deltatocumulative,some-other-feature"]).await;
+    let delta = |t: u64, v: f64| {
+        let mut m = counter("tokens", "", proto::DELTA, v);
+        if let Some(proto::metric::Data::Sum(sum)) = &mut m.data {
+            sum.data_points[0].time_unix_nano = t;
+        }
+        request(vec![m]).encode_to_vec()
+    };
+    for (t, v) in [(T0, 5.0), (T0 + 1_000_000_000, 3.0)] {
+        let (code, _, body) = push(
+            &s,
+            delta(t, v),
+            &[("Content-Type", "application/x-protobuf")],
+        )
+        .await;
+        assert_eq!(code, 200);
+        let answer = proto::ExportMetricsServiceResponse::decode(&body[..]).unwrap();
+        assert_eq!(answer.partial_success, None);
+    }
+    let got = export(&s.base, "tokens_total").await;
+    assert_eq!(got[0].2, [5.0, 8.0]);
+    s.stop().await;
+}

@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use quiver_storage::{Labels, Limits, METRIC_NAME, STALE_NAN_BITS, WriteBatch};
 
+use super::delta::{DeltaState, Refusal};
 use super::translate::{self, Kind, LabelNamer, Strategy};
 use super::{Attr, Data, Metric, Point, Request, ResourceMetrics, ScopeMetrics, Temporality};
 use crate::exposition::MetricType;
@@ -123,13 +125,26 @@ fn short(s: &str) -> String {
     }
 }
 
-/// Turns a request into series, checking each against `limits`.
+/// Turns a request into series, checking each against `limits`. Delta points are refused.
 pub fn convert(
     req: &Request<'_>,
     opts: &Options,
     limits: &Limits,
 ) -> Result<Converted, DecodeError> {
+    convert_with(req, opts, limits, None)
+}
+
+/// [`convert`], with delta sums and histograms made cumulative in `delta` when given
+/// (Prometheus's `otlp-deltatocumulative`).
+pub fn convert_with(
+    req: &Request<'_>,
+    opts: &Options,
+    limits: &Limits,
+    delta: Option<&mut DeltaState>,
+) -> Result<Converted, DecodeError> {
     let mut c = Converter {
+        delta,
+        now_ms: now_ms(),
         opts,
         limits,
         namer: LabelNamer {
@@ -151,6 +166,8 @@ pub fn convert(
 }
 
 struct Converter<'o> {
+    delta: Option<&'o mut DeltaState>,
+    now_ms: i64,
     opts: &'o Options,
     limits: &'o Limits,
     namer: LabelNamer,
@@ -171,6 +188,8 @@ struct Context {
     instance: Option<Arc<str>>,
     /// Scope labels (`otel_scope_*`): they override the point's.
     scope: Vec<Pair>,
+    /// The resource's and scope's part of a delta stream's identity.
+    stream_seed: u64,
 }
 
 /// One series of a data point: its name (shared by the metric's points), the extra label
@@ -252,11 +271,24 @@ impl Converter<'_> {
                     continue;
                 }
             };
+            let stream_seed = {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                let mut attrs: Vec<(&str, &str)> = rm
+                    .attributes
+                    .iter()
+                    .map(|a| (a.key.as_ref(), a.value.as_ref()))
+                    .collect();
+                attrs.sort_unstable();
+                attrs.hash(&mut h);
+                (sm.name.as_ref(), sm.version.as_ref()).hash(&mut h);
+                h.finish()
+            };
             let ctx = Context {
                 promoted: promoted.clone(),
                 job: job_label.clone(),
                 instance: instance_label.clone(),
                 scope,
+                stream_seed,
             };
             for m in &sm.metrics {
                 for t in point_times(m) {
@@ -443,7 +475,13 @@ impl Converter<'_> {
         if points == 0 {
             return Ok(());
         }
-        if temporality != Temporality::Cumulative {
+        let delta = temporality == Temporality::Delta
+            && self.delta.is_some()
+            && matches!(
+                kind,
+                Kind::MonotonicCounter | Kind::NonMonotonicCounter | Kind::Histogram
+            );
+        if temporality != Temporality::Cumulative && !delta {
             let what = if temporality == Temporality::Delta {
                 "delta temporality is not supported: Quiver stores cumulative data (configure \
                  the exporter for cumulative temporality, or convert with the Collector's \
@@ -494,7 +532,23 @@ impl Converter<'_> {
         match &m.data {
             Data::Gauge(p) | Data::Sum { points: p, .. } => {
                 for p in p {
-                    let v = value(&p.point, p.value);
+                    let mut v = value(&p.point, p.value);
+                    if delta && !p.point.no_recorded_value() {
+                        let key = stream_key(ctx.stream_seed, m, &p.point);
+                        let (t, now) = (p.point.time_ns, self.now_ms);
+                        match self
+                            .delta
+                            .as_mut()
+                            .expect("delta")
+                            .sum(key, t, p.value, now)
+                        {
+                            Ok(total) => v = total,
+                            Err(r) => {
+                                self.out.reject(1, || refusal(&m.name, r));
+                                continue;
+                            }
+                        }
+                    }
                     self.point(
                         &p.point,
                         ctx,
@@ -508,9 +562,33 @@ impl Converter<'_> {
             }
             Data::Histogram { points, .. } => {
                 for p in points {
-                    let mut series = Vec::with_capacity(p.bucket_counts.len() + 3);
+                    // A delta point adds to its stream's totals, which are stored instead.
+                    let totals;
+                    let (p_count, p_sum, p_buckets) = if delta && !p.point.no_recorded_value() {
+                        let key = stream_key(ctx.stream_seed, m, &p.point);
+                        let (t, now) = (p.point.time_ns, self.now_ms);
+                        let shape = (p.count, p.sum, &p.bucket_counts[..], &p.explicit_bounds[..]);
+                        match self
+                            .delta
+                            .as_mut()
+                            .expect("delta")
+                            .histogram(key, t, shape, now)
+                        {
+                            Ok(v) => {
+                                totals = v;
+                                (totals.0, totals.1, &totals.2[..])
+                            }
+                            Err(r) => {
+                                self.out.reject(1, || refusal(&m.name, r));
+                                continue;
+                            }
+                        }
+                    } else {
+                        (p.count, p.sum, &p.bucket_counts[..])
+                    };
+                    let mut series = Vec::with_capacity(p_buckets.len() + 3);
                     let mut cumulative = 0u64;
-                    for (c, bound) in p.bucket_counts.iter().zip(&p.explicit_bounds) {
+                    for (c, bound) in p_buckets.iter().zip(&p.explicit_bounds) {
                         cumulative = cumulative.saturating_add(*c);
                         series.push(SeriesOf {
                             name: &bucket,
@@ -518,7 +596,7 @@ impl Converter<'_> {
                             value: value(&p.point, cumulative as f64),
                         });
                     }
-                    let total = value(&p.point, p.count as f64);
+                    let total = value(&p.point, p_count as f64);
                     series.push(SeriesOf {
                         name: &bucket,
                         extra: Some(("le", "+Inf".into())),
@@ -529,7 +607,7 @@ impl Converter<'_> {
                         extra: None,
                         value: total,
                     });
-                    if let Some(s) = p.sum {
+                    if let Some(s) = p_sum {
                         series.push(SeriesOf {
                             name: &sum,
                             extra: None,
@@ -691,6 +769,42 @@ impl Converter<'_> {
         }
         Ok(())
     }
+}
+
+/// A delta stream's identity: its resource and scope (`seed`), the metric, and the point's
+/// attributes as sent.
+fn stream_key(seed: u64, m: &Metric<'_>, p: &Point<'_>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut h);
+    (m.name.as_ref(), m.unit.as_ref()).hash(&mut h);
+    let mut attrs: Vec<(&str, &str)> = p
+        .attributes
+        .iter()
+        .map(|a| (a.key.as_ref(), a.value.as_ref()))
+        .collect();
+    attrs.sort_unstable();
+    attrs.hash(&mut h);
+    h.finish()
+}
+
+fn refusal(name: &str, r: Refusal) -> String {
+    match r {
+        Refusal::OutOfOrder => format!(
+            "metric {}: a delta point not newer than the last of its stream is refused",
+            short(name)
+        ),
+        Refusal::TooManyStreams => format!(
+            "metric {}: more than {} delta streams are being converted to cumulative",
+            short(name),
+            super::delta::MAX_STREAMS
+        ),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Sets label `name` to `value`, replacing it if present.

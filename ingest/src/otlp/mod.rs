@@ -13,12 +13,14 @@
 use std::borrow::Cow;
 
 pub mod convert;
+pub mod delta;
 pub mod json;
 pub mod proto;
 pub mod protobuf;
 pub mod translate;
 
-pub use convert::{Converted, Options, convert};
+pub use convert::{Converted, Options, convert, convert_with};
+pub use delta::DeltaState;
 pub use translate::Strategy;
 
 use crate::remote_write::DecodeError;

@@ -851,3 +851,107 @@ fn labels_shared_by_many_series_are_bounded_by_the_label_bytes_budget() {
     let err = convert(&decoded, &Options::default(), &Limits::default()).unwrap_err();
     assert!(matches!(err, DecodeError::TooLarge(_)), "{err}");
 }
+
+// Prometheus's TestOTLPDelta: a non-monotonic delta sum becomes a cumulative gauge.
+#[test]
+fn delta_points_become_cumulative_when_conversion_is_on() {
+    let mut state = DeltaState::default();
+    let delta_sum = |monotonic: bool, points: Vec<proto::NumberDataPoint>| {
+        proto::metric::Data::Sum(proto::Sum {
+            data_points: points,
+            aggregation_temporality: proto::DELTA,
+            is_monotonic: monotonic,
+        })
+    };
+    let int = |t: u64, v: i64| proto::NumberDataPoint {
+        time_unix_nano: t,
+        value: Some(proto::number_data_point::Value::AsInt(v)),
+        ..Default::default()
+    };
+    let ms = 1_000_000;
+    let req = request(
+        service(),
+        vec![metric(
+            "some.delta.total",
+            "",
+            delta_sum(
+                false,
+                vec![int(T0, 0), int(T0 + ms, 1), int(T0 + 2 * ms, 2)],
+            ),
+        )],
+    );
+    let raw = req.encode_to_vec();
+    let run = |state: &mut DeltaState, raw: &[u8]| {
+        let decoded = protobuf::decode(raw).unwrap();
+        convert_with(
+            &decoded,
+            &Options::default(),
+            &Limits::default(),
+            Some(state),
+        )
+        .unwrap()
+    };
+    let c = run(&mut state, &raw);
+    let s = series(&c);
+    let key = s
+        .keys()
+        .find(|k| k.starts_with("some_delta_total{"))
+        .unwrap();
+    assert_eq!(s[key], vec![(MS0, 0.0), (MS0 + 1, 1.0), (MS0 + 2, 3.0)]);
+    // The same points again are not newer than the stream's last: refused.
+    let again = run(&mut state, &raw);
+    assert_eq!(again.rejected_points, 3);
+    // Without the conversion, delta is refused as before.
+    let decoded = protobuf::decode(&raw).unwrap();
+    assert_eq!(
+        convert(&decoded, &Options::default(), &Limits::default())
+            .unwrap()
+            .rejected_points,
+        3
+    );
+
+    // A delta histogram, in two requests: its buckets, count and sum add up.
+    let hist = |t: u64, counts: Vec<u64>| {
+        request(
+            service(),
+            vec![metric(
+                "latency",
+                "s",
+                proto::metric::Data::Histogram(proto::Histogram {
+                    data_points: vec![proto::HistogramDataPoint {
+                        time_unix_nano: t,
+                        count: counts.iter().sum(),
+                        sum: Some(1.0),
+                        bucket_counts: counts,
+                        explicit_bounds: vec![0.5],
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: proto::DELTA,
+                }),
+            )],
+        )
+        .encode_to_vec()
+    };
+    run(&mut state, &hist(T0, vec![1, 2]));
+    let c = run(&mut state, &hist(T0 + ms, vec![3, 0]));
+    let s = series(&c);
+    let bucket = |le: &str| {
+        s.iter()
+            .find(|(k, _)| {
+                k.starts_with("latency_seconds_bucket{") && k.contains(&format!("le=\"{le}\""))
+            })
+            .unwrap()
+            .1[0]
+            .1
+    };
+    assert_eq!((bucket("0.5"), bucket("+Inf")), (4.0, 6.0));
+    let sum = s
+        .iter()
+        .find(|(k, _)| k.starts_with("latency_seconds_sum{"))
+        .unwrap()
+        .1[0]
+        .1;
+    assert_eq!(sum, 2.0);
+    let meta: BTreeMap<_, _> = c.metadata.iter().cloned().collect();
+    assert_eq!(meta["latency_seconds"].kind, MetricType::Histogram);
+}
