@@ -9,7 +9,8 @@
 //!   table, float samples and metadata).
 //! - [`otlp`]: OpenTelemetry metrics over OTLP/HTTP (protobuf and JSON), translated to series
 //!   as Prometheus 3 does.
-//! - [`remote_read`]: remote read requests and their `SAMPLES` answers.
+//! - [`remote_read`]: remote read requests and their `SAMPLES` answers; [`xor_chunks`]: the
+//!   `STREAMED_XOR_CHUNKS` answer (Prometheus's XOR chunks in framed messages).
 //! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
 
 pub mod exposition;
@@ -19,3 +20,4 @@ pub mod remote_read;
 pub mod remote_write;
 pub mod remote_write2;
 pub mod text;
+pub mod xor_chunks;

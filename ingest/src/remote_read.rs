@@ -1,7 +1,7 @@
 //! Prometheus remote read (`prompb/remote.proto`): a snappy-compressed `ReadRequest` of queries
 //! (a time range and label matchers each), answered with a `ReadResponse` of time series, one
-//! result per query. Quiver answers the `SAMPLES` response type; a client that accepts only
-//! `STREAMED_XOR_CHUNKS` is refused with a message (Prometheus 2's client asks for samples).
+//! result per query (`SAMPLES`), or with XOR chunks in frames (`STREAMED_XOR_CHUNKS`,
+//! [`crate::xor_chunks`]), whichever the client lists first.
 
 use prost::Message;
 
@@ -74,9 +74,19 @@ pub fn decode_request(body: &[u8], max_decoded: usize) -> Result<ReadRequest, De
     Ok(req)
 }
 
-/// Whether the client takes `SAMPLES` (what Quiver answers).
-pub fn accepts_samples(req: &ReadRequest) -> bool {
-    req.accepted_response_types.is_empty() || req.accepted_response_types.contains(&SAMPLES)
+/// `ResponseType.STREAMED_XOR_CHUNKS`.
+pub const STREAMED_XOR_CHUNKS: i32 = 1;
+
+/// The answer's type: the first the client accepts that Quiver speaks (`SAMPLES` when it lists
+/// none, as Prometheus negotiates), or `None`.
+pub fn response_type(req: &ReadRequest) -> Option<i32> {
+    if req.accepted_response_types.is_empty() {
+        return Some(SAMPLES);
+    }
+    req.accepted_response_types
+        .iter()
+        .copied()
+        .find(|t| *t == SAMPLES || *t == STREAMED_XOR_CHUNKS)
 }
 
 /// The encoded, snappy-compressed answer.
@@ -119,12 +129,21 @@ mod tests {
         };
         let got = decode_request(&body(&req), 1 << 20).unwrap();
         assert_eq!(got, req);
-        assert!(accepts_samples(&got));
-        let chunks_only = ReadRequest {
-            accepted_response_types: vec![1],
-            ..req.clone()
-        };
-        assert!(!accepts_samples(&chunks_only));
+        assert_eq!(response_type(&got), Some(SAMPLES));
+        // The client's first choice that Quiver speaks.
+        for (accepted, chosen) in [
+            (vec![1], Some(STREAMED_XOR_CHUNKS)),
+            (vec![1, 0], Some(STREAMED_XOR_CHUNKS)),
+            (vec![0, 1], Some(SAMPLES)),
+            (vec![7, 0], Some(SAMPLES)),
+            (vec![7], None),
+        ] {
+            let r = ReadRequest {
+                accepted_response_types: accepted,
+                ..req.clone()
+            };
+            assert_eq!(response_type(&r), chosen);
+        }
         assert!(decode_request(&body(&req), 4).is_err());
         assert!(decode_request(b"junk", 1 << 20).is_err());
         let many = ReadRequest {

@@ -1,12 +1,15 @@
 //! `POST /api/v1/read`: Prometheus remote read, so a Prometheus with `remote_read` pointing at
-//! Quiver queries Quiver's data. `SAMPLES` answers only (see `quiver_ingest::remote_read`);
+//! Quiver queries Quiver's data. `SAMPLES` or `STREAMED_XOR_CHUNKS` answers, whichever the
+//! client lists first (see `quiver_ingest::remote_read` and `xor_chunks`);
 //! each read takes a query turn and is bounded by `--storage.remote.read-sample-limit`, checked
 //! against an upper bound before anything is read.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use quiver_ingest::remote_read::{self, LabelMatcher, QueryResult, ReadResponse, accepts_samples};
+use quiver_ingest::remote_read::{
+    self, LabelMatcher, QueryResult, ReadResponse, STREAMED_XOR_CHUNKS, response_type,
+};
 use quiver_ingest::remote_write::{Label, Sample, TimeSeries};
 use quiver_storage::{MatchOp, Matcher, Matchers};
 
@@ -26,12 +29,12 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
     let flags = state.flags();
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let request = remote_read::decode_request(&body, flags.max_decoded_body_bytes)?;
-    if !accepts_samples(&request) {
+    let Some(kind) = response_type(&request) else {
         return Err(ApiError::bad_data(
-            "none of the accepted response types is supported: Quiver answers SAMPLES \
-             (STREAMED_XOR_CHUNKS is not implemented)",
+            "none of the accepted response types is supported: Quiver answers SAMPLES and \
+             STREAMED_XOR_CHUNKS",
         ));
-    }
+    };
     let _permit = state.query_permit().await?;
     // Bounded in time like a query, too.
     let timeout = state.query_timeout();
@@ -43,6 +46,27 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
                 format!("remote read timed out in {timeout:?} (--query.timeout)"),
             )
         })??;
+    if kind == STREAMED_XOR_CHUNKS {
+        // Each series as XOR chunks, in frames (built whole: the read is bounded by the
+        // sample limit already).
+        let mut body = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            for ts in &r.timeseries {
+                let samples: Vec<(i64, f64)> =
+                    ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+                quiver_ingest::xor_chunks::series_frames(i as i64, &ts.labels, &samples, &mut body);
+            }
+        }
+        return Ok((
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                quiver_ingest::xor_chunks::CONTENT_TYPE,
+            )],
+            body,
+        )
+            .into_response());
+    }
     let body = remote_read::encode_response(&ReadResponse { results });
     Ok((
         StatusCode::OK,

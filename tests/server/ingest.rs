@@ -479,12 +479,73 @@ async fn remote_read_answers_samples_by_matchers_and_time_and_stays_bounded() {
     let (code, text) = remote_read(&s, &all).await;
     assert_eq!(code, 422, "{text:?}");
     assert!(text.unwrap_err().contains("sample limit"));
-    // Only streamed chunks accepted, a matcher selecting everything, a bad regex, junk: 400.
-    let chunks_only = ReadRequest {
-        accepted_response_types: vec![1],
+    // Streamed XOR chunks, when the client lists them first: the same series and samples as
+    // the SAMPLES answer, in checksummed frames.
+    let (_, samples) = remote_read(&s, &req).await;
+    let samples = samples.unwrap();
+    let chunks_first = ReadRequest {
+        accepted_response_types: vec![1, 0],
         ..req.clone()
     };
-    assert_eq!(remote_read(&s, &chunks_only).await.0, 400);
+    let r = client()
+        .post(s.url("/api/v1/read"))
+        .header("Content-Encoding", "snappy")
+        .body(
+            snap::raw::Encoder::new()
+                .compress_vec(&prost::Message::encode_to_vec(&chunks_first))
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    );
+    let frames = quiver_ingest::xor_chunks::read_frames(&r.bytes().await.unwrap()).unwrap();
+    type Answer = Vec<(i64, Vec<(String, String)>, Vec<(i64, f64)>)>;
+    let mut streamed: Answer = Vec::new();
+    for f in &frames {
+        for cs in &f.chunked_series {
+            let labels = cs
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            let points = cs
+                .chunks
+                .iter()
+                .flat_map(|c| quiver_ingest::xor_chunks::decode_xor_chunk(&c.data).unwrap())
+                .collect();
+            streamed.push((f.query_index, labels, points));
+        }
+    }
+    let expected: Answer = samples
+        .results
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.timeseries.iter().map(move |ts| {
+                (
+                    i as i64,
+                    ts.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect(),
+                    ts.samples.iter().map(|x| (x.timestamp, x.value)).collect(),
+                )
+            })
+        })
+        .collect();
+    assert!(expected.len() >= 2);
+    assert_eq!(streamed, expected);
+    // No response type Quiver speaks, a matcher selecting everything, a bad regex, junk: 400.
+    let unknown_only = ReadRequest {
+        accepted_response_types: vec![7],
+        ..req.clone()
+    };
+    assert_eq!(remote_read(&s, &unknown_only).await.0, 400);
     let everything = ReadRequest {
         queries: vec![query(vec![m(2, "__name__", ".*")], 0, 5_000)],
         accepted_response_types: vec![],
