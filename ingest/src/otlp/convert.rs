@@ -273,13 +273,7 @@ impl Converter<'_> {
             };
             let stream_seed = {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                let mut attrs: Vec<(&str, &str)> = rm
-                    .attributes
-                    .iter()
-                    .map(|a| (a.key.as_ref(), a.value.as_ref()))
-                    .collect();
-                attrs.sort_unstable();
-                attrs.hash(&mut h);
+                hash_attributes(&rm.attributes, &mut h);
                 (sm.name.as_ref(), sm.version.as_ref()).hash(&mut h);
                 h.finish()
             };
@@ -777,14 +771,18 @@ fn stream_key(seed: u64, m: &Metric<'_>, p: &Point<'_>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     seed.hash(&mut h);
     (m.name.as_ref(), m.unit.as_ref()).hash(&mut h);
-    let mut attrs: Vec<(&str, &str)> = p
-        .attributes
+    hash_attributes(&p.attributes, &mut h);
+    h.finish()
+}
+
+/// Hashes attributes whatever their order.
+fn hash_attributes(attributes: &[Attr<'_>], h: &mut impl Hasher) {
+    let mut attrs: Vec<(&str, &str)> = attributes
         .iter()
         .map(|a| (a.key.as_ref(), a.value.as_ref()))
         .collect();
     attrs.sort_unstable();
-    attrs.hash(&mut h);
-    h.finish()
+    attrs.hash(h);
 }
 
 fn refusal(name: &str, r: Refusal) -> String {
