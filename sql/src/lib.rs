@@ -122,6 +122,7 @@ impl SqlSession {
     pub async fn sql(&self, query: &str) -> Result<DataFrame> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
+        guard::check_text_bounds(query)?;
         let statement = state.sql_to_statement(query, &dialect)?;
         guard::check_statement(&statement)?;
         let plan = state.statement_to_plan(statement).await?;

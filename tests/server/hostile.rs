@@ -642,3 +642,21 @@ async fn an_export_past_max_samples_is_refused_before_reading() {
     still_serving(&s).await;
     s.stop().await;
 }
+
+/// SQL whose parentheses nest deeply enough to make the parser backtrack for minutes is
+/// refused before it is parsed, on HTTP (Flight SQL and rules share the same check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_sql_is_refused_before_parsing() {
+    let s = TestServer::start(&[]).await;
+    let q = format!("SELECT from {} SELECT 1", "(((( SELECT from ".repeat(15));
+    let started = std::time::Instant::now();
+    let msg = refused_with(
+        get_api(&s, "/api/v1/sql", &[("query", q.as_str())]).await,
+        400,
+        "bad_data",
+    );
+    assert!(msg.contains("parentheses"), "{msg}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    still_serving(&s).await;
+    s.stop().await;
+}
