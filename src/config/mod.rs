@@ -5,6 +5,7 @@
 //! error names the file, the line and the field.
 
 pub mod file;
+pub mod remote;
 pub mod web;
 
 use std::path::{Path, PathBuf};
