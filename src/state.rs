@@ -167,6 +167,13 @@ impl AppState {
             .await
     }
 
+    /// How OTLP metrics become series now: the configuration's `otlp:` section (read under the
+    /// lock, not cloned) and the lookback that spaces `target_info`.
+    pub fn otlp_options(&self) -> Result<quiver_ingest::otlp::Options, String> {
+        let lookback_ms = self.inner.engine_options.lookback.as_millis() as i64;
+        self.inner.config.read().file.otlp.options(lookback_ms)
+    }
+
     /// The OTLP delta state, when delta conversion is on.
     pub fn otlp_delta(&self) -> Option<Arc<parking_lot::Mutex<quiver_ingest::otlp::DeltaState>>> {
         self.inner.otlp_delta.clone()

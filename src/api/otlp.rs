@@ -73,16 +73,8 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
         }
     };
     let flags = state.flags();
-    let lookback_ms = crate::time::parse_prometheus_duration(&flags.query_lookback_delta)
-        .filter(|ms| *ms > 0)
-        .unwrap_or(5 * 60 * 1000);
     // Read per request, so a reload applies to the next one.
-    let opts = state
-        .config()
-        .file
-        .otlp
-        .options(lookback_ms)
-        .map_err(ApiError::internal)?;
+    let opts = state.otlp_options().map_err(ApiError::internal)?;
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let max_decoded = flags.max_decoded_body_bytes;
     let limits = db.limits().clone();

@@ -586,7 +586,7 @@ impl Converter<'_> {
                         cumulative = cumulative.saturating_add(*c);
                         series.push(SeriesOf {
                             name: &bucket,
-                            extra: Some(("le", format_le(*bound))),
+                            extra: Some(("le", super::format_double(*bound))),
                             value: value(&p.point, cumulative as f64),
                         });
                     }
@@ -618,7 +618,7 @@ impl Converter<'_> {
                         .iter()
                         .map(|(q, v)| SeriesOf {
                             name: &plain,
-                            extra: Some(("quantile", format_le(*q))),
+                            extra: Some(("quantile", super::format_double(*q))),
                             value: value(&p.point, *v),
                         })
                         .collect();
@@ -820,11 +820,6 @@ fn value(p: &Point<'_>, v: f64) -> f64 {
     } else {
         v
     }
-}
-
-/// A bucket bound or quantile as Prometheus writes it (Go's `FormatFloat(v, 'f', -1, 64)`).
-fn format_le(v: f64) -> String {
-    super::format_double(v)
 }
 
 /// How many data points a metric has.
