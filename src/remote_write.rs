@@ -38,7 +38,13 @@ type SeriesLabels = Arc<[(String, String)]>;
 struct Item {
     labels: SeriesLabels,
     t: i64,
-    v: f64,
+    v: Value,
+}
+
+/// A sample's value: a float, or a native histogram (sent as a float histogram).
+enum Value {
+    Float(f64),
+    Histogram(Arc<quiver_storage::FloatHistogram>),
 }
 
 /// Most series whose sent labels a queue remembers; past it the memory starts afresh.
@@ -425,7 +431,19 @@ impl Reader {
                     let sent = self.labels_for(labels);
                     self.cache.insert(*id, sent);
                 }
-                for ((id, t), v) in rec.series_ids.iter().zip(&rec.timestamps).zip(&rec.values) {
+                let floats = rec
+                    .series_ids
+                    .iter()
+                    .zip(&rec.timestamps)
+                    .zip(&rec.values)
+                    .map(|((id, t), v)| (id, t, Value::Float(*v)));
+                let histograms = rec
+                    .hist_ids
+                    .iter()
+                    .zip(&rec.hist_timestamps)
+                    .zip(&rec.histograms)
+                    .map(|((id, t), h)| (id, t, Value::Histogram(h.clone())));
+                for (id, t, v) in floats.chain(histograms) {
                     self.metrics
                         .highest_read_ms
                         .fetch_max(*t, Ordering::Relaxed);
@@ -447,11 +465,7 @@ impl Reader {
                     }
                     let shard = &shards[(id.0 as usize) % shards.len()];
                     self.metrics.pending.fetch_add(1, Ordering::Relaxed);
-                    let item = Item {
-                        labels,
-                        t: *t,
-                        v: *v,
-                    };
+                    let item = Item { labels, t: *t, v };
                     // Waits while the shard is full: the WAL holds the rest meanwhile.
                     let sent = tokio::select! {
                         r = shard.send(item) => r.is_ok(),
@@ -528,19 +542,22 @@ fn drop_pending(sender: &Sender, n: usize) {
 impl Sender {
     /// Encodes a batch: samples grouped by series, in order.
     fn encode(&self, batch: &[Item]) -> Vec<u8> {
+        use quiver_ingest::histogram::proto::Histogram;
+        type Samples = (Vec<(i64, f64)>, Vec<Histogram>);
         let mut order: Vec<&SeriesLabels> = Vec::new();
-        let mut by_series: HashMap<*const (String, String), Vec<(i64, f64)>> = HashMap::new();
+        let mut by_series: HashMap<*const (String, String), Samples> = HashMap::new();
         for i in batch {
             let key = i.labels.as_ptr();
-            by_series
-                .entry(key)
-                .or_insert_with(|| {
-                    order.push(&i.labels);
-                    Vec::new()
-                })
-                .push((i.t, i.v));
+            let entry = by_series.entry(key).or_insert_with(|| {
+                order.push(&i.labels);
+                Samples::default()
+            });
+            match &i.v {
+                Value::Float(v) => entry.0.push((i.t, *v)),
+                Value::Histogram(h) => entry.1.push(Histogram::from_float(i.t, h)),
+            }
         }
-        type Series<'a> = (Vec<(&'a str, &'a str)>, &'a Vec<(i64, f64)>);
+        type Series<'a> = (Vec<(&'a str, &'a str)>, &'a Samples);
         let series: Vec<Series<'_>> = order
             .iter()
             .map(|l| {
@@ -553,16 +570,24 @@ impl Sender {
         if self.v2 {
             use quiver_ingest::remote_write2::proto;
             let specs: Vec<proto::SeriesSpec<'_>> = series
-                .into_iter()
-                .map(|(l, s)| (l, s.clone(), None))
+                .iter()
+                .map(|(l, s)| (l.clone(), s.0.clone(), None))
                 .collect();
-            proto::compress(&proto::request(&specs))
+            let mut req = proto::request(&specs);
+            for (ts, (_, s)) in req.timeseries.iter_mut().zip(&series) {
+                ts.histograms = s.1.clone();
+            }
+            proto::compress(&req)
         } else {
             use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
             encode(&WriteRequest {
                 timeseries: series
                     .iter()
-                    .map(|(l, s)| TimeSeries::from_pairs(l, s))
+                    .map(|(l, s)| {
+                        let mut ts = TimeSeries::from_pairs(l, &s.0);
+                        ts.histograms = s.1.clone();
+                        ts
+                    })
                     .collect(),
             })
         }

@@ -308,6 +308,7 @@ pub fn encoded_requests(shape: &FleetShape, workers: usize) -> (Vec<Vec<Vec<u8>>
                             value: all_values[i][step],
                             timestamp: t,
                         }],
+                        histograms: Vec::new(),
                     })
                     .collect(),
             };

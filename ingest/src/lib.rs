@@ -6,7 +6,8 @@
 //!   1.0 (scraping), and [`text`], a wrapper for backfill imports.
 //! - [`remote_write`]: remote write 1.0 (snappy and protobuf), with the series cache that skips
 //!   label parsing for series seen before; [`remote_write2`]: remote write 2.0 (a symbols
-//!   table, float samples and metadata).
+//!   table, float samples and metadata); [`histogram`]: the native histogram message both
+//!   carry.
 //! - [`otlp`]: OpenTelemetry metrics over OTLP/HTTP (protobuf and JSON), translated to series
 //!   as Prometheus 3 does.
 //! - [`remote_read`]: remote read requests and their `SAMPLES` answers; [`xor_chunks`]: the
@@ -14,6 +15,7 @@
 //! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
 
 pub mod exposition;
+pub mod histogram;
 pub mod json_depth;
 pub mod otlp;
 pub mod remote_read;

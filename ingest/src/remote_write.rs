@@ -1,20 +1,44 @@
 //! Prometheus remote write 1.0: a snappy-compressed (block format) protobuf `WriteRequest`.
 //!
 //! The messages are declared here with `prost` derives (no build script, no `protoc`), with the
-//! field numbers of `prompb/remote.proto` and `types.proto`. Fields Quiver does not store yet
-//! (exemplars, native histograms, metadata) are skipped by the decoder.
+//! field numbers of `prompb/remote.proto` and `types.proto`. Native histograms are stored
+//! ([`crate::histogram`]); exemplars are refused; metadata is acknowledged without being kept.
 
 use prost::Message;
 use quiver_storage::labels::validate_pairs;
+
+use crate::histogram::HistogramSample;
 use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 
 /// What a request carrying exemplars gets (1.0 and 2.0): never acknowledged without being stored.
 pub(crate) const EXEMPLARS_REFUSED: &str =
     "exemplars are not supported: Quiver does not store them (turn off send_exemplars)";
 
-/// What a request carrying native histograms gets (1.0 and 2.0), until Quiver stores them.
-pub(crate) const HISTOGRAMS_REFUSED: &str =
-    "native histograms are not supported yet: Quiver does not store them";
+/// Buckets (and custom bounds) one request may carry across its native histograms: 16 Mi,
+/// 128 MiB of counts decoded. A packed bucket takes one byte on the wire and eight in memory,
+/// so this keeps a request's decoded histograms near its body's size.
+pub const MAX_HISTOGRAM_BUCKETS: usize = 16 << 20;
+
+/// Adds a histogram's buckets to a request's count, refusing past [`MAX_HISTOGRAM_BUCKETS`].
+pub(crate) fn count_buckets(total: &mut usize, h: &HistogramSample) -> Result<(), DecodeError> {
+    *total += h.buckets();
+    if *total > MAX_HISTOGRAM_BUCKETS {
+        return Err(DecodeError::TooLarge(format!(
+            "the request's native histograms hold more than {MAX_HISTOGRAM_BUCKETS} buckets"
+        )));
+    }
+    Ok(())
+}
+
+/// Pushes a decoded histogram sample (a staleness marker as a float one).
+pub(crate) fn push_histogram(batch: &mut WriteBatch, idx: u32, h: HistogramSample) {
+    match h {
+        HistogramSample::Value(t, h) => batch.push_histogram(idx, t, h),
+        HistogramSample::Stale(t) => {
+            batch.push_sample(idx, t, f64::from_bits(quiver_storage::STALE_NAN_BITS))
+        }
+    }
+}
 
 /// Why a body was refused: bad data (400), or too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +78,8 @@ pub struct TimeSeries {
     pub labels: Vec<Label>,
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<crate::histogram::proto::Histogram>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -90,6 +116,7 @@ impl TimeSeries {
                     value: *v,
                 })
                 .collect(),
+            histograms: Vec::new(),
         }
     }
 }
@@ -282,6 +309,8 @@ fn decode_protobuf(
     let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
     let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut histograms: Vec<HistogramSample> = Vec::new();
+    let mut buckets = 0usize;
     // Series resolved from the registry, to be cached by their label bytes' place in `raw`.
     let mut learned: Vec<(std::ops::Range<usize>, SeriesId)> = Vec::new();
     // Read for the whole body: one lock a request, not one a series.
@@ -306,6 +335,7 @@ fn decode_protobuf(
         let mut ts = Pb::new(ts_bytes);
         label_fields.clear();
         samples.clear();
+        histograms.clear();
         // Where the label fields lie in `ts_bytes`, and whether nothing else lies between them.
         let (mut labels_at, mut contiguous, mut field_start) = (0..0, true, 0);
         while let Some((field, wire)) = ts.key().map_err(bad)? {
@@ -322,12 +352,17 @@ fn decode_protobuf(
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 // Never acknowledged without being stored: the sender learns it is refused.
                 (3, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
-                (4, LEN) => return Err(DecodeError::BadData(HISTOGRAMS_REFUSED.into())),
+                (4, LEN) => {
+                    let h = crate::histogram::decode(ts.bytes().map_err(bad)?)
+                        .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))?;
+                    count_buckets(&mut buckets, &h)?;
+                    histograms.push(h);
+                }
                 _ => ts.skip(wire).map_err(bad)?,
             }
             field_start = ts.pos;
         }
-        if samples.is_empty() {
+        if samples.is_empty() && histograms.is_empty() {
             continue;
         }
         // The cache key: the label fields' bytes, when they are one run.
@@ -359,8 +394,11 @@ fn decode_protobuf(
         for (t, v) in &samples {
             batch.push_sample(idx, *t, *v);
         }
+        for h in histograms.drain(..) {
+            push_histogram(&mut batch, idx, h);
+        }
     }
-    if batch.num_samples() == 0 && foreign_fields > 0 {
+    if batch.num_samples() + batch.num_histograms() == 0 && foreign_fields > 0 {
         return Err(DecodeError::BadData(
             "the body holds no remote write 1.0 time series (a remote write 2.0 request needs \
              Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request, which \

@@ -20,8 +20,8 @@ use quiver_storage::{Labels, Limits, METRIC_NAME, WriteBatch};
 
 use crate::exposition::MetricType;
 use crate::remote_write::{
-    DecodeError, EXEMPLARS_REFUSED, HISTOGRAMS_REFUSED, LEN, Pb, VARINT, read_sample, utf8,
-    with_decompressed,
+    DecodeError, EXEMPLARS_REFUSED, LEN, Pb, VARINT, count_buckets, push_histogram, read_sample,
+    utf8, with_decompressed,
 };
 
 /// The Content-Type parameter that names this message: `proto=io.prometheus.write.v2.Request`.
@@ -101,10 +101,13 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
     let mut labels: Vec<(Sym<'_>, Sym<'_>)> = Vec::with_capacity(16);
     let mut shared: Vec<Label> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut histograms: Vec<crate::histogram::HistogramSample> = Vec::new();
+    let mut buckets = 0usize;
     let mut total_samples = 0usize;
     for ts in series {
         refs.clear();
         samples.clear();
+        histograms.clear();
         let mut metadata: Option<(u64, u64, u64)> = None;
         let mut ts = Pb::new(ts);
         while let Some((field, wire)) = ts.key().map_err(bad)? {
@@ -119,7 +122,12 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 }
                 (1, VARINT) => refs.push(ts.varint().map_err(bad)?),
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
-                (3, LEN) => return Err(DecodeError::BadData(HISTOGRAMS_REFUSED.into())),
+                (3, LEN) => {
+                    let h = crate::histogram::decode(ts.bytes().map_err(bad)?)
+                        .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))?;
+                    count_buckets(&mut buckets, &h)?;
+                    histograms.push(h);
+                }
                 (4, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
                 (5, LEN) => metadata = Some(read_metadata(ts.bytes().map_err(bad)?).map_err(bad)?),
                 // created_timestamp (6) and anything newer.
@@ -132,7 +140,7 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 refs.len()
             )));
         }
-        if samples.is_empty() && metadata.is_none() {
+        if samples.is_empty() && histograms.is_empty() && metadata.is_none() {
             continue;
         }
         labels.clear();
@@ -168,12 +176,12 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 }
             }
         }
-        if samples.is_empty() {
+        if samples.is_empty() && histograms.is_empty() {
             continue;
         }
         // Checked as the series come, so a request over the limits is refused before it is
         // built (`Db::append` checks the same limits again).
-        total_samples += samples.len();
+        total_samples += samples.len() + histograms.len();
         if out.batch.num_series() >= limits.max_series_per_write
             || total_samples > limits.max_samples_per_write
         {
@@ -194,6 +202,9 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
         let idx = out.batch.push_series(Labels::from_trusted(shared.clone()));
         for (t, v) in &samples {
             out.batch.push_sample(idx, *t, *v);
+        }
+        for h in histograms.drain(..) {
+            push_histogram(&mut out.batch, idx, h);
         }
     }
     Ok(out)
@@ -324,15 +335,7 @@ pub mod proto {
     }
 
     /// Only what a test needs to send one (Quiver refuses them for now).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
-        #[prost(double, tag = "3")]
-        pub sum: f64,
-        #[prost(sint32, tag = "4")]
-        pub schema: i32,
-        #[prost(int64, tag = "15")]
-        pub timestamp: i64,
-    }
+    pub use crate::histogram::proto::Histogram;
 
     /// A series to send: labels, samples, and optional metadata as (type number, help, unit).
     pub type SeriesSpec<'a> = (
@@ -546,10 +549,6 @@ mod tests {
 
     #[test]
     fn what_quiver_cannot_store_refuses_the_request() {
-        let mut req = request(&[(vec![("__name__", "h")], vec![], None)]);
-        req.timeseries[0].histograms.push(Histogram::default());
-        let e = decode_msg(&req).unwrap_err();
-        assert!(e.message().contains("native histograms"), "{e}");
         let mut req = request(&[(vec![("__name__", "c")], vec![(1, 1.0)], None)]);
         req.timeseries[0].exemplars.push(Exemplar::default());
         let e = decode_msg(&req).unwrap_err();

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use quiver_ingest::remote_read::{
     self, LabelMatcher, QueryResult, ReadResponse, STREAMED_XOR_CHUNKS, response_type,
 };
+use quiver_ingest::histogram::proto::Histogram;
 use quiver_ingest::remote_write::{Label, Sample, TimeSeries};
 use quiver_storage::{MatchOp, Matcher, Matchers};
 
@@ -50,6 +51,14 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
         // Each series as XOR chunks, in frames (built whole: the read is bounded by the
         // sample limit already).
         let mut body = Vec::new();
+        if results.iter().flat_map(|r| &r.timeseries).any(|ts| !ts.histograms.is_empty()) {
+            // Never answer without data Quiver holds: the client can ask for SAMPLES.
+            return Err(ApiError::new(
+                ErrorType::Execution,
+                "the read selects native histograms, which Quiver does not stream as chunks \
+                 yet: ask for SAMPLES (accepted_response_types)",
+            ));
+        }
         for (i, r) in results.iter().enumerate() {
             for ts in &r.timeseries {
                 let samples: Vec<(i64, f64)> =
@@ -144,26 +153,55 @@ async fn answer(
                  (--storage.remote.read-sample-limit)"
             )));
         }
-        let timeseries = read_labelled(db, &series, start, end)
-            .await?
+        let floats = read_labelled(db, &series, start, end).await?;
+        // Native histograms travel in the same series, as float histograms.
+        let mut hists: std::collections::HashMap<_, _> = db
+            .read_histograms(&ids, start, end)
+            .await
+            .map_err(ApiError::from_storage)?
             .into_iter()
-            .map(|(labels, s)| TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|l| Label {
-                        name: l.name.to_string(),
-                        value: l.value.to_string(),
-                    })
-                    .collect(),
-                samples: s
-                    .timestamps
-                    .iter()
-                    .zip(&s.values)
-                    .map(|(t, v)| Sample {
-                        value: *v,
-                        timestamp: *t,
-                    })
-                    .collect(),
+            .map(|h| (h.id, h))
+            .collect();
+        let mut floats: std::collections::HashMap<_, _> =
+            floats.into_iter().map(|(_, s)| (s.id, s)).collect();
+        let timeseries = series
+            .iter()
+            .filter_map(|(id, labels)| {
+                let f = floats.remove(id);
+                let h = hists.remove(id);
+                if f.is_none() && h.is_none() {
+                    return None;
+                }
+                Some(TimeSeries {
+                    labels: labels
+                        .iter()
+                        .map(|l| Label {
+                            name: l.name.to_string(),
+                            value: l.value.to_string(),
+                        })
+                        .collect(),
+                    samples: f
+                        .map(|s| {
+                            s.timestamps
+                                .iter()
+                                .zip(&s.values)
+                                .map(|(t, v)| Sample {
+                                    value: *v,
+                                    timestamp: *t,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    histograms: h
+                        .map(|h| {
+                            h.timestamps
+                                .iter()
+                                .zip(&h.histograms)
+                                .map(|(t, h)| Histogram::from_float(*t, h))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
             })
             .collect();
         results.push(QueryResult { timeseries });

@@ -97,8 +97,10 @@ pub async fn remote_write(
     if version == Version::V2 {
         // The spec has a 2.0 receiver say how much it wrote, on success and on failure.
         return Ok(match remote_write_v2(&state, db, req).await {
-            Ok(samples) => written(StatusCode::NO_CONTENT.into_response(), samples),
-            Err(e) => written(e.into_response(), 0),
+            Ok((samples, histograms)) => {
+                written(StatusCode::NO_CONTENT.into_response(), samples, histograms)
+            }
+            Err(e) => written(e.into_response(), 0, 0),
         });
     }
     let flags = state.flags();
@@ -120,7 +122,7 @@ pub async fn remote_write(
     })
     .await
     .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
-    let samples = batch.num_samples();
+    let samples = batch.num_samples() + batch.num_histograms();
     db.append(batch).await.map_err(ApiError::from_storage)?;
     state
         .metrics()
@@ -130,12 +132,12 @@ pub async fn remote_write(
 }
 
 /// Decodes and stores a 2.0 request: its samples, and its metadata for `/api/v1/metadata`.
-/// Answers how many samples were written.
+/// Answers how many float samples and histogram samples were written.
 async fn remote_write_v2(
     state: &AppState,
     db: std::sync::Arc<quiver_storage::Db>,
     req: Request,
-) -> Result<usize, ApiError> {
+) -> Result<(usize, usize), ApiError> {
     let flags = state.flags();
     let body = read_body(req, flags.max_request_body_bytes).await?;
     let limits = db.limits().clone();
@@ -145,7 +147,8 @@ async fn remote_write_v2(
             .await
             .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
     let samples = decoded.batch.num_samples();
-    if samples > 0 {
+    let histograms = decoded.batch.num_histograms();
+    if samples + histograms > 0 {
         db.append(decoded.batch)
             .await
             .map_err(ApiError::from_storage)?;
@@ -154,15 +157,18 @@ async fn remote_write_v2(
     state
         .metrics()
         .remote_write_samples
-        .fetch_add(samples as u64, std::sync::atomic::Ordering::Relaxed);
-    Ok(samples)
+        .fetch_add((samples + histograms) as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok((samples, histograms))
 }
 
-/// Remote write 2.0's written-count headers (no histograms or exemplars are stored yet).
-fn written(mut resp: Response, samples: usize) -> Response {
+/// Remote write 2.0's written-count headers (no exemplars are stored yet).
+fn written(mut resp: Response, samples: usize, histograms: usize) -> Response {
     let h = resp.headers_mut();
     h.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
-    h.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
+    h.insert(
+        "X-Prometheus-Remote-Write-Histograms-Written",
+        histograms.into(),
+    );
     h.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
     resp
 }

@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 use crate::block::BlockReader;
 use crate::error::{Error, Result};
 use crate::head::Head;
+use crate::histogram::FloatHistogram;
 use crate::labels::{LabelLimits, Labels, SeriesId, Timestamp};
 use crate::manifest::Manifest;
 use crate::matchers::Matchers;
@@ -102,6 +103,9 @@ pub struct WriteBatch {
     sample_series: Vec<u32>,
     timestamps: Vec<Timestamp>,
     values: Vec<f64>,
+    hist_series: Vec<u32>,
+    hist_timestamps: Vec<Timestamp>,
+    histograms: Vec<Arc<FloatHistogram>>,
 }
 
 impl WriteBatch {
@@ -139,6 +143,28 @@ impl WriteBatch {
         self.sample_series.push(series);
         self.timestamps.push(t);
         self.values.push(v);
+    }
+
+    /// Adds a native histogram sample (valid: see [`FloatHistogram::validate`]). A staleness
+    /// marker goes in as a float sample ([`WriteBatch::push_sample`] with the staleness NaN),
+    /// which ends a histogram series as it ends a float one.
+    pub fn push_histogram(&mut self, series: u32, t: Timestamp, h: FloatHistogram) {
+        self.hist_series.push(series);
+        self.hist_timestamps.push(t);
+        self.histograms.push(Arc::new(h));
+    }
+
+    /// The histogram samples, in the order pushed.
+    pub fn histograms(&self) -> impl Iterator<Item = (u32, Timestamp, &FloatHistogram)> + '_ {
+        self.hist_series
+            .iter()
+            .zip(&self.hist_timestamps)
+            .zip(&self.histograms)
+            .map(|((s, t), h)| (*s, *t, h.as_ref()))
+    }
+
+    pub fn num_histograms(&self) -> usize {
+        self.histograms.len()
     }
 
     pub fn num_series(&self) -> usize {
@@ -196,6 +222,14 @@ pub struct SeriesSamples {
     pub id: SeriesId,
     pub timestamps: Vec<Timestamp>,
     pub values: Vec<f64>,
+}
+
+/// One series' merged native histogram samples from every source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesHistograms {
+    pub id: SeriesId,
+    pub timestamps: Vec<Timestamp>,
+    pub histograms: Vec<Arc<FloatHistogram>>,
 }
 
 /// How a scan reads a time range ([`Db::scan_sources`]).
@@ -283,6 +317,22 @@ impl Db {
                         .iter()
                         .map(|id| state.registry.labels(*id).is_some())
                         .collect();
+                    for ((id, t), h) in rec
+                        .hist_ids
+                        .iter()
+                        .zip(&rec.hist_timestamps)
+                        .zip(&rec.histograms)
+                    {
+                        if state.registry.labels(*id).is_some() {
+                            state.head.append_histograms(
+                                std::slice::from_ref(id),
+                                std::slice::from_ref(t),
+                                std::slice::from_ref(h),
+                            );
+                        } else {
+                            unknown += 1;
+                        }
+                    }
                     if known.iter().all(|k| *k) {
                         state
                             .head
@@ -356,14 +406,14 @@ impl Db {
                 limits.max_series_per_write
             )));
         }
-        if batch.timestamps.len() > limits.max_samples_per_write {
+        let n_samples = batch.timestamps.len() + batch.histograms.len();
+        if n_samples > limits.max_samples_per_write {
             return Err(Error::LimitExceeded(format!(
-                "{} samples in one write, more than the limit of {}",
-                batch.timestamps.len(),
+                "{n_samples} samples in one write, more than the limit of {}",
                 limits.max_samples_per_write
             )));
         }
-        if batch.timestamps.is_empty() {
+        if n_samples == 0 {
             return Ok(());
         }
         let WriteBatch {
@@ -373,11 +423,14 @@ impl Db {
             sample_series,
             timestamps,
             values,
+            hist_series,
+            hist_timestamps,
+            histograms,
         } = batch;
         let _gate = self.append_gate.read().await;
         let (record, ack, created) = {
             let mut used = vec![false; series.len()];
-            for s in &sample_series {
+            for s in sample_series.iter().chain(&hist_series) {
                 used[*s as usize] = true;
             }
             let mut guard = self.state.write();
@@ -429,11 +482,18 @@ impl Db {
                 .iter()
                 .map(|s| slot_ids[*s as usize])
                 .collect();
+            let hist_ids: Vec<SeriesId> = hist_series
+                .iter()
+                .map(|s| slot_ids[*s as usize])
+                .collect();
             let record = WalRecord {
                 new_series,
                 series_ids: ids,
                 timestamps,
                 values,
+                hist_ids,
+                hist_timestamps,
+                histograms,
             };
             let ack = if deferred {
                 self.wal.submit_unsynced(&record)
@@ -441,9 +501,7 @@ impl Db {
                 self.wal.submit(&record)
             };
             if deferred {
-                state
-                    .head
-                    .append(&record.series_ids, &record.timestamps, &record.values);
+                state.head_append(&record);
             }
             (record, ack, created)
         };
@@ -471,13 +529,11 @@ impl Db {
                 self.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
-            state
-                .head
-                .append(&record.series_ids, &record.timestamps, &record.values);
+            state.head_append(&record);
         }
         self.metrics
             .samples_appended
-            .fetch_add(record.timestamps.len() as u64, Ordering::Relaxed);
+            .fetch_add(record.num_samples() as u64, Ordering::Relaxed);
         self.metrics
             .series_created
             .fetch_add(created as u64, Ordering::Relaxed);
@@ -700,7 +756,7 @@ impl Db {
         Ok(all)
     }
 
-    /// An upper bound of the samples [`Db::read`] would answer for the same arguments, without
+    /// An upper bound of the samples [`Db::read`] (and [`Db::read_histograms`]) would answer for the same arguments, without
     /// reading any: each block's rows of the series whose time span meets the range, and the
     /// head's chunks that meet it ([`crate::head::MemSeries::count_bound`]). Callers check it
     /// against their limit before reading, so a read never builds more than they allow.
@@ -713,11 +769,13 @@ impl Db {
             .filter(|b| b.meta().overlaps(mint, maxt))
         {
             n = n.saturating_add(b.row_selection(Some(ids), mint, maxt).1);
+            n = n.saturating_add(b.histogram_bound(ids, mint, maxt));
         }
         for head in std::iter::once(&state.head).chain(state.frozen.iter().map(|f| &**f)) {
             for id in ids {
                 if let Some(s) = head.get(*id) {
                     n = n.saturating_add(s.count_bound(mint, maxt));
+                    n = n.saturating_add(s.histogram_count(mint, maxt));
                 }
             }
         }
@@ -823,6 +881,89 @@ impl Db {
             .collect())
     }
 
+    /// The merged native histogram samples of each series in `[mint, maxt]`, in the order of
+    /// `ids`; series with none there are left out. Sources merge as in [`Db::read`].
+    pub async fn read_histograms(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<SeriesHistograms>> {
+        type Owned = (Vec<i64>, Vec<Arc<FloatHistogram>>);
+        let (blocks, frozen, head_runs) = {
+            let state = self.state.read();
+            let blocks: Vec<Arc<BlockReader>> = state
+                .blocks
+                .iter()
+                .filter(|b| b.meta().num_histograms > 0 && b.meta().overlaps(mint, maxt))
+                .cloned()
+                .collect();
+            let head_runs: Vec<Owned> = ids
+                .iter()
+                .map(|id| {
+                    let (mut t, mut h) = (Vec::new(), Vec::new());
+                    if let Some(s) = state.head.get(*id) {
+                        s.histograms_into(mint, maxt, &mut t, &mut h);
+                    }
+                    (t, h)
+                })
+                .collect();
+            (blocks, state.frozen.clone(), head_runs)
+        };
+        let mut block_reads = Vec::with_capacity(blocks.len());
+        for b in &blocks {
+            block_reads.push(b.read_histograms(ids, mint, maxt).await?);
+        }
+        let frozen_runs: Vec<Vec<(usize, Owned)>> = frozen
+            .iter()
+            .map(|f| {
+                ids.iter()
+                    .enumerate()
+                    .filter_map(|(i, id)| {
+                        let s = f.get(*id)?;
+                        let (mut t, mut h) = (Vec::new(), Vec::new());
+                        s.histograms_into(mint, maxt, &mut t, &mut h);
+                        (!t.is_empty()).then_some((i, (t, h)))
+                    })
+                    .collect()
+            })
+            .collect();
+        let pos: foldhash::HashMap<SeriesId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut runs: Vec<Vec<Run<'_, Arc<FloatHistogram>>>> = vec![Vec::new(); ids.len()];
+        for r in &block_reads {
+            for (id, range) in &r.runs {
+                runs[pos[id]].push((
+                    &r.timestamps[range.clone()],
+                    &r.histograms[range.clone()],
+                ));
+            }
+        }
+        for f in &frozen_runs {
+            for (i, (t, h)) in f {
+                runs[*i].push((t, h));
+            }
+        }
+        for (i, (t, h)) in head_runs.iter().enumerate() {
+            if !t.is_empty() {
+                runs[i].push((t, h));
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(runs)
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(id, r)| {
+                let (timestamps, histograms) = merge_runs(&r);
+                SeriesHistograms {
+                    id: *id,
+                    timestamps,
+                    histograms,
+                }
+            })
+            .collect())
+    }
+
     /// Head statistics for `/api/v1/status/tsdb`.
     pub fn head_stats(&self) -> HeadStats {
         let state = self.state.read();
@@ -909,6 +1050,19 @@ impl Db {
 }
 
 impl State {
+    /// Puts an appended record's samples of both kinds into the head.
+    fn head_append(&mut self, record: &WalRecord) {
+        self.head
+            .append(&record.series_ids, &record.timestamps, &record.values);
+        if !record.histograms.is_empty() {
+            self.head.append_histograms(
+                &record.hist_ids,
+                &record.hist_timestamps,
+                &record.histograms,
+            );
+        }
+    }
+
     /// Settles the series whose definitions a WAL record carried, once the record is written
     /// (`written`) or refused. Written: the definition is in the log ahead of every later
     /// record, so later appends need not carry it. Refused: nothing of the append was
@@ -967,17 +1121,17 @@ pub struct Cardinality {
 type IndexedRun = (usize, Vec<i64>, Vec<f64>);
 
 /// One source's samples of one series: timestamps and values, sorted by time.
-pub(crate) type Run<'a> = (&'a [i64], &'a [f64]);
+pub(crate) type Run<'a, T = f64> = (&'a [i64], &'a [T]);
 
 /// Merges time-sorted runs, oldest source first: on equal timestamps the later run wins.
-pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
+pub(crate) fn merge_runs<T: Clone>(runs: &[Run<'_, T>]) -> (Vec<i64>, Vec<T>) {
     if let [(t, v)] = runs {
         return (t.to_vec(), v.to_vec());
     }
     let total: usize = runs.iter().map(|r| r.0.len()).sum();
     // The common case: each source covers its own time span (blocks are aligned windows,
     // the head is newer). Ordered by first timestamp, disjoint runs simply concatenate.
-    let mut order: Vec<&Run<'_>> = runs.iter().filter(|r| !r.0.is_empty()).collect();
+    let mut order: Vec<&Run<'_, T>> = runs.iter().filter(|r| !r.0.is_empty()).collect();
     order.sort_by_key(|r| r.0[0]);
     if order
         .windows(2)
@@ -991,19 +1145,19 @@ pub(crate) fn merge_runs(runs: &[Run<'_>]) -> (Vec<i64>, Vec<f64>) {
         }
         return (ts, vs);
     }
-    let mut all: Vec<(i64, usize, f64)> = Vec::with_capacity(total);
+    let mut all: Vec<(i64, usize, &T)> = Vec::with_capacity(total);
     for (rank, (t, v)) in runs.iter().enumerate() {
-        all.extend(t.iter().zip(v.iter()).map(|(t, v)| (*t, rank, *v)));
+        all.extend(t.iter().zip(v.iter()).map(|(t, v)| (*t, rank, v)));
     }
     all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut ts = Vec::with_capacity(total);
     let mut vs = Vec::with_capacity(total);
     for (t, _, v) in all {
         if ts.last() == Some(&t) {
-            *vs.last_mut().expect("same length") = v;
+            *vs.last_mut().expect("same length") = v.clone();
         } else {
             ts.push(t);
-            vs.push(v);
+            vs.push(v.clone());
         }
     }
     (ts, vs)

@@ -7,7 +7,7 @@
 //!                    └─► head (per-series sorted samples, queryable at once)
 //!                                 │  Db::flush (head due: 2 h span or too many samples)
 //!                                 ▼
-//!               blocks: samples.parquet + series.parquet per aligned window, via object_store
+//!               blocks: samples + series (+ histograms) .parquet per aligned window, via object_store
 //!                                 │  manifest.json replaced atomically; WAL segments dropped
 //!                                 ▼
 //!               Db::compact (merge windows: 2 h, 1 d) · Db::apply_retention (drop old blocks)
@@ -24,6 +24,7 @@ mod db;
 pub mod error;
 pub mod fsync;
 pub mod head;
+pub mod histogram;
 pub mod index;
 pub mod labels;
 pub mod lease;
@@ -35,10 +36,11 @@ pub mod registry;
 pub mod wal;
 
 pub use db::{
-    Cardinality, Db, HeadStats, Limits, Options, ScanSources, SeriesSamples, StorageMetrics,
-    WriteBatch,
+    Cardinality, Db, HeadStats, Limits, Options, ScanSources, SeriesHistograms, SeriesSamples,
+    StorageMetrics, WriteBatch,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use histogram::{CounterResetHint, FloatHistogram, Span};
 pub use labels::{
     LabelLimits, Labels, METRIC_NAME, STALE_NAN_BITS, SeriesId, Timestamp, is_stale_nan,
     legacy_label_name, legacy_metric_name, valid_label_name,

@@ -12,12 +12,13 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::block::{
-    BlockMeta, BlockReader, EncodedBlock, SAMPLES_FILE, SERIES_FILE, SeriesSamples, encode_block,
-    is_block_id, put_block,
+    BLOCK_FILES, BlockMeta, BlockReader, EncodedBlock, SeriesSamples, encode_block, is_block_id,
+    put_block,
 };
 use crate::db::{Db, Run, merge_runs};
 use crate::error::{Error, Result};
 use crate::head::Head;
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, SeriesId, Timestamp};
 use crate::manifest::{MANIFEST_FILE, Manifest};
 
@@ -105,30 +106,37 @@ impl Db {
         let first_seq = manifest.next_seq;
         let to_encode = head.clone();
         let blocks = run_blocking(move || {
-            let decoded: Vec<(SeriesId, Vec<i64>, Vec<f64>)> = to_encode
+            let decoded: Vec<Decoded> = to_encode
                 .series()
                 .map(|(id, s)| {
                     let (t, v) = s.samples();
-                    (*id, t, v)
+                    let (mut ht, mut hs) = (Vec::new(), Vec::new());
+                    s.histograms_into(Timestamp::MIN, Timestamp::MAX, &mut ht, &mut hs);
+                    (*id, t, v, ht, hs)
                 })
                 .collect();
             // Each series' samples split by aligned window.
             let mut windows: BTreeMap<i64, Vec<SeriesSamples<'_>>> = BTreeMap::new();
-            for (id, ts, vs) in &decoded {
+            for (id, ts, vs, hts, hs) in &decoded {
                 let Some(labels) = labels.get(id) else {
                     continue;
                 };
-                let mut start = 0;
-                while start < ts.len() {
-                    let w = ts[start].div_euclid(duration);
-                    let end = start + ts[start..].partition_point(|t| t.div_euclid(duration) == w);
+                let float_windows = split_windows(ts, duration);
+                let hist_windows = split_windows(hts, duration);
+                let mut all: Vec<i64> = float_windows.keys().chain(hist_windows.keys()).copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                for w in all {
+                    let f = float_windows.get(&w).cloned().unwrap_or(0..0);
+                    let h = hist_windows.get(&w).cloned().unwrap_or(0..0);
                     windows.entry(w).or_default().push(SeriesSamples {
                         id: *id,
                         labels,
-                        timestamps: &ts[start..end],
-                        values: &vs[start..end],
+                        timestamps: &ts[f.clone()],
+                        values: &vs[f],
+                        hist_timestamps: &hts[h.clone()],
+                        histograms: &hs[h],
                     });
-                    start = end;
                 }
             }
             let mut out = Vec::new();
@@ -168,7 +176,7 @@ impl Db {
             // On disk before the manifest names them (`object_store` does not sync local puts).
             let files: Vec<_> = new
                 .iter()
-                .flat_map(|b| [b.meta.samples_path(), b.meta.series_path()])
+                .flat_map(|b| b.meta.paths())
                 .collect();
             crate::fsync::sync_put(root, &files).await?;
         }
@@ -294,8 +302,10 @@ impl Db {
         ids.sort_unstable();
         ids.dedup();
         let mut reads = Vec::with_capacity(readers.len());
+        let mut hist_reads = Vec::with_capacity(readers.len());
         for r in &readers {
             reads.push(r.read(&ids, Timestamp::MIN, Timestamp::MAX).await?);
+            hist_reads.push(r.read_histograms(&ids, Timestamp::MIN, Timestamp::MAX).await?);
         }
         let labels = self.labels_of(ids.iter().copied());
         let seq = manifest.next_seq;
@@ -309,21 +319,41 @@ impl Db {
                     ));
                 }
             }
-            let merged: Vec<(SeriesId, Vec<i64>, Vec<f64>)> = per_series
+            let mut hist_series: HashMap<SeriesId, Vec<Run<'_, Arc<FloatHistogram>>>> =
+                HashMap::new();
+            for r in &hist_reads {
+                for (id, range) in &r.runs {
+                    hist_series.entry(*id).or_default().push((
+                        &r.timestamps[range.clone()],
+                        &r.histograms[range.clone()],
+                    ));
+                }
+            }
+            let mut all_ids: Vec<SeriesId> =
+                per_series.keys().chain(hist_series.keys()).copied().collect();
+            all_ids.sort_unstable();
+            all_ids.dedup();
+            let merged: Vec<Decoded> = all_ids
                 .into_iter()
-                .map(|(id, runs)| {
-                    let (t, v) = merge_runs(&runs);
-                    (id, t, v)
+                .map(|id| {
+                    let (t, v) = per_series.get(&id).map(|r| merge_runs(r)).unwrap_or_default();
+                    let (ht, hs) = hist_series
+                        .get(&id)
+                        .map(|r| merge_runs(r))
+                        .unwrap_or_default();
+                    (id, t, v, ht, hs)
                 })
                 .collect();
             let series = merged
                 .iter()
-                .filter_map(|(id, t, v)| {
+                .filter_map(|(id, t, v, ht, hs)| {
                     labels.get(id).map(|l| SeriesSamples {
                         id: *id,
                         labels: l,
                         timestamps: t,
                         values: v,
+                        hist_timestamps: ht,
+                        histograms: hs,
                     })
                 })
                 .collect();
@@ -385,6 +415,28 @@ impl Db {
     }
 }
 
+/// One series' samples of both kinds, decoded for a block write.
+type Decoded = (
+    SeriesId,
+    Vec<i64>,
+    Vec<f64>,
+    Vec<i64>,
+    Vec<Arc<FloatHistogram>>,
+);
+
+/// The ranges of sorted `ts` falling in each aligned window of `duration`.
+fn split_windows(ts: &[i64], duration: i64) -> BTreeMap<i64, std::ops::Range<usize>> {
+    let mut out = BTreeMap::new();
+    let mut start = 0;
+    while start < ts.len() {
+        let w = ts[start].div_euclid(duration);
+        let end = start + ts[start..].partition_point(|t| t.div_euclid(duration) == w);
+        out.insert(w, start..end);
+        start = end;
+    }
+    out
+}
+
 pub fn now_ms() -> Timestamp {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -435,13 +487,16 @@ async fn delete_block(store: &Arc<dyn ObjectStore>, local: Option<&Path>, id: &s
     let mut objects = store.list(Some(&prefix));
     while let Some(meta) = objects.next().await {
         let location = meta?.location;
-        if matches!(location.filename(), Some(SAMPLES_FILE | SERIES_FILE)) {
+        if location
+            .filename()
+            .is_some_and(|f| BLOCK_FILES.contains(&f))
+        {
             store.delete(&location).await?;
         }
     }
     if let Some(root) = local {
         let dir = root.join(id);
-        for file in [SAMPLES_FILE, SERIES_FILE] {
+        for file in BLOCK_FILES {
             for path in staged_files(&dir, file)? {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
@@ -529,7 +584,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{} was not synced: {synced:?}", p.display()))
         };
         let named = at(&manifest);
-        for file in [SAMPLES_FILE, SERIES_FILE] {
+        for file in [crate::block::SAMPLES_FILE, crate::block::SERIES_FILE] {
             assert!(at(&block.join(file)) < at(&block), "{synced:?}");
         }
         // The root names the block folder: synced after it, before the manifest names it.

@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 const TYPE: &str = "quiver-manifest";
+/// Version 2 is written while a live block holds native histograms (an older reader would
+/// miss them), version 1 otherwise; both are read.
 const VERSION: u32 = 1;
+const VERSION_HISTOGRAMS: u32 = 2;
 
 /// What the manifest says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,7 +111,7 @@ impl Manifest {
         if env.ty != TYPE {
             return Err(corrupt(format!("type is {:?}, not {TYPE:?}", env.ty)));
         }
-        if env.version != VERSION {
+        if env.version != VERSION && env.version != VERSION_HISTOGRAMS {
             return Err(corrupt(format!("unsupported version {}", env.version)));
         }
         let body = serde_json::to_vec(&env.body).map_err(json)?;
@@ -135,7 +138,11 @@ impl Manifest {
         let crc32c = crc32c::crc32c(&serde_json::to_vec(&body).map_err(json)?);
         let env = Envelope {
             ty: TYPE.into(),
-            version: VERSION,
+            version: if self.blocks.iter().any(|b| b.num_histograms > 0) {
+                VERSION_HISTOGRAMS
+            } else {
+                VERSION
+            },
             crc32c,
             body,
         };

@@ -630,3 +630,132 @@ async fn deferred_batches_are_visible_at_once_and_still_reach_the_wal() {
     assert_eq!(after.len(), 2);
     assert_eq!(after[0].2, [0.0, 1.0, 2.0]);
 }
+
+fn histogram(i: usize) -> quiver_storage::FloatHistogram {
+    use quiver_storage::{FloatHistogram, Span};
+    FloatHistogram {
+        schema: 3,
+        zero_threshold: 1e-128,
+        zero_count: 1.0,
+        count: 1.0 + 3.0 * i as f64,
+        sum: 10.5 * i as f64,
+        positive_spans: vec![
+            Span {
+                offset: -2,
+                length: 1,
+            },
+            Span {
+                offset: 3,
+                length: 2,
+            },
+        ],
+        positive_buckets: vec![i as f64, i as f64, i as f64],
+        negative_spans: vec![],
+        negative_buckets: vec![],
+        ..Default::default()
+    }
+}
+
+/// `n` histogram samples every 15 s from `t0` for one series, and a float series beside it.
+fn histogram_batch(name: &str, n: usize, t0: i64) -> WriteBatch {
+    let mut b = WriteBatch::default();
+    let h = b.push_series(labels(name, &[("kind", "native")]));
+    let f = b.push_series(labels(name, &[("kind", "float")]));
+    for i in 0..n {
+        b.push_histogram(h, t0 + i as i64 * 15_000, histogram(i));
+        b.push_sample(f, t0 + i as i64 * 15_000, i as f64);
+    }
+    b
+}
+
+async fn all_histograms(db: &Db, name: &str) -> Vec<(Vec<i64>, Vec<quiver_storage::FloatHistogram>)> {
+    let ids: Vec<_> = db
+        .series(&select(name), i64::MIN, i64::MAX)
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    db.read_histograms(&ids, i64::MIN, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.timestamps,
+                s.histograms.iter().map(|h| (**h).clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_survive_restart_flush_compaction_and_retention() {
+    let f = Fixture::new();
+    let mut o = f.options();
+    o.retention_ms = 24 * 3_600_000;
+    let db = Db::open(o.clone()).await.unwrap();
+    // Three hours from t = 0: two aligned 2 h windows.
+    db.append(histogram_batch("latency", 720, 0)).await.unwrap();
+    let want: Vec<i64> = (0..720).map(|i| i * 15_000).collect();
+    let check = |got: Vec<(Vec<i64>, Vec<quiver_storage::FloatHistogram>)>| {
+        assert_eq!(got.len(), 1, "one histogram series");
+        assert_eq!(got[0].0, want);
+        for (i, h) in got[0].1.iter().enumerate() {
+            assert_eq!(h, &histogram(i));
+        }
+    };
+    check(all_histograms(&db, "latency").await);
+    assert_eq!(all_samples(&db, "latency").await.len(), 1, "one float series");
+    assert_eq!(db.head_stats().num_samples, 1440);
+
+    // Replayed from the WAL.
+    db.close().await;
+    drop(db);
+    let db = Db::open(o.clone()).await.unwrap();
+    check(all_histograms(&db, "latency").await);
+
+    // Cut into blocks: each holds a histograms file, and the manifest says version 2.
+    assert_eq!(db.flush().await.unwrap(), 2);
+    let blocks = db.block_stats();
+    assert_eq!(blocks.iter().map(|b| b.num_histograms).sum::<u64>(), 720);
+    for b in &blocks {
+        assert!(f.dir.path().join("blocks").join(&b.id).join("histograms.parquet").exists());
+    }
+    let manifest = std::fs::read_to_string(f.dir.path().join("blocks/manifest.json")).unwrap();
+    assert!(manifest.contains("\"version\": 2"), "{manifest}");
+    check(all_histograms(&db, "latency").await);
+    // A window of them: only what falls in it.
+    let ids: Vec<_> = db.series(&select("latency"), i64::MIN, i64::MAX).iter().map(|(id, _)| *id).collect();
+    let part = db.read_histograms(&ids, 7_200_000 - 30_000, 7_200_000).await.unwrap();
+    assert_eq!(part[0].timestamps, [7_170_000, 7_185_000, 7_200_000]);
+    assert_eq!(db.sample_bound(&ids, i64::MIN, i64::MAX), 1440);
+
+    // A newer histogram in the head wins over the block's at the same time; a second block in
+    // the window, then compaction keeps the newer one.
+    let mut b = WriteBatch::default();
+    let s = b.push_series(labels("latency", &[("kind", "native")]));
+    let mut newer = histogram(0);
+    newer.sum = -1.0;
+    b.push_histogram(s, 15_000, newer.clone());
+    db.append(b).await.unwrap();
+    assert_eq!(all_histograms(&db, "latency").await[0].1[1], newer);
+    db.flush().await.unwrap();
+    // The 2 h window's two blocks, then the day's two.
+    assert_eq!(db.compact(i64::MAX / 2).await.unwrap(), 4);
+    assert_eq!(db.block_stats().len(), 1);
+    assert_eq!(db.block_stats()[0].num_histograms, 720);
+    let got = all_histograms(&db, "latency").await;
+    assert_eq!(got[0].0, want);
+    assert_eq!(got[0].1[1], newer);
+    assert_eq!(got[0].1[2], histogram(2));
+    db.close().await;
+    drop(db);
+    let db = Db::open(o).await.unwrap();
+    assert_eq!(all_histograms(&db, "latency").await[0].1[1], newer);
+
+    // Retention drops the blocks and forgets the series.
+    let (deleted, forgotten) = db.apply_retention(100 * 3_600_000).await.unwrap();
+    assert_eq!((deleted, forgotten), (1, 2));
+    assert!(all_histograms(&db, "latency").await.is_empty());
+    let manifest = std::fs::read_to_string(f.dir.path().join("blocks/manifest.json")).unwrap();
+    assert!(manifest.contains("\"version\": 1"), "{manifest}");
+}

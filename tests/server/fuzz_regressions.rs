@@ -63,6 +63,7 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
         series_ids: vec![SeriesId(7), SeriesId(3)],
         timestamps: vec![1_000, 2_000],
         values: vec![1.5, f64::INFINITY],
+        ..Default::default()
     };
     let mut wal = Vec::new();
     record.encode(&mut wal);

@@ -269,6 +269,7 @@ async fn post_v2(s: &TestServer, body: Vec<u8>) -> (u16, [Option<u64>; 3], Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count};
     use quiver_ingest::remote_write2::proto::{Exemplar, Histogram, compress, request};
     let s = TestServer::start(&[]).await;
     let req = request(&[
@@ -313,15 +314,31 @@ async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote()
     let (_, one) = get_json(&s.url("/api/v1/metadata?metric=gpu_temp_celsius")).await;
     assert_eq!(one["data"].as_object().unwrap().len(), 1, "{one}");
 
-    // What Quiver cannot store refuses the whole request, and says nothing was written.
+    // Native histograms are written and counted apart; an invalid one refuses the request
+    // with Prometheus's reason, and nothing is written.
     let mut with_histogram =
-        request(&[(vec![("__name__", "not_stored")], vec![(3_000, 1.0)], None)]);
+        request(&[(vec![("__name__", "latency")], vec![(3_000, 1.0)], None)]);
     with_histogram.timeseries[0]
         .histograms
-        .push(Histogram::default());
+        .push(Histogram {
+            count: Some(Count::CountInt(2)),
+            positive_spans: vec![BucketSpan {
+                offset: 0,
+                length: 1,
+            }],
+            positive_deltas: vec![2],
+            sum: 1.5,
+            timestamp: 4_000,
+            ..Default::default()
+        });
+    let (code, written, text) = post_v2(&s, compress(&with_histogram)).await;
+    assert_eq!(code, 204, "{text}");
+    assert_eq!(written, [Some(1), Some(1), Some(0)]);
+    with_histogram.timeseries[0].histograms[0].count = Some(Count::CountInt(3));
+    with_histogram.timeseries[0].histograms[0].timestamp = 5_000;
     let (code, written, text) = post_v2(&s, compress(&with_histogram)).await;
     assert_eq!(code, 400, "{text}");
-    assert!(text.contains("native histograms"), "{text}");
+    assert!(text.contains("native histogram") && text.contains("Count field is 3"), "{text}");
     assert_eq!(written, [Some(0), Some(0), Some(0)]);
     let mut with_exemplar =
         request(&[(vec![("__name__", "not_stored")], vec![(3_000, 1.0)], None)]);
@@ -570,5 +587,113 @@ async fn remote_read_answers_samples_by_matchers_and_time_and_stays_bounded() {
     let (code, text) = remote_read(&s, &many).await;
     assert_eq!(code, 400, "{text:?}");
     assert!(text.unwrap_err().contains("matchers"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_from_remote_write_are_stored_and_read_back() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
+    use quiver_ingest::remote_read::{LabelMatcher, Query, ReadRequest};
+    use quiver_ingest::remote_write::{WriteRequest, encode};
+    let s = TestServer::start(&[]).await;
+    // An integer histogram (delta-encoded counts), a float one with custom buckets, and a
+    // staleness marker (a stale sum), in one series of a 1.0 request.
+    let int = Histogram {
+        count: Some(Count::CountInt(6)),
+        sum: 7.25,
+        schema: 1,
+        zero_threshold: 0.001,
+        zero_count: Some(ZeroCount::ZeroCountInt(1)),
+        positive_spans: vec![
+            BucketSpan {
+                offset: 1,
+                length: 2,
+            },
+            BucketSpan {
+                offset: 2,
+                length: 1,
+            },
+        ],
+        positive_deltas: vec![1, 1, -1],
+        negative_spans: vec![BucketSpan {
+            offset: 0,
+            length: 1,
+        }],
+        negative_deltas: vec![1],
+        reset_hint: 0,
+        timestamp: 10_000,
+        ..Default::default()
+    };
+    let custom = Histogram {
+        count: Some(Count::CountFloat(4.5)),
+        sum: 2.0,
+        schema: -53,
+        positive_spans: vec![BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_counts: vec![1.5, 3.0],
+        custom_values: vec![0.25],
+        reset_hint: 3,
+        timestamp: 20_000,
+        ..Default::default()
+    };
+    let stale = Histogram {
+        sum: f64::from_bits(quiver_storage::STALE_NAN_BITS),
+        timestamp: 30_000,
+        ..Default::default()
+    };
+    let mut series = quiver_ingest::remote_write::TimeSeries::from_pairs(
+        &[("__name__", "rpc_seconds"), ("job", "api")],
+        &[],
+    );
+    series.histograms = vec![int, custom.clone(), stale];
+    let body = encode(&WriteRequest {
+        timeseries: vec![series],
+    });
+    let (code, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+
+    let read = |accepted: Vec<i32>| ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 60_000,
+            matchers: vec![LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "rpc_seconds".into(),
+            }],
+        }],
+        accepted_response_types: accepted,
+    };
+    let (code, resp) = remote_read(&s, &read(vec![])).await;
+    assert_eq!(code, 200, "{resp:?}");
+    let resp = resp.unwrap();
+    let ts = &resp.results[0].timeseries;
+    assert_eq!(ts.len(), 1);
+    // The staleness marker is a float sample; the histograms come back as float histograms.
+    assert_eq!(ts[0].samples.len(), 1);
+    assert_eq!(ts[0].samples[0].timestamp, 30_000);
+    assert!(quiver_storage::is_stale_nan(ts[0].samples[0].value));
+    let h = &ts[0].histograms;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].timestamp, 10_000);
+    assert_eq!(h[0].count, Some(Count::CountFloat(6.0)));
+    assert_eq!(h[0].zero_count, Some(ZeroCount::ZeroCountFloat(1.0)));
+    assert_eq!(h[0].positive_counts, [1.0, 2.0, 1.0]);
+    assert_eq!(h[0].negative_counts, [1.0]);
+    assert_eq!(h[0].positive_spans, [
+        BucketSpan { offset: 1, length: 2 },
+        BucketSpan { offset: 2, length: 1 },
+    ]);
+    assert_eq!((h[0].schema, h[0].sum, h[0].zero_threshold), (1, 7.25, 0.001));
+    let mut want = custom;
+    want.zero_count = Some(ZeroCount::ZeroCountFloat(0.0));
+    assert_eq!(h[1], want);
+
+    // Chunks are for floats only: a streamed read of histograms is refused, not cut short.
+    let (code, resp) = remote_read(&s, &read(vec![1])).await;
+    assert_eq!(code, 422, "{resp:?}");
+    assert!(resp.unwrap_err().contains("SAMPLES"));
     s.stop().await;
 }

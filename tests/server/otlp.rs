@@ -210,6 +210,24 @@ async fn what_otlp_cannot_store_is_a_partial_success_and_the_rest_is_stored() {
                 aggregation_temporality: proto::CUMULATIVE,
             }),
         ),
+        // A valid one is stored as a native histogram.
+        metric(
+            "ttft",
+            "s",
+            proto::metric::Data::ExponentialHistogram(proto::ExponentialHistogram {
+                data_points: vec![proto::ExponentialHistogramDataPoint {
+                    time_unix_nano: T0,
+                    count: 2,
+                    scale: 2,
+                    positive: Some(proto::Buckets {
+                        offset: 3,
+                        bucket_counts: vec![1, 1],
+                    }),
+                    ..Default::default()
+                }],
+                aggregation_temporality: proto::CUMULATIVE,
+            }),
+        ),
         counter("tokens", "", proto::CUMULATIVE, 9.0),
     ]);
     let (code, _, body) = push(
@@ -229,12 +247,18 @@ async fn what_otlp_cannot_store_is_a_partial_success_and_the_rest_is_stored() {
         "{}",
         partial.error_message
     );
+    // An exponential histogram whose buckets do not add up to its count: Prometheus's reason.
     assert!(
-        partial.error_message.contains("native histogram"),
+        partial.error_message.contains("Count field is 2"),
         "{}",
         partial.error_message
     );
     assert_eq!(export(&s.base, "tokens_total").await[0].2, [9.0]);
+    let (code, v) = get_json(&s.url("/api/v1/series?match[]=ttft_seconds")).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    let (_, v) = get_json(&s.url("/api/v1/series?match[]=latency_seconds")).await;
+    assert!(v["data"].as_array().unwrap().is_empty(), "{v}");
     assert!(export(&s.base, "requests_total").await.is_empty());
 
     // In JSON, the same answer in OTLP/JSON's spelling.

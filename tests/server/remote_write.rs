@@ -15,7 +15,8 @@ use quiver::config::Config;
 
 use super::support::*;
 
-/// What a fake receiver got: series (Prometheus notation) → samples.
+/// What a fake receiver got: series (Prometheus notation) → samples (native histograms as
+/// their count, under the series and " histogram").
 type Received = Arc<Mutex<BTreeMap<String, Vec<(i64, f64)>>>>;
 
 /// A receiver on `port` that answers each request with the next of `answers` (then 204 for
@@ -55,6 +56,12 @@ async fn fake_receiver(port: u16, answers: Vec<u16>) -> (Received, Arc<AtomicUsi
                     got.entry(labels[s as usize].clone())
                         .or_default()
                         .push((t, v));
+                }
+                // Native histograms under the series name and " histogram", with their count.
+                for (s, t, h) in batch.histograms() {
+                    got.entry(format!("{} histogram", labels[s as usize]))
+                        .or_default()
+                        .push((t, h.count));
                 }
                 StatusCode::NO_CONTENT
             }
@@ -483,4 +490,57 @@ async fn shutdown_flushes_what_is_queued_within_the_flush_deadline() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_are_sent_as_1_0_and_2_0() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    let (p1, p2) = (free_port(), free_port());
+    let (v1, _) = fake_receiver(p1, vec![]).await;
+    let (v2, _) = fake_receiver(p2, vec![]).await;
+    let s = sender(&format!(
+        "remote_write:
+  - url: http://127.0.0.1:{p1}/api/v1/write
+    queue_config: {{batch_send_deadline: 100ms}}
+  - url: http://127.0.0.1:{p2}/api/v1/write
+    protobuf_message: io.prometheus.write.v2.Request
+    queue_config: {{batch_send_deadline: 100ms}}
+"
+    ))
+    .await;
+    let mut series = TimeSeries::from_pairs(&[("__name__", "ttft_seconds")], &[(500, 1.0)]);
+    series.histograms = (1..=10)
+        .map(|i| Histogram {
+            count: Some(Count::CountInt(i)),
+            sum: i as f64 * 0.5,
+            schema: 3,
+            positive_spans: vec![BucketSpan {
+                offset: 2,
+                length: 1,
+            }],
+            positive_deltas: vec![i as i64],
+            timestamp: i as i64 * 1_000,
+            ..Default::default()
+        })
+        .collect();
+    let body = encode(&WriteRequest {
+        timeseries: vec![series],
+    });
+    let (code, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+    let want: Vec<(i64, f64)> = (1..=10).map(|i| (i * 1_000, i as f64)).collect();
+    for got in [&v1, &v2] {
+        wait_for(got, 2, 11).await;
+        let got = got.lock().clone();
+        let of = |suffix: &str| {
+            got.iter()
+                .find(|(k, _)| k.contains("ttft_seconds") && k.ends_with(suffix))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{got:?}"))
+        };
+        assert_eq!(of(" histogram"), want);
+        assert_eq!(of("}"), [(500, 1.0)]);
+    }
+    s.stop().await;
 }

@@ -13,12 +13,18 @@ use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use quiver_storage::{Labels, Limits, METRIC_NAME, STALE_NAN_BITS, WriteBatch};
+use quiver_storage::{
+    CounterResetHint, FloatHistogram, Labels, Limits, METRIC_NAME, STALE_NAN_BITS, Span, WriteBatch,
+};
 
 use super::delta::{DeltaState, Refusal};
 use super::translate::{self, Kind, LabelNamer, Strategy};
-use super::{Attr, Data, Metric, Point, Request, ResourceMetrics, ScopeMetrics, Temporality};
+use super::{
+    Attr, Data, ExponentialPoint, Metric, Point, Request, ResourceMetrics, ScopeMetrics,
+    Temporality,
+};
 use crate::exposition::MetricType;
+use crate::histogram::HistogramSample;
 use crate::remote_write::DecodeError;
 use crate::remote_write2::Metadata;
 
@@ -491,16 +497,6 @@ impl Converter<'_> {
             });
             return Ok(());
         }
-        if kind == Kind::ExponentialHistogram {
-            self.out.reject(points, || {
-                format!(
-                    "exponential histogram {} not stored: it becomes a native histogram, \
-                     which Quiver does not store yet",
-                    short(&m.name)
-                )
-            });
-            return Ok(());
-        }
         // The longest suffix is `_bucket`: a name too long for a label value is refused once.
         let max_value = self.limits.labels.max_label_value_length;
         if m.name.len() + m.unit.len() + 32 > max_value {
@@ -635,7 +631,15 @@ impl Converter<'_> {
                     self.point(&p.point, ctx, series)?;
                 }
             }
-            Data::Empty | Data::ExponentialHistogram { .. } => {}
+            Data::ExponentialHistogram { points, .. } => {
+                for p in points {
+                    match exponential_to_native(p) {
+                        Ok(h) => self.histogram_point(&p.point, ctx, &plain, h)?,
+                        Err(e) => self.out.reject(1, || format!("metric {}: {e}", short(&m.name))),
+                    }
+                }
+            }
+            Data::Empty => {}
         }
         // Metadata for a family with at least one point stored.
         if self.out.rejected_points - rejected_before < points as u64 {
@@ -674,30 +678,9 @@ impl Converter<'_> {
         ctx: &Context,
         series: Vec<SeriesOf<'_>>,
     ) -> Result<(), DecodeError> {
-        self.out.exemplars_dropped += p.exemplars as u64;
-        let attrs: Vec<&Attr<'_>> = p.attributes.iter().collect();
-        let mut base = match self.attribute_labels(&attrs) {
-            Ok(l) => l,
-            Err(e) => {
-                self.out
-                    .reject(1, || format!("metric {}: {e}", short(series[0].name)));
-                return Ok(());
-            }
+        let Some(base) = self.base_labels(p, ctx, series[0].name) else {
+            return Ok(());
         };
-        for (n, v) in &ctx.promoted {
-            if !base.iter().any(|(bn, bv)| bn == n && !bv.is_empty()) {
-                set(&mut base, n, v.clone());
-            }
-        }
-        if let Some(j) = &ctx.job {
-            set(&mut base, "job", j.clone());
-        }
-        if let Some(i) = &ctx.instance {
-            set(&mut base, "instance", i.clone());
-        }
-        for (n, v) in &ctx.scope {
-            set(&mut base, n, v.clone());
-        }
         let t = (p.time_ns / 1_000_000) as i64;
         let mut built = Vec::with_capacity(series.len());
         for s in &series {
@@ -726,10 +709,81 @@ impl Converter<'_> {
         Ok(())
     }
 
+    /// Stores a native histogram sample of series `name` (a staleness marker as a float one).
+    fn histogram_point(
+        &mut self,
+        p: &Point<'_>,
+        ctx: &Context,
+        name: &Arc<str>,
+        h: HistogramSample,
+    ) -> Result<(), DecodeError> {
+        let Some(mut labels) = self.base_labels(p, ctx, name) else {
+            return Ok(());
+        };
+        set(&mut labels, METRIC_NAME, name.clone());
+        let labels = match Labels::try_from_pairs(labels, &self.limits.labels) {
+            Ok(l) => l,
+            Err(e) => {
+                self.out.reject(1, || {
+                    format!("metric {}: {}", short(name), quiver_storage::error::chain(&e))
+                });
+                return Ok(());
+            }
+        };
+        let idx = self.series_index(labels, 1)?;
+        let t = (p.time_ns / 1_000_000) as i64;
+        match h {
+            HistogramSample::Value(_, h) => self.out.batch.push_histogram(idx, t, h),
+            HistogramSample::Stale(_) => self
+                .out
+                .batch
+                .push_sample(idx, t, f64::from_bits(quiver_storage::STALE_NAN_BITS)),
+        }
+        Ok(())
+    }
+
+    /// A point's labels before its metric name: its attributes, the promoted resource
+    /// attributes, `job`, `instance` and the scope's. `None` when they are refused (counted).
+    fn base_labels(&mut self, p: &Point<'_>, ctx: &Context, name: &str) -> Option<Vec<Pair>> {
+        self.out.exemplars_dropped += p.exemplars as u64;
+        let attrs: Vec<&Attr<'_>> = p.attributes.iter().collect();
+        let mut base = match self.attribute_labels(&attrs) {
+            Ok(l) => l,
+            Err(e) => {
+                self.out.reject(1, || format!("metric {}: {e}", short(name)));
+                return None;
+            }
+        };
+        for (n, v) in &ctx.promoted {
+            if !base.iter().any(|(bn, bv)| bn == n && !bv.is_empty()) {
+                set(&mut base, n, v.clone());
+            }
+        }
+        if let Some(j) = &ctx.job {
+            set(&mut base, "job", j.clone());
+        }
+        if let Some(i) = &ctx.instance {
+            set(&mut base, "instance", i.clone());
+        }
+        for (n, v) in &ctx.scope {
+            set(&mut base, n, v.clone());
+        }
+        Some(base)
+    }
+
     /// Appends samples to one series. Too many series, samples or label bytes in the request
     /// is too large (the request is refused whole).
     fn push(&mut self, labels: Labels, samples: &[(i64, f64)]) -> Result<(), DecodeError> {
-        self.samples += samples.len();
+        let idx = self.series_index(labels, samples.len())?;
+        for &(t, v) in samples {
+            self.out.batch.push_sample(idx, t, v);
+        }
+        Ok(())
+    }
+
+    /// The batch's index of a series, added if new, counting `samples` more samples.
+    fn series_index(&mut self, labels: Labels, samples: usize) -> Result<u32, DecodeError> {
+        self.samples += samples;
         self.label_bytes += labels
             .iter()
             .map(|l| l.name.len() + l.value.len())
@@ -758,10 +812,7 @@ impl Converter<'_> {
                 i
             }
         };
-        for &(t, v) in samples {
-            self.out.batch.push_sample(idx, t, v);
-        }
-        Ok(())
+        Ok(idx)
     }
 }
 
@@ -822,13 +873,84 @@ fn value(p: &Point<'_>, v: f64) -> f64 {
     }
 }
 
+/// Prometheus's `exponentialToNativeHistogram` for a cumulative point: the scale is the schema
+/// (a scale above 8 is reduced to 8 by merging buckets; below -4 is refused), OTel bucket
+/// `offset + i` is native bucket `offset + i + 1`, the zero threshold is Prometheus's default
+/// (1e-128), the reset hint unknown; a point flagged "no recorded value" is a staleness marker.
+/// Its count must be its buckets' total, as Prometheus checks integer histograms.
+pub(crate) fn exponential_to_native(p: &ExponentialPoint<'_>) -> Result<HistogramSample, String> {
+    use quiver_storage::histogram::{EXPONENTIAL_SCHEMA_MAX, EXPONENTIAL_SCHEMA_MIN};
+    let t = (p.point.time_ns / 1_000_000) as i64;
+    if p.scale < EXPONENTIAL_SCHEMA_MIN {
+        return Err(format!(
+            "cannot convert exponential to native histogram. Scale must be >= {EXPONENTIAL_SCHEMA_MIN}, was {}",
+            p.scale
+        ));
+    }
+    if p.point.no_recorded_value() {
+        return Ok(HistogramSample::Stale(t));
+    }
+    let scale = p.scale;
+    let side = |b: &super::ExponentialBuckets| -> Result<(Vec<Span>, Vec<f64>, u64), String> {
+        let total = b
+            .bucket_counts
+            .iter()
+            .try_fold(0u64, |a, c| a.checked_add(*c))
+            .ok_or("bucket counts overflow")?;
+        if b.bucket_counts.is_empty() {
+            return Ok((Vec::new(), Vec::new(), 0));
+        }
+        let length = u32::try_from(b.bucket_counts.len()).map_err(|_| "too many buckets")?;
+        let offset = b.offset.checked_add(1).ok_or("bucket offset out of range")?;
+        let buckets = b.bucket_counts.iter().map(|c| *c as f64).collect();
+        Ok((vec![Span { offset, length }], buckets, total))
+    };
+    let (positive_spans, positive_buckets, p_total) = side(&p.positive)?;
+    let (negative_spans, negative_buckets, n_total) = side(&p.negative)?;
+    let mut h = FloatHistogram {
+        hint: CounterResetHint::Unknown,
+        schema: scale,
+        zero_threshold: 1e-128,
+        zero_count: p.zero_count as f64,
+        count: p.count as f64,
+        sum: p.sum.unwrap_or(0.0),
+        positive_spans,
+        positive_buckets,
+        negative_spans,
+        negative_buckets,
+        custom_values: Vec::new(),
+    };
+    let in_buckets = p_total
+        .checked_add(n_total)
+        .and_then(|s| s.checked_add(p.zero_count))
+        .ok_or("bucket counts overflow")?;
+    if h.sum.is_nan() {
+        if in_buckets > p.count {
+            return Err(format!(
+                "{in_buckets} observations found in buckets, but the Count field is {}: histogram's observation count should be at least the number of observations found in the buckets",
+                p.count
+            ));
+        }
+    } else if in_buckets != p.count {
+        return Err(format!(
+            "{in_buckets} observations found in buckets, but the Count field is {}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)",
+            p.count
+        ));
+    }
+    if scale > EXPONENTIAL_SCHEMA_MAX {
+        h.reduce_resolution(EXPONENTIAL_SCHEMA_MAX);
+    }
+    h.validate().map_err(|e| e.0)?;
+    Ok(HistogramSample::Value(t, h))
+}
+
 /// How many data points a metric has.
 fn point_count(m: &Metric<'_>) -> usize {
     match &m.data {
         Data::Empty => 0,
         Data::Gauge(p) | Data::Sum { points: p, .. } => p.len(),
         Data::Histogram { points, .. } => points.len(),
-        Data::ExponentialHistogram { points, .. } => *points,
+        Data::ExponentialHistogram { points, .. } => points.len(),
         Data::Summary(p) => p.len(),
     }
 }
@@ -842,6 +964,9 @@ fn point_times<'a>(m: &'a Metric<'_>) -> Box<dyn Iterator<Item = i64> + 'a> {
         }
         Data::Histogram { points, .. } => Box::new(points.iter().map(move |p| ms(&p.point))),
         Data::Summary(points) => Box::new(points.iter().map(move |p| ms(&p.point))),
-        Data::Empty | Data::ExponentialHistogram { .. } => Box::new(std::iter::empty()),
+        Data::ExponentialHistogram { points, .. } => {
+            Box::new(points.iter().map(move |p| ms(&p.point)))
+        }
+        Data::Empty => Box::new(std::iter::empty()),
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, Visitor};
 
 use super::{
-    Attr, Budget, Data, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Point, Request,
+    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Point, Request,
     ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
 };
 use crate::remote_write::DecodeError;
@@ -133,8 +133,8 @@ struct JMetric<'a> {
     sum: Option<JNumbers<'a>>,
     #[serde(borrow)]
     histogram: Option<JHistograms<'a>>,
-    #[serde(alias = "exponential_histogram")]
-    exponential_histogram: Option<JExponential>,
+    #[serde(borrow, alias = "exponential_histogram")]
+    exponential_histogram: Option<JExponential<'a>>,
     #[serde(borrow)]
     summary: Option<JSummaries<'a>>,
 }
@@ -174,10 +174,36 @@ impl<'a> JMetric<'a> {
                 points,
             }
         } else if let Some(e) = self.exponential_histogram {
-            budget.take::<HistogramPoint<'_>>(e.data_points.len())?;
+            let mut points = Vec::with_capacity(e.data_points.len());
+            for p in e.data_points {
+                budget.take::<ExponentialPoint<'_>>(1)?;
+                budget.take::<u64>(
+                    p.positive.bucket_counts.len() + p.negative.bucket_counts.len(),
+                )?;
+                let buckets = |b: JBuckets| ExponentialBuckets {
+                    offset: b.offset,
+                    bucket_counts: b.bucket_counts.into_iter().map(|c| c.0).collect(),
+                };
+                points.push(ExponentialPoint {
+                    point: point(
+                        p.attributes,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        p.flags,
+                        p.exemplars,
+                        budget,
+                    )?,
+                    count: p.count.0,
+                    sum: p.sum.map(|s| s.0),
+                    scale: p.scale,
+                    zero_count: p.zero_count.0,
+                    positive: buckets(p.positive),
+                    negative: buckets(p.negative),
+                });
+            }
             Data::ExponentialHistogram {
                 temporality: e.aggregation_temporality.0,
-                points: e.data_points.len(),
+                points,
             }
         } else if let Some(s) = self.summary {
             let mut points = Vec::with_capacity(s.data_points.len());
@@ -329,11 +355,39 @@ struct JHistogramPoint<'a> {
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct JExponential {
-    #[serde(alias = "data_points")]
-    data_points: Vec<IgnoredAny>,
+struct JExponential<'a> {
+    #[serde(borrow, alias = "data_points")]
+    data_points: Vec<JExponentialPoint<'a>>,
     #[serde(alias = "aggregation_temporality")]
     aggregation_temporality: JTemporality,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JExponentialPoint<'a> {
+    #[serde(borrow)]
+    attributes: Vec<JKeyValue<'a>>,
+    #[serde(alias = "start_time_unix_nano")]
+    start_time_unix_nano: U64,
+    #[serde(alias = "time_unix_nano")]
+    time_unix_nano: U64,
+    count: U64,
+    sum: Option<F64>,
+    scale: i32,
+    #[serde(alias = "zero_count")]
+    zero_count: U64,
+    positive: JBuckets,
+    negative: JBuckets,
+    exemplars: Vec<IgnoredAny>,
+    flags: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JBuckets {
+    offset: i32,
+    #[serde(alias = "bucket_counts")]
+    bucket_counts: Vec<U64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -105,10 +105,10 @@ pub enum Data<'a> {
         temporality: Temporality,
         points: Vec<HistogramPoint<'a>>,
     },
-    /// Exponential histograms are counted, not kept, until Quiver stores native histograms.
+    /// Stored as native histograms.
     ExponentialHistogram {
         temporality: Temporality,
-        points: usize,
+        points: Vec<ExponentialPoint<'a>>,
     },
     Summary(Vec<SummaryPoint<'a>>),
 }
@@ -145,6 +145,24 @@ pub struct HistogramPoint<'a> {
     pub sum: Option<f64>,
     pub bucket_counts: Vec<u64>,
     pub explicit_bounds: Vec<f64>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExponentialPoint<'a> {
+    pub point: Point<'a>,
+    pub count: u64,
+    pub sum: Option<f64>,
+    pub scale: i32,
+    pub zero_count: u64,
+    /// Bucket `offset + i` covers `(base^(offset+i), base^(offset+i+1)]`, `base = 2^2^-scale`.
+    pub positive: ExponentialBuckets,
+    pub negative: ExponentialBuckets,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExponentialBuckets {
+    pub offset: i32,
+    pub bucket_counts: Vec<u64>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{
-    Attr, Budget, Data, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Request,
+    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Request,
     ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
 };
 use crate::remote_write::{DecodeError, FIXED64, LEN, Pb, VARINT};
@@ -131,9 +131,9 @@ fn metric<'a>(buf: &'a [u8], budget: &mut Budget) -> R<Metric<'a>> {
                 };
             }
             (10, LEN) => {
-                let mut points = 0usize;
-                let temporality = data_points(pb.bytes().map_err(bad)?, budget, |_, _| {
-                    points += 1;
+                let mut points = Vec::new();
+                let temporality = data_points(pb.bytes().map_err(bad)?, budget, |buf, budget| {
+                    points.push(exponential_point(buf, budget)?);
                     Ok(())
                 })?;
                 out.data = Data::ExponentialHistogram {
@@ -274,6 +274,66 @@ fn histogram_point<'a>(buf: &'a [u8], budget: &mut Budget) -> R<HistogramPoint<'
                 .attributes
                 .push(key_value(pb.bytes().map_err(bad)?, budget)?),
             (10, VARINT) => out.point.flags = flags(&mut pb)?,
+            _ => pb.skip(wire).map_err(bad)?,
+        }
+    }
+    Ok(out)
+}
+
+fn exponential_point<'a>(buf: &'a [u8], budget: &mut Budget) -> R<ExponentialPoint<'a>> {
+    let mut out = ExponentialPoint::default();
+    let mut pb = Pb::new(buf);
+    while let Some((field, wire)) = pb.key().map_err(bad)? {
+        match (field, wire) {
+            (1, LEN) => out
+                .point
+                .attributes
+                .push(key_value(pb.bytes().map_err(bad)?, budget)?),
+            (2, FIXED64) => out.point.start_ns = fixed64(&mut pb)?,
+            (3, FIXED64) => out.point.time_ns = fixed64(&mut pb)?,
+            (4, FIXED64) => out.count = fixed64(&mut pb)?,
+            (5, FIXED64) => out.sum = Some(double(&mut pb)?),
+            (6, VARINT) => out.scale = zigzag32(pb.varint().map_err(bad)?)?,
+            (7, FIXED64) => out.zero_count = fixed64(&mut pb)?,
+            (8, LEN) => out.positive = exponential_buckets(pb.bytes().map_err(bad)?, budget)?,
+            (9, LEN) => out.negative = exponential_buckets(pb.bytes().map_err(bad)?, budget)?,
+            (10, VARINT) => out.point.flags = flags(&mut pb)?,
+            (11, LEN) => {
+                pb.skip(wire).map_err(bad)?;
+                out.point.exemplars += 1;
+            }
+            _ => pb.skip(wire).map_err(bad)?,
+        }
+    }
+    Ok(out)
+}
+
+fn zigzag32(v: u64) -> R<i32> {
+    let v = ((v >> 1) as i64) ^ -((v & 1) as i64);
+    i32::try_from(v).map_err(|_| bad(format!("{v} does not fit a sint32")))
+}
+
+/// `ExponentialHistogramDataPoint.Buckets`: `offset` (sint32), `bucket_counts` (uint64,
+/// packed or not).
+fn exponential_buckets(buf: &[u8], budget: &mut Budget) -> R<ExponentialBuckets> {
+    let mut out = ExponentialBuckets::default();
+    let mut pb = Pb::new(buf);
+    while let Some((field, wire)) = pb.key().map_err(bad)? {
+        match (field, wire) {
+            (1, VARINT) => out.offset = zigzag32(pb.varint().map_err(bad)?)?,
+            (2, LEN) => {
+                let packed = pb.bytes().map_err(bad)?;
+                // At least one byte a count.
+                budget.take::<u64>(packed.len())?;
+                let mut p = Pb::new(packed);
+                while p.pos < packed.len() {
+                    out.bucket_counts.push(p.varint().map_err(bad)?);
+                }
+            }
+            (2, VARINT) => {
+                budget.take::<u64>(1)?;
+                out.bucket_counts.push(pb.varint().map_err(bad)?);
+            }
             _ => pb.skip(wire).map_err(bad)?,
         }
     }

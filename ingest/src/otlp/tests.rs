@@ -330,7 +330,7 @@ fn scope_metadata_is_promoted_when_asked() {
 }
 
 #[test]
-fn delta_and_exponential_histograms_are_refused_the_rest_stored() {
+fn delta_is_refused_the_rest_stored() {
     let req = request(
         service(),
         vec![
@@ -352,7 +352,7 @@ fn delta_and_exponential_histograms_are_refused_the_rest_stored() {
                         count: 3,
                         ..Default::default()
                     }],
-                    aggregation_temporality: proto::CUMULATIVE,
+                    aggregation_temporality: proto::DELTA,
                 }),
             ),
             metric(
@@ -371,7 +371,10 @@ fn delta_and_exponential_histograms_are_refused_the_rest_stored() {
         msg.contains(r#"invalid temporality and type combination for metric "requests""#),
         "{msg}"
     );
-    assert!(msg.contains(r#"exponential histogram "latency""#), "{msg}");
+    assert!(
+        msg.contains(r#"invalid temporality and type combination for metric "latency""#),
+        "{msg}"
+    );
     let s = series(&c);
     assert!(s.keys().any(|k| k.starts_with("up{")));
     assert!(
@@ -954,4 +957,94 @@ fn delta_points_become_cumulative_when_conversion_is_on() {
     assert_eq!(sum, 2.0);
     let meta: BTreeMap<_, _> = c.metadata.iter().cloned().collect();
     assert_eq!(meta["latency_seconds"].kind, MetricType::Histogram);
+}
+
+#[test]
+fn exponential_histograms_become_native_histograms() {
+    let point = |scale: i32, count: u64, flags: u32| proto::ExponentialHistogramDataPoint {
+        attributes: vec![kv("model", "llama")],
+        time_unix_nano: T0,
+        count,
+        sum: Some(12.5),
+        scale,
+        zero_count: 1,
+        positive: Some(proto::Buckets {
+            offset: -1,
+            bucket_counts: vec![2, 0, 3],
+        }),
+        negative: Some(proto::Buckets {
+            offset: 2,
+            bucket_counts: vec![1],
+        }),
+        flags,
+        zero_threshold: 0.5,
+        ..Default::default()
+    };
+    let exp = |points| {
+        metric(
+            "ttft",
+            "s",
+            proto::metric::Data::ExponentialHistogram(proto::ExponentialHistogram {
+                data_points: points,
+                aggregation_temporality: proto::CUMULATIVE,
+            }),
+        )
+    };
+    let req = request(
+        service(),
+        vec![exp(vec![
+            point(3, 7, 0),
+            // Finer than 8: merged to schema 8.
+            point(10, 7, 0),
+            // No recorded value: a staleness marker.
+            point(3, 0, 1),
+            // Too coarse, and a count the buckets do not add up to: refused with the reason.
+            point(-5, 7, 0),
+            point(3, 9, 0),
+        ])],
+    );
+    let c = convert_pb(&req, &Options::default());
+    assert_eq!(c.rejected_points, 2, "{}", c.error_message());
+    let msg = c.error_message();
+    assert!(msg.contains("Scale must be >= -4, was -5"), "{msg}");
+    assert!(msg.contains("Count field is 9"), "{msg}");
+    let hs: Vec<_> = c.batch.histograms().collect();
+    assert_eq!(hs.len(), 2);
+    let labels: Vec<String> = c.batch.new_labels().map(|l| l.unwrap().to_string()).collect();
+    let ttft = labels.iter().position(|l| l.starts_with("ttft_seconds{")).unwrap() as u32;
+    assert_eq!(labels.len(), 2, "the histogram's series and target_info: {labels:?}");
+    assert!(hs.iter().all(|(s, _, _)| *s == ttft));
+    let (_, t, h) = hs[0];
+    assert_eq!(t, (T0 / 1_000_000) as i64);
+    assert_eq!(h.schema, 3);
+    assert_eq!((h.count, h.sum, h.zero_count), (7.0, 12.5, 1.0));
+    assert_eq!(h.zero_threshold, 1e-128, "Prometheus's default, not the point's");
+    assert_eq!(h.positive_spans, [quiver_storage::Span { offset: 0, length: 3 }]);
+    assert_eq!(h.positive_buckets, [2.0, 0.0, 3.0]);
+    assert_eq!(h.negative_spans, [quiver_storage::Span { offset: 3, length: 1 }]);
+    assert_eq!(h.hint, quiver_storage::CounterResetHint::Unknown);
+    // Scale 10 to 8: OTel indexes -1, 0, 1 are native 0, 1, 2, all in native bucket 1 at 8
+    // ((i - 1) >> 2) + 1 = 0, 1, 1): counts 2 | 0 + 3.
+    let (_, _, fine) = hs[1];
+    assert_eq!(fine.schema, 8);
+    assert_eq!(fine.positive_buckets.iter().sum::<f64>(), 5.0);
+    let stale: Vec<_> = c.batch.samples().filter(|(s, _, _)| *s == ttft).collect();
+    assert_eq!(stale.len(), 1);
+    assert!(quiver_storage::is_stale_nan(stale[0].2));
+    // JSON says the same.
+    let json = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+      "scopeMetrics":[{"metrics":[{"name":"ttft","unit":"s","exponentialHistogram":{"aggregationTemporality":2,
+      "dataPoints":[{"timeUnixNano":"1700000000000000000","count":"7","sum":12.5,"scale":3,"zeroCount":"1",
+      "positive":{"offset":-1,"bucketCounts":["2","0","3"]},"negative":{"offset":2,"bucketCounts":[1]}}]}}]}]}]}"#;
+    let c = convert(
+        &json::decode(json.as_bytes()).unwrap(),
+        &Options::default(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(c.rejected_points, 0, "{}", c.error_message());
+    let hs: Vec<_> = c.batch.histograms().collect();
+    assert_eq!(hs.len(), 1);
+    assert_eq!(hs[0].2.positive_buckets, [2.0, 0.0, 3.0]);
+    assert_eq!(hs[0].2.negative_buckets, [1.0]);
 }

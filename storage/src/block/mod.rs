@@ -6,8 +6,12 @@
 //!   and the value as `value` / `value_mantissa` / `value_scale` ([`values`]), sorted by
 //!   (metric, series_id, timestamp) and declared so;
 //! - `series.parquet`: one row per series: `series_id`, `metric`, `labels` (a map without
-//!   `__name__`), and where its samples are (`first_row`, `num_rows`, `min_time`, `max_time`),
-//!   so a query reads only the rows (and pages) of the series it selected.
+//!   `__name__`), and where its samples are (`first_row`, `num_rows`, `min_time`, `max_time`,
+//!   and `histogram_first_row`, `histogram_num_rows`), so a query reads only the rows (and
+//!   pages) of the series it selected;
+//! - `histograms.parquet`, only in a block that holds native histogram samples: one row per
+//!   sample, sorted as `samples.parquet`, the histogram's fields as columns (spans and buckets
+//!   as lists).
 
 mod io;
 mod reader;
@@ -19,13 +23,16 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-pub use reader::{BlockRead, BlockReader};
+pub use reader::{BlockHistograms, BlockRead, BlockReader};
 pub use writer::{EncodedBlock, SeriesSamples, encode_block, put_block};
 
 use crate::labels::Timestamp;
 
 pub const SAMPLES_FILE: &str = "samples.parquet";
 pub const SERIES_FILE: &str = "series.parquet";
+pub const HISTOGRAMS_FILE: &str = "histograms.parquet";
+/// Every file a block may hold (the only names Quiver deletes in a block folder).
+pub const BLOCK_FILES: [&str; 3] = [SAMPLES_FILE, SERIES_FILE, HISTOGRAMS_FILE];
 
 /// What the manifest records of a block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +49,16 @@ pub struct BlockMeta {
     pub level: u32,
     pub samples_bytes: u64,
     pub series_bytes: u64,
+    /// Native histogram samples (in `histograms.parquet`; none: the file does not exist).
+    /// Blocks holding some are named by a version-2 manifest only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_histograms: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histograms_bytes: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl BlockMeta {
@@ -51,6 +68,19 @@ impl BlockMeta {
 
     pub fn series_path(&self) -> object_store::path::Path {
         object_store::path::Path::from(format!("{}/{SERIES_FILE}", self.id))
+    }
+
+    pub fn histograms_path(&self) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{HISTOGRAMS_FILE}", self.id))
+    }
+
+    /// The paths of the files this block has.
+    pub fn paths(&self) -> Vec<object_store::path::Path> {
+        let mut out = vec![self.samples_path(), self.series_path()];
+        if self.num_histograms > 0 {
+            out.push(self.histograms_path());
+        }
+        out
     }
 
     pub fn overlaps(&self, mint: Timestamp, maxt: Timestamp) -> bool {
@@ -107,6 +137,48 @@ pub fn series_file_schema() -> SchemaRef {
         Field::new("num_rows", DataType::UInt64, false),
         Field::new("min_time", timestamp_type(), false),
         Field::new("max_time", timestamp_type(), false),
+        Field::new("histogram_first_row", DataType::UInt64, false),
+        Field::new("histogram_num_rows", DataType::UInt64, false),
+    ]))
+}
+
+/// The type of a spans column: a list of `{offset, length}`.
+pub fn spans_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(
+            vec![
+                Field::new("offset", DataType::Int32, false),
+                Field::new("length", DataType::UInt32, false),
+            ]
+            .into(),
+        ),
+        false,
+    )))
+}
+
+/// The type of a bucket-count or bound column: a list of doubles.
+pub fn floats_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Float64, false)))
+}
+
+/// The schema of `histograms.parquet`.
+pub fn histograms_file_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        metric_field("metric"),
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("timestamp", timestamp_type(), false),
+        Field::new("counter_reset_hint", DataType::Utf8, false),
+        Field::new("schema", DataType::Int32, false),
+        Field::new("zero_threshold", DataType::Float64, false),
+        Field::new("zero_count", DataType::Float64, false),
+        Field::new("count", DataType::Float64, false),
+        Field::new("sum", DataType::Float64, false),
+        Field::new("positive_spans", spans_type(), false),
+        Field::new("positive_buckets", floats_type(), false),
+        Field::new("negative_spans", spans_type(), false),
+        Field::new("negative_buckets", floats_type(), false),
+        Field::new("custom_values", floats_type(), false),
     ]))
 }
 

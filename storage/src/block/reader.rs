@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, AsArray, Float64Array, MapArray, RecordBatch, TimestampMillisecondArray,
+    Array, AsArray, Float64Array, ListArray, MapArray, RecordBatch, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{
-    Float64Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt64Type,
+    Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt32Type,
+    UInt64Type,
 };
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -22,6 +23,7 @@ use super::io::StoreFile;
 
 use super::BlockMeta;
 use crate::error::{Error, Result};
+use crate::histogram::{CounterResetHint, FloatHistogram, Span, check_spans};
 use crate::labels::{Label, Labels, METRIC_NAME, SeriesId, Timestamp};
 
 /// Where one series' samples are in a block.
@@ -31,6 +33,8 @@ struct SeriesEntry {
     num_rows: usize,
     min_time: Timestamp,
     max_time: Timestamp,
+    hist_first_row: usize,
+    hist_num_rows: usize,
 }
 
 /// An open block: its metadata, its series locations and the samples file's footer.
@@ -40,6 +44,16 @@ pub struct BlockReader {
     store: Arc<dyn ObjectStore>,
     entries: HashMap<SeriesId, SeriesEntry>,
     samples_metadata: ArrowReaderMetadata,
+    /// The histograms file's footer, for a block that has one.
+    histograms_metadata: Option<ArrowReaderMetadata>,
+}
+
+/// The native histogram samples a block holds for some series, and per series its run.
+#[derive(Debug, Default)]
+pub struct BlockHistograms {
+    pub runs: Vec<(SeriesId, std::ops::Range<usize>)>,
+    pub timestamps: Vec<Timestamp>,
+    pub histograms: Vec<Arc<FloatHistogram>>,
 }
 
 /// The samples a block holds for some series: one column pair and, per series, its run.
@@ -92,6 +106,16 @@ impl BlockReader {
             let max_t = col("max_time")?
                 .as_primitive_opt::<TimestampMillisecondType>()
                 .ok_or_else(|| corrupt("max_time"))?;
+            // Blocks written before histograms were stored lack these columns.
+            let optional = |name: &str| match batch.column_by_name(name) {
+                None => Ok(None),
+                Some(c) => c
+                    .as_primitive_opt::<UInt64Type>()
+                    .map(Some)
+                    .ok_or_else(|| corrupt(&format!("{name} type"))),
+            };
+            let h_first = optional("histogram_first_row")?;
+            let h_num = optional("histogram_num_rows")?;
             let keys = map.keys().as_string::<i32>();
             let values = map.values().as_string::<i32>();
             for row in 0..batch.num_rows() {
@@ -115,6 +139,8 @@ impl BlockReader {
                         num_rows: num.value(row) as usize,
                         min_time: min_t.value(row),
                         max_time: max_t.value(row),
+                        hist_first_row: h_first.map_or(0, |c| c.value(row) as usize),
+                        hist_num_rows: h_num.map_or(0, |c| c.value(row) as usize),
                     },
                 );
             }
@@ -125,12 +151,26 @@ impl BlockReader {
             ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
         )
         .await?;
+        let histograms_metadata = if meta.num_histograms > 0 {
+            let mut reader =
+                StoreFile::new(store.clone(), meta.histograms_path(), meta.histograms_bytes);
+            Some(
+                ArrowReaderMetadata::load_async(
+                    &mut reader,
+                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok((
             BlockReader {
                 meta,
                 store,
                 entries,
                 samples_metadata,
+                histograms_metadata,
             },
             labels,
         ))
@@ -199,7 +239,7 @@ impl BlockReader {
         let mut wanted: Vec<(SeriesId, SeriesEntry)> = ids
             .iter()
             .filter_map(|id| self.entries.get(id).map(|e| (*id, *e)))
-            .filter(|(_, e)| e.min_time <= maxt && e.max_time >= mint)
+            .filter(|(_, e)| e.num_rows > 0 && e.min_time <= maxt && e.max_time >= mint)
             .collect();
         wanted.sort_unstable_by_key(|(_, e)| e.first_row);
         if wanted.is_empty() {
@@ -274,6 +314,174 @@ impl BlockReader {
             values,
         })
     }
+}
+
+impl BlockReader {
+    /// An upper bound of the histogram samples of `ids` in `[mint, maxt]`: all of each
+    /// series whose span meets the range.
+    pub fn histogram_bound(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> usize {
+        if self.meta.num_histograms == 0 {
+            return 0;
+        }
+        ids.iter()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|e| e.min_time <= maxt && e.max_time >= mint)
+            .map(|e| e.hist_num_rows)
+            .sum()
+    }
+
+    /// Reads the histogram samples of `ids` that fall in `[mint, maxt]` (only their rows and
+    /// pages are decoded).
+    pub async fn read_histograms(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<BlockHistograms> {
+        let Some(metadata) = &self.histograms_metadata else {
+            return Ok(BlockHistograms::default());
+        };
+        let mut wanted: Vec<(SeriesId, SeriesEntry)> = ids
+            .iter()
+            .filter_map(|id| self.entries.get(id).map(|e| (*id, *e)))
+            .filter(|(_, e)| e.hist_num_rows > 0 && e.min_time <= maxt && e.max_time >= mint)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(BlockHistograms::default());
+        }
+        wanted.sort_unstable_by_key(|(_, e)| e.hist_first_row);
+        let total = self.meta.num_histograms as usize;
+        let corrupt = |d: String| Error::Corrupt {
+            what: format!("block {} histograms file", self.meta.id),
+            detail: d,
+        };
+        if wanted
+            .iter()
+            .any(|(_, e)| e.hist_first_row.saturating_add(e.hist_num_rows) > total)
+        {
+            return Err(corrupt("a series' rows lie past the end of the file".into()));
+        }
+        let selection = RowSelection::from_consecutive_ranges(
+            wanted
+                .iter()
+                .map(|(_, e)| e.hist_first_row..e.hist_first_row + e.hist_num_rows),
+            total,
+        );
+        let reader = StoreFile::new(
+            self.store.clone(),
+            self.meta.histograms_path(),
+            self.meta.histograms_bytes,
+        );
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), 2..14);
+        let batches: Vec<RecordBatch> = builder
+            .with_projection(mask)
+            .with_row_selection(selection)
+            .with_batch_size(8 * 1024)
+            .build()?
+            .try_collect()
+            .await?;
+        let mut out = BlockHistograms::default();
+        for b in &batches {
+            decode_histograms(b, &mut out).map_err(corrupt)?;
+        }
+        let expected: usize = wanted.iter().map(|(_, e)| e.hist_num_rows).sum();
+        if out.timestamps.len() != expected {
+            return Err(corrupt(format!(
+                "read {} rows, the series file promised {expected}",
+                out.timestamps.len()
+            )));
+        }
+        let mut start = 0;
+        for (id, e) in &wanted {
+            let run = &out.timestamps[start..start + e.hist_num_rows];
+            let lo = run.partition_point(|t| *t < mint);
+            let hi = run.partition_point(|t| *t <= maxt);
+            if hi > lo {
+                out.runs.push((*id, start + lo..start + hi));
+            }
+            start += e.hist_num_rows;
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes the projected columns of `histograms.parquet` (timestamp … custom_values).
+fn decode_histograms(
+    b: &RecordBatch,
+    out: &mut BlockHistograms,
+) -> std::result::Result<(), String> {
+    let prim = |i: usize| b.column(i).as_ref();
+    let ts = prim(0)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or("timestamp type")?;
+    let hint = prim(1).as_string_opt::<i32>().ok_or("counter_reset_hint type")?;
+    let schema = prim(2).as_primitive_opt::<Int32Type>().ok_or("schema type")?;
+    let f = |i: usize| {
+        prim(i)
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| format!("column {i} type"))
+    };
+    let (zt, zc, count, sum) = (f(3)?, f(4)?, f(5)?, f(6)?);
+    let list = |i: usize| -> std::result::Result<&ListArray, String> {
+        prim(i).as_list_opt::<i32>().ok_or_else(|| format!("column {i} type"))
+    };
+    let (ps, pb, ns, nb, cv) = (list(7)?, list(8)?, list(9)?, list(10)?, list(11)?);
+    for row in 0..b.num_rows() {
+        let hint = match hint.value(row) {
+            "unknown" => CounterResetHint::Unknown,
+            "reset" => CounterResetHint::Reset,
+            "not_reset" => CounterResetHint::NotReset,
+            "gauge" => CounterResetHint::Gauge,
+            other => return Err(format!("unknown counter_reset_hint {other:?}")),
+        };
+        let h = FloatHistogram {
+            hint,
+            schema: schema.value(row),
+            zero_threshold: zt.value(row),
+            zero_count: zc.value(row),
+            count: count.value(row),
+            sum: sum.value(row),
+            positive_spans: spans_at(ps, row)?,
+            positive_buckets: floats_at(pb, row)?,
+            negative_spans: spans_at(ns, row)?,
+            negative_buckets: floats_at(nb, row)?,
+            custom_values: floats_at(cv, row)?,
+        };
+        check_spans(&h.positive_spans, h.positive_buckets.len(), "positive side")
+            .and_then(|_| check_spans(&h.negative_spans, h.negative_buckets.len(), "negative side"))
+            .map_err(|e| e.0)?;
+        out.timestamps.push(ts.value(row));
+        out.histograms.push(Arc::new(h));
+    }
+    Ok(())
+}
+
+fn spans_at(list: &ListArray, row: usize) -> std::result::Result<Vec<Span>, String> {
+    let v = list.value(row);
+    let st = v.as_struct_opt().ok_or("spans type")?;
+    let off = st
+        .column(0)
+        .as_primitive_opt::<Int32Type>()
+        .ok_or("span offset type")?;
+    let len = st
+        .column(1)
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or("span length type")?;
+    Ok((0..st.len())
+        .map(|i| Span {
+            offset: off.value(i),
+            length: len.value(i),
+        })
+        .collect())
+}
+
+fn floats_at(list: &ListArray, row: usize) -> std::result::Result<Vec<f64>, String> {
+    let v = list.value(row);
+    let p = v
+        .as_primitive_opt::<Float64Type>()
+        .ok_or("bucket list type")?;
+    Ok(p.values().to_vec())
 }
 
 /// Reads a whole (small) Parquet file.

@@ -1,12 +1,13 @@
-//! Writes a block's two Parquet files from series-sorted samples.
+//! Writes a block's Parquet files from series-sorted samples.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
-    TimestampMillisecondArray, UInt64Array,
+    ArrayRef, Float64Builder, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder, StructBuilder,
+    TimestampMillisecondArray, UInt32Builder, UInt64Array,
 };
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::arrow::datatypes::Int32Type;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -16,8 +17,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::values::ValueColumns;
-use super::{BlockMeta, block_id, samples_file_schema, series_file_schema};
+use super::{BlockMeta, block_id, histograms_file_schema, samples_file_schema, series_file_schema};
 use crate::error::Result;
+use crate::histogram::{FloatHistogram, Span};
 use crate::labels::{Labels, METRIC_NAME, SeriesId, Timestamp};
 
 /// One series' samples for a block: sorted by time, unique timestamps.
@@ -27,6 +29,25 @@ pub struct SeriesSamples<'a> {
     pub labels: &'a Labels,
     pub timestamps: &'a [Timestamp],
     pub values: &'a [f64],
+    /// Native histogram samples: sorted by time, unique timestamps.
+    pub hist_timestamps: &'a [Timestamp],
+    pub histograms: &'a [Arc<FloatHistogram>],
+}
+
+impl SeriesSamples<'_> {
+    fn is_empty(&self) -> bool {
+        self.timestamps.is_empty() && self.hist_timestamps.is_empty()
+    }
+
+    /// The first and last time of either kind (the series must not be empty).
+    fn span(&self) -> (Timestamp, Timestamp) {
+        let firsts = self.timestamps.first().into_iter().chain(self.hist_timestamps.first());
+        let lasts = self.timestamps.last().into_iter().chain(self.hist_timestamps.last());
+        (
+            *firsts.min().expect("non-empty"),
+            *lasts.max().expect("non-empty"),
+        )
+    }
 }
 
 /// A block encoded in memory, ready to be put.
@@ -35,6 +56,7 @@ pub struct EncodedBlock {
     pub meta: BlockMeta,
     samples: Bytes,
     series: Bytes,
+    histograms: Option<Bytes>,
 }
 
 const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -46,7 +68,7 @@ pub fn encode_block(
     level: u32,
     mut series: Vec<SeriesSamples<'_>>,
 ) -> Result<Option<EncodedBlock>> {
-    series.retain(|s| !s.timestamps.is_empty());
+    series.retain(|s| !s.is_empty());
     if series.is_empty() {
         return Ok(None);
     }
@@ -56,30 +78,25 @@ pub fn encode_block(
             .cmp(&b.labels.metric_name())
             .then(a.id.cmp(&b.id))
     });
-    let (samples, index) = encode(&series)?;
+    let (samples, index, histograms) = encode(&series)?;
     let meta = BlockMeta {
         id: block_id(seq),
         seq,
-        min_time: series
-            .iter()
-            .map(|s| s.timestamps[0])
-            .min()
-            .unwrap_or_default(),
-        max_time: series
-            .iter()
-            .map(|s| *s.timestamps.last().expect("non-empty"))
-            .max()
-            .unwrap_or_default(),
+        min_time: series.iter().map(|s| s.span().0).min().unwrap_or_default(),
+        max_time: series.iter().map(|s| s.span().1).max().unwrap_or_default(),
         num_samples: series.iter().map(|s| s.timestamps.len() as u64).sum(),
         num_series: series.len() as u64,
         level,
         samples_bytes: samples.len() as u64,
         series_bytes: index.len() as u64,
+        num_histograms: series.iter().map(|s| s.histograms.len() as u64).sum(),
+        histograms_bytes: histograms.as_ref().map_or(0, |h| h.len() as u64),
     };
     Ok(Some(EncodedBlock {
         meta,
         samples,
         series: index,
+        histograms,
     }))
 }
 
@@ -97,11 +114,19 @@ pub async fn put_block(store: &Arc<dyn ObjectStore>, block: &EncodedBlock) -> Re
             PutPayload::from_bytes(block.series.clone()),
         )
         .await?;
+    if let Some(h) = &block.histograms {
+        store
+            .put(
+                &block.meta.histograms_path(),
+                PutPayload::from_bytes(h.clone()),
+            )
+            .await?;
+    }
     Ok(())
 }
 
-/// Encodes both files; CPU-bound.
-fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
+/// Encodes the files (histograms only when there are some); CPU-bound.
+fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes, Option<Bytes>)> {
     let total: usize = series.iter().map(|s| s.timestamps.len()).sum();
     let mut metric = StringDictionaryBuilder::<Int32Type>::with_capacity(total, 1024, 64 * 1024);
     let mut ids = Vec::with_capacity(total);
@@ -113,13 +138,19 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
     let mut s_labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
     let (mut first_row, mut num_rows, mut min_t, mut max_t) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut h_first, mut h_num) = (Vec::new(), Vec::new());
+    let mut hists = HistogramColumns::default();
 
     for s in series {
         let name = s.labels.metric_name().unwrap_or("");
         first_row.push(ids.len() as u64);
         num_rows.push(s.timestamps.len() as u64);
-        min_t.push(s.timestamps[0]);
-        max_t.push(*s.timestamps.last().expect("non-empty"));
+        let (lo, hi) = s.span();
+        min_t.push(lo);
+        max_t.push(hi);
+        h_first.push(hists.rows as u64);
+        h_num.push(s.histograms.len() as u64);
+        hists.push_series(name, s);
         s_ids.push(s.id.0);
         s_metric.append_value(name);
         for l in s.labels.iter().filter(|l| l.name.as_ref() != METRIC_NAME) {
@@ -159,13 +190,141 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes)> {
             Arc::new(UInt64Array::from(num_rows)),
             Arc::new(TimestampMillisecondArray::from(min_t).with_timezone("UTC")),
             Arc::new(TimestampMillisecondArray::from(max_t).with_timezone("UTC")),
+            Arc::new(UInt64Array::from(h_first)),
+            Arc::new(UInt64Array::from(h_num)),
         ],
     )?;
+    let histograms = match hists.rows {
+        0 => None,
+        _ => Some(write_parquet(&hists.finish()?, histograms_properties())?),
+    };
     Ok((
         write_parquet(&samples, samples_properties())?,
         write_parquet(&index, series_properties())?,
+        histograms,
     ))
 }
+
+/// The columns of `histograms.parquet` being built.
+struct HistogramColumns {
+    rows: usize,
+    metric: StringDictionaryBuilder<Int32Type>,
+    ids: Vec<u64>,
+    ts: Vec<i64>,
+    hint: StringBuilder,
+    schema: Int32Builder,
+    scalars: [Float64Builder; 4],
+    pos_spans: ListBuilder<StructBuilder>,
+    pos_buckets: ListBuilder<Float64Builder>,
+    neg_spans: ListBuilder<StructBuilder>,
+    neg_buckets: ListBuilder<Float64Builder>,
+    custom: ListBuilder<Float64Builder>,
+}
+
+fn spans_builder() -> ListBuilder<StructBuilder> {
+    let fields = Fields::from(vec![
+        Field::new("offset", DataType::Int32, false),
+        Field::new("length", DataType::UInt32, false),
+    ]);
+    let item = Field::new("item", DataType::Struct(fields.clone()), false);
+    ListBuilder::new(StructBuilder::new(
+        fields,
+        vec![Box::new(Int32Builder::new()), Box::new(UInt32Builder::new())],
+    ))
+    .with_field(Arc::new(item))
+}
+
+fn floats_builder() -> ListBuilder<Float64Builder> {
+    ListBuilder::new(Float64Builder::new())
+        .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
+}
+
+fn push_spans(b: &mut ListBuilder<StructBuilder>, spans: &[Span]) {
+    let st = b.values();
+    for s in spans {
+        st.field_builder::<Int32Builder>(0)
+            .expect("offset")
+            .append_value(s.offset);
+        st.field_builder::<UInt32Builder>(1)
+            .expect("length")
+            .append_value(s.length);
+        st.append(true);
+    }
+    b.append(true);
+}
+
+fn push_floats(b: &mut ListBuilder<Float64Builder>, fs: &[f64]) {
+    b.values().append_slice(fs);
+    b.append(true);
+}
+
+impl Default for HistogramColumns {
+    fn default() -> Self {
+        HistogramColumns {
+            rows: 0,
+            metric: StringDictionaryBuilder::new(),
+            ids: Vec::new(),
+            ts: Vec::new(),
+            hint: StringBuilder::new(),
+            schema: Int32Builder::new(),
+            scalars: std::array::from_fn(|_| Float64Builder::new()),
+            pos_spans: spans_builder(),
+            pos_buckets: floats_builder(),
+            neg_spans: spans_builder(),
+            neg_buckets: floats_builder(),
+            custom: floats_builder(),
+        }
+    }
+}
+
+impl HistogramColumns {
+    fn push_series(&mut self, name: &str, s: &SeriesSamples<'_>) {
+        for (t, h) in s.hist_timestamps.iter().zip(s.histograms) {
+            self.rows += 1;
+            self.metric.append_value(name);
+            self.ids.push(s.id.0);
+            self.ts.push(*t);
+            self.hint.append_value(h.hint.name());
+            self.schema.append_value(h.schema);
+            for (b, v) in self
+                .scalars
+                .iter_mut()
+                .zip([h.zero_threshold, h.zero_count, h.count, h.sum])
+            {
+                b.append_value(v);
+            }
+            push_spans(&mut self.pos_spans, &h.positive_spans);
+            push_floats(&mut self.pos_buckets, &h.positive_buckets);
+            push_spans(&mut self.neg_spans, &h.negative_spans);
+            push_floats(&mut self.neg_buckets, &h.negative_buckets);
+            push_floats(&mut self.custom, &h.custom_values);
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let [zt, zc, c, sum] = self.scalars.each_mut().map(|b| b.finish());
+        Ok(RecordBatch::try_new(
+            histograms_file_schema(),
+            vec![
+                Arc::new(self.metric.finish()) as ArrayRef,
+                Arc::new(UInt64Array::from(self.ids)),
+                Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
+                Arc::new(self.hint.finish()) as ArrayRef,
+                Arc::new(self.schema.finish()) as ArrayRef,
+                Arc::new(zt) as ArrayRef,
+                Arc::new(zc),
+                Arc::new(c),
+                Arc::new(sum),
+                Arc::new(self.pos_spans.finish()),
+                Arc::new(self.pos_buckets.finish()),
+                Arc::new(self.neg_spans.finish()),
+                Arc::new(self.neg_buckets.finish()),
+                Arc::new(self.custom.finish()),
+            ],
+        )?)
+    }
+}
+
 
 fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes> {
     let mut buf = Vec::new();
@@ -212,6 +371,38 @@ fn samples_properties() -> WriterProperties {
             },
         ]))
         .build()
+}
+
+/// Histograms: sorted as the samples, zstd, byte-stream-split doubles, page statistics.
+fn histograms_properties() -> WriterProperties {
+    let col = |n: &str| ColumnPath::from(n);
+    let mut b = WriterProperties::builder()
+        .set_compression(zstd())
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_encoding(col("series_id"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(col("timestamp"), Encoding::DELTA_BINARY_PACKED);
+    for c in ["zero_threshold", "zero_count", "count", "sum"] {
+        b = b
+            .set_column_dictionary_enabled(col(c), false)
+            .set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT);
+    }
+    for c in ["positive_buckets", "negative_buckets"] {
+        let path = ColumnPath::new(vec![c.into(), "list".into(), "item".into()]);
+        b = b
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+    }
+    b.set_sorting_columns(Some(
+        (0..3)
+            .map(|i| SortingColumn {
+                column_idx: i,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect(),
+    ))
+    .build()
 }
 
 fn series_properties() -> WriterProperties {

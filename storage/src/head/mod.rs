@@ -9,9 +9,11 @@
 mod chunk;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use chunk::Chunk;
 
+use crate::histogram::FloatHistogram;
 use crate::labels::{SeriesId, Timestamp};
 
 /// Samples a chunk holds before it is closed (Prometheus cuts its XOR chunks at 120).
@@ -24,9 +26,71 @@ pub struct MemSeries {
     chunks: Vec<Chunk>,
     open_ts: Vec<Timestamp>,
     open_vals: Vec<f64>,
+    /// Native histogram samples, for the few series that have them.
+    hists: Option<Box<HistSamples>>,
+}
+
+/// A series' native histogram samples, sorted by time, timestamps unique. Kept whole (one
+/// shared value per sample); `docs/storage-format.md` reports what that costs.
+#[derive(Debug, Default, Clone)]
+struct HistSamples {
+    ts: Vec<Timestamp>,
+    hs: Vec<Arc<FloatHistogram>>,
 }
 
 impl MemSeries {
+    /// Adds a histogram sample; answers whether it was new (false: it replaced one at the same
+    /// time).
+    pub fn insert_histogram(&mut self, t: Timestamp, h: Arc<FloatHistogram>) -> bool {
+        let hs = self.hists.get_or_insert_default();
+        if hs.ts.last().is_none_or(|last| t > *last) {
+            hs.ts.push(t);
+            hs.hs.push(h);
+            return true;
+        }
+        let pos = hs.ts.partition_point(|x| *x < t);
+        if hs.ts.get(pos) == Some(&t) {
+            hs.hs[pos] = h;
+            return false;
+        }
+        hs.ts.insert(pos, t);
+        hs.hs.insert(pos, h);
+        true
+    }
+
+    /// The histogram samples with `mint <= t <= maxt`, appended to the given vectors.
+    pub fn histograms_into(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        ts: &mut Vec<Timestamp>,
+        hs: &mut Vec<Arc<FloatHistogram>>,
+    ) {
+        let Some(h) = &self.hists else { return };
+        let lo = h.ts.partition_point(|x| *x < mint);
+        let hi = h.ts.partition_point(|x| *x <= maxt).max(lo);
+        ts.extend_from_slice(&h.ts[lo..hi]);
+        hs.extend_from_slice(&h.hs[lo..hi]);
+    }
+
+    /// How many histogram samples fall in `[mint, maxt]`.
+    pub fn histogram_count(&self, mint: Timestamp, maxt: Timestamp) -> usize {
+        self.hists.as_ref().map_or(0, |h| {
+            let lo = h.ts.partition_point(|x| *x < mint);
+            h.ts.partition_point(|x| *x <= maxt).saturating_sub(lo)
+        })
+    }
+
+    /// Whether the series holds any histogram sample.
+    pub fn has_histograms(&self) -> bool {
+        self.hists.as_ref().is_some_and(|h| !h.ts.is_empty())
+    }
+
+    /// The float samples' time span, and the histograms', together.
+    pub fn histogram_span(&self) -> Option<(Timestamp, Timestamp)> {
+        let h = self.hists.as_ref()?;
+        Some((*h.ts.first()?, *h.ts.last()?))
+    }
     /// Adds a sample; answers whether it was new (false: it replaced a sample at the same time).
     pub fn insert(&mut self, t: Timestamp, v: f64) -> bool {
         let after_chunks = self.chunks.last().is_none_or(|c| t > c.max_time());
@@ -110,6 +174,9 @@ impl MemSeries {
         if mint > maxt {
             return false;
         }
+        if self.histogram_count(mint, maxt) > 0 {
+            return true;
+        }
         let in_open = {
             let lo = self.open_ts.partition_point(|x| *x < mint);
             self.open_ts.get(lo).is_some_and(|t| *t <= maxt)
@@ -127,6 +194,7 @@ impl MemSeries {
             })
     }
 
+    /// Float samples (histogram samples are counted by [`MemSeries::histogram_count`]).
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Chunk::count).sum::<usize>() + self.open_ts.len()
     }
@@ -149,7 +217,7 @@ impl MemSeries {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.open_ts.is_empty()
+        self.chunks.is_empty() && self.open_ts.is_empty() && !self.has_histograms()
     }
 
     /// Heap bytes held by this series' samples.
@@ -160,6 +228,12 @@ impl MemSeries {
             .sum::<usize>()
             + self.open_ts.capacity() * 8
             + self.open_vals.capacity() * 8
+            + self.hists.as_ref().map_or(0, |h| {
+                std::mem::size_of::<HistSamples>()
+                    + h.ts.capacity() * 8
+                    + h.hs.capacity() * 8
+                    + h.hs.iter().map(|x| x.byte_size() + 16).sum::<usize>()
+            })
     }
 }
 
@@ -236,6 +310,23 @@ impl Head {
         for ((id, &t), &v) in ids.iter().zip(timestamps).zip(values) {
             let s = self.slot_or_insert(*id);
             if self.dense[s].1.insert(t, v) {
+                self.num_samples += 1;
+            }
+            self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
+            self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+        }
+    }
+
+    /// Appends histogram samples.
+    pub fn append_histograms(
+        &mut self,
+        ids: &[SeriesId],
+        timestamps: &[Timestamp],
+        hists: &[Arc<FloatHistogram>],
+    ) {
+        for ((id, &t), h) in ids.iter().zip(timestamps).zip(hists) {
+            let s = self.slot_or_insert(*id);
+            if self.dense[s].1.insert_histogram(t, h.clone()) {
                 self.num_samples += 1;
             }
             self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
@@ -377,6 +468,36 @@ mod tests {
             let want = ts.last().copied().zip(vs.last().copied());
             assert_eq!(s.newest_in(mint, maxt), want, "[{mint}, {maxt}]");
         }
+    }
+
+    #[test]
+    fn histograms_sit_beside_floats_sorted_and_replacing_on_equal_times() {
+        let h = |c: f64| {
+            Arc::new(FloatHistogram {
+                count: c,
+                ..Default::default()
+            })
+        };
+        let mut head = Head::default();
+        head.append(&[SeriesId(1)], &[10], &[1.0]);
+        head.append_histograms(
+            &[SeriesId(1), SeriesId(1), SeriesId(1), SeriesId(2)],
+            &[30, 20, 30, 5],
+            &[h(1.0), h(2.0), h(3.0), h(4.0)],
+        );
+        assert_eq!(head.num_samples(), 4);
+        assert_eq!((head.min_time(), head.max_time()), (Some(5), Some(30)));
+        let s = head.get(SeriesId(1)).unwrap();
+        let (mut ts, mut hs) = (Vec::new(), Vec::new());
+        s.histograms_into(0, 100, &mut ts, &mut hs);
+        assert_eq!(ts, [20, 30]);
+        assert_eq!(hs.iter().map(|h| h.count).collect::<Vec<_>>(), [2.0, 3.0]);
+        assert_eq!(s.samples(), (vec![10], vec![1.0]));
+        assert_eq!(s.histogram_count(21, 30), 1);
+        assert!(s.has_samples_in(25, 30) && !s.has_samples_in(11, 19));
+        let only = head.get(SeriesId(2)).unwrap();
+        assert!(!only.is_empty() && only.samples().0.is_empty());
+        assert_eq!(only.histogram_span(), Some((5, 5)));
     }
 
     #[test]

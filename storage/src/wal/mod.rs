@@ -439,6 +439,7 @@ mod tests {
             series_ids: vec![SeriesId(0)],
             timestamps: vec![ts],
             values: vec![1.0],
+            ..Default::default()
         }
     }
 

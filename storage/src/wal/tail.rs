@@ -237,6 +237,7 @@ mod tests {
             series_ids: vec![SeriesId(id)],
             timestamps: vec![t],
             values: vec![1.0],
+            ..Default::default()
         }
     }
 
