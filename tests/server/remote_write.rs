@@ -1,7 +1,8 @@
 //! `remote_write` in the configuration: Quiver sends what it stores to other stores, with
 //! external labels and write relabeling, as 1.0 or 2.0; it retries 5xx, 429 and a receiver
 //! that is down, and drops what another 4xx refuses; and real Prometheus and VictoriaMetrics
-//! receive what Quiver scraped.
+//! receive what Quiver scraped, and Prometheus (with its native-histograms feature) the native
+//! histograms Quiver sends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -543,4 +544,120 @@ async fn native_histograms_are_sent_as_1_0_and_2_0() {
         assert_eq!(of("}"), [(500, 1.0)]);
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs prometheus (Debian package)"]
+async fn prometheus_receives_the_native_histograms_quiver_sends() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    use std::process::{Command, Stdio};
+    let prometheus = which("prometheus").expect("prometheus is on the PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let prom_port = free_port();
+    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
+    let mut child = Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prom.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .arg("--enable-feature=native-histograms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_ready(&prom).await;
+    let s = sender(&format!(
+        "remote_write:\n  - url: {prom}/api/v1/write\n    queue_config: {{batch_send_deadline: 100ms}}\n"
+    ))
+    .await;
+    // Ten integer histograms a second apart ending now, schema 3, buckets on both sides.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = now - 10_000;
+    let sent: Vec<Histogram> = (1..=10i64)
+        .map(|i| Histogram {
+            count: Some(Count::CountInt(4 * i as u64)),
+            sum: 3.5 * i as f64,
+            schema: 3,
+            zero_threshold: 0.001,
+            zero_count: Some(ZeroCount::ZeroCountInt(i as u64)),
+            positive_spans: vec![
+                BucketSpan {
+                    offset: 2,
+                    length: 1,
+                },
+                BucketSpan {
+                    offset: 3,
+                    length: 1,
+                },
+            ],
+            positive_deltas: vec![i, 0],
+            negative_spans: vec![BucketSpan {
+                offset: -1,
+                length: 1,
+            }],
+            negative_deltas: vec![i],
+            timestamp: t0 + i * 1_000,
+            ..Default::default()
+        })
+        .collect();
+    let mut series = TimeSeries::from_pairs(&[("__name__", "ttft_seconds"), ("job", "vllm")], &[]);
+    series.histograms = sent;
+    let body = encode(&WriteRequest {
+        timeseries: vec![series],
+    });
+    let (code, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+    let at = (t0 + 10_000) as f64 / 1000.0;
+    let query = |q: &'static str| {
+        let prom = prom.clone();
+        async move {
+            client()
+                .get(format!("{prom}/api/v1/query"))
+                .query(&[("query", q.to_string()), ("time", at.to_string())])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+                .unwrap()
+        }
+    };
+    eventually("Prometheus has the last histogram", 30, || async {
+        query("histogram_count(ttft_seconds)").await["data"]["result"][0]["value"][1] == "40"
+    })
+    .await;
+    assert_eq!(
+        query("histogram_sum(ttft_seconds)").await["data"]["result"][0]["value"][1],
+        "35"
+    );
+    // The last histogram as Prometheus holds it: the zero bucket and one bucket of each
+    // side, counts as sent.
+    let v = query("ttft_seconds").await;
+    let h = &v["data"]["result"][0]["histogram"][1];
+    assert_eq!(h["count"], "40", "{v}");
+    let counts: Vec<&str> = h["buckets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|b| b[3].as_str().unwrap())
+        .collect();
+    assert_eq!(counts, ["10", "10", "10", "10"], "{v}");
+    // Every one of the ten arrived.
+    let v = query("count_over_time(ttft_seconds[15s])").await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "10", "{v}");
+    s.stop().await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
