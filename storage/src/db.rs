@@ -482,10 +482,8 @@ impl Db {
                 .iter()
                 .map(|s| slot_ids[*s as usize])
                 .collect();
-            let hist_ids: Vec<SeriesId> = hist_series
-                .iter()
-                .map(|s| slot_ids[*s as usize])
-                .collect();
+            let hist_ids: Vec<SeriesId> =
+                hist_series.iter().map(|s| slot_ids[*s as usize]).collect();
             let record = WalRecord {
                 new_series,
                 series_ids: ids,
@@ -933,10 +931,7 @@ impl Db {
         let mut runs: Vec<Vec<Run<'_, Arc<FloatHistogram>>>> = vec![Vec::new(); ids.len()];
         for r in &block_reads {
             for (id, range) in &r.runs {
-                runs[pos[id]].push((
-                    &r.timestamps[range.clone()],
-                    &r.histograms[range.clone()],
-                ));
+                runs[pos[id]].push((&r.timestamps[range.clone()], &r.histograms[range.clone()]));
             }
         }
         for f in &frozen_runs {

@@ -123,7 +123,11 @@ impl Db {
                 };
                 let float_windows = split_windows(ts, duration);
                 let hist_windows = split_windows(hts, duration);
-                let mut all: Vec<i64> = float_windows.keys().chain(hist_windows.keys()).copied().collect();
+                let mut all: Vec<i64> = float_windows
+                    .keys()
+                    .chain(hist_windows.keys())
+                    .copied()
+                    .collect();
                 all.sort_unstable();
                 all.dedup();
                 for w in all {
@@ -174,10 +178,7 @@ impl Db {
             && !new.is_empty()
         {
             // On disk before the manifest names them (`object_store` does not sync local puts).
-            let files: Vec<_> = new
-                .iter()
-                .flat_map(|b| b.meta.paths())
-                .collect();
+            let files: Vec<_> = new.iter().flat_map(|b| b.meta.paths()).collect();
             crate::fsync::sync_put(root, &files).await?;
         }
         // Checked again right before the manifest is replaced: the blocks' puts took time.
@@ -305,7 +306,10 @@ impl Db {
         let mut hist_reads = Vec::with_capacity(readers.len());
         for r in &readers {
             reads.push(r.read(&ids, Timestamp::MIN, Timestamp::MAX).await?);
-            hist_reads.push(r.read_histograms(&ids, Timestamp::MIN, Timestamp::MAX).await?);
+            hist_reads.push(
+                r.read_histograms(&ids, Timestamp::MIN, Timestamp::MAX)
+                    .await?,
+            );
         }
         let labels = self.labels_of(ids.iter().copied());
         let seq = manifest.next_seq;
@@ -323,20 +327,26 @@ impl Db {
                 HashMap::new();
             for r in &hist_reads {
                 for (id, range) in &r.runs {
-                    hist_series.entry(*id).or_default().push((
-                        &r.timestamps[range.clone()],
-                        &r.histograms[range.clone()],
-                    ));
+                    hist_series
+                        .entry(*id)
+                        .or_default()
+                        .push((&r.timestamps[range.clone()], &r.histograms[range.clone()]));
                 }
             }
-            let mut all_ids: Vec<SeriesId> =
-                per_series.keys().chain(hist_series.keys()).copied().collect();
+            let mut all_ids: Vec<SeriesId> = per_series
+                .keys()
+                .chain(hist_series.keys())
+                .copied()
+                .collect();
             all_ids.sort_unstable();
             all_ids.dedup();
             let merged: Vec<Decoded> = all_ids
                 .into_iter()
                 .map(|id| {
-                    let (t, v) = per_series.get(&id).map(|r| merge_runs(r)).unwrap_or_default();
+                    let (t, v) = per_series
+                        .get(&id)
+                        .map(|r| merge_runs(r))
+                        .unwrap_or_default();
                     let (ht, hs) = hist_series
                         .get(&id)
                         .map(|r| merge_runs(r))

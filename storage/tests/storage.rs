@@ -668,7 +668,10 @@ fn histogram_batch(name: &str, n: usize, t0: i64) -> WriteBatch {
     b
 }
 
-async fn all_histograms(db: &Db, name: &str) -> Vec<(Vec<i64>, Vec<quiver_storage::FloatHistogram>)> {
+async fn all_histograms(
+    db: &Db,
+    name: &str,
+) -> Vec<(Vec<i64>, Vec<quiver_storage::FloatHistogram>)> {
     let ids: Vec<_> = db
         .series(&select(name), i64::MIN, i64::MAX)
         .iter()
@@ -704,7 +707,11 @@ async fn histograms_survive_restart_flush_compaction_and_retention() {
         }
     };
     check(all_histograms(&db, "latency").await);
-    assert_eq!(all_samples(&db, "latency").await.len(), 1, "one float series");
+    assert_eq!(
+        all_samples(&db, "latency").await.len(),
+        1,
+        "one float series"
+    );
     assert_eq!(db.head_stats().num_samples, 1440);
 
     // Replayed from the WAL.
@@ -718,14 +725,28 @@ async fn histograms_survive_restart_flush_compaction_and_retention() {
     let blocks = db.block_stats();
     assert_eq!(blocks.iter().map(|b| b.num_histograms).sum::<u64>(), 720);
     for b in &blocks {
-        assert!(f.dir.path().join("blocks").join(&b.id).join("histograms.parquet").exists());
+        assert!(
+            f.dir
+                .path()
+                .join("blocks")
+                .join(&b.id)
+                .join("histograms.parquet")
+                .exists()
+        );
     }
     let manifest = std::fs::read_to_string(f.dir.path().join("blocks/manifest.json")).unwrap();
     assert!(manifest.contains("\"version\": 2"), "{manifest}");
     check(all_histograms(&db, "latency").await);
     // A window of them: only what falls in it.
-    let ids: Vec<_> = db.series(&select("latency"), i64::MIN, i64::MAX).iter().map(|(id, _)| *id).collect();
-    let part = db.read_histograms(&ids, 7_200_000 - 30_000, 7_200_000).await.unwrap();
+    let ids: Vec<_> = db
+        .series(&select("latency"), i64::MIN, i64::MAX)
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let part = db
+        .read_histograms(&ids, 7_200_000 - 30_000, 7_200_000)
+        .await
+        .unwrap();
     assert_eq!(part[0].timestamps, [7_170_000, 7_185_000, 7_200_000]);
     assert_eq!(db.sample_bound(&ids, i64::MIN, i64::MAX), 1440);
 

@@ -9,8 +9,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{
-    Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt32Type,
-    UInt64Type,
+    Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt32Type, UInt64Type,
 };
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -359,7 +358,9 @@ impl BlockReader {
             .iter()
             .any(|(_, e)| e.hist_first_row.saturating_add(e.hist_num_rows) > total)
         {
-            return Err(corrupt("a series' rows lie past the end of the file".into()));
+            return Err(corrupt(
+                "a series' rows lie past the end of the file".into(),
+            ));
         }
         let selection = RowSelection::from_consecutive_ranges(
             wanted
@@ -415,8 +416,12 @@ fn decode_histograms(
     let ts = prim(0)
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or("timestamp type")?;
-    let hint = prim(1).as_string_opt::<i32>().ok_or("counter_reset_hint type")?;
-    let schema = prim(2).as_primitive_opt::<Int32Type>().ok_or("schema type")?;
+    let hint = prim(1)
+        .as_string_opt::<i32>()
+        .ok_or("counter_reset_hint type")?;
+    let schema = prim(2)
+        .as_primitive_opt::<Int32Type>()
+        .ok_or("schema type")?;
     let f = |i: usize| {
         prim(i)
             .as_primitive_opt::<Float64Type>()
@@ -424,7 +429,9 @@ fn decode_histograms(
     };
     let (zt, zc, count, sum) = (f(3)?, f(4)?, f(5)?, f(6)?);
     let list = |i: usize| -> std::result::Result<&ListArray, String> {
-        prim(i).as_list_opt::<i32>().ok_or_else(|| format!("column {i} type"))
+        prim(i)
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {i} type"))
     };
     let (ps, pb, ns, nb, cv) = (list(7)?, list(8)?, list(9)?, list(10)?, list(11)?);
     for row in 0..b.num_rows() {

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder, StructBuilder,
-    TimestampMillisecondArray, UInt32Builder, UInt64Array,
+    ArrayRef, Float64Builder, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder,
+    StringDictionaryBuilder, StructBuilder, TimestampMillisecondArray, UInt32Builder, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::arrow::datatypes::Int32Type;
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -41,8 +41,16 @@ impl SeriesSamples<'_> {
 
     /// The first and last time of either kind (the series must not be empty).
     fn span(&self) -> (Timestamp, Timestamp) {
-        let firsts = self.timestamps.first().into_iter().chain(self.hist_timestamps.first());
-        let lasts = self.timestamps.last().into_iter().chain(self.hist_timestamps.last());
+        let firsts = self
+            .timestamps
+            .first()
+            .into_iter()
+            .chain(self.hist_timestamps.first());
+        let lasts = self
+            .timestamps
+            .last()
+            .into_iter()
+            .chain(self.hist_timestamps.last());
         (
             *firsts.min().expect("non-empty"),
             *lasts.max().expect("non-empty"),
@@ -229,14 +237,20 @@ fn spans_builder() -> ListBuilder<StructBuilder> {
     let item = Field::new("item", DataType::Struct(fields.clone()), false);
     ListBuilder::new(StructBuilder::new(
         fields,
-        vec![Box::new(Int32Builder::new()), Box::new(UInt32Builder::new())],
+        vec![
+            Box::new(Int32Builder::new()),
+            Box::new(UInt32Builder::new()),
+        ],
     ))
     .with_field(Arc::new(item))
 }
 
 fn floats_builder() -> ListBuilder<Float64Builder> {
-    ListBuilder::new(Float64Builder::new())
-        .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
+    ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float64,
+        false,
+    )))
 }
 
 fn push_spans(b: &mut ListBuilder<StructBuilder>, spans: &[Span]) {
@@ -286,10 +300,10 @@ impl HistogramColumns {
             self.ts.push(*t);
             self.hint.append_value(h.hint.name());
             self.schema.append_value(h.schema);
-            for (b, v) in self
-                .scalars
-                .iter_mut()
-                .zip([h.zero_threshold, h.zero_count, h.count, h.sum])
+            for (b, v) in
+                self.scalars
+                    .iter_mut()
+                    .zip([h.zero_threshold, h.zero_count, h.count, h.sum])
             {
                 b.append_value(v);
             }
@@ -324,7 +338,6 @@ impl HistogramColumns {
         )?)
     }
 }
-
 
 fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes> {
     let mut buf = Vec::new();

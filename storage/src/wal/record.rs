@@ -127,7 +127,8 @@ impl WalRecord {
         let values = (0..n)
             .map(|_| r.u64().map(f64::from_bits))
             .collect::<Result<_>>()?;
-        let (mut hist_ids, mut hist_timestamps, mut histograms) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hist_ids, mut hist_timestamps, mut histograms) =
+            (Vec::new(), Vec::new(), Vec::new());
         if ty == TYPE_APPEND_HISTOGRAMS {
             let m = r.u32()? as usize;
             // Each histogram takes at least 57 bytes.
@@ -151,7 +152,10 @@ impl WalRecord {
                 histograms.push(Arc::new(h));
             }
             if r.remaining() != 0 {
-                return Err(corrupt(format!("{} bytes after the histograms", r.remaining())));
+                return Err(corrupt(format!(
+                    "{} bytes after the histograms",
+                    r.remaining()
+                )));
             }
         }
         Ok(WalRecord {
