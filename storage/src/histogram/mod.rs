@@ -10,8 +10,33 @@
 //! and the zero bucket holds what is within `zero_threshold` of zero. With the custom-buckets
 //! schema (-53) bucket `i` covers `(custom_values[i-1], custom_values[i]]`, the last one
 //! reaching +Inf.
+//!
+//! The operations PromQL needs are ported from Prometheus's Go (`model/histogram`), to give
+//! the same results bit for bit, one idea per file:
+//! - `bounds.rs`: where bucket `i` begins and ends ([`get_bound`]);
+//! - `iter.rs`: walking buckets with their bounds ([`FloatHistogram::all_buckets`] and the
+//!   per-side iterators);
+//! - `arith.rs`: `*` and `/` by a scalar, `+`, `-` and the Kahan sum of histograms, with
+//!   `zero_bucket.rs` (reconciling zero thresholds) and `merge.rs` (merging buckets);
+//! - `compact.rs`: removing the empty buckets arithmetic leaves;
+//! - `compare.rs`: equality and counter-reset detection;
+//! - `format.rs`: Prometheus's text form of a histogram (`Display`).
 
 use std::fmt;
+
+mod arith;
+mod bounds;
+mod compact;
+mod compare;
+mod format;
+mod iter;
+mod merge;
+mod zero_bucket;
+
+pub use arith::{IncompatibleSchemaError, MergeReport, custom_bucket_bounds_match};
+pub use bounds::get_bound;
+pub use format::GoFloat;
+pub use iter::{AllBuckets, Bucket, BucketIter, ReverseBucketIter};
 
 /// The custom-buckets schema (classic buckets carried as a native histogram).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -246,6 +271,64 @@ impl FloatHistogram {
         self.schema = target;
     }
 
+    /// A copy reduced to the coarser exponential schema `target` (Go's `CopyToSchema`); an
+    /// exact copy for `target` equal to the schema. As in Go, a reduced copy's counter reset
+    /// hint is unknown (Go builds it without one). Where Go panics this is an error: custom
+    /// buckets, a custom-buckets target, or a target above the schema.
+    pub fn copy_to_schema(&self, target: i32) -> Result<FloatHistogram, HistogramError> {
+        if target == self.schema {
+            // Go's `Copy`, which keeps only the fields the schema uses.
+            let mut copy = self.clone();
+            if self.is_custom_buckets() {
+                (copy.zero_threshold, copy.zero_count) = (0.0, 0.0);
+                copy.negative_spans.clear();
+                copy.negative_buckets.clear();
+            } else {
+                copy.custom_values.clear();
+            }
+            return Ok(copy);
+        }
+        if self.is_custom_buckets() {
+            return err(format!(
+                "cannot reduce resolution to {target} when there are custom buckets"
+            ));
+        }
+        if target == CUSTOM_BUCKETS_SCHEMA {
+            return err("cannot reduce resolution to custom buckets schema");
+        }
+        if target > self.schema {
+            return err(format!(
+                "cannot copy from schema {} to {target}",
+                self.schema
+            ));
+        }
+        let (positive_spans, positive_buckets) = reduce(
+            &self.positive_spans,
+            &self.positive_buckets,
+            self.schema,
+            target,
+        );
+        let (negative_spans, negative_buckets) = reduce(
+            &self.negative_spans,
+            &self.negative_buckets,
+            self.schema,
+            target,
+        );
+        Ok(FloatHistogram {
+            hint: CounterResetHint::Unknown,
+            schema: target,
+            zero_threshold: self.zero_threshold,
+            zero_count: self.zero_count,
+            count: self.count,
+            sum: self.sum,
+            positive_spans,
+            positive_buckets,
+            negative_spans,
+            negative_buckets,
+            custom_values: Vec::new(),
+        })
+    }
+
     /// Whether this is a staleness marker (its sum is the staleness NaN).
     pub fn is_stale(&self) -> bool {
         crate::labels::is_stale_nan(self.sum)
@@ -324,7 +407,10 @@ impl FloatHistogram {
             check_spans(spans, buckets.len(), "encoded histogram")?;
         }
         let custom_values = r.floats()?;
-        let [(positive_spans, positive_buckets), (negative_spans, negative_buckets)] = sides;
+        let [
+            (positive_spans, positive_buckets),
+            (negative_spans, negative_buckets),
+        ] = sides;
         Ok((
             FloatHistogram {
                 hint,
@@ -440,6 +526,11 @@ impl Cursor<'_> {
 }
 
 #[cfg(test)]
+mod prometheus_tests;
+#[cfg(test)]
+mod strategies;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -476,7 +567,12 @@ mod tests {
         assert_eq!(exp(3).validate(), Ok(()));
         let mut h = exp(3);
         h.positive_buckets.pop();
-        assert!(h.validate().unwrap_err().0.contains("spans need 4 buckets, have 3"));
+        assert!(
+            h.validate()
+                .unwrap_err()
+                .0
+                .contains("spans need 4 buckets, have 3")
+        );
         let mut h = exp(3);
         h.positive_spans[1].offset = -1;
         assert!(h.validate().unwrap_err().0.contains("offset is negative"));
@@ -617,6 +713,46 @@ mod tests {
             prop_assert_eq!(&again[..], &buf[1..]);
             for cut in 0..buf.len() - 1 {
                 prop_assert!(FloatHistogram::decode(&buf[1..1 + cut]).is_err());
+            }
+        }
+    }
+
+    proptest! {
+        /// Every operation on valid histograms, however odd (extreme offsets, NaN and
+        /// infinite counts and thresholds, custom bounds), ends without panicking, and adding
+        /// valid histograms gives a valid one.
+        #[test]
+        fn operations_on_any_valid_histograms_end_without_panicking(
+            a in strategies::any_valid(),
+            b in strategies::any_valid(),
+            max_empty_buckets in 0usize..3,
+        ) {
+            prop_assert_eq!(a.validate(), Ok(()));
+            prop_assert_eq!(b.validate(), Ok(()));
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let mut sum = x.clone();
+                if sum.add(y).is_ok() {
+                    prop_assert_eq!(sum.validate(), Ok(()), "{:?} + {:?} = {:?}", x, y, sum);
+                }
+                let _ = x.clone().sub(y);
+                let mut kahan = x.clone();
+                if let Ok((comp, _)) = kahan.kahan_add(y, None) {
+                    let comp = kahan.kahan_add(y, Some(comp)).map(|(c, _)| c);
+                    if let Ok(comp) = comp {
+                        let _ = kahan.add(&comp);
+                    }
+                }
+                let _ = x.detect_reset(y);
+                let _ = x.equals(y);
+                for target in [x.schema, x.schema - 1, x.schema - 3, CUSTOM_BUCKETS_SCHEMA] {
+                    let _ = x.copy_to_schema(target);
+                }
+                let mut compacted = x.clone();
+                compacted.compact(max_empty_buckets);
+                prop_assert_eq!(compacted.validate(), Ok(()));
+                let _ = x.to_string();
+                let _ = x.all_buckets().count() + x.all_buckets_rev().count();
+                let _ = x.positive_bucket_iter_rev().count() + x.negative_bucket_iter_rev().count();
             }
         }
     }
