@@ -89,8 +89,8 @@ fn span(buf: &[u8]) -> Result<Span, String> {
                     .map_err(|_| "a span offset does not fit in 32 bits")?
             }
             (2, VARINT) => {
-                s.length =
-                    u32::try_from(pb.varint()?).map_err(|_| "a span length does not fit in 32 bits")?
+                s.length = u32::try_from(pb.varint()?)
+                    .map_err(|_| "a span length does not fit in 32 bits")?
             }
             _ => pb.skip(wire)?,
         }
@@ -360,7 +360,13 @@ mod tests {
         assert_eq!(h.negative_buckets, [2.0]);
         assert_eq!((h.count, h.zero_count, h.sum), (9.0, 1.0, 12.5));
         assert_eq!(h.hint, CounterResetHint::NotReset);
-        assert_eq!(h.positive_spans[1], Span { offset: 1, length: 1 });
+        assert_eq!(
+            h.positive_spans[1],
+            Span {
+                offset: 1,
+                length: 1
+            }
+        );
         // Sent back as a float histogram, it decodes to the same value.
         let again = Histogram::from_float(t, &h);
         assert_eq!(value(&again).unwrap(), h);
@@ -380,7 +386,11 @@ mod tests {
         assert!(value(&m).unwrap_err().contains("negative"));
         let mut m = int_histogram();
         m.positive_deltas.pop();
-        assert!(value(&m).unwrap_err().contains("spans need 3 buckets, have 2"));
+        assert!(
+            value(&m)
+                .unwrap_err()
+                .contains("spans need 3 buckets, have 2")
+        );
         let mut m = int_histogram();
         m.schema = -5;
         assert!(value(&m).unwrap_err().contains("invalid schema"));
@@ -401,7 +411,13 @@ mod tests {
         // Indexes 0, 1 and 3 at schema 10 are 0, 1 and 1 at schema 8.
         let h = value(&m).unwrap();
         assert_eq!(h.schema, 8);
-        assert_eq!(h.positive_spans, [Span { offset: 0, length: 2 }]);
+        assert_eq!(
+            h.positive_spans,
+            [Span {
+                offset: 0,
+                length: 2
+            }]
+        );
         assert_eq!(h.positive_buckets, [2.0, 4.0]);
     }
 

@@ -18,8 +18,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use promql_parser::parser;
-use quiver_storage::Db;
 use quiver_storage::provider::ScanBudget;
+use quiver_storage::{Db, FloatHistogram};
 
 use crate::error::{Error, Result};
 use crate::guard::{QueryGuard, TOO_MANY_SAMPLES};
@@ -60,14 +60,19 @@ pub struct Sample {
     pub labels: LabelPairs,
     /// ms
     pub t: i64,
+    /// The value; 0 for a native histogram sample.
     pub v: f64,
+    /// A native histogram sample's value.
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
     pub labels: LabelPairs,
     /// (ms, value), by time.
     pub points: Vec<(i64, f64)>,
+    /// (ms, histogram), by time: a series may have both kinds, at different times.
+    pub histograms: Vec<(i64, Arc<FloatHistogram>)>,
 }
 
 /// A query's result, in the shapes of Prometheus's API.
@@ -143,10 +148,11 @@ impl Engine {
             Planned::Vector(_) => {
                 let mut out: Vec<Sample> = vector_rows(&batches)?
                     .into_iter()
-                    .map(|(labels, t, v)| Sample {
+                    .map(|(labels, t, v, h)| Sample {
                         labels: decode(&labels),
                         t,
                         v,
+                        h,
                     })
                     .collect();
                 order_vector(&mut out, Planner::result_order(&expr), &expr);
@@ -164,17 +170,17 @@ impl Engine {
         &self,
         expr: &parser::Expr,
         t: i64,
-    ) -> Result<Vec<(Vec<u8>, f64)>> {
+    ) -> Result<Vec<(Vec<u8>, f64, Option<Arc<FloatHistogram>>)>> {
         let (planned, batches) = self.run(expr, Steps::instant(t)).await?;
         match planned {
-            Planned::Const(v) => Ok(vec![(Vec::new(), v)]),
+            Planned::Const(v) => Ok(vec![(Vec::new(), v, None)]),
             Planned::Scalar(_) => {
                 let v = scalar_rows(&batches).first().map_or(f64::NAN, |p| p.1);
-                Ok(vec![(Vec::new(), v)])
+                Ok(vec![(Vec::new(), v, None)])
             }
             Planned::Vector(_) => Ok(vector_rows(&batches)?
                 .into_iter()
-                .map(|(labels, _, v)| (labels, v))
+                .map(|(labels, _, v, h)| (labels, v, h))
                 .collect()),
             Planned::String(_) | Planned::Matrix(_) => Err(Error::BadData(
                 "rule result is not a vector or scalar".into(),
@@ -211,6 +217,7 @@ impl Engine {
             Planned::Const(v) => Value::Matrix(vec![Series {
                 labels: Vec::new(),
                 points: steps.iter().map(|t| (t, v)).collect(),
+                histograms: Vec::new(),
             }]),
             Planned::Scalar(_) => {
                 let points = scalar_rows(&batches);
@@ -220,6 +227,7 @@ impl Engine {
                     vec![Series {
                         labels: Vec::new(),
                         points,
+                        histograms: Vec::new(),
                     }]
                 })
             }
@@ -407,30 +415,57 @@ fn decode(labels: &[u8]) -> LabelPairs {
         .collect()
 }
 
-fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
+/// Calls `f` with each vector row: labels, time, value, and the encoded native histogram of a
+/// histogram row.
+fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64, Option<&[u8]>)) {
     for b in batches {
         let (l, t, v) = (
             crate::plan::input::LabelsCol::new(b.column(0)),
             b.column(1).as_primitive::<Int64Type>(),
             b.column(2).as_primitive::<Float64Type>(),
         );
+        let h = b
+            .schema()
+            .index_of("hist")
+            .ok()
+            .map(|i| b.column(i).as_binary_view().clone());
         for i in 0..b.num_rows() {
-            if v.is_null(i) {
+            let hist = h.as_ref().filter(|h| h.is_valid(i)).map(|h| h.value(i));
+            if v.is_null(i) && hist.is_none() {
                 continue;
             }
-            f(l.value(i), t.value(i), v.value(i));
+            f(l.value(i), t.value(i), v.value(i), hist);
         }
     }
 }
 
-/// An instant vector's rows (label set finished, step, value); two rows with one label set
-/// are an error, as in Prometheus.
-fn vector_rows(batches: &[RecordBatch]) -> Result<Vec<(Vec<u8>, i64, f64)>> {
+/// A histogram of a result row, decoded.
+fn decode_hist(bytes: &[u8]) -> Result<Arc<FloatHistogram>> {
+    FloatHistogram::decode(bytes)
+        .map(|(h, _)| Arc::new(h))
+        .map_err(|e| Error::Internal(format!("a native histogram in a result: {e}")))
+}
+
+/// One row of an instant vector: label set (finished), step, value, histogram.
+type VectorRow = (Vec<u8>, i64, f64, Option<Arc<FloatHistogram>>);
+
+/// An instant vector's rows; two rows with one label set are an error, as in Prometheus.
+fn vector_rows(batches: &[RecordBatch]) -> Result<Vec<VectorRow>> {
     let mut out = Vec::new();
-    for_rows(batches, |l, ts, v| out.push((labelset::finish(l), ts, v)));
+    let mut bad = None;
+    for_rows(batches, |l, ts, v, h| {
+        let h = h.map(decode_hist).transpose().unwrap_or_else(|e| {
+            bad = Some(e);
+            None
+        });
+        out.push((labelset::finish(l), ts, v, h))
+    });
+    if let Some(e) = bad {
+        return Err(e);
+    }
     let mut seen: foldhash::HashSet<&[u8]> = foldhash::HashSet::default();
     seen.reserve(out.len());
-    if !out.iter().all(|(l, _, _)| seen.insert(l)) {
+    if !out.iter().all(|(l, _, _, _)| seen.insert(l)) {
         return Err(duplicate_labelset());
     }
     Ok(out)
@@ -457,8 +492,8 @@ fn duplicate_labelset() -> Error {
 
 /// Series by their final label set. Series whose names were dropped may end up with the
 /// same labels: they merge, unless two of them have a point at the same time.
-/// A series' (ms, value) points.
-type Points = Vec<(i64, f64)>;
+/// A series' (ms, value) points and (ms, histogram) points.
+type Points = (Vec<(i64, f64)>, Vec<(i64, Arc<FloatHistogram>)>);
 
 fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
     // A label set is finished (its name dropped if marked) once: rows of one series often
@@ -467,7 +502,8 @@ fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
     let mut raw_index: LabelMap<usize> = LabelMap::default();
     let mut series: Vec<(Vec<u8>, Points)> = Vec::new();
     let mut last: Option<(Vec<u8>, usize)> = None;
-    for_rows(batches, |l, t, v| {
+    let mut bad = None;
+    for_rows(batches, |l, t, v, h| {
         let k = match &last {
             Some((raw, k)) if raw.as_slice() == l => *k,
             _ => {
@@ -476,7 +512,7 @@ fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
                     None => {
                         let fin = labelset::finish(l);
                         let k = *index.entry(fin.clone()).or_insert_with(|| {
-                            series.push((fin, Vec::new()));
+                            series.push((fin, Points::default()));
                             series.len() - 1
                         });
                         raw_index.insert(l.to_vec(), k);
@@ -487,19 +523,36 @@ fn to_matrix(batches: &[RecordBatch]) -> Result<Vec<Series>> {
                 k
             }
         };
-        series[k].1.push((t, v));
+        match h.map(decode_hist) {
+            None => series[k].1.0.push((t, v)),
+            Some(Ok(h)) => series[k].1.1.push((t, h)),
+            Some(Err(e)) => bad = Some(e),
+        }
     });
+    if let Some(e) = bad {
+        return Err(e);
+    }
     let mut out = Vec::with_capacity(series.len());
-    for (l, mut points) in series {
+    for (l, (mut points, mut histograms)) in series {
         if !points.is_sorted_by_key(|p| p.0) {
             points.sort_by_key(|p| p.0);
         }
-        if points.windows(2).any(|w| w[0].0 == w[1].0) {
+        if !histograms.is_sorted_by_key(|p| p.0) {
+            histograms.sort_by_key(|p| p.0);
+        }
+        let clash = points.windows(2).any(|w| w[0].0 == w[1].0)
+            || histograms.windows(2).any(|w| w[0].0 == w[1].0)
+            || (!histograms.is_empty()
+                && points
+                    .iter()
+                    .any(|p| histograms.binary_search_by_key(&p.0, |h| h.0).is_ok()));
+        if clash {
             return Err(duplicate_labelset());
         }
         out.push(Series {
             labels: decode(&l),
             points,
+            histograms,
         });
     }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));

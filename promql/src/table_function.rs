@@ -172,17 +172,29 @@ fn to_batch(value: Value) -> Result<RecordBatch> {
         Value::Scalar { t, v } => vec![Series {
             labels: vec![],
             points: vec![(t, v)],
+            histograms: Vec::new(),
         }],
         Value::String { .. } => return plan_err!("promql(): a string result has no rows"),
         Value::Vector(samples) => samples
             .into_iter()
             .map(|s| Series {
                 labels: s.labels,
-                points: vec![(s.t, s.v)],
+                points: if s.h.is_none() {
+                    vec![(s.t, s.v)]
+                } else {
+                    Vec::new()
+                },
+                histograms: s.h.map(|h| (s.t, h)).into_iter().collect(),
             })
             .collect(),
         Value::Matrix(series) => series,
     };
+    if series.iter().any(|s| !s.histograms.is_empty()) {
+        return plan_err!(
+            "promql(): the result holds native histograms, which SQL does not show yet \
+             (ask for histogram_count(), histogram_sum() or histogram_quantile() of them)"
+        );
+    }
     let names: BTreeSet<&str> = series
         .iter()
         .flat_map(|s| s.labels.iter().map(|(n, _)| n.as_str()))
@@ -191,7 +203,7 @@ fn to_batch(value: Value) -> Result<RecordBatch> {
     let mut ts = Vec::new();
     let mut vs = Vec::new();
     let mut cols: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
-    for Series { labels, points } in &series {
+    for Series { labels, points, .. } in &series {
         for (t, v) in points {
             ts.push(*t);
             vs.push(*v);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use quiver_promql::{Error as QueryError, ErrorKind as QueryErrorKind, LabelPairs, Value};
+use quiver_storage::FloatHistogram;
 use serde_json::{Map, Value as Json, json};
 
 use super::params::Params;
@@ -155,7 +156,10 @@ fn json_response(v: &Value) -> axum::response::Response {
     use axum::response::IntoResponse;
     // Sized up front: a large matrix would otherwise be copied by every doubling.
     let points: usize = match v {
-        Value::Matrix(m) => m.iter().map(|s| s.points.len() + 8).sum(),
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| s.points.len() + 8 + s.histograms.len() * 16)
+            .sum(),
         Value::Vector(v) => v.len() * 8,
         _ => 0,
     };
@@ -192,8 +196,16 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
                 }
                 out.extend_from_slice(b"{\"metric\":");
                 write_metric(out, &s.labels);
-                out.extend_from_slice(b",\"value\":");
-                write_point(out, s.t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        out.extend_from_slice(b",\"histogram\":");
+                        write_histogram_point(out, s.t, h);
+                    }
+                    None => {
+                        out.extend_from_slice(b",\"value\":");
+                        write_point(out, s.t, s.v);
+                    }
+                }
                 out.push(b'}');
             }
             out.push(b']');
@@ -206,14 +218,28 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
                 }
                 out.extend_from_slice(b"{\"metric\":");
                 write_metric(out, &s.labels);
-                out.extend_from_slice(b",\"values\":[");
-                for (j, (t, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
+                // As Prometheus: `values` and `histograms` each only when the series has some.
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out.extend_from_slice(b",\"values\":[");
+                    for (j, (t, v)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_point(out, *t, *v);
                     }
-                    write_point(out, *t, *v);
+                    out.push(b']');
                 }
-                out.extend_from_slice(b"]}");
+                if !s.histograms.is_empty() {
+                    out.extend_from_slice(b",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_histogram_point(out, *t, h);
+                    }
+                    out.push(b']');
+                }
+                out.push(b'}');
             }
             out.push(b']');
         }
@@ -240,19 +266,74 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
-    use std::io::Write;
     out.push(b'[');
     write_secs(out, t);
-    // As `format_float`, without a String per value.
+    out.push(b',');
+    write_float(out, v);
+    out.push(b']');
+}
+
+/// A float as Prometheus's API writes one (`jsonutil.MarshalFloat`): a string, in fixed
+/// notation, or Go's exponent notation (`1e-07`, `1e+21`) below 1e-6 and from 1e21 in
+/// magnitude; `NaN`, `+Inf`, `-Inf`.
+fn write_float(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write;
+    out.push(b'"');
+    let a = v.abs();
     if v.is_nan() {
-        out.extend_from_slice(b",\"NaN\"]");
+        out.extend_from_slice(b"NaN");
     } else if v == f64::INFINITY {
-        out.extend_from_slice(b",\"+Inf\"]");
+        out.extend_from_slice(b"+Inf");
     } else if v == f64::NEG_INFINITY {
-        out.extend_from_slice(b",\"-Inf\"]");
+        out.extend_from_slice(b"-Inf");
+    } else if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        // Rust writes `1e-7`; Go `1e-07`: a sign and at least two exponent digits.
+        let s = format!("{v:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
     } else {
-        let _ = write!(out, ",\"{v}\"]");
+        let _ = write!(out, "{v}");
     }
+    out.push(b'"');
+}
+
+/// `[time, {"count", "sum", "buckets"}]` as Prometheus writes a histogram sample
+/// (`jsonutil.MarshalHistogram`): buckets of count 0 left out, each bucket
+/// `[boundaries, lower, upper, count]` with `boundaries` 0 for `(lower, upper]`, 1 for
+/// `[lower, upper)`, 2 for an open and 3 for a closed interval.
+fn write_histogram_point(out: &mut Vec<u8>, t: i64, h: &FloatHistogram) {
+    out.push(b'[');
+    write_secs(out, t);
+    out.extend_from_slice(b",{\"count\":");
+    write_float(out, h.count);
+    out.extend_from_slice(b",\"sum\":");
+    write_float(out, h.sum);
+    let mut found = false;
+    for b in h.all_buckets().filter(|b| b.count != 0.0) {
+        out.extend_from_slice(if found { b"," } else { b",\"buckets\":[" });
+        found = true;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => b'3',
+            (true, false) => b'1',
+            (false, true) => b'0',
+            (false, false) => b'2',
+        };
+        out.extend_from_slice(&[b'[', rule, b',']);
+        write_float(out, b.lower);
+        out.push(b',');
+        write_float(out, b.upper);
+        out.push(b',');
+        write_float(out, b.count);
+        out.push(b']');
+    }
+    if found {
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}]");
 }
 
 fn write_secs(out: &mut Vec<u8>, t: i64) {
@@ -282,7 +363,12 @@ pub fn encode(v: &Value) -> Json {
         Value::Vector(samples) => {
             let result: Vec<Json> = samples
                 .iter()
-                .map(|s| json!({"metric": metric(&s.labels), "value": point(s.t, s.v)}))
+                .map(|s| match &s.h {
+                    Some(h) => {
+                        json!({"metric": metric(&s.labels), "histogram": histogram_point(s.t, h)})
+                    }
+                    None => json!({"metric": metric(&s.labels), "value": point(s.t, s.v)}),
+                })
                 .collect();
             json!({"resultType": "vector", "result": result})
         }
@@ -290,8 +376,22 @@ pub fn encode(v: &Value) -> Json {
             let result: Vec<Json> = series
                 .iter()
                 .map(|s| {
-                    let values: Vec<Json> = s.points.iter().map(|(t, v)| point(*t, *v)).collect();
-                    json!({"metric": metric(&s.labels), "values": values})
+                    let mut m = Map::new();
+                    m.insert("metric".into(), metric(&s.labels));
+                    if !s.points.is_empty() || s.histograms.is_empty() {
+                        let values: Vec<Json> =
+                            s.points.iter().map(|(t, v)| point(*t, *v)).collect();
+                        m.insert("values".into(), Json::Array(values));
+                    }
+                    if !s.histograms.is_empty() {
+                        let hs: Vec<Json> = s
+                            .histograms
+                            .iter()
+                            .map(|(t, h)| histogram_point(*t, h))
+                            .collect();
+                        m.insert("histograms".into(), Json::Array(hs));
+                    }
+                    Json::Object(m)
                 })
                 .collect();
             json!({"resultType": "matrix", "result": result})
@@ -308,7 +408,41 @@ fn metric(labels: &LabelPairs) -> Json {
 }
 
 fn point(t: i64, v: f64) -> Json {
-    json!([secs(t), quiver_promql::functions::format_float(v)])
+    json!([secs(t), float_string(v)])
+}
+
+fn float_string(v: f64) -> String {
+    let mut out = Vec::new();
+    write_float(&mut out, v);
+    String::from_utf8_lossy(&out[1..out.len() - 1]).into_owned()
+}
+
+fn histogram_point(t: i64, h: &FloatHistogram) -> Json {
+    let buckets: Vec<Json> = h
+        .all_buckets()
+        .filter(|b| b.count != 0.0)
+        .map(|b| {
+            let rule = match (b.lower_inclusive, b.upper_inclusive) {
+                (true, true) => 3,
+                (true, false) => 1,
+                (false, true) => 0,
+                (false, false) => 2,
+            };
+            json!([
+                rule,
+                float_string(b.lower),
+                float_string(b.upper),
+                float_string(b.count)
+            ])
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("count".into(), Json::String(float_string(h.count)));
+    m.insert("sum".into(), Json::String(float_string(h.sum)));
+    if !buckets.is_empty() {
+        m.insert("buckets".into(), Json::Array(buckets));
+    }
+    json!([secs(t), Json::Object(m)])
 }
 
 /// Unix seconds with millisecond precision, as a JSON number (`1435781451.781`).
@@ -326,14 +460,63 @@ mod tests {
 
     #[test]
     fn the_byte_writer_agrees_with_the_json_tree() {
-        let v = Value::Matrix(vec![quiver_promql::Series {
-            labels: vec![("a\"b".into(), "ü\n".into())],
-            points: vec![(1_500, 1.0), (-2_050, f64::NAN), (3_007, 1e21), (0, -0.0)],
-        }]);
+        let h = FloatHistogram {
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 2.0,
+            count: 9.0,
+            sum: 1e-7,
+            positive_spans: vec![quiver_storage::Span {
+                offset: 1,
+                length: 2,
+            }],
+            positive_buckets: vec![3.0, 0.0],
+            negative_spans: vec![quiver_storage::Span {
+                offset: 0,
+                length: 1,
+            }],
+            negative_buckets: vec![4.0],
+            ..Default::default()
+        };
+        let v = Value::Matrix(vec![
+            quiver_promql::Series {
+                labels: vec![("a\"b".into(), "ü\n".into())],
+                points: vec![(1_500, 1.0), (-2_050, f64::NAN), (3_007, 1e21), (0, -0.0)],
+                histograms: vec![],
+            },
+            quiver_promql::Series {
+                labels: vec![("h".into(), "1".into())],
+                points: vec![(500, 2.0)],
+                histograms: vec![(1_000, std::sync::Arc::new(h.clone()))],
+            },
+        ]);
         let mut out = Vec::new();
         write_value(&mut out, &v);
         let parsed: Json = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed, encode(&v));
+        // Prometheus's shapes: exponent floats as Go writes them; a histogram's buckets from
+        // the lowest, empty ones left out, with their boundary rule.
+        assert_eq!(parsed["result"][0]["values"][2][1], "1e+21");
+        assert_eq!(
+            parsed["result"][1]["histograms"][0],
+            json!([1, {"count": "9", "sum": "1e-07", "buckets": [
+                [1, "-1", "-0.5", "4"],
+                [3, "-0.001", "0.001", "2"],
+                [0, "1", "2", "3"],
+            ]}])
+        );
+        let vector = Value::Vector(vec![quiver_promql::Sample {
+            labels: vec![],
+            t: 2_000,
+            v: 0.0,
+            h: Some(std::sync::Arc::new(h)),
+        }]);
+        let mut out = Vec::new();
+        write_value(&mut out, &vector);
+        let parsed: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed, encode(&vector));
+        assert_eq!(parsed["result"][0]["histogram"][1]["count"], "9");
+        assert!(parsed["result"][0].get("value").is_none());
     }
 
     #[test]

@@ -7,10 +7,10 @@
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quiver_ingest::histogram::proto::Histogram;
 use quiver_ingest::remote_read::{
     self, LabelMatcher, QueryResult, ReadResponse, STREAMED_XOR_CHUNKS, response_type,
 };
-use quiver_ingest::histogram::proto::Histogram;
 use quiver_ingest::remote_write::{Label, Sample, TimeSeries};
 use quiver_storage::{MatchOp, Matcher, Matchers};
 
@@ -51,7 +51,11 @@ pub async fn read(State(state): State<AppState>, req: Request) -> Result<Respons
         // Each series as XOR chunks, in frames (built whole: the read is bounded by the
         // sample limit already).
         let mut body = Vec::new();
-        if results.iter().flat_map(|r| &r.timeseries).any(|ts| !ts.histograms.is_empty()) {
+        if results
+            .iter()
+            .flat_map(|r| &r.timeseries)
+            .any(|ts| !ts.histograms.is_empty())
+        {
             // Never answer without data Quiver holds: the client can ask for SAMPLES.
             return Err(ApiError::new(
                 ErrorType::Execution,

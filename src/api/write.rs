@@ -154,10 +154,10 @@ async fn remote_write_v2(
             .map_err(ApiError::from_storage)?;
     }
     state.record_metadata(decoded.metadata);
-    state
-        .metrics()
-        .remote_write_samples
-        .fetch_add((samples + histograms) as u64, std::sync::atomic::Ordering::Relaxed);
+    state.metrics().remote_write_samples.fetch_add(
+        (samples + histograms) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Ok((samples, histograms))
 }
 

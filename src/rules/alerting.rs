@@ -261,6 +261,7 @@ impl AlertingRule {
             labels: l.into_iter().collect(),
             t,
             v: 1.0,
+            h: None,
         }
     }
 
@@ -269,6 +270,7 @@ impl AlertingRule {
             labels: self.for_state_labels(a),
             t,
             v: (a.active_at / 1000) as f64,
+            h: None,
         }
     }
 

@@ -446,7 +446,16 @@ fn result_batch(
     for (s, id) in samples.iter().zip(ids) {
         let i = slot(&mut batch, &s.labels, *id)
             .map_err(|e| format!("result series {:?}: {e}", s.labels))?;
-        batch.push_sample(i, s.t, s.v);
+        match &s.h {
+            // What the engine makes may be invalid (`h * -1` has negative counts); the
+            // storage's appender refuses those, as Prometheus's does.
+            Some(h) => {
+                h.validate()
+                    .map_err(|e| format!("result series {:?}: native histogram: {e}", s.labels))?;
+                batch.push_histogram(i, s.t, (**h).clone());
+            }
+            None => batch.push_sample(i, s.t, s.v),
+        }
     }
     for (labels, id) in gone {
         if let Ok(i) = slot(&mut batch, labels, *id) {

@@ -87,6 +87,8 @@ pub struct OutSample {
     /// ms
     pub t: i64,
     pub v: f64,
+    /// A native histogram result (`v` is then 0).
+    pub h: Option<std::sync::Arc<quiver_storage::FloatHistogram>>,
 }
 
 /// An instant query for a rule: the samples of a vector (a scalar is one sample without

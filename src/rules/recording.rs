@@ -31,13 +31,13 @@ impl RecordingRule {
             .await
             .map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(vector.len());
-        for (labels, v) in vector {
+        for (labels, v, h) in vector {
             let mut labels = Labelset::from_encoded(labels);
             labels.set("__name__", &self.name);
             for (k, value) in &self.labels {
                 labels.set(k, value);
             }
-            out.push(OutSample { labels, t, v });
+            out.push(OutSample { labels, t, v, h });
         }
         if limit > 0 && out.len() as u64 > limit {
             return Err(format!(

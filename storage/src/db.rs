@@ -582,6 +582,68 @@ impl Db {
     }
 
     /// The ids among `ids` whose series have samples in `[mint, maxt]`, in the order given.
+    /// Whether any of `ids` may have native histogram samples in `[mint, maxt]` (a cheap
+    /// check: false for certain when no head and no block holds any histogram; else per
+    /// series, the head's exactly and a block's by the series' time span).
+    pub fn may_have_histograms(&self, ids: &[SeriesId], mint: Timestamp, maxt: Timestamp) -> bool {
+        let state = self.state.read();
+        let heads = || std::iter::once(&state.head).chain(state.frozen.iter().map(|f| &**f));
+        let blocks: Vec<&Arc<BlockReader>> = state
+            .blocks
+            .iter()
+            .filter(|b| b.meta().num_histograms > 0 && b.meta().overlaps(mint, maxt))
+            .collect();
+        if blocks.is_empty() && heads().all(|h| h.num_histograms() == 0) {
+            return false;
+        }
+        ids.iter().any(|id| {
+            heads().any(|h| {
+                h.get(*id)
+                    .is_some_and(|s| s.histogram_count(mint, maxt) > 0)
+            }) || blocks
+                .iter()
+                .any(|b| b.histogram_bound(&[*id], mint, maxt) > 0)
+        })
+    }
+
+    /// The newest histogram sample of each series in `[mint, maxt]`, in the order of `ids`;
+    /// series with none are left out (as [`Db::read_newest`] for floats).
+    pub async fn read_newest_histograms(
+        &self,
+        ids: &[SeriesId],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<SeriesHistograms>> {
+        {
+            let state = self.state.read();
+            if state.frozen.is_empty()
+                && !state
+                    .blocks
+                    .iter()
+                    .any(|b| b.meta().num_histograms > 0 && b.meta().overlaps(mint, maxt))
+            {
+                return Ok(ids
+                    .iter()
+                    .filter_map(|id| {
+                        let (t, h) = state.head.get(*id)?.newest_histogram_in(mint, maxt)?;
+                        Some(SeriesHistograms {
+                            id: *id,
+                            timestamps: vec![t],
+                            histograms: vec![h],
+                        })
+                    })
+                    .collect());
+            }
+        }
+        let mut all = self.read_histograms(ids, mint, maxt).await?;
+        for s in &mut all {
+            let n = s.timestamps.len();
+            s.timestamps.drain(..n - 1);
+            s.histograms.drain(..n - 1);
+        }
+        Ok(all)
+    }
+
     pub fn with_samples(
         &self,
         ids: impl IntoIterator<Item = SeriesId>,

@@ -496,7 +496,10 @@ async fn unknown_remote_write_messages_get_415_and_bodies_that_store_nothing_are
     )
     .await;
     assert_eq!(code, 400, "{text}");
-    assert!(text.contains("native histogram") && text.contains("Count field is 1"), "{text}");
+    assert!(
+        text.contains("native histogram") && text.contains("Count field is 1"),
+        "{text}"
+    );
     assert!(query(&s, "x").await.is_empty() && query(&s, "h").await.is_empty());
     // 1.0 still works, with or without a Content-Type.
     let (code, text) = post(&url, body.clone(), &RW_HEADERS).await;

@@ -316,21 +316,18 @@ async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote()
 
     // Native histograms are written and counted apart; an invalid one refuses the request
     // with Prometheus's reason, and nothing is written.
-    let mut with_histogram =
-        request(&[(vec![("__name__", "latency")], vec![(3_000, 1.0)], None)]);
-    with_histogram.timeseries[0]
-        .histograms
-        .push(Histogram {
-            count: Some(Count::CountInt(2)),
-            positive_spans: vec![BucketSpan {
-                offset: 0,
-                length: 1,
-            }],
-            positive_deltas: vec![2],
-            sum: 1.5,
-            timestamp: 4_000,
-            ..Default::default()
-        });
+    let mut with_histogram = request(&[(vec![("__name__", "latency")], vec![(3_000, 1.0)], None)]);
+    with_histogram.timeseries[0].histograms.push(Histogram {
+        count: Some(Count::CountInt(2)),
+        positive_spans: vec![BucketSpan {
+            offset: 0,
+            length: 1,
+        }],
+        positive_deltas: vec![2],
+        sum: 1.5,
+        timestamp: 4_000,
+        ..Default::default()
+    });
     let (code, written, text) = post_v2(&s, compress(&with_histogram)).await;
     assert_eq!(code, 204, "{text}");
     assert_eq!(written, [Some(1), Some(1), Some(0)]);
@@ -338,7 +335,10 @@ async fn remote_write_2_stores_samples_and_metadata_and_says_how_much_it_wrote()
     with_histogram.timeseries[0].histograms[0].timestamp = 5_000;
     let (code, written, text) = post_v2(&s, compress(&with_histogram)).await;
     assert_eq!(code, 400, "{text}");
-    assert!(text.contains("native histogram") && text.contains("Count field is 3"), "{text}");
+    assert!(
+        text.contains("native histogram") && text.contains("Count field is 3"),
+        "{text}"
+    );
     assert_eq!(written, [Some(0), Some(0), Some(0)]);
     let mut with_exemplar =
         request(&[(vec![("__name__", "not_stored")], vec![(3_000, 1.0)], None)]);
@@ -682,11 +682,23 @@ async fn native_histograms_from_remote_write_are_stored_and_read_back() {
     assert_eq!(h[0].zero_count, Some(ZeroCount::ZeroCountFloat(1.0)));
     assert_eq!(h[0].positive_counts, [1.0, 2.0, 1.0]);
     assert_eq!(h[0].negative_counts, [1.0]);
-    assert_eq!(h[0].positive_spans, [
-        BucketSpan { offset: 1, length: 2 },
-        BucketSpan { offset: 2, length: 1 },
-    ]);
-    assert_eq!((h[0].schema, h[0].sum, h[0].zero_threshold), (1, 7.25, 0.001));
+    assert_eq!(
+        h[0].positive_spans,
+        [
+            BucketSpan {
+                offset: 1,
+                length: 2
+            },
+            BucketSpan {
+                offset: 2,
+                length: 1
+            },
+        ]
+    );
+    assert_eq!(
+        (h[0].schema, h[0].sum, h[0].zero_threshold),
+        (1, 7.25, 0.001)
+    );
     let mut want = custom;
     want.zero_count = Some(ZeroCount::ZeroCountFloat(0.0));
     assert_eq!(h[1], want);

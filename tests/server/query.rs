@@ -265,3 +265,233 @@ async fn format_query_explain_and_grafana_side_routes_answer() {
     assert_eq!((code, body["data"].clone()), (200, json!({})));
     s.stop().await;
 }
+
+/// Writes `latency_seconds{job="api"}`: floats every 15 s from t=1000 s for 2 minutes, then
+/// native histograms every 15 s for 2 minutes (count and sum growing by 4 and 2 a sample,
+/// buckets at schema 0 indexes 1 and 2).
+async fn histogram_server() -> TestServer {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    let s = TestServer::start(&[]).await;
+    let floats: Vec<(i64, f64)> = (0..8).map(|i| (1_000_000 + i * 15_000, i as f64)).collect();
+    let mut series =
+        TimeSeries::from_pairs(&[("__name__", "latency_seconds"), ("job", "api")], &floats);
+    series.histograms = (1..=8u64)
+        .map(|i| Histogram {
+            count: Some(Count::CountInt(4 * i)),
+            sum: 2.0 * i as f64,
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: Some(ZeroCount::ZeroCountInt(i)),
+            positive_spans: vec![BucketSpan {
+                offset: 1,
+                length: 2,
+            }],
+            positive_deltas: vec![i as i64, i as i64],
+            timestamp: 1_105_000 + i as i64 * 15_000,
+            ..Default::default()
+        })
+        .collect();
+    let body = encode(&WriteRequest {
+        timeseries: vec![series],
+    });
+    let (code, text) = post(&s.url("/api/v1/write"), body, &RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_come_back_in_prometheus_json_and_through_their_functions() {
+    let s = histogram_server().await;
+    let get = |path: &'static str, params: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            get_json(&query_url(s, path, &p)).await
+        }
+    };
+    // The last histogram (t = 1225 s, i = 8) at t = 1230 s.
+    let (code, v) = get(
+        "/api/v1/query",
+        vec![("query", "latency_seconds".into()), ("time", "1230".into())],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["data"]["result"][0],
+        json!({"metric": {"__name__": "latency_seconds", "job": "api"},
+               "histogram": [1230, {"count": "32", "sum": "16", "buckets": [
+                   [3, "-0.001", "0.001", "8"], [0, "1", "2", "8"], [0, "2", "4", "16"]]}]})
+    );
+    // Functions of native histograms; the name is dropped.
+    for (q, want) in [
+        ("histogram_count(latency_seconds)", "32"),
+        ("histogram_sum(latency_seconds)", "16"),
+        ("histogram_avg(latency_seconds)", "0.5"),
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 200, "{q}: {v}");
+        assert_eq!(
+            v["data"]["result"][0]["metric"],
+            json!({"job": "api"}),
+            "{q}: {v}"
+        );
+        assert_eq!(v["data"]["result"][0]["value"][1], want, "{q}: {v}");
+    }
+    // Quantiles interpolate on a log scale inside (2, 4] (Prometheus's HistogramQuantile);
+    // fractions and the spread, too.
+    for (q, want) in [
+        ("histogram_quantile(0.75, latency_seconds)", 2f64.powf(1.5)),
+        ("histogram_quantile(0.5, latency_seconds)", 2.0),
+        ("histogram_fraction(0, 2, latency_seconds)", 0.5),
+        ("histogram_stdvar(latency_seconds)", {
+            let mean = 0.5;
+            (8.0 * (0.0f64 - mean).powi(2)
+                + 8.0 * (2f64.sqrt() - mean).powi(2)
+                + 16.0 * (8f64.sqrt() - mean).powi(2))
+                / 32.0
+        }),
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 200, "{q}: {v}");
+        assert_eq!(
+            v["data"]["result"][0]["metric"],
+            json!({"job": "api"}),
+            "{q}: {v}"
+        );
+        let got: f64 = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((got - want).abs() < 1e-12, "{q}: {got} != {want}");
+    }
+    // rate() of histograms (Prometheus's extrapolation: 12 more observations over 45 s of
+    // samples in a 60 s window, extrapolated 10 s back and 5 s forward), and sum/avg of them;
+    // the quantile of a rate is the quantile of the buckets' increases (3, 3 and 6 here).
+    for (q, want) in [
+        (
+            "histogram_count(rate(latency_seconds[1m]))",
+            12.0 * (60.0 / 45.0) / 60.0,
+        ),
+        (
+            "histogram_count(increase(latency_seconds[1m]))",
+            12.0 * (60.0 / 45.0),
+        ),
+        ("histogram_count(sum(latency_seconds))", 32.0),
+        ("histogram_count(avg(latency_seconds))", 32.0),
+        ("count(latency_seconds)", 1.0),
+        (
+            "histogram_quantile(0.75, sum(rate(latency_seconds[1m])))",
+            2f64.powf(1.5),
+        ),
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 200, "{q}: {v}");
+        let got: f64 = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{q}: {v}"))
+            .parse()
+            .unwrap();
+        assert!((got - want).abs() < 1e-9, "{q}: {got} != {want}");
+    }
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "sum(latency_seconds)".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    assert_eq!(v["data"]["result"][0]["histogram"][1]["sum"], "16", "{v}");
+    // Over the floats before: nothing.
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "histogram_count(latency_seconds)".into()),
+            ("time", "1050".into()),
+        ],
+    )
+    .await;
+    assert_eq!(v["data"]["result"], json!([]), "{v}");
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![("query", "latency_seconds".into()), ("time", "1050".into())],
+    )
+    .await;
+    assert_eq!(v["data"]["result"][0]["value"], json!([1050, "3"]), "{v}");
+    // A range query across the switch: one series with both `values` and `histograms`.
+    let (code, v) = get(
+        "/api/v1/query_range",
+        vec![
+            ("query", "latency_seconds".into()),
+            ("start", "1090".into()),
+            ("end", "1130".into()),
+            ("step", "20".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let r = &v["data"]["result"][0];
+    assert_eq!(r["values"], json!([[1090, "6"], [1110, "7"]]), "{v}");
+    let hs = r["histograms"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(hs.len(), 1);
+    assert_eq!(hs[0][0], 1130);
+    assert_eq!(hs[0][1]["count"], "4", "the first histogram, at 1120 s");
+    // The raw samples of a range: both kinds, each at its own time.
+    let (code, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "latency_seconds[30s]".into()),
+            ("time", "1125".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let r = &v["data"]["result"][0];
+    assert_eq!(r["values"], json!([[1105, "7"]]), "{v}");
+    assert_eq!(r["histograms"][0][0], 1120, "{v}");
+    // What does not handle histograms yet says so (422), and the server goes on.
+    for q in [
+        "sum by (__name__) (latency_seconds)",
+        "max_over_time(latency_seconds[1m])",
+        "latency_seconds * 2",
+        "abs(latency_seconds)",
+        "latency_seconds[5m:1m]",
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 422, "{q}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("native histograms"),
+            "{q}: {v}"
+        );
+    }
+    // Float queries elsewhere are untouched.
+    let (code, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "sum(latency_seconds)".into()),
+            ("time", "1050".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "3");
+    s.stop().await;
+}

@@ -635,7 +635,9 @@ impl Converter<'_> {
                 for p in points {
                     match exponential_to_native(p) {
                         Ok(h) => self.histogram_point(&p.point, ctx, &plain, h)?,
-                        Err(e) => self.out.reject(1, || format!("metric {}: {e}", short(&m.name))),
+                        Err(e) => self
+                            .out
+                            .reject(1, || format!("metric {}: {e}", short(&m.name))),
                     }
                 }
             }
@@ -725,7 +727,11 @@ impl Converter<'_> {
             Ok(l) => l,
             Err(e) => {
                 self.out.reject(1, || {
-                    format!("metric {}: {}", short(name), quiver_storage::error::chain(&e))
+                    format!(
+                        "metric {}: {}",
+                        short(name),
+                        quiver_storage::error::chain(&e)
+                    )
                 });
                 return Ok(());
             }
@@ -734,10 +740,11 @@ impl Converter<'_> {
         let t = (p.time_ns / 1_000_000) as i64;
         match h {
             HistogramSample::Value(_, h) => self.out.batch.push_histogram(idx, t, h),
-            HistogramSample::Stale(_) => self
-                .out
-                .batch
-                .push_sample(idx, t, f64::from_bits(quiver_storage::STALE_NAN_BITS)),
+            HistogramSample::Stale(_) => {
+                self.out
+                    .batch
+                    .push_sample(idx, t, f64::from_bits(quiver_storage::STALE_NAN_BITS))
+            }
         }
         Ok(())
     }
@@ -750,7 +757,8 @@ impl Converter<'_> {
         let mut base = match self.attribute_labels(&attrs) {
             Ok(l) => l,
             Err(e) => {
-                self.out.reject(1, || format!("metric {}: {e}", short(name)));
+                self.out
+                    .reject(1, || format!("metric {}: {e}", short(name)));
                 return None;
             }
         };
@@ -901,7 +909,10 @@ pub(crate) fn exponential_to_native(p: &ExponentialPoint<'_>) -> Result<Histogra
             return Ok((Vec::new(), Vec::new(), 0));
         }
         let length = u32::try_from(b.bucket_counts.len()).map_err(|_| "too many buckets")?;
-        let offset = b.offset.checked_add(1).ok_or("bucket offset out of range")?;
+        let offset = b
+            .offset
+            .checked_add(1)
+            .ok_or("bucket offset out of range")?;
         let buckets = b.bucket_counts.iter().map(|c| *c as f64).collect();
         Ok((vec![Span { offset, length }], buckets, total))
     };

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, Visitor};
 
 use super::{
-    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Point, Request,
-    ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
+    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH,
+    Metric, NumberPoint, Point, Request, ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality,
+    Value,
 };
 use crate::remote_write::DecodeError;
 
@@ -177,9 +178,8 @@ impl<'a> JMetric<'a> {
             let mut points = Vec::with_capacity(e.data_points.len());
             for p in e.data_points {
                 budget.take::<ExponentialPoint<'_>>(1)?;
-                budget.take::<u64>(
-                    p.positive.bucket_counts.len() + p.negative.bucket_counts.len(),
-                )?;
+                budget
+                    .take::<u64>(p.positive.bucket_counts.len() + p.negative.bucket_counts.len())?;
                 let buckets = |b: JBuckets| ExponentialBuckets {
                     offset: b.offset,
                     bucket_counts: b.bucket_counts.into_iter().map(|c| c.0).collect(),

@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 
 use super::{
-    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH, Metric, NumberPoint, Request,
-    ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
+    Attr, Budget, Data, ExponentialBuckets, ExponentialPoint, HistogramPoint, MAX_VALUE_DEPTH,
+    Metric, NumberPoint, Request, ResourceMetrics, ScopeMetrics, SummaryPoint, Temporality, Value,
 };
 use crate::remote_write::{DecodeError, FIXED64, LEN, Pb, VARINT};
 

@@ -1010,18 +1010,44 @@ fn exponential_histograms_become_native_histograms() {
     assert!(msg.contains("Count field is 9"), "{msg}");
     let hs: Vec<_> = c.batch.histograms().collect();
     assert_eq!(hs.len(), 2);
-    let labels: Vec<String> = c.batch.new_labels().map(|l| l.unwrap().to_string()).collect();
-    let ttft = labels.iter().position(|l| l.starts_with("ttft_seconds{")).unwrap() as u32;
-    assert_eq!(labels.len(), 2, "the histogram's series and target_info: {labels:?}");
+    let labels: Vec<String> = c
+        .batch
+        .new_labels()
+        .map(|l| l.unwrap().to_string())
+        .collect();
+    let ttft = labels
+        .iter()
+        .position(|l| l.starts_with("ttft_seconds{"))
+        .unwrap() as u32;
+    assert_eq!(
+        labels.len(),
+        2,
+        "the histogram's series and target_info: {labels:?}"
+    );
     assert!(hs.iter().all(|(s, _, _)| *s == ttft));
     let (_, t, h) = hs[0];
     assert_eq!(t, (T0 / 1_000_000) as i64);
     assert_eq!(h.schema, 3);
     assert_eq!((h.count, h.sum, h.zero_count), (7.0, 12.5, 1.0));
-    assert_eq!(h.zero_threshold, 1e-128, "Prometheus's default, not the point's");
-    assert_eq!(h.positive_spans, [quiver_storage::Span { offset: 0, length: 3 }]);
+    assert_eq!(
+        h.zero_threshold, 1e-128,
+        "Prometheus's default, not the point's"
+    );
+    assert_eq!(
+        h.positive_spans,
+        [quiver_storage::Span {
+            offset: 0,
+            length: 3
+        }]
+    );
     assert_eq!(h.positive_buckets, [2.0, 0.0, 3.0]);
-    assert_eq!(h.negative_spans, [quiver_storage::Span { offset: 3, length: 1 }]);
+    assert_eq!(
+        h.negative_spans,
+        [quiver_storage::Span {
+            offset: 3,
+            length: 1
+        }]
+    );
     assert_eq!(h.hint, quiver_storage::CounterResetHint::Unknown);
     // Scale 10 to 8: OTel indexes -1, 0, 1 are native 0, 1, 2, all in native bucket 1 at 8
     // ((i - 1) >> 2) + 1 = 0, 1, 1): counts 2 | 0 + 3.

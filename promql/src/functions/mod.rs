@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod instant;
+pub mod native;
 pub mod range;
 pub mod udf;
 

@@ -71,6 +71,49 @@ impl RangeFn {
         })
     }
 
+    /// The function's name (Prometheus's; `raw` for a range as a query's result).
+    pub fn name(self) -> &'static str {
+        use RangeFn::*;
+        match self {
+            Rate => "rate",
+            Increase => "increase",
+            Delta => "delta",
+            Irate => "irate",
+            Idelta => "idelta",
+            Resets => "resets",
+            Changes => "changes",
+            Deriv => "deriv",
+            PredictLinear => "predict_linear",
+            AvgOverTime => "avg_over_time",
+            SumOverTime => "sum_over_time",
+            CountOverTime => "count_over_time",
+            MinOverTime => "min_over_time",
+            MaxOverTime => "max_over_time",
+            LastOverTime => "last_over_time",
+            FirstOverTime => "first_over_time",
+            PresentOverTime => "present_over_time",
+            QuantileOverTime => "quantile_over_time",
+            StddevOverTime => "stddev_over_time",
+            StdvarOverTime => "stdvar_over_time",
+            MadOverTime => "mad_over_time",
+            TsOfMinOverTime => "ts_of_min_over_time",
+            TsOfMaxOverTime => "ts_of_max_over_time",
+            TsOfLastOverTime => "ts_of_last_over_time",
+            TsOfFirstOverTime => "ts_of_first_over_time",
+            DoubleExponentialSmoothing => "double_exponential_smoothing",
+            Raw => "a range selector",
+        }
+    }
+
+    /// Whether it is built for windows of native histograms: the raw samples, and `rate`,
+    /// `increase`, `delta` (a histogram per window).
+    pub fn handles_histograms(self) -> bool {
+        matches!(
+            self,
+            RangeFn::Raw | RangeFn::Rate | RangeFn::Increase | RangeFn::Delta
+        )
+    }
+
     /// Whether the result keeps the series' `__name__`.
     pub fn keeps_name(self) -> bool {
         matches!(

@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
 
-use super::{PromNode, PromOp, scalar_schema, vector_schema};
+use super::{PromNode, PromOp};
 use crate::error::Error;
 use crate::guard::QueryGuard;
 
@@ -40,11 +40,7 @@ pub struct PromExec {
 
 impl PromExec {
     pub fn new(op: PromOp, children: Vec<Arc<dyn ExecutionPlan>>) -> Self {
-        let schema = if op.yields_scalar() {
-            scalar_schema()
-        } else {
-            vector_schema()
-        };
+        let schema = op.schema();
         let props = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(1),

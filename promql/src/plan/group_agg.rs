@@ -8,6 +8,7 @@
 
 use datafusion::arrow::array::RecordBatch;
 use foldhash::{HashMap, HashMapExt};
+use quiver_storage::FloatHistogram;
 
 use super::Steps;
 use super::input::VectorBuilder;
@@ -23,6 +24,11 @@ pub struct StreamAgg {
 }
 
 impl StreamAgg {
+    /// Whether it yields native histograms from native histograms (`sum`, `avg`).
+    pub fn sums(&self) -> bool {
+        matches!(self.kind, AggKind::Sum | AggKind::Avg)
+    }
+
     /// Whether the kind folds as values arrive (else each cell keeps its values to the end).
     fn accumulates(&self) -> bool {
         matches!(
@@ -77,6 +83,16 @@ enum Cells {
     Kept(Vec<(usize, f64)>),
 }
 
+/// A (group, step) cell's native histograms under `sum` or `avg`: their Kahan sum (Go's
+/// `KahanAdd`) and how many there were.
+struct HistCell {
+    sum: FloatHistogram,
+    comp: Option<FloatHistogram>,
+    count: usize,
+    /// Exponential and custom buckets met: the cell gives nothing (Prometheus warns).
+    incompatible: bool,
+}
+
 /// The most cells a dense grid may have (24 bytes each) before cells are kept sparsely.
 const MAX_DENSE_CELLS: usize = 1 << 20;
 
@@ -88,9 +104,13 @@ pub struct GroupSink<'a> {
     keys: HashMap<Vec<u8>, usize>,
     labels: Vec<Vec<u8>>,
     cells: Cells,
+    /// Native histogram cells (`sum`, `avg`), by cell index.
+    hists: HashMap<usize, HistCell>,
     key: Vec<u8>,
     /// The group of the series being evaluated.
     current: usize,
+    /// Whether the output may hold histograms (the node's schema says so).
+    histograms: bool,
 }
 
 impl<'a> GroupSink<'a> {
@@ -108,8 +128,51 @@ impl<'a> GroupSink<'a> {
             } else {
                 Cells::Sparse(HashMap::new())
             },
+            hists: HashMap::new(),
             key: Vec::new(),
             current: 0,
+            histograms: false,
+        }
+    }
+
+    /// A sink whose output has the histogram column (its input may hold histograms).
+    pub fn with_histograms(mut self, histograms: bool) -> Self {
+        self.histograms = histograms;
+        self
+    }
+
+    /// The current series' native histogram at step `step_index`: summed by `sum` and `avg`,
+    /// counted by `count` and `group`, and left out by the aggregations of values (`min`,
+    /// `max`, `stddev`, `stdvar`, `quantile`), as Prometheus does.
+    pub fn push_hist(&mut self, step_index: usize, h: &FloatHistogram) {
+        match self.agg.kind {
+            AggKind::Count | AggKind::Group => self.push(step_index, 0.0),
+            AggKind::Sum | AggKind::Avg => {
+                let cell = self.current * self.steps + step_index;
+                match self.hists.get_mut(&cell) {
+                    None => {
+                        self.hists.insert(
+                            cell,
+                            HistCell {
+                                sum: h.clone(),
+                                comp: None,
+                                count: 1,
+                                incompatible: false,
+                            },
+                        );
+                    }
+                    Some(c) => {
+                        c.count += 1;
+                        if !c.incompatible {
+                            match c.sum.kahan_add(h, c.comp.take()) {
+                                Ok((comp, _)) => c.comp = Some(comp),
+                                Err(_) => c.incompatible = true,
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -141,16 +204,17 @@ impl<'a> GroupSink<'a> {
     }
 
     /// One row per group and step that had a value.
-    pub fn finish(self, grid: &Steps) -> Result<RecordBatch> {
-        let mut out = VectorBuilder::default();
+    pub fn finish(mut self, grid: &Steps) -> Result<RecordBatch> {
+        let mut out = VectorBuilder::with_histograms(self.histograms);
         let times: Vec<i64> = grid.iter().collect();
         let kind = self.agg.kind;
+        let hists = std::mem::take(&mut self.hists);
         // Cells in order: by group, then step.
         let mut emit = |cell: usize, v: f64| {
             let (g, k) = (cell / self.steps, cell % self.steps);
             out.push(&self.labels[g], times[k], v);
         };
-        match self.cells {
+        match std::mem::replace(&mut self.cells, Cells::Kept(Vec::new())) {
             Cells::Folded(cells) => {
                 for (cell, c) in cells.iter().enumerate().filter(|(_, c)| c.count > 0) {
                     emit(cell, c.result(kind));
@@ -173,6 +237,68 @@ impl<'a> GroupSink<'a> {
                     emit(run[0].0, kind.fold(&mut buf));
                 }
             }
+        }
+        let mut floats = out.finish()?;
+        if !hists.is_empty() {
+            floats = self.append_histograms(floats, hists, &times, kind)?;
+        }
+        Ok(floats)
+    }
+
+    /// The float rows and, after them, one histogram row per histogram cell (Prometheus's
+    /// `sum` and `avg` of histograms: the Kahan sum, divided by the count for `avg`,
+    /// compacted). A cell with both floats and histograms gives nothing: Prometheus cannot
+    /// aggregate them together (and warns).
+    fn append_histograms(
+        &self,
+        floats: RecordBatch,
+        hists: HashMap<usize, HistCell>,
+        times: &[i64],
+        kind: AggKind,
+    ) -> Result<RecordBatch> {
+        use super::input::for_each_vector_row;
+        let key = |cell: usize| {
+            (
+                self.labels[cell / self.steps].clone(),
+                times[cell % self.steps],
+            )
+        };
+        let hist_cells: foldhash::HashSet<(Vec<u8>, i64)> = hists.keys().map(|c| key(*c)).collect();
+        let mut mixed: foldhash::HashSet<(Vec<u8>, i64)> = foldhash::HashSet::default();
+        let mut out = VectorBuilder::with_histograms(true);
+        for_each_vector_row(std::slice::from_ref(&floats), |l, t, v| {
+            let k = (l.to_vec(), t);
+            if hist_cells.contains(&k) {
+                mixed.insert(k);
+            } else {
+                out.push(l, t, v);
+            }
+        });
+        let mut cells: Vec<(usize, HistCell)> = hists.into_iter().collect();
+        cells.sort_unstable_by_key(|(c, _)| *c);
+        let mut buf = Vec::new();
+        for (cell, c) in cells {
+            let (labels, t) = key(cell);
+            if c.incompatible || mixed.contains(&(labels.clone(), t)) {
+                continue;
+            }
+            let mut h = c.sum;
+            let n = c.count as f64;
+            if kind == AggKind::Avg {
+                h.div(n);
+            }
+            if let Some(mut comp) = c.comp {
+                if kind == AggKind::Avg {
+                    comp.div(n);
+                }
+                if h.add(&comp).is_err() {
+                    continue;
+                }
+            }
+            h.compact(0);
+            buf.clear();
+            h.encode(&mut buf);
+            out.push_hist(&labels, t, &buf)?;
         }
         out.finish()
     }

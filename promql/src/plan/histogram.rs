@@ -1,15 +1,20 @@
 //! `histogram_quantile` over classic buckets: the series of one histogram (same labels but
 //! `le`) are its cumulative buckets; the quantile is interpolated linearly inside the bucket
-//! where its rank falls, as Prometheus's `BucketQuantile` does.
+//! where its rank falls, as Prometheus's `BucketQuantile` does. And the functions of native
+//! histograms: `histogram_count`, `histogram_sum`, `histogram_avg` of each histogram sample
+//! (float samples give nothing), the name dropped.
 
 use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{VectorBuilder, intern_rows};
+use quiver_storage::FloatHistogram;
+
+use super::input::{VectorBuilder, for_each_hist_row, for_each_vector_row, intern_rows};
 use crate::error::Result;
 use crate::functions::format_float;
+use crate::functions::native;
 use crate::labelset;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -20,6 +25,16 @@ pub enum HistogramFn {
     Quantiles(String, Vec<Param>),
     /// `histogram_fraction(lower, upper, v)`
     Fraction(Param, Param),
+    /// `histogram_count(v)`: a native histogram's observation count.
+    Count,
+    /// `histogram_sum(v)`: the sum of its observations.
+    Sum,
+    /// `histogram_avg(v)`: their mean (sum / count).
+    Avg,
+    /// `histogram_stddev(v)`: their estimated standard deviation.
+    Stddev,
+    /// `histogram_stdvar(v)`: their estimated variance.
+    Stdvar,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,6 +44,59 @@ pub struct HistogramQuantileOp {
 
 impl HistogramQuantileOp {
     pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
+        let field: Option<fn(&FloatHistogram) -> f64> = match self.func {
+            HistogramFn::Count => Some(|h| h.count),
+            HistogramFn::Sum => Some(|h| h.sum),
+            HistogramFn::Avg => Some(|h| h.sum / h.count),
+            HistogramFn::Stddev => Some(|h| native::variance(h).sqrt()),
+            HistogramFn::Stdvar => Some(native::variance),
+            _ => None,
+        };
+        if let Some(field) = field {
+            return native_only(input, |h, out, labels, t| {
+                out.push(labels, t, field(h));
+                Ok(())
+            });
+        }
+        // Native histograms answer sample by sample; classic buckets (float rows with `le`)
+        // as before. Where both give a series at a step, the native answer stands, as in
+        // Prometheus.
+        let native = native_only(input, |h, out, labels, t| {
+            match &self.func {
+                HistogramFn::Quantile(q) => out.push(labels, t, native::quantile(q.0, h)),
+                HistogramFn::Quantiles(label, qs) => {
+                    for q in qs {
+                        let l = labelset::set(labels, label, &format_float(q.0));
+                        out.push(&l, t, native::quantile(q.0, h));
+                    }
+                }
+                HistogramFn::Fraction(lo, hi) => {
+                    out.push(labels, t, native::fraction(lo.0, hi.0, h))
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let classic = self.classic(input)?;
+        if native.num_rows() == 0 {
+            return Ok(classic);
+        }
+        let mut seen: foldhash::HashSet<(Vec<u8>, i64)> = foldhash::HashSet::default();
+        let mut out = VectorBuilder::default();
+        for_each_vector_row(std::slice::from_ref(&native), |l, t, v| {
+            seen.insert((l.to_vec(), t));
+            out.push(l, t, v);
+        });
+        for_each_vector_row(std::slice::from_ref(&classic), |l, t, v| {
+            if !seen.contains(&(l.to_vec(), t)) {
+                out.push(l, t, v);
+            }
+        });
+        out.finish()
+    }
+
+    /// `histogram_quantile` and friends over classic buckets (float rows with `le`).
+    fn classic(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
         let le = [
             "le".to_string(),
             labelset::METRIC_NAME.to_string(),
@@ -86,10 +154,45 @@ impl HistogramQuantileOp {
                 HistogramFn::Fraction(lo, hi) => {
                     out.push(&k.1, k.0, bucket_fraction(lo.0, hi.0, &mut buckets))
                 }
+                // Answered from native histograms only.
+                HistogramFn::Count
+                | HistogramFn::Sum
+                | HistogramFn::Avg
+                | HistogramFn::Stddev
+                | HistogramFn::Stdvar => {}
             }
         }
         out.finish()
     }
+}
+
+/// Runs `f` on each native histogram row of `input` (decoded), with the row's labels without
+/// `__name__`; float rows give nothing.
+fn native_only(
+    input: &[RecordBatch],
+    mut f: impl FnMut(&FloatHistogram, &mut VectorBuilder, &[u8], i64) -> Result<()>,
+) -> Result<RecordBatch> {
+    let name = [
+        labelset::METRIC_NAME.to_string(),
+        labelset::DROP_NAME.to_string(),
+    ];
+    let mut out = VectorBuilder::default();
+    let mut labels = Vec::new();
+    let mut result = Ok(());
+    for_each_hist_row(input, |l, t, bytes| {
+        if result.is_err() {
+            return;
+        }
+        result = FloatHistogram::decode(bytes)
+            .map_err(|e| crate::error::Error::Internal(format!("a native histogram: {e}")))
+            .and_then(|(h, _)| {
+                labels.clear();
+                labelset::drop(l, &name, &mut labels);
+                f(&h, &mut out, &labels, t)
+            });
+    });
+    result?;
+    out.finish()
 }
 
 /// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.

@@ -15,7 +15,7 @@ use datafusion::arrow::buffer::{Buffer, ScalarBuffer};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
 
-use super::{SeriesMap, scalar_schema, vector_schema};
+use super::{SeriesMap, hist_vector_schema, scalar_schema, vector_schema};
 use crate::error::{Error, Result};
 
 /// A `labels` column: views (as plan nodes build it) or plain binary (as an expression may).
@@ -93,16 +93,52 @@ impl LabelsBuilder {
     }
 }
 
-/// Calls `f` with every row of vector batches: (labels, step, value).
+/// Calls `f` with every float row of vector batches: (labels, step, value). Native histogram
+/// rows are skipped (see [`for_each_hist_row`]): a kernel that reads values never takes a
+/// histogram's placeholder 0 for a sample.
 pub fn for_each_vector_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
     for b in batches {
         let labels = LabelsCol::new(b.column(0));
         let ts = b.column(1).as_primitive::<Int64Type>();
         let vs = b.column(2).as_primitive::<Float64Type>();
+        let hist = hist_column(b);
         for i in 0..b.num_rows() {
+            if hist.is_some_and(|h| h.is_valid(i)) {
+                continue;
+            }
             f(labels.value(i), ts.value(i), vs.value(i));
         }
     }
+}
+
+/// Calls `f` with every native histogram row of vector batches: (labels, step, encoded
+/// histogram).
+pub fn for_each_hist_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, &[u8])) {
+    for b in batches {
+        let Some(hist) = hist_column(b) else {
+            continue;
+        };
+        let labels = LabelsCol::new(b.column(0));
+        let ts = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            if hist.is_valid(i) {
+                f(labels.value(i), ts.value(i), hist.value(i));
+            }
+        }
+    }
+}
+
+/// A histogram of an operator's input, decoded.
+pub fn decode_hist(bytes: &[u8]) -> Result<quiver_storage::FloatHistogram> {
+    quiver_storage::FloatHistogram::decode(bytes)
+        .map(|(h, _)| h)
+        .map_err(|e| Error::Internal(format!("a native histogram: {e}")))
+}
+
+/// A vector batch's `hist` column, if it has one.
+fn hist_column(b: &RecordBatch) -> Option<&BinaryViewArray> {
+    let i = b.schema_ref().index_of("hist").ok()?;
+    b.column(i).as_binary_view_opt()
 }
 
 /// Scalar batches as a map from step to value.
@@ -154,12 +190,39 @@ pub struct SeriesData<'a> {
     pub labels: Cow<'a, [u8]>,
     pub ts: Vec<i64>,
     pub values: Vec<f64>,
+    /// With native histograms in the input: per sample, its encoded histogram (`None` for a
+    /// float sample; `values` holds 0 there). Empty when the input has no histogram column.
+    pub hists: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> SeriesData<'a> {
+    /// The histogram of sample `i`, if it is one.
+    pub fn hist(&self, i: usize) -> Option<&'a [u8]> {
+        self.hists.get(i).copied().flatten()
+    }
+
+    /// Keeps the samples `keep` says (in every column).
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut k = keep.iter();
+        self.ts.retain(|_| *k.next().unwrap_or(&false));
+        let mut k = keep.iter();
+        self.values.retain(|_| *k.next().unwrap_or(&false));
+        if !self.hists.is_empty() {
+            let mut k = keep.iter();
+            self.hists.retain(|_| *k.next().unwrap_or(&false));
+        }
+    }
+
+    /// Whether sample `i` is a float staleness marker.
+    pub fn is_stale(&self, i: usize) -> bool {
+        self.hist(i).is_none() && quiver_storage::is_stale_nan(self.values[i])
+    }
 }
 
 /// Groups input rows into series: storage samples (`series_id`, `timestamp`, `value`, labels
 /// from `map`) or a vector (`labels`, `ts`, `value`, as a subquery yields).
 pub fn group_series<'a>(
-    batches: &[RecordBatch],
+    batches: &'a [RecordBatch],
     map: Option<&'a SeriesMap>,
 ) -> Result<Vec<SeriesData<'a>>> {
     let mut out: Vec<SeriesData> = Vec::new();
@@ -174,11 +237,13 @@ pub fn group_series<'a>(
         let v_col = schema
             .index_of("value")
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let h_col = schema.index_of("histogram").ok();
         let mut pos: HashMap<u64, usize> = HashMap::new();
         for b in batches {
             let ids = b.column(id_col).as_primitive::<UInt64Type>().values();
             let ts = b.column(t_col).as_primitive::<TimestampMillisecondType>();
             let vs = b.column(v_col).as_primitive::<Float64Type>();
+            let hs = h_col.map(|c| b.column(c).as_binary_view());
             // Each series' rows are contiguous: copy them a run at a time.
             let mut start = 0;
             while start < ids.len() {
@@ -200,10 +265,19 @@ pub fn group_series<'a>(
                         (start..end).map(|i| if vs.is_null(i) { f64::NAN } else { vs.value(i) }),
                     );
                 }
+                if let Some(hs) = hs {
+                    s.hists
+                        .extend((start..end).map(|i| hs.is_valid(i).then(|| hs.value(i))));
+                }
                 start = end;
             }
         }
     } else {
+        if schema.index_of("hist").is_ok() {
+            return Err(Error::Internal(
+                "a range over a vector with native histograms is not planned yet".into(),
+            ));
+        }
         let mut pos: LabelMap<usize> = LabelMap::default();
         for_each_vector_row(batches, |labels, t, v| {
             let k = match pos.get(labels) {
@@ -227,36 +301,69 @@ pub fn group_series<'a>(
             idx.sort_by_key(|i| s.ts[*i]);
             s.ts = idx.iter().map(|i| s.ts[*i]).collect();
             s.values = idx.iter().map(|i| s.values[*i]).collect();
+            if !s.hists.is_empty() {
+                s.hists = idx.iter().map(|i| s.hists[*i]).collect();
+            }
         }
     }
     Ok(out)
 }
 
-/// Builds a vector batch.
+/// Builds a vector batch (with a `hist` column when made [`VectorBuilder::with_histograms`]).
 #[derive(Default)]
 pub struct VectorBuilder {
     labels: LabelsBuilder,
     ts: Vec<i64>,
     values: Vec<f64>,
+    hists: Option<datafusion::arrow::array::BinaryViewBuilder>,
 }
 
 impl VectorBuilder {
+    /// A builder of the [`hist_vector_schema`] when `histograms`, else of the plain one.
+    pub fn with_histograms(histograms: bool) -> Self {
+        VectorBuilder {
+            hists: histograms.then(datafusion::arrow::array::BinaryViewBuilder::new),
+            ..Default::default()
+        }
+    }
+
     pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
         self.labels.append(labels);
         self.ts.push(t);
         self.values.push(v);
+        if let Some(h) = &mut self.hists {
+            h.append_null();
+        }
+    }
+
+    /// A histogram sample (its encoded bytes); the builder must have been made for them.
+    pub fn push_hist(&mut self, labels: &[u8], t: i64, h: &[u8]) -> Result<()> {
+        let Some(hists) = &mut self.hists else {
+            return Err(Error::Internal(
+                "a native histogram reached an operator planned for floats".into(),
+            ));
+        };
+        hists.append_value(h);
+        self.labels.append(labels);
+        self.ts.push(t);
+        self.values.push(0.0);
+        Ok(())
     }
 
     pub fn finish(self) -> Result<RecordBatch> {
-        RecordBatch::try_new(
-            vector_schema(),
-            vec![
-                Arc::new(self.labels.finish()) as ArrayRef,
-                Arc::new(Int64Array::from(self.ts)),
-                Arc::new(Float64Array::from(self.values)),
-            ],
-        )
-        .map_err(|e| Error::Internal(e.to_string()))
+        let mut columns = vec![
+            Arc::new(self.labels.finish()) as ArrayRef,
+            Arc::new(Int64Array::from(self.ts)),
+            Arc::new(Float64Array::from(self.values)),
+        ];
+        let schema = match self.hists {
+            Some(mut h) => {
+                columns.push(Arc::new(h.finish()));
+                hist_vector_schema()
+            }
+            None => vector_schema(),
+        };
+        RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))
     }
 }
 

@@ -210,6 +210,26 @@ impl PromOp {
     fn yields_scalar(&self) -> bool {
         matches!(self, PromOp::ScalarOf(_) | PromOp::Steps(_))
     }
+
+    /// Whether the node's vector may hold native histograms (the [`hist_vector_schema`]).
+    fn yields_histograms(&self) -> bool {
+        match self {
+            PromOp::VectorSelect(op) => op.yields_histograms(),
+            PromOp::RangeFn(op) => op.yields_histograms(),
+            _ => false,
+        }
+    }
+
+    /// The schema of the node's output.
+    fn schema(&self) -> SchemaRef {
+        if self.yields_scalar() {
+            scalar_schema()
+        } else if self.yields_histograms() {
+            hist_vector_schema()
+        } else {
+            vector_schema()
+        }
+    }
 }
 
 pub fn vector_schema() -> SchemaRef {
@@ -221,6 +241,27 @@ pub fn vector_schema() -> SchemaRef {
         ]))
     });
     S.clone()
+}
+
+/// An instant vector that may hold native histograms: the [`vector_schema`] and `hist`, the
+/// encoded histogram (`quiver_storage::FloatHistogram::encode`) of a histogram sample, null
+/// for a float one (whose `value` is then the sample; a histogram row's `value` is 0). Only
+/// plans whose selectors found histograms have it, so float queries keep their shape.
+pub fn hist_vector_schema() -> SchemaRef {
+    static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("labels", DataType::BinaryView, false),
+            Field::new("ts", DataType::Int64, false),
+            Field::new("value", DataType::Float64, false),
+            Field::new("hist", DataType::BinaryView, true),
+        ]))
+    });
+    S.clone()
+}
+
+/// Whether a plan's rows may hold native histograms.
+pub fn has_hist(schema: &datafusion::arrow::datatypes::Schema) -> bool {
+    schema.index_of("hist").is_ok()
 }
 
 pub fn scalar_schema() -> SchemaRef {
@@ -243,11 +284,7 @@ pub struct PromNode {
 
 impl PromNode {
     pub fn new(op: PromOp, inputs: Vec<LogicalPlan>) -> DfResult<Self> {
-        let schema = if op.yields_scalar() {
-            scalar_schema()
-        } else {
-            vector_schema()
-        };
+        let schema = op.schema();
         Ok(PromNode {
             op,
             inputs,

@@ -5,12 +5,13 @@
 use std::borrow::Cow;
 
 use datafusion::arrow::array::RecordBatch;
-use quiver_storage::is_stale_nan;
+use quiver_storage::{FloatHistogram, is_stale_nan};
 
 use super::group_agg::{GroupSink, StreamAgg};
-use super::input::{VectorBuilder, group_series, scalar_by_step};
+use super::input::{VectorBuilder, decode_hist, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
+use crate::functions::native;
 use crate::functions::range::{Window, eval, extrapolated_rate};
 use crate::guard::QueryGuard;
 use crate::labelset::{self, Grouping};
@@ -40,6 +41,9 @@ pub struct RangeFnOp {
     /// `agg by (…) (f(x[r]))` fused into the node: results accumulate per group and step as
     /// each series is evaluated, instead of a row per series and step going to an aggregate.
     pub aggregate: Option<StreamAgg>,
+    /// The selector's series may hold native histograms in the window (its scan has a
+    /// `histogram` column). The planner allows only the functions that handle them (`RangeFn::handles_histograms`).
+    pub histograms: bool,
 }
 
 /// Where a range node's results go: rows per series and step, or a fused aggregation.
@@ -72,6 +76,13 @@ impl Sink<'_> {
 }
 
 impl RangeFnOp {
+    /// Whether the output may hold histograms (the raw samples of a range).
+    pub(super) fn yields_histograms(&self) -> bool {
+        self.histograms
+            && self.func.handles_histograms()
+            && self.aggregate.as_ref().is_none_or(|a| a.sums())
+    }
+
     pub(super) fn evaluate(
         &self,
         batches: &[RecordBatch],
@@ -90,11 +101,14 @@ impl RangeFnOp {
             self.func.validate(&args)?;
         }
         let mut out = match &self.aggregate {
-            None => Sink::Rows(VectorBuilder::default()),
+            None => Sink::Rows(VectorBuilder::with_histograms(self.yields_histograms())),
             Some(agg) => {
                 // Series in label order, as Prometheus feeds its aggregations.
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
-                Sink::Groups(GroupSink::new(agg, self.steps.len(), series.len()))
+                Sink::Groups(
+                    GroupSink::new(agg, self.steps.len(), series.len())
+                        .with_histograms(self.yields_histograms()),
+                )
             }
         };
         let mut w = Window {
@@ -111,12 +125,23 @@ impl RangeFnOp {
         for s in &mut series {
             guard.check_deadline()?;
             if s.values.iter().any(|v| is_stale_nan(*v)) {
-                let keep: Vec<bool> = s.values.iter().map(|v| !is_stale_nan(*v)).collect();
-                let mut k = keep.iter();
-                s.ts.retain(|_| *k.next().unwrap_or(&false));
-                let mut k = keep.iter();
-                s.values.retain(|_| *k.next().unwrap_or(&false));
+                let keep: Vec<bool> = (0..s.ts.len()).map(|i| !s.is_stale(i)).collect();
+                s.retain(&keep);
             }
+            // The series' histograms, decoded once (windows overlap from step to step).
+            let decoded: Vec<Option<FloatHistogram>> = if s.hists.iter().any(Option::is_some) {
+                if !self.func.handles_histograms() {
+                    return Err(crate::error::Error::Internal(
+                        "native histograms reached a range function planned for floats".into(),
+                    ));
+                }
+                s.hists
+                    .iter()
+                    .map(|h| h.map(decode_hist).transpose())
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
             let labels: Cow<'_, [u8]> = if unmarked {
                 Cow::Borrowed(&s.labels)
             } else {
@@ -126,6 +151,7 @@ impl RangeFnOp {
             let prefix = PrefixSums::for_window_sums(self.func, &s.values);
             let resets = ResetSums::for_counter(self.func, &s.values);
             let (mut lo, mut hi) = (0, 0);
+            let mut buf = Vec::new();
             for (k, t) in self.steps.iter().enumerate() {
                 let r = self.shift.reference(t);
                 let start = r - self.range;
@@ -149,9 +175,38 @@ impl RangeFnOp {
                     out.push(&labels, k, t, v);
                     continue;
                 }
+                if !decoded.is_empty() && decoded[lo..hi].iter().any(Option::is_some) {
+                    // `rate`, `increase`, `delta` of histograms; a window mixing floats and
+                    // histograms gives nothing (Prometheus warns).
+                    if self.func != RangeFn::Raw {
+                        let hs: Vec<&FloatHistogram> =
+                            decoded[lo..hi].iter().filter_map(Option::as_ref).collect();
+                        if hs.len() < hi - lo {
+                            continue;
+                        }
+                        let counter = self.func != RangeFn::Delta;
+                        let is_rate = self.func == RangeFn::Rate;
+                        match (
+                            native::rate(&s.ts[lo..hi], &hs, start, r, counter, is_rate),
+                            &mut out,
+                        ) {
+                            (Some(h), Sink::Rows(rows)) => {
+                                buf.clear();
+                                h.encode(&mut buf);
+                                rows.push_hist(&labels, t, &buf)?;
+                            }
+                            (Some(h), Sink::Groups(g)) => g.push_hist(k, &h),
+                            (None, _) => {}
+                        }
+                        continue;
+                    }
+                }
                 if self.func == RangeFn::Raw {
                     for i in lo..hi {
-                        out.push(&labels, k, s.ts[i], s.values[i]);
+                        match (s.hist(i), &mut out) {
+                            (Some(h), Sink::Rows(rows)) => rows.push_hist(&labels, s.ts[i], h)?,
+                            _ => out.push(&labels, k, s.ts[i], s.values[i]),
+                        }
                     }
                     continue;
                 }

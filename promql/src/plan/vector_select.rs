@@ -2,10 +2,9 @@
 //! `(t - lookback, t]` of each series, unless that sample is a staleness marker.
 
 use datafusion::arrow::array::RecordBatch;
-use quiver_storage::is_stale_nan;
 
 use super::group_agg::{GroupSink, StreamAgg};
-use super::input::{VectorBuilder, group_series};
+use super::input::{VectorBuilder, decode_hist, group_series};
 use super::{SeriesMap, Steps, TimeShift};
 use crate::error::Result;
 use crate::guard::QueryGuard;
@@ -21,9 +20,17 @@ pub struct VectorSelectOp {
     pub timestamp_fn: bool,
     /// `agg by (…) (selector)` fused into the node (see [`StreamAgg`]).
     pub aggregate: Option<StreamAgg>,
+    /// Its series may hold native histograms in the window (the scan has a `histogram`
+    /// column). The planner refuses a fused aggregation over them.
+    pub histograms: bool,
 }
 
 impl VectorSelectOp {
+    /// Whether the output may hold histograms (`timestamp()` gives floats of either kind).
+    pub(super) fn yields_histograms(&self) -> bool {
+        self.histograms && !self.timestamp_fn && self.aggregate.as_ref().is_none_or(|a| a.sums())
+    }
+
     pub(super) fn evaluate(
         &self,
         batches: &[RecordBatch],
@@ -31,11 +38,12 @@ impl VectorSelectOp {
     ) -> Result<RecordBatch> {
         let mut series = group_series(batches, Some(&self.series))?;
         guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
-        let mut rows = VectorBuilder::default();
+        let mut rows = VectorBuilder::with_histograms(self.yields_histograms());
         let mut groups = self.aggregate.as_ref().map(|agg| {
             // Series in label order, as Prometheus feeds its aggregations.
             series.sort_by(|a, b| a.labels.cmp(&b.labels));
             GroupSink::new(agg, self.steps.len(), series.len())
+                .with_histograms(self.yields_histograms())
         });
         for s in &series {
             if let Some(g) = &mut groups {
@@ -52,7 +60,16 @@ impl VectorSelectOp {
                     continue;
                 }
                 let i = next - 1;
-                if s.ts[i] <= r - self.lookback || is_stale_nan(s.values[i]) {
+                if s.ts[i] <= r - self.lookback || s.is_stale(i) {
+                    continue;
+                }
+                if let Some(h) = s.hist(i)
+                    && !self.timestamp_fn
+                {
+                    match &mut groups {
+                        Some(g) => g.push_hist(k, &decode_hist(h)?),
+                        None => rows.push_hist(&s.labels, t, h)?,
+                    }
                     continue;
                 }
                 let v = if self.timestamp_fn {

@@ -20,6 +20,11 @@ impl Planner<'_> {
         let return_bool = b.return_bool();
         let lhs = self.plan(&b.lhs, steps)?;
         let rhs = self.plan(&b.rhs, steps)?;
+        for side in [&lhs, &rhs] {
+            if let Planned::Vector(p) = side {
+                super::floats_only(p, &format!("the binary operator {}", b.op))?;
+            }
+        }
         match (lhs, rhs) {
             (Planned::Const(l), Planned::Const(r)) => {
                 let (v, keep) = op.apply(l, r);

@@ -204,7 +204,25 @@ impl Planner<'_> {
                         args[2],
                     ),
                 };
-                let v = self.vector(v, steps)?;
+                let v = self.vector_with_histograms(v, steps)?;
+                Ok(Planned::Vector(
+                    PromNode::new(
+                        PromOp::HistogramQuantile(HistogramQuantileOp { func }),
+                        vec![v],
+                    )?
+                    .into_plan(),
+                ))
+            }
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                let func = match name {
+                    "histogram_count" => HistogramFn::Count,
+                    "histogram_sum" => HistogramFn::Sum,
+                    "histogram_avg" => HistogramFn::Avg,
+                    "histogram_stddev" => HistogramFn::Stddev,
+                    _ => HistogramFn::Stdvar,
+                };
+                let v = self.vector_with_histograms(args[0], steps)?;
                 Ok(Planned::Vector(
                     PromNode::new(
                         PromOp::HistogramQuantile(HistogramQuantileOp { func }),

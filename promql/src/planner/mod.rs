@@ -136,7 +136,10 @@ impl Planner<'_> {
         Ok(match self.plan(e, steps)? {
             Planned::Const(v) => Planned::Const(-v),
             Planned::Scalar(p) => Planned::Scalar(project_scalar(p, -col("value"))?),
-            Planned::Vector(p) => Planned::Vector(project_vector(p, -col("value"), true)?),
+            Planned::Vector(p) => {
+                floats_only(&p, "unary minus")?;
+                Planned::Vector(project_vector(p, -col("value"), true)?)
+            }
             other => {
                 return Err(Error::BadData(format!(
                     "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
@@ -146,8 +149,16 @@ impl Planner<'_> {
         })
     }
 
-    /// A vector plan for the expression, which must yield one.
+    /// A vector plan for the expression, which must yield one, of floats only (an operator
+    /// that does not handle native histograms yet refuses them: see [`floats_only`]).
     fn vector(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
+        let p = self.vector_with_histograms(e, steps)?;
+        floats_only(&p, "this operation")?;
+        Ok(p)
+    }
+
+    /// A vector plan for the expression, which must yield one; it may hold native histograms.
+    fn vector_with_histograms(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
         match self.plan(e, steps)? {
             Planned::Vector(p) => Ok(p),
             other => Err(Error::BadData(format!(
@@ -200,6 +211,19 @@ impl Planner<'_> {
         };
         TimeShift { at, offset }
     }
+}
+
+/// Refuses a vector that may hold native histograms where the operator `what` is planned for
+/// floats only: an answer without the histograms would be wrong, so the query fails (422)
+/// and says so until the operator handles them.
+pub(crate) fn floats_only(plan: &LogicalPlan, what: &str) -> Result<()> {
+    if crate::plan::has_hist(plan.schema().as_arrow()) {
+        return Err(Error::Execution(format!(
+            "{what} over native histograms is not supported yet (the selected series hold \
+             native histogram samples in the queried range)"
+        )));
+    }
+    Ok(())
 }
 
 /// A duration in ms (saturating: [`crate::bounds`] refuses durations that would not fit).

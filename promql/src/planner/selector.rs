@@ -25,6 +25,8 @@ pub(crate) struct RangeInput {
     pub source: RangeSource,
     pub shift: TimeShift,
     pub range: i64,
+    /// The selector's series may hold native histograms in the window.
+    pub histograms: bool,
 }
 
 impl Planner<'_> {
@@ -40,7 +42,7 @@ impl Planner<'_> {
         let (lo, hi) = ref_bounds(shift, steps);
         // One reference time (an instant query, or `@`): each series' newest sample is all
         // the kernel looks at.
-        let (series, scan) = self.select(vs, lo - lookback + 1, hi, lo == hi)?;
+        let (series, scan, histograms) = self.select(vs, lo - lookback + 1, hi, lo == hi)?;
         let op = VectorSelectOp {
             steps,
             shift,
@@ -48,6 +50,7 @@ impl Planner<'_> {
             series,
             timestamp_fn,
             aggregate,
+            histograms,
         };
         Ok(Planned::Vector(
             PromNode::new(PromOp::VectorSelect(op), vec![scan])?.into_plan(),
@@ -58,12 +61,13 @@ impl Planner<'_> {
         let shift = self.shift(&ms.vs.at, &ms.vs.offset);
         let range = duration_ms(&ms.range);
         let (lo, hi) = ref_bounds(shift, steps);
-        let (series, plan) = self.select(&ms.vs, lo - range + 1, hi, false)?;
+        let (series, plan, histograms) = self.select(&ms.vs, lo - range + 1, hi, false)?;
         Ok(RangeInput {
             plan,
             source: RangeSource::Selector(series),
             shift,
             range,
+            histograms,
         })
     }
 
@@ -73,14 +77,15 @@ impl Planner<'_> {
     }
 
     /// Resolves the selector and builds the scan of its series in `[mint, maxt]` (only each
-    /// one's newest sample there with `newest_only`).
+    /// one's newest sample there with `newest_only`); answers too whether they may hold
+    /// native histograms there (the scan then has a `histogram` column).
     fn select(
         &self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
         newest_only: bool,
-    ) -> Result<(SeriesMap, LogicalPlan)> {
+    ) -> Result<(SeriesMap, LogicalPlan, bool)> {
         let sets = matcher_sets(vs)?;
         // Every series the matchers select (samples or not): the map the kernels look labels
         // up in. Only those with samples in range are scanned.
@@ -102,11 +107,18 @@ impl Planner<'_> {
             self.db
                 .with_samples(map.series.iter().map(|(id, _)| SeriesId(*id)), mint, maxt);
         let empty = found.is_empty();
-        let source = SeriesScan::new(self.db.clone(), found, mint, maxt, newest_only);
+        let histograms = !empty && self.db.may_have_histograms(&found, mint, maxt);
+        let source = SeriesScan::new(self.db.clone(), found, mint, maxt, newest_only)
+            .with_histograms(histograms);
+        let columns = if histograms {
+            vec![1, 2, 3, 4]
+        } else {
+            vec![1, 2, 3]
+        };
         let scan = LogicalPlanBuilder::scan(
             "samples",
             provider_as_source(Arc::new(source)),
-            Some(vec![1, 2, 3]),
+            Some(columns),
         )?
         .build()?;
         // Nothing to read: no scan to plan.
@@ -118,7 +130,7 @@ impl Planner<'_> {
         } else {
             scan
         };
-        Ok((map, scan))
+        Ok((map, scan, histograms))
     }
 }
 
@@ -215,6 +227,13 @@ pub(crate) fn range_fn_plan(
             }
         }
     }
+    if input.histograms && !func.handles_histograms() {
+        return Err(Error::Execution(format!(
+            "{} over native histograms is not supported yet (the selected series hold native \
+             histogram samples in the queried range)",
+            func.name()
+        )));
+    }
     let op = RangeFnOp {
         func,
         steps,
@@ -224,6 +243,7 @@ pub(crate) fn range_fn_plan(
         args,
         step_arg,
         aggregate,
+        histograms: input.histograms,
     };
     Ok(PromNode::new(PromOp::RangeFn(op), inputs)?.into_plan())
 }

@@ -47,6 +47,7 @@ impl Planner<'_> {
             source: RangeSource::Subquery,
             shift,
             range,
+            histograms: false,
         })
     }
 

@@ -81,6 +81,17 @@ impl MemSeries {
         })
     }
 
+    /// The newest histogram sample with `mint <= t <= maxt`.
+    pub fn newest_histogram_in(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Option<(Timestamp, Arc<FloatHistogram>)> {
+        let h = self.hists.as_ref()?;
+        let hi = h.ts.partition_point(|x| *x <= maxt);
+        (hi > 0 && h.ts[hi - 1] >= mint).then(|| (h.ts[hi - 1], h.hs[hi - 1].clone()))
+    }
+
     /// Whether the series holds any histogram sample.
     pub fn has_histograms(&self) -> bool {
         self.hists.as_ref().is_some_and(|h| !h.ts.is_empty())
@@ -271,6 +282,8 @@ pub struct Head {
     overflow: HashMap<SeriesId, u32, foldhash::fast::RandomState>,
     dense: Vec<(SeriesId, MemSeries)>,
     num_samples: usize,
+    /// Histogram samples among `num_samples`.
+    num_histograms: usize,
     min_time: Option<Timestamp>,
     max_time: Option<Timestamp>,
 }
@@ -328,6 +341,7 @@ impl Head {
             let s = self.slot_or_insert(*id);
             if self.dense[s].1.insert_histogram(t, h.clone()) {
                 self.num_samples += 1;
+                self.num_histograms += 1;
             }
             self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
             self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
@@ -348,6 +362,11 @@ impl Head {
 
     pub fn num_samples(&self) -> usize {
         self.num_samples
+    }
+
+    /// Histogram samples it holds (0: no series here has any).
+    pub fn num_histograms(&self) -> usize {
+        self.num_histograms
     }
 
     pub fn min_time(&self) -> Option<Timestamp> {

@@ -20,5 +20,7 @@ mod samples;
 mod series;
 
 pub use range::ScanRange;
-pub use samples::{SamplesTable, ScanBudget, SeriesScan};
+pub use samples::{
+    SamplesTable, ScanBudget, SeriesScan, histogram_weight, series_scan_histogram_schema,
+};
 pub use series::SeriesTable;

@@ -7,7 +7,7 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringDictionaryBuilder, TimestampMillisecondArray,
     UInt64Array,
 };
-use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::catalog::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::common::DataFusionError;
@@ -143,6 +143,30 @@ pub struct SeriesScan {
     mint: Timestamp,
     maxt: Timestamp,
     newest_only: bool,
+    /// Read native histograms too, as a fifth column `histogram` (see
+    /// [`SeriesScan::with_histograms`]).
+    histograms: bool,
+}
+
+/// The schema of a [`SeriesScan`] that reads native histograms: the `samples` columns and a
+/// nullable `histogram` (`FloatHistogram::encode`'s bytes; `value` is 0 on its rows).
+pub fn series_scan_histogram_schema() -> SchemaRef {
+    static S: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+        let mut fields: Vec<Field> = samples_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("histogram", DataType::BinaryView, true));
+        Arc::new(Schema::new(fields))
+    });
+    S.clone()
+}
+
+/// How much a histogram sample counts against a scan's and a query's sample budget: its size
+/// in units of a float sample's 16 bytes, as Prometheus weighs `HPoint`s (`(Size()+8)/16`).
+pub fn histogram_weight(h: &crate::histogram::FloatHistogram) -> usize {
+    (h.encoded_len() + 119) / 16
 }
 
 impl SeriesScan {
@@ -161,14 +185,183 @@ impl SeriesScan {
             mint,
             maxt,
             newest_only,
+            histograms: false,
         }
     }
+
+    /// Reads native histograms too: the schema gains `histogram`, and each series' samples of
+    /// both kinds come merged in time order. Where a float and a histogram share a timestamp
+    /// (the head keeps the two kinds apart), a float staleness marker wins (it ends the series
+    /// whatever came before), else the histogram.
+    pub fn with_histograms(mut self, histograms: bool) -> Self {
+        self.histograms = histograms;
+        self
+    }
+
+    async fn scan_histograms(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let db = &self.table.db;
+        let ext = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        let (floats, hists) = if self.newest_only {
+            let f = db
+                .read_newest(&self.ids, self.mint, self.maxt)
+                .await
+                .map_err(ext)?;
+            let h = db
+                .read_newest_histograms(&self.ids, self.mint, self.maxt)
+                .await
+                .map_err(ext)?;
+            let weight = f.len()
+                + h.iter()
+                    .flat_map(|s| &s.histograms)
+                    .map(|h| histogram_weight(h))
+                    .sum::<usize>();
+            ScanBudget::check(state, weight)?;
+            (f, h)
+        } else {
+            let f = self
+                .table
+                .read_merged(state, &self.ids, &[(self.mint, self.maxt)])
+                .await?;
+            let mut h = Vec::new();
+            let mut weight = f.iter().map(|s| s.timestamps.len()).sum::<usize>();
+            for chunk in self.ids.chunks(READ_SERIES_AT_ONCE) {
+                let part = db
+                    .read_histograms(chunk, self.mint, self.maxt)
+                    .await
+                    .map_err(ext)?;
+                weight += part
+                    .iter()
+                    .flat_map(|s| &s.histograms)
+                    .map(|h| histogram_weight(h))
+                    .sum::<usize>();
+                ScanBudget::check(state, weight)?;
+                h.extend(part);
+            }
+            (f, h)
+        };
+        let batch = merge_kinds(floats, hists, self.newest_only)?;
+        let full = series_scan_histogram_schema();
+        let all: Vec<usize> = (1..full.fields().len()).collect();
+        let projection = projection.unwrap_or(&all);
+        if projection.contains(&0) {
+            return Err(DataFusionError::Internal(
+                "a histogram scan does not build the metric column".into(),
+            ));
+        }
+        let without = Arc::new(full.project(&all)?);
+        let positions: Vec<usize> = projection.iter().map(|i| i - 1).collect();
+        let source = MemorySourceConfig::try_new(&[vec![batch]], without, Some(positions))?;
+        Ok(DataSourceExec::from_data_source(sorted_by(
+            source,
+            &["series_id", "timestamp"],
+        )?))
+    }
+}
+
+/// One batch of `series_id, timestamp, value, histogram`: each series' floats and histograms
+/// merged by time (ties as [`SeriesScan::with_histograms`] says); with `newest_only`, only the
+/// newest of the two.
+fn merge_kinds(
+    floats: Vec<SeriesSamples>,
+    hists: Vec<crate::db::SeriesHistograms>,
+    newest_only: bool,
+) -> datafusion::common::Result<RecordBatch> {
+    use datafusion::arrow::array::BinaryViewBuilder;
+    let rows = floats.iter().map(|s| s.timestamps.len()).sum::<usize>()
+        + hists.iter().map(|s| s.timestamps.len()).sum::<usize>();
+    let mut ids = Vec::with_capacity(rows);
+    let mut ts = Vec::with_capacity(rows);
+    let mut vs = Vec::with_capacity(rows);
+    let mut hs = BinaryViewBuilder::with_capacity(rows);
+    let mut buf = Vec::new();
+    let (mut fi, mut hi) = (floats.into_iter().peekable(), hists.into_iter().peekable());
+    loop {
+        // The next series in id order, with its samples of each kind.
+        let next = match (fi.peek(), hi.peek()) {
+            (None, None) => break,
+            (Some(f), Some(h)) => f.id.min(h.id),
+            (Some(f), None) => f.id,
+            (None, Some(h)) => h.id,
+        };
+        let f = fi.next_if(|f| f.id == next);
+        let h = hi.next_if(|h| h.id == next);
+        let (ft, fv) = f.map(|f| (f.timestamps, f.values)).unwrap_or_default();
+        let (ht, hv) = h.map(|h| (h.timestamps, h.histograms)).unwrap_or_default();
+        let (mut a, mut b) = (0, 0);
+        let push_float = |i: usize,
+                          ids: &mut Vec<u64>,
+                          ts: &mut Vec<i64>,
+                          vs: &mut Vec<f64>,
+                          hs: &mut BinaryViewBuilder| {
+            ids.push(next.0);
+            ts.push(ft[i]);
+            vs.push(fv[i]);
+            hs.append_null();
+        };
+        let mut out: Vec<(bool, usize)> = Vec::new();
+        while a < ft.len() || b < ht.len() {
+            let take_float = match (ft.get(a), ht.get(b)) {
+                (Some(x), Some(y)) if x == y => {
+                    // A tie: the staleness marker wins, else the histogram.
+                    if crate::labels::is_stale_nan(fv[a]) {
+                        b += 1;
+                        true
+                    } else {
+                        a += 1;
+                        false
+                    }
+                }
+                (Some(x), Some(y)) => x < y,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if take_float {
+                out.push((true, a));
+                a += 1;
+            } else {
+                out.push((false, b));
+                b += 1;
+            }
+        }
+        if newest_only && out.len() > 1 {
+            out.drain(..out.len() - 1);
+        }
+        for (is_float, i) in out {
+            if is_float {
+                push_float(i, &mut ids, &mut ts, &mut vs, &mut hs);
+            } else {
+                ids.push(next.0);
+                ts.push(ht[i]);
+                vs.push(0.0);
+                buf.clear();
+                hv[i].encode(&mut buf);
+                hs.append_value(&buf);
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(series_scan_histogram_schema().project(&[1, 2, 3, 4])?),
+        vec![
+            Arc::new(UInt64Array::from(ids)) as ArrayRef,
+            Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+            Arc::new(Float64Array::from(vs)),
+            Arc::new(hs.finish()),
+        ],
+    )?)
 }
 
 #[async_trait]
 impl TableProvider for SeriesScan {
     fn schema(&self) -> SchemaRef {
-        samples_schema()
+        if self.histograms {
+            series_scan_histogram_schema()
+        } else {
+            samples_schema()
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -182,6 +375,9 @@ impl TableProvider for SeriesScan {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        if self.histograms {
+            return self.scan_histograms(state, projection).await;
+        }
         let data = if self.newest_only {
             let data = self
                 .table
