@@ -101,10 +101,10 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
     })
     .await
     .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
-    let samples = converted.batch.num_samples();
+    let samples = converted.batch.num_samples() + converted.batch.num_histograms();
     let message = converted.error_message();
     let rejected = converted.rejected_points;
-    if samples > 0 {
+    if !converted.batch.is_empty() {
         db.append(converted.batch)
             .await
             .map_err(ApiError::from_storage)?;

@@ -326,7 +326,7 @@ impl Group {
                 .map(|(l, id)| (l, *id))
                 .collect();
             let batch = match result_batch(&samples, &ids, &gone, removals, t, ctx) {
-                Ok(b) if b.num_samples() == 0 => break,
+                Ok(b) if b.is_empty() => break,
                 Ok(b) => b,
                 Err(e) => {
                     result = Err(e);

@@ -167,6 +167,11 @@ impl WriteBatch {
         self.histograms.len()
     }
 
+    /// Whether the batch holds no sample of either kind (nothing to append).
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty() && self.histograms.is_empty()
+    }
+
     pub fn num_series(&self) -> usize {
         self.series.len()
     }

@@ -503,3 +503,49 @@ async fn delta_counters_are_made_cumulative_when_the_feature_is_on() {
     assert_eq!(got[0].2, [5.0, 8.0]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_exponential_histograms_alone_is_stored_and_queryable() {
+    let s = TestServer::start(&[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // Only `service.name`: no target_info, so the request holds no float sample at all.
+    let mut req = request(vec![metric(
+        "ttft",
+        "s",
+        proto::metric::Data::ExponentialHistogram(proto::ExponentialHistogram {
+            data_points: vec![proto::ExponentialHistogramDataPoint {
+                time_unix_nano: now,
+                count: 5,
+                sum: Some(9.0),
+                scale: 1,
+                zero_count: 1,
+                positive: Some(proto::Buckets {
+                    offset: 0,
+                    bucket_counts: vec![1, 3],
+                }),
+                ..Default::default()
+            }],
+            aggregation_temporality: proto::CUMULATIVE,
+        }),
+    )]);
+    req.resource_metrics[0].resource = Some(proto::Resource {
+        attributes: vec![kv("service.name", "vllm")],
+    });
+    let (code, _, body) = push(
+        &s,
+        req.encode_to_vec(),
+        &[("Content-Type", "application/x-protobuf")],
+    )
+    .await;
+    assert_eq!(code, 200);
+    let answer = proto::ExportMetricsServiceResponse::decode(&body[..]).unwrap();
+    assert!(answer.partial_success.is_none(), "{answer:?}");
+    let got = query(&s, "histogram_count(ttft_seconds)").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["value"][1], "5");
+    assert_eq!(got[0]["metric"]["job"], "vllm");
+    s.stop().await;
+}

@@ -393,6 +393,20 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
             "histogram_quantile(0.75, sum(rate(latency_seconds[1m])))",
             2f64.powf(1.5),
         ),
+        // With a scalar: `*` and `/` scale a histogram (unary minus too).
+        ("histogram_count(latency_seconds * 2)", 64.0),
+        ("histogram_count(2 * latency_seconds)", 64.0),
+        ("histogram_sum(latency_seconds / 4)", 4.0),
+        ("histogram_count(-latency_seconds)", -32.0),
+        // Range functions: over the window's histograms, or counting them as samples.
+        ("histogram_count(last_over_time(latency_seconds[1m]))", 32.0),
+        (
+            "histogram_count(sum_over_time(latency_seconds[1m]))",
+            20.0 + 24.0 + 28.0 + 32.0,
+        ),
+        ("histogram_count(avg_over_time(latency_seconds[1m]))", 26.0),
+        ("histogram_count(irate(latency_seconds[1m]))", 4.0 / 15.0),
+        ("count_over_time(latency_seconds[1m])", 4.0),
     ] {
         let (code, v) = get(
             "/api/v1/query",
@@ -416,6 +430,30 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     )
     .await;
     assert_eq!(v["data"]["result"][0]["histogram"][1]["sum"], "16", "{v}");
+    // What Prometheus leaves out: a histogram with `+` a scalar, or in a function of values.
+    for q in [
+        "latency_seconds + 1",
+        "max_over_time(latency_seconds[1m])",
+        "latency_seconds > 0",
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 200, "{q}: {v}");
+        assert_eq!(v["data"]["result"], json!([]), "{q}: {v}");
+    }
+    // A window across the switch counts both kinds: seven floats and one histogram.
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "count_over_time(latency_seconds[2m])".into()),
+            ("time", "1125".into()),
+        ],
+    )
+    .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "8", "{v}");
     // Over the floats before: nothing.
     let (_, v) = get(
         "/api/v1/query",
@@ -466,8 +504,8 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     // What does not handle histograms yet says so (422), and the server goes on.
     for q in [
         "sum by (__name__) (latency_seconds)",
-        "max_over_time(latency_seconds[1m])",
-        "latency_seconds * 2",
+        "resets(latency_seconds[1m])",
+        "latency_seconds + latency_seconds",
         "abs(latency_seconds)",
         "latency_seconds[5m:1m]",
     ] {

@@ -752,3 +752,58 @@ async fn sql_rules_append_their_answers_to_a_table_that_survives_a_restart() {
     assert!(after >= before, "{after} < {before}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_rules_store_native_histogram_results() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    let (s, _config) = start_with_files(
+        RULES_CONFIG,
+        &[(
+            "rules.yml",
+            "groups:\n  - name: h\n    interval: 1s\n    rules:\n      - record: job:ttft:sum\n        expr: sum by (job) (ttft_seconds)\n",
+        )],
+        &[],
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let series = |gpu: &str, n: u64| {
+        let mut ts = TimeSeries::from_pairs(
+            &[("__name__", "ttft_seconds"), ("job", "vllm"), ("gpu", gpu)],
+            &[],
+        );
+        ts.histograms = vec![Histogram {
+            count: Some(Count::CountInt(n)),
+            sum: n as f64,
+            schema: 0,
+            positive_spans: vec![BucketSpan {
+                offset: 1,
+                length: 1,
+            }],
+            positive_deltas: vec![n as i64],
+            timestamp: now,
+            ..Default::default()
+        }];
+        ts
+    };
+    let body = encode(&WriteRequest {
+        timeseries: vec![series("0", 3), series("1", 4)],
+    });
+    let (code, text) = post(&s.url("/api/v1/write"), body, &super::support::RW_HEADERS).await;
+    assert_eq!(code, 204, "{text}");
+    // The rule's result is a histogram series of its own: its count is the sum's.
+    eventually("the recorded histogram", 20, || async {
+        query(&s, "histogram_count(job:ttft:sum)")
+            .await
+            .first()
+            .is_some_and(|r| r["value"][1] == "7")
+    })
+    .await;
+    let recorded = query(&s, "job:ttft:sum").await;
+    assert_eq!(recorded[0]["metric"]["job"], "vllm", "{recorded:?}");
+    assert_eq!(recorded[0]["histogram"][1]["sum"], "7", "{recorded:?}");
+    s.stop().await;
+}

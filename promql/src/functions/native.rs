@@ -249,6 +249,64 @@ pub fn rate(
     Some(h)
 }
 
+/// Prometheus's `instantValue` for two histograms (`irate`, `idelta`): the last minus the one
+/// before (for `irate` the last alone after a counter reset), per second for `irate`, a gauge
+/// histogram. `None` for equal times or incompatible histograms.
+pub fn instant_value(
+    (t0, prev): (i64, &FloatHistogram),
+    (t1, last): (i64, &FloatHistogram),
+    is_rate: bool,
+) -> Option<FloatHistogram> {
+    let interval = t1 - t0;
+    if interval == 0 {
+        return None;
+    }
+    let mut h = last.clone();
+    if !is_rate || !last.detect_reset(prev) {
+        h.sub(prev).ok()?;
+    }
+    h.hint = quiver_storage::CounterResetHint::Gauge;
+    h.compact(0);
+    if is_rate {
+        h.div(interval as f64 / 1000.0);
+    }
+    Some(h)
+}
+
+/// Prometheus's `sum_over_time` of histograms: their Kahan sum (`None` if they cannot be
+/// added: exponential and custom buckets mixed).
+pub fn sum_over_time(hs: &[&FloatHistogram]) -> Option<FloatHistogram> {
+    let (mut sum, comp) = kahan_sum(hs)?;
+    if let Some(c) = comp {
+        sum.add(&c).ok()?;
+    }
+    Some(sum)
+}
+
+/// Prometheus's `avg_over_time` of histograms: the Kahan sum divided by their number (the
+/// direct mean; Prometheus switches to an incremental mean only once a sum overflows).
+pub fn avg_over_time(hs: &[&FloatHistogram]) -> Option<FloatHistogram> {
+    let n = hs.len() as f64;
+    let (mut sum, comp) = kahan_sum(hs)?;
+    sum.div(n);
+    if let Some(mut c) = comp {
+        c.div(n);
+        sum.add(&c).ok()?;
+    }
+    Some(sum)
+}
+
+/// The Kahan sum of histograms and its compensation (Go's `KahanAdd` loop).
+fn kahan_sum(hs: &[&FloatHistogram]) -> Option<(FloatHistogram, Option<FloatHistogram>)> {
+    let (first, rest) = hs.split_first()?;
+    let mut sum = (*first).clone();
+    let mut comp = None;
+    for h in rest {
+        comp = Some(sum.kahan_add(h, comp.take()).ok()?.0);
+    }
+    Some((sum, comp))
+}
+
 /// Prometheus's `histogramRate` before extrapolation: last minus first, resets added back.
 fn difference(hs: &[&FloatHistogram], counter: bool) -> Option<FloatHistogram> {
     let n = hs.len();

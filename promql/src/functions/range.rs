@@ -4,6 +4,19 @@
 use super::{kahan_inc, mean, quantile, variance};
 use crate::error::{Error, Result};
 
+/// What a range function does with the native histograms in its window, as Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramMode {
+    /// Computes with them (a histogram result, or `irate`'s, `rate`'s…).
+    Computes,
+    /// Counts them as samples (`count_over_time`, `present_over_time`, `ts_of_last_…`).
+    Counts,
+    /// Leaves them out and works on the floats (`max_over_time`, `deriv`…).
+    Ignores,
+    /// Not built yet: the planner refuses (`resets`, `changes`).
+    Refuses,
+}
+
 /// A range-vector function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangeFn {
@@ -105,13 +118,23 @@ impl RangeFn {
         }
     }
 
-    /// Whether it is built for windows of native histograms: the raw samples, and `rate`,
-    /// `increase`, `delta` (a histogram per window).
+    /// What the function does with native histograms in its window.
+    pub fn histogram_mode(self) -> HistogramMode {
+        use RangeFn::*;
+        match self {
+            Raw | Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime
+            | LastOverTime | FirstOverTime => HistogramMode::Computes,
+            CountOverTime | PresentOverTime | TsOfLastOverTime | TsOfFirstOverTime => {
+                HistogramMode::Counts
+            }
+            Resets | Changes => HistogramMode::Refuses,
+            _ => HistogramMode::Ignores,
+        }
+    }
+
+    /// Whether the result may be a native histogram.
     pub fn handles_histograms(self) -> bool {
-        matches!(
-            self,
-            RangeFn::Raw | RangeFn::Rate | RangeFn::Increase | RangeFn::Delta
-        )
+        self.histogram_mode() == HistogramMode::Computes
     }
 
     /// Whether the result keeps the series' `__name__`.

@@ -168,6 +168,7 @@ impl PromOp {
             PromOp::Steps(op) => op.evaluate(),
             PromOp::CheckUnique => super::topk::check_unique(first()),
             PromOp::Info(op) => op.evaluate(&inputs[0], &inputs[1]),
+            PromOp::ScalarBinary(op) => op.evaluate(first(), inputs.get(1).map(Vec::as_slice)),
         }
     }
 }

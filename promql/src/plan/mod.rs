@@ -16,6 +16,7 @@ mod info;
 pub(crate) mod input;
 mod range_fn;
 mod scalar;
+mod scalar_binary;
 mod topk;
 mod vector_select;
 
@@ -37,6 +38,7 @@ pub use info::InfoOp;
 pub use input::LabelMap;
 pub use range_fn::{RangeFn, RangeFnOp, RangeSource};
 pub use scalar::{CountValuesOp, ScalarOfOp, StepsOp};
+pub use scalar_binary::ScalarBinaryOp;
 pub use topk::{TopKKind, TopKOp};
 pub use vector_select::VectorSelectOp;
 
@@ -187,6 +189,8 @@ pub enum PromOp {
     CheckUnique,
     /// `info(v, {…})`: adds info series' data labels.
     Info(InfoOp),
+    /// A vector that may hold native histograms with a scalar (`h * 2`, `-h`).
+    ScalarBinary(ScalarBinaryOp),
 }
 
 impl PromOp {
@@ -203,6 +207,7 @@ impl PromOp {
             PromOp::Steps(_) => "Steps",
             PromOp::CheckUnique => "CheckUnique",
             PromOp::Info(_) => "Info",
+            PromOp::ScalarBinary(_) => "ScalarBinary",
         }
     }
 
@@ -216,6 +221,7 @@ impl PromOp {
         match self {
             PromOp::VectorSelect(op) => op.yields_histograms(),
             PromOp::RangeFn(op) => op.yields_histograms(),
+            PromOp::ScalarBinary(_) => true,
             _ => false,
         }
     }

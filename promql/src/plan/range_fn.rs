@@ -12,7 +12,7 @@ use super::input::{VectorBuilder, decode_hist, group_series, scalar_by_step};
 use super::{Param, SeriesMap, Steps, TimeShift};
 use crate::error::Result;
 use crate::functions::native;
-use crate::functions::range::{Window, eval, extrapolated_rate};
+use crate::functions::range::{HistogramMode, Window as FnWindow, eval, extrapolated_rate};
 use crate::guard::QueryGuard;
 use crate::labelset::{self, Grouping};
 
@@ -111,7 +111,7 @@ impl RangeFnOp {
                 )
             }
         };
-        let mut w = Window {
+        let mut w = FnWindow {
             step: 0,
             start: 0,
             end: 0,
@@ -128,19 +128,27 @@ impl RangeFnOp {
                 let keep: Vec<bool> = (0..s.ts.len()).map(|i| !s.is_stale(i)).collect();
                 s.retain(&keep);
             }
-            // The series' histograms, decoded once (windows overlap from step to step).
-            let decoded: Vec<Option<FloatHistogram>> = if s.hists.iter().any(Option::is_some) {
-                if !self.func.handles_histograms() {
+            // Native histograms: left out by the functions of values, counted as samples by
+            // `count_over_time` and its kin, decoded once (windows overlap from step to step)
+            // for the functions that compute with them.
+            let mode = self.func.histogram_mode();
+            let has_hists = s.hists.iter().any(Option::is_some);
+            if has_hists && mode == HistogramMode::Ignores {
+                let keep: Vec<bool> = (0..s.ts.len()).map(|i| s.hist(i).is_none()).collect();
+                s.retain(&keep);
+            }
+            let decoded: Vec<Option<FloatHistogram>> = match (has_hists, mode) {
+                (true, HistogramMode::Computes) => s
+                    .hists
+                    .iter()
+                    .map(|h| h.map(decode_hist).transpose())
+                    .collect::<Result<_>>()?,
+                (true, HistogramMode::Refuses) => {
                     return Err(crate::error::Error::Internal(
                         "native histograms reached a range function planned for floats".into(),
                     ));
                 }
-                s.hists
-                    .iter()
-                    .map(|h| h.map(decode_hist).transpose())
-                    .collect::<Result<_>>()?
-            } else {
-                Vec::new()
+                _ => Vec::new(),
             };
             let labels: Cow<'_, [u8]> = if unmarked {
                 Cow::Borrowed(&s.labels)
@@ -148,7 +156,12 @@ impl RangeFnOp {
                 Cow::Owned(labelset::mark_drop_name(&s.labels))
             };
             out.begin(&labels);
-            let prefix = PrefixSums::for_window_sums(self.func, &s.values);
+            // (Histograms' placeholder values must not enter the prefix sums.)
+            let prefix = if decoded.is_empty() {
+                PrefixSums::for_window_sums(self.func, &s.values)
+            } else {
+                None
+            };
             let resets = ResetSums::for_counter(self.func, &s.values);
             let (mut lo, mut hi) = (0, 0);
             let mut buf = Vec::new();
@@ -175,30 +188,25 @@ impl RangeFnOp {
                     out.push(&labels, k, t, v);
                     continue;
                 }
-                if !decoded.is_empty() && decoded[lo..hi].iter().any(Option::is_some) {
-                    // `rate`, `increase`, `delta` of histograms; a window mixing floats and
-                    // histograms gives nothing (Prometheus warns).
-                    if self.func != RangeFn::Raw {
-                        let hs: Vec<&FloatHistogram> =
-                            decoded[lo..hi].iter().filter_map(Option::as_ref).collect();
-                        if hs.len() < hi - lo {
+                if !decoded.is_empty()
+                    && self.func != RangeFn::Raw
+                    && decoded[lo..hi].iter().any(Option::is_some)
+                {
+                    match self.histogram_window(&decoded[lo..hi], &s.ts[lo..hi], start, r) {
+                        // A float answer from the float path below.
+                        HistWindow::Floats => {}
+                        HistWindow::Nothing => continue,
+                        HistWindow::Histogram(h) => {
+                            match &mut out {
+                                Sink::Rows(rows) => {
+                                    buf.clear();
+                                    h.encode(&mut buf);
+                                    rows.push_hist(&labels, t, &buf)?;
+                                }
+                                Sink::Groups(g) => g.push_hist(k, &h),
+                            }
                             continue;
                         }
-                        let counter = self.func != RangeFn::Delta;
-                        let is_rate = self.func == RangeFn::Rate;
-                        match (
-                            native::rate(&s.ts[lo..hi], &hs, start, r, counter, is_rate),
-                            &mut out,
-                        ) {
-                            (Some(h), Sink::Rows(rows)) => {
-                                buf.clear();
-                                h.encode(&mut buf);
-                                rows.push_hist(&labels, t, &buf)?;
-                            }
-                            (Some(h), Sink::Groups(g)) => g.push_hist(k, &h),
-                            (None, _) => {}
-                        }
-                        continue;
                     }
                 }
                 if self.func == RangeFn::Raw {
@@ -237,6 +245,70 @@ impl RangeFnOp {
             }
         }
         out.finish(&self.steps)
+    }
+}
+
+/// What a window holding native histograms gives.
+enum HistWindow {
+    /// Its answer is a float: the float path computes it.
+    Floats,
+    /// No sample (a window mixing kinds, incompatible histograms: Prometheus warns).
+    Nothing,
+    Histogram(FloatHistogram),
+}
+
+impl RangeFnOp {
+    /// The answer of a function that computes with histograms over a window holding some:
+    /// `hs` are the window's samples (`None` for a float one).
+    fn histogram_window(
+        &self,
+        hs: &[Option<FloatHistogram>],
+        ts: &[i64],
+        start: i64,
+        end: i64,
+    ) -> HistWindow {
+        let all: Option<Vec<&FloatHistogram>> = hs.iter().map(Option::as_ref).collect();
+        let answer =
+            |h: Option<FloatHistogram>| h.map_or(HistWindow::Nothing, HistWindow::Histogram);
+        let n = hs.len();
+        match self.func {
+            RangeFn::Rate | RangeFn::Increase | RangeFn::Delta => match all {
+                Some(all) => answer(native::rate(
+                    ts,
+                    &all,
+                    start,
+                    end,
+                    self.func != RangeFn::Delta,
+                    self.func == RangeFn::Rate,
+                )),
+                None => HistWindow::Nothing,
+            },
+            RangeFn::SumOverTime | RangeFn::AvgOverTime => match all {
+                Some(all) if self.func == RangeFn::SumOverTime => {
+                    answer(native::sum_over_time(&all))
+                }
+                Some(all) => answer(native::avg_over_time(&all)),
+                None => HistWindow::Nothing,
+            },
+            // The newest (oldest) sample, of either kind.
+            RangeFn::LastOverTime => hs[n - 1]
+                .clone()
+                .map_or(HistWindow::Floats, HistWindow::Histogram),
+            RangeFn::FirstOverTime => hs[0]
+                .clone()
+                .map_or(HistWindow::Floats, HistWindow::Histogram),
+            // The last two samples: both histograms, both floats, or nothing.
+            RangeFn::Irate | RangeFn::Idelta if n >= 2 => match (&hs[n - 2], &hs[n - 1]) {
+                (Some(a), Some(b)) => answer(native::instant_value(
+                    (ts[n - 2], a),
+                    (ts[n - 1], b),
+                    self.func == RangeFn::Irate,
+                )),
+                (None, None) => HistWindow::Floats,
+                _ => HistWindow::Nothing,
+            },
+            _ => HistWindow::Floats,
+        }
     }
 }
 

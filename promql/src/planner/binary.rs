@@ -10,7 +10,10 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use super::{Planned, Planner, project_scalar, project_vector};
 use crate::error::{Error, Result};
 use crate::functions::udf::CompareFn;
-use crate::plan::{BinaryOp, Cardinality, Matching, Param, PromNode, PromOp, Steps, VectorOp};
+use crate::plan::{
+    BinaryOp, Cardinality, Matching, Param, PromNode, PromOp, ScalarBinaryOp, Steps, VectorOp,
+    has_hist,
+};
 
 impl Planner<'_> {
     pub(crate) fn plan_binary(&self, b: &BinaryExpr, steps: Steps) -> Result<Planned> {
@@ -20,8 +23,10 @@ impl Planner<'_> {
         let return_bool = b.return_bool();
         let lhs = self.plan(&b.lhs, steps)?;
         let rhs = self.plan(&b.rhs, steps)?;
-        for side in [&lhs, &rhs] {
-            if let Planned::Vector(p) = side {
+        // With a scalar, a vector may hold native histograms (`vector_scalar`); two vectors
+        // must be floats until their operator is built for histograms.
+        if let (Planned::Vector(l), Planned::Vector(r)) = (&lhs, &rhs) {
+            for p in [l, r] {
                 super::floats_only(p, &format!("the binary operator {}", b.op))?;
             }
         }
@@ -130,6 +135,21 @@ fn vector_scalar(
         return Err(Error::BadData(format!(
             "set operator \"{op:?}\" not allowed in binary scalar expression"
         )));
+    }
+    if has_hist(v.schema().as_arrow()) {
+        // A kernel: histograms are scaled by `*` and `/`, dropped by other operators.
+        let (constant, inputs) = match s {
+            Planned::Const(c) => (Some(Param(c)), vec![v]),
+            Planned::Scalar(p) => (None, vec![v, p]),
+            _ => return Err(Error::Internal("scalar operand expected".into())),
+        };
+        let op = PromOp::ScalarBinary(ScalarBinaryOp {
+            op,
+            scalar_left,
+            return_bool,
+            constant,
+        });
+        return Ok(Planned::Vector(PromNode::new(op, inputs)?.into_plan()));
     }
     let (plan, sv) = with_scalar(v, s)?;
     let (l, r) = if scalar_left {

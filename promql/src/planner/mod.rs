@@ -136,10 +136,17 @@ impl Planner<'_> {
         Ok(match self.plan(e, steps)? {
             Planned::Const(v) => Planned::Const(-v),
             Planned::Scalar(p) => Planned::Scalar(project_scalar(p, -col("value"))?),
-            Planned::Vector(p) => {
-                floats_only(&p, "unary minus")?;
-                Planned::Vector(project_vector(p, -col("value"), true)?)
+            Planned::Vector(p) if crate::plan::has_hist(p.schema().as_arrow()) => {
+                // `-h` is `h * -1`, as Prometheus negates a histogram.
+                let op = crate::plan::PromOp::ScalarBinary(crate::plan::ScalarBinaryOp {
+                    op: crate::plan::VectorOp::Mul,
+                    scalar_left: false,
+                    return_bool: false,
+                    constant: Some(crate::plan::Param(-1.0)),
+                });
+                Planned::Vector(crate::plan::PromNode::new(op, vec![p])?.into_plan())
             }
+            Planned::Vector(p) => Planned::Vector(project_vector(p, -col("value"), true)?),
             other => {
                 return Err(Error::BadData(format!(
                     "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",

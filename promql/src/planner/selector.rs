@@ -227,7 +227,8 @@ pub(crate) fn range_fn_plan(
             }
         }
     }
-    if input.histograms && !func.handles_histograms() {
+    if input.histograms && func.histogram_mode() == crate::functions::range::HistogramMode::Refuses
+    {
         return Err(Error::Execution(format!(
             "{} over native histograms is not supported yet (the selected series hold native \
              histogram samples in the queried range)",
