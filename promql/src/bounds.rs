@@ -67,6 +67,7 @@ pub fn parse_bounded(query: &str) -> Result<Expr> {
         )));
     }
     check_regexes(query)?;
+    check_number_durations(query)?;
     let operators = count_operators(query);
     if operators > MAX_BINARY_OPERATORS {
         return Err(Error::BadData(format!(
@@ -88,6 +89,98 @@ pub fn parse_bounded(query: &str) -> Result<Expr> {
         // A refused tree is dropped inside the closure, on the same stack.
         stacker::grow(OWN_STACK_BYTES, parse)
     }
+}
+
+/// Refuses a duration written as a bare number (seconds: `x[1e300]`, `x offset 1e30`,
+/// `x[5m:1e300]`) that no `Duration` holds, before the parser turns it into one with a
+/// conversion that panics. (Parsing also runs under `catch_unwind`; this keeps the panic from
+/// happening at all.)
+fn check_number_durations(query: &str) -> Result<()> {
+    let bad = |token: &str| -> Result<()> {
+        let t = token.trim();
+        let Some(v) = plain_number(t) else {
+            return Ok(());
+        };
+        if !v.is_finite() || v.abs() * 1000.0 > MAX_DURATION_MS as f64 {
+            return Err(Error::BadData(format!(
+                "the duration {t:?} is out of range (at most about 292 years)"
+            )));
+        }
+        Ok(())
+    };
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'[' => {
+                let end = query[i..].find(']').map_or(b.len(), |e| i + e);
+                for part in query[i + 1..end].split(':') {
+                    bad(part)?;
+                }
+                i = end;
+            }
+            c if c.is_ascii_alphabetic()
+                && query[i..].len() >= 6
+                && query[i..i + 6].eq_ignore_ascii_case("offset")
+                && (i == 0 || !is_word(b[i - 1]))
+                && b.get(i + 6).is_none_or(|c| !is_word(*c)) =>
+            {
+                let rest = query[i + 6..].trim_start();
+                let rest = rest.strip_prefix('-').unwrap_or(rest).trim_start();
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || "()[]{},+*/%^=!<>".contains(c))
+                    .unwrap_or(rest.len());
+                bad(&rest[..end])?;
+                i += 6;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+}
+
+/// A number as PromQL's lexer reads one where a duration may stand (decimal, exponent, hex,
+/// `Inf`, `NaN`); `None` for anything else (a duration with units, an expression).
+fn plain_number(t: &str) -> Option<f64> {
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16)
+            .map(|v| v as f64)
+            .ok()
+            .or_else(|| {
+                (!hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .then_some(f64::INFINITY)
+            })?
+    } else if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        f64::INFINITY
+    } else if body.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        body.parse::<f64>().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
 }
 
 /// An upper bound on the binary (and unary) operators of a query, from its text: operator
@@ -340,14 +433,32 @@ mod tests {
 
     #[test]
     fn number_durations_that_panic_the_parser_are_parse_errors() {
+        let long = format!("1111[{}]", "5".repeat(90));
         for q in [
             "x[1e300]",
             "x offset 1e300",
             "x[Inf]",
             "rate(x[NaN])",
             "x[5m:1e300]",
+            // A duration of 90 digits (a rule file's fuzz input).
+            long.as_str(),
+            "x offset 0xffffffffffffffffff",
         ] {
-            refused(q);
+            // Refused before parsing (the parser's panic, caught, would say "a number or
+            // duration is out of range").
+            assert!(refused(q).contains("at most about 292 years"), "{q}");
+        }
+        // Fine durations, with units, as numbers, in strings and names, still parse.
+        for q in [
+            "x[5m]",
+            "x[300]",
+            "x[5m:30]",
+            "x offset 90",
+            "rate(x[1h] offset -1d)",
+            "x{a=\"[1e300]\"}",
+            "offset_total[5m]",
+        ] {
+            assert!(parse_bounded(q).is_ok(), "{q}");
         }
     }
 
