@@ -273,8 +273,16 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
             f64::NEG_INFINITY
         };
         let upper_bound = b.0;
-        let interpolate =
-            |v: f64| rank + (b.1 - rank) * (v - lower_bound) / (upper_bound - lower_bound);
+        // Inside a bucket of infinite width nothing is interpolated: below a -Inf lower bound
+        // the rank is the bucket's whole count (as the +Inf bucket's is the previous one's),
+        // where the formula would give Inf/Inf = NaN.
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                b.1
+            } else {
+                rank + (b.1 - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+            }
+        };
         if !lower_set && lower_bound >= lower {
             lower_rank = rank;
             lower_set = true;
@@ -358,6 +366,20 @@ mod tests {
             bucket_fraction(f64::NEG_INFINITY, f64::INFINITY, &mut b),
             1.0
         );
+    }
+
+    #[test]
+    fn fraction_does_not_interpolate_below_a_negative_first_bucket() {
+        // Regression: with a first bucket of (-Inf, -3], a lower bound below -3 gave NaN.
+        let mut b = vec![
+            (-3.0, 10.0),
+            (-2.0, 12.0),
+            (-1.0, 15.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(bucket_fraction(-4.0, -2.0, &mut b), 0.02);
+        let mut b = vec![(-3.0, 10.0), (-2.0, 12.0), (f64::INFINITY, 100.0)];
+        assert_eq!(bucket_fraction(-4.0, -2.5, &mut b), 0.01);
     }
 
     #[test]
