@@ -13,7 +13,7 @@ use quiver_storage::FloatHistogram;
 
 use super::input::{VectorBuilder, for_each_hist_row, for_each_vector_row, intern_rows};
 use crate::error::Result;
-use crate::functions::format_float;
+use crate::functions::format_openmetrics_float;
 use crate::functions::native;
 use crate::labelset;
 
@@ -66,7 +66,7 @@ impl HistogramQuantileOp {
                 HistogramFn::Quantile(q) => out.push(labels, t, native::quantile(q.0, h)),
                 HistogramFn::Quantiles(label, qs) => {
                     for q in qs {
-                        let l = labelset::set(labels, label, &format_float(q.0));
+                        let l = labelset::set(labels, label, &format_openmetrics_float(q.0));
                         out.push(&l, t, native::quantile(q.0, h));
                     }
                 }
@@ -147,7 +147,7 @@ impl HistogramQuantileOp {
                 HistogramFn::Quantile(q) => out.push(&k.1, k.0, bucket_quantile(q.0, &mut buckets)),
                 HistogramFn::Quantiles(label, qs) => {
                     for q in qs {
-                        let labels = labelset::set(&k.1, label, &format_float(q.0));
+                        let labels = labelset::set(&k.1, label, &format_openmetrics_float(q.0));
                         out.push(&labels, k.0, bucket_quantile(q.0, &mut buckets));
                     }
                 }
