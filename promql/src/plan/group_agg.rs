@@ -91,6 +91,76 @@ struct HistCell {
     count: usize,
     /// Exponential and custom buckets met: the cell gives nothing (Prometheus warns).
     incompatible: bool,
+    /// `avg` once the sum would overflow: the running mean, which then takes each histogram
+    /// (`comp` compensating it), as Prometheus switches to an incremental mean.
+    mean: Option<FloatHistogram>,
+}
+
+impl HistCell {
+    /// Adds `h` to an `avg` cell (Prometheus's `AVG` over histograms): summed while the sum
+    /// stays finite, then folded into an incremental mean, `mean * (n-1)/n + h/n`.
+    fn add_to_mean(&mut self, h: &FloatHistogram) {
+        let n = self.count as f64;
+        if self.mean.is_none() {
+            let mut sum = self.sum.clone();
+            let Ok((comp, _)) = sum.kahan_add(h, self.comp.clone()) else {
+                self.incompatible = true;
+                return;
+            };
+            if !sum.has_overflow() {
+                (self.sum, self.comp) = (sum, Some(comp));
+                return;
+            }
+            let mut mean = self.sum.clone();
+            mean.div(n - 1.0);
+            if let Some(c) = self.comp.as_mut() {
+                c.div(n - 1.0);
+            }
+            self.mean = Some(mean);
+        }
+        let Some(mean) = self.mean.as_mut() else {
+            return;
+        };
+        let q = (n - 1.0) / n;
+        if let Some(c) = self.comp.as_mut() {
+            c.mul(q);
+        }
+        let mut to_add = h.clone();
+        to_add.div(n);
+        mean.mul(q);
+        match mean.kahan_add(&to_add, self.comp.take()) {
+            Ok((comp, _)) => self.comp = Some(comp),
+            Err(_) => self.incompatible = true,
+        }
+    }
+
+    /// The cell's `sum` or `avg`: the sum (divided by the count for `avg`) or the
+    /// incremental mean, plus its compensation, compacted. `None` when the histograms could
+    /// not be added up.
+    fn result(self, kind: AggKind) -> Option<FloatHistogram> {
+        if self.incompatible {
+            return None;
+        }
+        let (mut h, comp) = match self.mean {
+            Some(mean) => (mean, self.comp),
+            None if kind == AggKind::Avg => {
+                let n = self.count as f64;
+                let mut h = self.sum;
+                h.div(n);
+                let comp = self.comp.map(|mut c| {
+                    c.div(n);
+                    c
+                });
+                (h, comp)
+            }
+            None => (self.sum, self.comp),
+        };
+        if let Some(comp) = comp {
+            h.add(&comp).ok()?;
+        }
+        h.compact(0);
+        Some(h)
+    }
 }
 
 /// The most cells a dense grid may have (24 bytes each) before cells are kept sparsely.
@@ -158,12 +228,18 @@ impl<'a> GroupSink<'a> {
                                 comp: None,
                                 count: 1,
                                 incompatible: false,
+                                mean: None,
                             },
                         );
                     }
                     Some(c) => {
                         c.count += 1;
-                        if !c.incompatible {
+                        if c.incompatible {
+                            return;
+                        }
+                        if self.agg.kind == AggKind::Avg {
+                            c.add_to_mean(h);
+                        } else {
                             match c.sum.kahan_add(h, c.comp.take()) {
                                 Ok((comp, _)) => c.comp = Some(comp),
                                 Err(_) => c.incompatible = true,
@@ -246,8 +322,7 @@ impl<'a> GroupSink<'a> {
     }
 
     /// The float rows and, after them, one histogram row per histogram cell (Prometheus's
-    /// `sum` and `avg` of histograms: the Kahan sum, divided by the count for `avg`,
-    /// compacted). A cell with both floats and histograms gives nothing: Prometheus cannot
+    /// `sum` and `avg` of histograms, [`HistCell::result`]). A cell with both floats and histograms gives nothing: Prometheus cannot
     /// aggregate them together (and warns).
     fn append_histograms(
         &self,
@@ -279,23 +354,12 @@ impl<'a> GroupSink<'a> {
         let mut buf = Vec::new();
         for (cell, c) in cells {
             let (labels, t) = key(cell);
-            if c.incompatible || mixed.contains(&(labels.clone(), t)) {
+            if mixed.contains(&(labels.clone(), t)) {
                 continue;
             }
-            let mut h = c.sum;
-            let n = c.count as f64;
-            if kind == AggKind::Avg {
-                h.div(n);
-            }
-            if let Some(mut comp) = c.comp {
-                if kind == AggKind::Avg {
-                    comp.div(n);
-                }
-                if h.add(&comp).is_err() {
-                    continue;
-                }
-            }
-            h.compact(0);
+            let Some(h) = c.result(kind) else {
+                continue;
+            };
             buf.clear();
             h.encode(&mut buf);
             out.push_hist(&labels, t, &buf)?;
@@ -350,6 +414,50 @@ mod tests {
             rows.push((l.to_vec(), t, v))
         });
         rows
+    }
+
+    /// The `avg` of these histograms as one cell folds them.
+    fn avg_of(hs: &[FloatHistogram]) -> FloatHistogram {
+        let mut c = HistCell {
+            sum: hs[0].clone(),
+            comp: None,
+            count: 1,
+            incompatible: false,
+            mean: None,
+        };
+        for h in &hs[1..] {
+            c.count += 1;
+            c.add_to_mean(h);
+        }
+        c.result(AggKind::Avg).unwrap()
+    }
+
+    fn hist(count: f64, sum: f64) -> FloatHistogram {
+        FloatHistogram {
+            count,
+            sum,
+            ..FloatHistogram::default()
+        }
+    }
+
+    #[test]
+    fn avg_of_histograms_divides_their_sum() {
+        let got = avg_of(&[hist(2.0, 1.0), hist(4.0, 2.0), hist(9.0, 3.0)]);
+        assert_eq!((got.count, got.sum), (5.0, 2.0));
+    }
+
+    #[test]
+    fn avg_of_histograms_switches_to_an_incremental_mean_before_overflowing() {
+        // Regression: counts of 1.7e308 and 1e308 summed to +Inf, and so was their mean
+        // (upstream native_histograms.test, avg(histogram_avg_incremental)).
+        let got = avg_of(&[hist(1.7e308, 3.0), hist(1e308, 6.0), hist(3.0, 9.0)]);
+        let want = 1.7e308 / 3.0 + 1e308 / 3.0 + 1.0;
+        assert!(
+            (got.count - want).abs() / want < 1e-12,
+            "count {} instead of {want}",
+            got.count
+        );
+        assert!((got.sum - 6.0).abs() < 1e-12, "sum {}", got.sum);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `le`) are its cumulative buckets; the quantile is interpolated linearly inside the bucket
 //! where its rank falls, as Prometheus's `BucketQuantile` does. And the functions of native
 //! histograms: `histogram_count`, `histogram_sum`, `histogram_avg` of each histogram sample
-//! (float samples give nothing), the name dropped.
+//! (float samples give nothing). A series with both at one step gives nothing. The name is
+//! marked for removal at the end of the query, so two histograms that differ only by name
+//! fail there, as in Prometheus.
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -11,9 +13,9 @@ use datafusion::arrow::array::RecordBatch;
 use super::Param;
 use quiver_storage::FloatHistogram;
 
-use super::input::{VectorBuilder, for_each_hist_row, for_each_vector_row, intern_rows};
+use super::input::{VectorBuilder, for_each_hist_row, intern_rows};
 use crate::error::Result;
-use crate::functions::format_float;
+use crate::functions::format_openmetrics_float;
 use crate::functions::native;
 use crate::labelset;
 
@@ -52,147 +54,140 @@ impl HistogramQuantileOp {
             HistogramFn::Stdvar => Some(native::variance),
             _ => None,
         };
+        let native = native_samples(input)?;
+        let mut out = VectorBuilder::default();
         if let Some(field) = field {
-            return native_only(input, |h, out, labels, t| {
-                out.push(labels, t, field(h));
-                Ok(())
-            });
+            for (labels, t, h) in &native {
+                out.push(&labelset::mark_drop_name(labels), *t, field(h));
+            }
+            return out.finish();
         }
-        // Native histograms answer sample by sample; classic buckets (float rows with `le`)
-        // as before. Where both give a series at a step, the native answer stands, as in
-        // Prometheus.
-        let native = native_only(input, |h, out, labels, t| {
+        // As Prometheus: where one series has both a native histogram and classic buckets
+        // (the same labels but `le`) at a step, neither is answered (Prometheus warns).
+        let mut classic = classic_groups(input);
+        let mut conflicts: foldhash::HashSet<(i64, Vec<u8>)> = foldhash::HashSet::default();
+        for (labels, t, _) in &native {
+            if let Some(&g) = classic.index.get(&(*t, labels.clone())) {
+                classic.groups[g].2.clear();
+                conflicts.insert((*t, labels.clone()));
+            }
+        }
+        for (labels, t, h) in &native {
+            if conflicts.contains(&(*t, labels.clone())) {
+                continue;
+            }
+            let labels = labelset::mark_drop_name(labels);
             match &self.func {
-                HistogramFn::Quantile(q) => out.push(labels, t, native::quantile(q.0, h)),
+                HistogramFn::Quantile(q) => out.push(&labels, *t, native::quantile(q.0, h)),
                 HistogramFn::Quantiles(label, qs) => {
                     for q in qs {
-                        let l = labelset::set(labels, label, &format_float(q.0));
-                        out.push(&l, t, native::quantile(q.0, h));
+                        let l = labelset::set(&labels, label, &format_openmetrics_float(q.0));
+                        out.push(&l, *t, native::quantile(q.0, h));
                     }
                 }
                 HistogramFn::Fraction(lo, hi) => {
-                    out.push(labels, t, native::fraction(lo.0, hi.0, h))
+                    out.push(&labels, *t, native::fraction(lo.0, hi.0, h))
                 }
                 _ => {}
             }
-            Ok(())
-        })?;
-        let classic = self.classic(input)?;
-        if native.num_rows() == 0 {
-            return Ok(classic);
         }
-        let mut seen: foldhash::HashSet<(Vec<u8>, i64)> = foldhash::HashSet::default();
-        let mut out = VectorBuilder::default();
-        for_each_vector_row(std::slice::from_ref(&native), |l, t, v| {
-            seen.insert((l.to_vec(), t));
-            out.push(l, t, v);
-        });
-        for_each_vector_row(std::slice::from_ref(&classic), |l, t, v| {
-            if !seen.contains(&(l.to_vec(), t)) {
-                out.push(l, t, v);
-            }
-        });
-        out.finish()
-    }
-
-    /// `histogram_quantile` and friends over classic buckets (float rows with `le`).
-    fn classic(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
-        let le = [
-            "le".to_string(),
-            labelset::METRIC_NAME.to_string(),
-            labelset::DROP_NAME.to_string(),
-        ];
-        let input = intern_rows(input);
-        // Per series, once: its bucket bound and its histogram (labels without `le`).
-        let mut keys: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut key_labels: Vec<Vec<u8>> = Vec::new();
-        let series: Vec<Option<(f64, usize)>> = input
-            .labels
-            .iter()
-            .map(|l| {
-                let upper = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok())?;
-                let mut key = Vec::new();
-                labelset::drop(l, &le, &mut key);
-                let n = key_labels.len();
-                let id = *keys.entry(key.clone()).or_insert_with(|| {
-                    key_labels.push(key);
-                    n
-                });
-                Some((upper, id))
-            })
-            .collect();
-        let mut groups: HashMap<(i64, usize), Vec<(f64, f64)>> = HashMap::new();
-        let mut order = Vec::new();
-        for (t, k, v) in &input.rows {
-            let Some((upper, id)) = series[*k as usize] else {
+        for (t, labels, mut buckets) in classic.groups {
+            if buckets.is_empty() {
                 continue;
-            };
-            groups
-                .entry((*t, id))
-                .or_insert_with_key(|k| {
-                    order.push(*k);
-                    Vec::new()
-                })
-                .push((upper, *v));
-        }
-        let order: Vec<(i64, Vec<u8>, (i64, usize))> = order
-            .into_iter()
-            .map(|(t, id)| (t, key_labels[id].clone(), (t, id)))
-            .collect();
-        let mut out = VectorBuilder::default();
-        for (t, labels, gk) in order {
-            let k = (t, labels);
-            let mut buckets = groups.remove(&gk).unwrap_or_default();
+            }
+            let labels = labelset::mark_drop_name(&labels);
             match &self.func {
-                HistogramFn::Quantile(q) => out.push(&k.1, k.0, bucket_quantile(q.0, &mut buckets)),
+                HistogramFn::Quantile(q) => {
+                    out.push(&labels, t, bucket_quantile(q.0, &mut buckets))
+                }
                 HistogramFn::Quantiles(label, qs) => {
                     for q in qs {
-                        let labels = labelset::set(&k.1, label, &format_float(q.0));
-                        out.push(&labels, k.0, bucket_quantile(q.0, &mut buckets));
+                        let l = labelset::set(&labels, label, &format_openmetrics_float(q.0));
+                        out.push(&l, t, bucket_quantile(q.0, &mut buckets));
                     }
                 }
                 HistogramFn::Fraction(lo, hi) => {
-                    out.push(&k.1, k.0, bucket_fraction(lo.0, hi.0, &mut buckets))
+                    out.push(&labels, t, bucket_fraction(lo.0, hi.0, &mut buckets))
                 }
-                // Answered from native histograms only.
-                HistogramFn::Count
-                | HistogramFn::Sum
-                | HistogramFn::Avg
-                | HistogramFn::Stddev
-                | HistogramFn::Stdvar => {}
+                _ => {}
             }
         }
         out.finish()
     }
 }
 
-/// Runs `f` on each native histogram row of `input` (decoded), with the row's labels without
-/// `__name__`; float rows give nothing.
-fn native_only(
-    input: &[RecordBatch],
-    mut f: impl FnMut(&FloatHistogram, &mut VectorBuilder, &[u8], i64) -> Result<()>,
-) -> Result<RecordBatch> {
-    let name = [
-        labelset::METRIC_NAME.to_string(),
-        labelset::DROP_NAME.to_string(),
-    ];
-    let mut out = VectorBuilder::default();
-    let mut labels = Vec::new();
+/// A classic histogram's (upper bound, cumulative count) buckets.
+type Buckets = Vec<(f64, f64)>;
+
+/// The classic histograms of an input: per step, the float rows of one series but `le`
+/// (its name kept, as Prometheus keys them) are one histogram's cumulative buckets.
+#[derive(Default)]
+struct ClassicGroups {
+    /// (step, labels without `le` and the name's drop mark, buckets), in the order first met.
+    groups: Vec<(i64, Vec<u8>, Buckets)>,
+    index: HashMap<(i64, Vec<u8>), usize>,
+}
+
+fn classic_groups(input: &[RecordBatch]) -> ClassicGroups {
+    let excluded = ["le".to_string(), labelset::DROP_NAME.to_string()];
+    let input = intern_rows(input);
+    // Per series, once: its bucket bound and its histogram's labels.
+    let series: Vec<Option<(f64, Vec<u8>)>> = input
+        .labels
+        .iter()
+        .map(|l| {
+            let upper = labelset::get(l, "le").and_then(|s| s.parse::<f64>().ok())?;
+            let mut key = Vec::new();
+            labelset::drop(l, &excluded, &mut key);
+            Some((upper, key))
+        })
+        .collect();
+    let mut out = ClassicGroups {
+        groups: Vec::new(),
+        index: HashMap::new(),
+    };
+    for (t, k, v) in &input.rows {
+        let Some((upper, key)) = &series[*k as usize] else {
+            continue;
+        };
+        let g = match out.index.get(&(*t, key.clone())) {
+            Some(g) => *g,
+            None => {
+                out.groups.push((*t, key.clone(), Vec::new()));
+                out.index.insert((*t, key.clone()), out.groups.len() - 1);
+                out.groups.len() - 1
+            }
+        };
+        out.groups[g].2.push((*upper, *v));
+    }
+    out
+}
+
+/// The native histogram rows of `input`, decoded, with their labels without the name's drop
+/// mark; float rows give nothing.
+fn native_samples(input: &[RecordBatch]) -> Result<Vec<(Vec<u8>, i64, FloatHistogram)>> {
+    let excluded = [labelset::DROP_NAME.to_string()];
+    let mut out = Vec::new();
     let mut result = Ok(());
     for_each_hist_row(input, |l, t, bytes| {
         if result.is_err() {
             return;
         }
-        result = FloatHistogram::decode(bytes)
-            .map_err(|e| crate::error::Error::Internal(format!("a native histogram: {e}")))
-            .and_then(|(h, _)| {
-                labels.clear();
-                labelset::drop(l, &name, &mut labels);
-                f(&h, &mut out, &labels, t)
-            });
+        match FloatHistogram::decode(bytes) {
+            Ok((h, _)) => {
+                let mut labels = Vec::new();
+                labelset::drop(l, &excluded, &mut labels);
+                out.push((labels, t, h));
+            }
+            Err(e) => {
+                result = Err(crate::error::Error::Internal(format!(
+                    "a native histogram: {e}"
+                )))
+            }
+        }
     });
     result?;
-    out.finish()
+    Ok(out)
 }
 
 /// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.
@@ -273,8 +268,16 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
             f64::NEG_INFINITY
         };
         let upper_bound = b.0;
-        let interpolate =
-            |v: f64| rank + (b.1 - rank) * (v - lower_bound) / (upper_bound - lower_bound);
+        // Inside a bucket of infinite width nothing is interpolated: below a -Inf lower bound
+        // the rank is the bucket's whole count (as the +Inf bucket's is the previous one's),
+        // where the formula would give Inf/Inf = NaN.
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                b.1
+            } else {
+                rank + (b.1 - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+            }
+        };
         if !lower_set && lower_bound >= lower {
             lower_rank = rank;
             lower_set = true;
@@ -340,6 +343,110 @@ fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::input::for_each_vector_row;
+    use quiver_storage::Span;
+
+    /// Float rows and native histogram rows (all at t=0) through `func`: the answer's
+    /// labels (as pairs) and values.
+    fn evaluate(
+        func: HistogramFn,
+        floats: &[(&[(&str, &str)], f64)],
+        hists: &[(&[(&str, &str)], FloatHistogram)],
+    ) -> Vec<(Vec<(String, String)>, f64)> {
+        let mut b = VectorBuilder::with_histograms(true);
+        for (l, v) in floats {
+            b.push(&labelset::encode(l.iter().copied()), 0, *v);
+        }
+        for (l, h) in hists {
+            let mut buf = Vec::new();
+            h.encode(&mut buf);
+            b.push_hist(&labelset::encode(l.iter().copied()), 0, &buf)
+                .unwrap();
+        }
+        let out = HistogramQuantileOp { func }
+            .evaluate(&[b.finish().unwrap()])
+            .unwrap();
+        let mut rows = Vec::new();
+        for_each_vector_row(&[out], |l, _, v| {
+            let pairs: Vec<(String, String)> = labelset::pairs(l)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            rows.push((pairs, v));
+        });
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    fn native(count: f64) -> FloatHistogram {
+        FloatHistogram {
+            count,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![count],
+            ..FloatHistogram::default()
+        }
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_series_with_classic_buckets_and_a_native_histogram_answers_nothing() {
+        // Regression: the native histogram's answer stood (upstream histograms.test 1158).
+        let rows = evaluate(
+            HistogramFn::Quantile(Param(0.5)),
+            &[
+                (&[("__name__", "mixed"), ("le", "1")], 1.0),
+                (&[("__name__", "mixed"), ("le", "+Inf")], 2.0),
+                (&[("__name__", "plain"), ("le", "1")], 2.0),
+                (&[("__name__", "plain"), ("le", "+Inf")], 2.0),
+            ],
+            &[
+                (&[("__name__", "mixed")], native(4.0)),
+                (&[("__name__", "native")], native(4.0)),
+            ],
+        );
+        let names: Vec<&str> = rows
+            .iter()
+            .filter_map(|(l, _)| l.iter().find(|(n, _)| n == "__name__"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(names, vec!["native", "plain"]);
+    }
+
+    #[test]
+    fn classic_histograms_keep_their_names_marked_for_removal() {
+        // Regression: `a_bucket` and `b_bucket` of one job were added up into one histogram;
+        // Prometheus keeps them apart and fails when their names go (histograms.test 1075).
+        let rows = evaluate(
+            HistogramFn::Fraction(Param(0.0), Param(1.0)),
+            &[
+                (&[("__name__", "a_bucket"), ("job", "x"), ("le", "1")], 1.0),
+                (
+                    &[("__name__", "a_bucket"), ("job", "x"), ("le", "+Inf")],
+                    4.0,
+                ),
+                (&[("__name__", "b_bucket"), ("job", "x"), ("le", "1")], 3.0),
+                (
+                    &[("__name__", "b_bucket"), ("job", "x"), ("le", "+Inf")],
+                    4.0,
+                ),
+            ],
+            &[],
+        );
+        let marked =
+            |name: &str| owned(&[(labelset::DROP_NAME, "1"), ("__name__", name), ("job", "x")]);
+        assert_eq!(
+            rows,
+            vec![(marked("a_bucket"), 0.25), (marked("b_bucket"), 0.75)]
+        );
+    }
 
     #[test]
     fn quantile_interpolates_inside_its_bucket() {
@@ -358,6 +465,20 @@ mod tests {
             bucket_fraction(f64::NEG_INFINITY, f64::INFINITY, &mut b),
             1.0
         );
+    }
+
+    #[test]
+    fn fraction_does_not_interpolate_below_a_negative_first_bucket() {
+        // Regression: with a first bucket of (-Inf, -3], a lower bound below -3 gave NaN.
+        let mut b = vec![
+            (-3.0, 10.0),
+            (-2.0, 12.0),
+            (-1.0, 15.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(bucket_fraction(-4.0, -2.0, &mut b), 0.02);
+        let mut b = vec![(-3.0, 10.0), (-2.0, 12.0), (f64::INFINITY, 100.0)];
+        assert_eq!(bucket_fraction(-4.0, -2.5, &mut b), 0.01);
     }
 
     #[test]

@@ -1,2 +1,4 @@
+pub mod compare;
+pub mod nhcb;
 pub mod runner;
 pub mod testfile;

@@ -2,7 +2,9 @@
 //! `eval range`, `expect …` and the older `eval_fail` / `eval_ordered` forms. Series and values
 //! are in Prometheus's series notation (`quiver_promql::series_desc`).
 
-use quiver_promql::series_desc::{expand_values, parse_labels, parse_value, read_quoted};
+use quiver_promql::series_desc::{
+    SequenceValue, expand_sequence, parse_labels, parse_value, read_quoted,
+};
 
 /// One command of a test file.
 #[derive(Debug, Clone)]
@@ -16,15 +18,17 @@ pub enum Command {
 pub struct Load {
     pub line: usize,
     pub series: Vec<LoadSeries>,
-    /// `load_with_nhcb`, or a series with `{{…}}` samples: native histograms are involved.
-    pub native_histograms: Vec<String>,
+    /// `load_with_nhcb`: classic histograms (`x_bucket`, `x_sum`, `x_count`) are also loaded
+    /// as native histograms with custom buckets (`x`).
+    pub nhcb: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct LoadSeries {
     pub labels: Vec<(String, String)>,
-    /// (ms, value); staleness markers are `STALE_NAN`.
-    pub samples: Vec<(i64, f64)>,
+    /// (ms, value): floats (staleness markers are `STALE_NAN`) and native histograms, never
+    /// `SequenceValue::Omitted`.
+    pub samples: Vec<(i64, SequenceValue)>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,8 +47,6 @@ pub struct Eval {
     /// `expect warn` / `info` and their negations, which this runner cannot check: counted.
     pub annotations: bool,
     pub expected: Expected,
-    /// The expected output mentions `{{…}}` (native histograms).
-    pub native_output: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,8 +56,8 @@ pub enum Fail {
     Regex(String),
 }
 
-/// A series as compared: its labels and one value per step (`None`: no point).
-pub type SeriesRow = (Vec<(String, String)>, Vec<Option<f64>>);
+/// An expected series: its labels and one value per step (`Omitted`: no point).
+pub type SeriesRow = (Vec<(String, String)>, Vec<SequenceValue>);
 
 #[derive(Debug, Clone)]
 pub enum Expected {
@@ -113,32 +115,16 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
             let mut load = Load {
                 line: no,
                 series: Vec::new(),
-                native_histograms: Vec::new(),
+                nhcb,
             };
             for (ln, l) in body(&mut i) {
                 let (labels, rest) = parse_labels(&l).map_err(|e| format!("line {ln}: {e}"))?;
-                let name = labels
-                    .iter()
-                    .find(|(n, _)| n == "__name__")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                if nhcb || rest.contains("{{") {
-                    // load_with_nhcb turns `x_bucket`, `x_sum`, `x_count` into native `x`.
-                    for suffix in ["_bucket", "_sum", "_count"] {
-                        if let Some(base) = name.strip_suffix(suffix) {
-                            load.native_histograms.push(base.to_string());
-                        }
-                    }
-                    load.native_histograms.push(name);
-                    if rest.contains("{{") {
-                        continue;
-                    }
-                }
-                let values = expand_values(rest).map_err(|e| format!("line {ln}: {e}"))?;
+                let values = expand_sequence(rest).map_err(|e| format!("line {ln}: {e}"))?;
                 let samples = values
                     .into_iter()
                     .enumerate()
-                    .filter_map(|(k, v)| v.map(|v| (k as i64 * interval, v)))
+                    .filter(|(_, v)| !matches!(v, SequenceValue::Omitted))
+                    .map(|(k, v)| (k as i64 * interval, v))
                     .collect();
                 load.series.push(LoadSeries { labels, samples });
             }
@@ -185,7 +171,6 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                 ordered,
                 annotations: head == "eval_warn" || head == "eval_info",
                 expected: Expected::Series(Vec::new()),
-                native_output: false,
             };
             let mut series = Vec::new();
             let mut range_vector = None;
@@ -221,10 +206,6 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     }
                     continue;
                 }
-                if l.contains("{{") {
-                    eval.native_output = true;
-                    continue;
-                }
                 if series.is_empty()
                     && !l.contains('{')
                     && !l.contains(' ')
@@ -234,7 +215,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     continue;
                 }
                 let (labels, rest) = parse_labels(&l).map_err(|e| format!("line {ln}: {e}"))?;
-                let values = expand_values(rest).map_err(|e| format!("line {ln}: {e}"))?;
+                let values = expand_sequence(rest).map_err(|e| format!("line {ln}: {e}"))?;
                 series.push((labels, values));
             }
             if let Some((start, step)) = range_vector {
