@@ -28,18 +28,6 @@ pub enum HistogramSample {
     Stale(i64),
 }
 
-impl HistogramSample {
-    /// Buckets it holds (for a request's budget).
-    pub fn buckets(&self) -> usize {
-        match self {
-            HistogramSample::Value(_, h) => {
-                h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len()
-            }
-            HistogramSample::Stale(_) => 0,
-        }
-    }
-}
-
 fn zigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }

@@ -14,17 +14,19 @@ use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 pub(crate) const EXEMPLARS_REFUSED: &str =
     "exemplars are not supported: Quiver does not store them (turn off send_exemplars)";
 
-/// Buckets (and custom bounds) one request may carry across its native histograms: 16 Mi,
-/// 128 MiB of counts decoded. A packed bucket takes one byte on the wire and eight in memory,
-/// so this keeps a request's decoded histograms near its body's size.
-pub const MAX_HISTOGRAM_BUCKETS: usize = 16 << 20;
+/// Bytes of `Histogram` messages one request may carry: 8 MiB. Every bucket, span and custom
+/// bound takes at least a byte on the wire and at most sixteen while decoded (a delta, then its
+/// count), so this bounds a request's decoded histograms at 128 MiB, whatever they hold;
+/// charged before each message is decoded.
+pub const MAX_HISTOGRAM_BYTES: usize = 8 << 20;
 
-/// Adds a histogram's buckets to a request's count, refusing past [`MAX_HISTOGRAM_BUCKETS`].
-pub(crate) fn count_buckets(total: &mut usize, h: &HistogramSample) -> Result<(), DecodeError> {
-    *total += h.buckets();
-    if *total > MAX_HISTOGRAM_BUCKETS {
+/// Charges a `Histogram` message of `len` bytes to a request's total, refusing past
+/// [`MAX_HISTOGRAM_BYTES`] (413) before anything of it is decoded.
+pub(crate) fn charge_histogram(total: &mut usize, len: usize) -> Result<(), DecodeError> {
+    *total += len;
+    if *total > MAX_HISTOGRAM_BYTES {
         return Err(DecodeError::TooLarge(format!(
-            "the request's native histograms hold more than {MAX_HISTOGRAM_BUCKETS} buckets"
+            "the request's native histograms take more than {MAX_HISTOGRAM_BYTES} bytes"
         )));
     }
     Ok(())
@@ -353,9 +355,10 @@ fn decode_protobuf(
                 // Never acknowledged without being stored: the sender learns it is refused.
                 (3, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
                 (4, LEN) => {
-                    let h = crate::histogram::decode(ts.bytes().map_err(bad)?)
+                    let msg = ts.bytes().map_err(bad)?;
+                    charge_histogram(&mut buckets, msg.len())?;
+                    let h = crate::histogram::decode(msg)
                         .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))?;
-                    count_buckets(&mut buckets, &h)?;
                     histograms.push(h);
                 }
                 _ => ts.skip(wire).map_err(bad)?,
@@ -552,6 +555,27 @@ mod tests {
         let batch = decode(&body, usize::MAX, &Limits::default()).unwrap();
         assert_eq!(batch.num_series(), 1, "a series without samples is skipped");
         assert_eq!(batch.num_samples(), 2);
+    }
+
+    #[test]
+    fn a_request_of_too_many_histogram_bytes_is_refused_before_decoding_them() {
+        use crate::histogram::proto::{BucketSpan, Count, Histogram};
+        // Empty spans cost two bytes on the wire each: 5 Mi of them in two histograms.
+        let h = Histogram {
+            count: Some(Count::CountInt(0)),
+            positive_spans: vec![BucketSpan::default(); 5 << 20],
+            ..Default::default()
+        };
+        let mut ts = TimeSeries::from_pairs(&[("__name__", "h")], &[]);
+        ts.histograms = vec![h.clone(), h];
+        let body = encode(&WriteRequest {
+            timeseries: vec![ts],
+        });
+        let e = decode(&body, usize::MAX, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&e, DecodeError::TooLarge(m) if m.contains("native histograms")),
+            "{e}"
+        );
     }
 
     #[test]

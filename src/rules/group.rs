@@ -444,16 +444,17 @@ fn result_batch(
         None => Labels::try_from_pairs(labels.pairs(), limits).map(|l| batch.push_series(l)),
     };
     for (s, id) in samples.iter().zip(ids) {
+        // What the engine makes may be an invalid histogram (`-h`, `idelta` of a gauge have
+        // negative counts): that sample is left out and the rest written, as Prometheus's
+        // appender refuses it alone.
+        if let Some(Err(e)) = s.h.as_ref().map(|h| h.validate()) {
+            tracing::warn!(series = ?s.labels, "a rule's native histogram result is not stored: {e}");
+            continue;
+        }
         let i = slot(&mut batch, &s.labels, *id)
             .map_err(|e| format!("result series {:?}: {e}", s.labels))?;
         match &s.h {
-            // What the engine makes may be invalid (`h * -1` has negative counts); the
-            // storage's appender refuses those, as Prometheus's does.
-            Some(h) => {
-                h.validate()
-                    .map_err(|e| format!("result series {:?}: native histogram: {e}", s.labels))?;
-                batch.push_histogram(i, s.t, (**h).clone());
-            }
+            Some(h) => batch.push_histogram(i, s.t, (**h).clone()),
             None => batch.push_sample(i, s.t, s.v),
         }
     }

@@ -444,6 +444,19 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         assert_eq!(code, 200, "{q}: {v}");
         assert_eq!(v["data"]["result"], json!([]), "{q}: {v}");
     }
+    // Comparisons drop histograms, with `bool` too (Prometheus's own operators.test).
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "latency_seconds > bool 0".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    assert_eq!(v["data"]["result"], json!([]), "{v}");
+    // The JSON-lines export has no place for histograms: refused, not left out.
+    let (code, v) = get_json(&s.url("/api/v1/export?match[]=latency_seconds")).await;
+    assert_eq!(code, 422, "{v}");
     // A window across the switch counts both kinds: seven floats and one histogram.
     let (_, v) = get(
         "/api/v1/query",

@@ -7,19 +7,8 @@ pub mod native;
 pub mod range;
 pub mod udf;
 
-/// Kahan–Neumaier compensated addition, as Prometheus sums: returns the new sum and
-/// compensation.
-pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+/// Kahan–Neumaier compensated addition, as Prometheus sums (`kahansum.Inc`).
+pub use quiver_storage::histogram::kahan_inc;
 
 /// Prometheus's `quantile`: linear interpolation between the closest ranks, NaN sorted first.
 pub fn quantile(q: f64, values: &mut [f64]) -> f64 {

@@ -213,6 +213,18 @@ impl<'a> SeriesData<'a> {
         }
     }
 
+    /// The samples' weight against `--query.max-samples`: a float counts 1, a histogram its
+    /// size in 16-byte units (as `quiver_storage::provider::histogram_weight`).
+    pub fn weight(&self) -> usize {
+        self.ts.len()
+            + self
+                .hists
+                .iter()
+                .flatten()
+                .map(|h| (h.len() + 119) / 16 - 1)
+                .sum::<usize>()
+    }
+
     /// Whether sample `i` is a float staleness marker.
     pub fn is_stale(&self, i: usize) -> bool {
         self.hist(i).is_none() && quiver_storage::is_stale_nan(self.values[i])

@@ -95,7 +95,8 @@ impl RangeFnOp {
             RangeSource::Subquery => None,
         };
         let mut series = group_series(batches, map)?;
-        guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
+        // A histogram weighs as Prometheus weighs it: its size in 16-byte units.
+        guard.add_samples(series.iter().map(|s| s.weight()).sum())?;
         let args: Vec<f64> = self.args.iter().map(|p| p.0).collect();
         if self.step_arg.is_none() {
             self.func.validate(&args)?;
@@ -166,6 +167,10 @@ impl RangeFnOp {
             let (mut lo, mut hi) = (0, 0);
             let mut buf = Vec::new();
             for (k, t) in self.steps.iter().enumerate() {
+                // Histogram windows cost their buckets at every step: watch the deadline.
+                if !decoded.is_empty() && k % 64 == 63 {
+                    guard.check_deadline()?;
+                }
                 let r = self.shift.reference(t);
                 let start = r - self.range;
                 while lo < s.ts.len() && s.ts[lo] <= start {

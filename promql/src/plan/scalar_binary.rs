@@ -1,7 +1,8 @@
 //! An instant vector that may hold native histograms, with a scalar: `h * 2`, `rate(h[5m]) /
 //! 60`, `2 * h`, `-h`, `h > 1`. Float samples get the operator as everywhere; a histogram is
 //! scaled by `*` and `/` (by the scalar on the right, or times the scalar on the left), and
-//! dropped by every other operator, as Prometheus's `vectorElemBinop` does (it reports an info).
+//! dropped by every other operator, as Prometheus's `vectorElemBinop` does (it reports an info),
+//! comparisons with `bool` included (Prometheus's own tests: `h == bool 3` gives nothing).
 
 use datafusion::arrow::array::RecordBatch;
 
@@ -69,6 +70,7 @@ impl ScalarBinaryOp {
                 } else {
                     h.mul(factor);
                 }
+                h.compact(0);
                 buf.clear();
                 h.encode(&mut buf);
                 out.push_hist(&labelset::mark_drop_name(labels), t, &buf)

@@ -37,7 +37,8 @@ impl VectorSelectOp {
         guard: &QueryGuard,
     ) -> Result<RecordBatch> {
         let mut series = group_series(batches, Some(&self.series))?;
-        guard.add_samples(series.iter().map(|s| s.ts.len()).sum())?;
+        // A histogram weighs as Prometheus weighs it: its size in 16-byte units.
+        guard.add_samples(series.iter().map(|s| s.weight()).sum())?;
         let mut rows = VectorBuilder::with_histograms(self.yields_histograms());
         let mut groups = self.aggregate.as_ref().map(|agg| {
             // Series in label order, as Prometheus feeds its aggregations.

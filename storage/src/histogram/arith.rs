@@ -377,8 +377,8 @@ pub fn custom_bucket_bounds_match(a: &[f64], b: &[f64]) -> bool {
 
 /// One step of Kahan-Neumaier summation (Prometheus's `kahansum.Inc`): adds `inc` to `sum`
 /// and the rounding error to the compensation `c`, which restarts at 0 when the sum
-/// overflows.
-pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+/// overflows. The one copy: PromQL's float sums use it too.
+pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
         0.0

@@ -33,7 +33,7 @@ mod iter;
 mod merge;
 mod zero_bucket;
 
-pub use arith::{IncompatibleSchemaError, MergeReport, custom_bucket_bounds_match};
+pub use arith::{IncompatibleSchemaError, MergeReport, custom_bucket_bounds_match, kahan_inc};
 pub use bounds::get_bound;
 pub use format::GoFloat;
 pub use iter::{AllBuckets, Bucket, BucketIter, ReverseBucketIter};

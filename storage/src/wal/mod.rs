@@ -170,6 +170,15 @@ impl Wal {
         let mut payload = Vec::new();
         record.encode(&mut payload);
         let (ack, rx) = oneshot::channel();
+        // Replay takes a longer frame for damage: such a record must never be acknowledged.
+        if payload.len() > segment::MAX_RECORD_LEN {
+            let _ = ack.send(Err(Error::LimitExceeded(format!(
+                "one write would make a WAL record of {} bytes, more than {}",
+                payload.len(),
+                segment::MAX_RECORD_LEN
+            ))));
+            return rx;
+        }
         if let Err(mpsc::SendError(Msg::Append(_, ack, _))) =
             self.tx.send(Msg::Append(payload, ack, durable))
         {

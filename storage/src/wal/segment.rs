@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"QWAL";
-const VERSION: u16 = 1;
+/// Written in every new segment. Version 2 segments may hold records of type 2 (native
+/// histograms), which a version-1 reader would take for corruption: it refuses the version
+/// instead. Both versions are read.
+const VERSION: u16 = 2;
+const VERSION_1: u16 = 1;
 pub const HEADER_LEN: usize = 12;
 const FRAME_LEN: usize = 8;
 /// No record is larger than this; a length field above it is corruption.
@@ -193,7 +197,7 @@ fn check_header(path: &Path, data: &[u8]) -> Result<Option<Damage>> {
         return Ok(Some(Damage::Corrupt("header checksum mismatch".into())));
     }
     let version = u16::from_le_bytes([data[4], data[5]]);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(Error::Corrupt {
             what: format!("wal segment {}", path.display()),
             detail: format!("unsupported version {version}"),
