@@ -661,3 +661,162 @@ async fn prometheus_receives_the_native_histograms_quiver_sends() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs prometheus (Debian package)"]
+async fn native_histogram_queries_agree_with_prometheus() {
+    use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
+    use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
+    use std::process::{Command, Stdio};
+    let prometheus = which("prometheus").expect("prometheus is on the PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let prom_port = free_port();
+    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
+    let mut child = Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prom.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .arg("--enable-feature=native-histograms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_ready(&prom).await;
+    let quiver = TestServer::start(&[]).await;
+    // Three series of integer histograms every 10 s for 10 minutes, 3.217 s off the 10 s grid
+    // (2.42's windows are closed, Prometheus 3's left-open); "b" resets halfway.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = (now / 10_000 - 61) * 10_000 + 3_217;
+    let series: Vec<TimeSeries> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(k, job)| {
+            let mut ts = TimeSeries::from_pairs(&[("__name__", "lat_seconds"), ("job", job)], &[]);
+            ts.histograms = (0..60i64)
+                .map(|i| {
+                    // Large counts: 2.42 does not clamp a histogram's extrapolation at the
+                    // counter's zero point (Prometheus 3 does), so keep that point far away.
+                    let n = if *job == "b" && i >= 30 {
+                        i - 30 + 500
+                    } else {
+                        i + 1000
+                    } as u64;
+                    let (z, b1, b2, b3) = (n, 2 * n + k as u64, 3 * n, n / 2);
+                    Histogram {
+                        count: Some(Count::CountInt(z + b1 + b2 + b3)),
+                        sum: (0.5 * b1 as f64) + 3.0 * b2 as f64 + 7.0 * b3 as f64,
+                        schema: 1,
+                        zero_threshold: 0.001,
+                        zero_count: Some(ZeroCount::ZeroCountInt(z)),
+                        positive_spans: vec![
+                            BucketSpan {
+                                offset: -1,
+                                length: 1,
+                            },
+                            BucketSpan {
+                                offset: 3,
+                                length: 2,
+                            },
+                        ],
+                        positive_deltas: vec![
+                            b1 as i64,
+                            b2 as i64 - b1 as i64,
+                            b3 as i64 - b2 as i64,
+                        ],
+                        timestamp: t0 + i * 10_000,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            ts
+        })
+        .collect();
+    let body = encode(&WriteRequest { timeseries: series });
+    for base in [&quiver.base, &prom] {
+        let (code, text) = post(&format!("{base}/api/v1/write"), body.clone(), &RW_HEADERS).await;
+        assert!(code == 204 || code == 200, "{base}: {code} {text}");
+    }
+    let at = ((t0 + 59 * 10_000) as f64 + 4_000.0) / 1000.0;
+    let values = |base: String, q: &'static str| async move {
+        let text = client()
+            .get(format!("{base}/api/v1/query"))
+            .query(&[("query", q.to_string()), ("time", at.to_string())])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut out: Vec<(String, f64)> = v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{base} {q}: {v}"))
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["job"].as_str().unwrap_or("").to_string(),
+                    r["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    eventually("Prometheus has the histograms", 30, || async {
+        values(prom.clone(), "histogram_count(lat_seconds)")
+            .await
+            .len()
+            == 3
+    })
+    .await;
+    for q in [
+        "histogram_count(lat_seconds)",
+        "histogram_sum(lat_seconds)",
+        "histogram_quantile(0.9, lat_seconds)",
+        "histogram_quantile(0.3, lat_seconds)",
+        "histogram_fraction(0, 4, lat_seconds)",
+        "histogram_count(rate(lat_seconds[2m]))",
+        "histogram_sum(increase(lat_seconds[5m]))",
+        "histogram_quantile(0.5, rate(lat_seconds[2m]))",
+        "histogram_count(delta(lat_seconds[3m]))",
+        "histogram_quantile(0.99, sum(rate(lat_seconds[2m])))",
+        "histogram_count(sum by (job) (rate(lat_seconds[5m])))",
+        // (2.42 has no `avg` of histograms: Prometheus 3 and Quiver do.)
+        "histogram_sum(sum(lat_seconds))",
+    ] {
+        let (ours, theirs) = (
+            values(quiver.base.clone(), q).await,
+            values(prom.clone(), q).await,
+        );
+        assert_eq!(ours.len(), theirs.len(), "{q}: {ours:?} vs {theirs:?}");
+        assert!(!ours.is_empty(), "{q}: no answer");
+        for ((lo, vo), (lt, vt)) in ours.iter().zip(&theirs) {
+            assert_eq!(lo, lt, "{q}");
+            // Prometheus 3 (and Quiver) interpolate inside an exponential bucket on a log scale,
+            // 2.42 linearly (docs/promql-compatibility.md): quantiles and fractions agree to
+            // within the interpolation, everything else exactly.
+            let interpolated =
+                q.starts_with("histogram_quantile") || q.starts_with("histogram_fraction");
+            let tolerance = if interpolated { 0.05 } else { 1e-9 };
+            let close = (vo - vt).abs() <= tolerance * vo.abs().max(vt.abs()).max(1.0);
+            assert!(
+                close || (vo.is_nan() && vt.is_nan()),
+                "{q} {{job={lo}}}: Quiver {vo}, Prometheus {vt}"
+            );
+        }
+    }
+    quiver.stop().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
