@@ -433,6 +433,8 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     // What Prometheus leaves out: a histogram with `+` a scalar, or in a function of values.
     for q in [
         "latency_seconds + 1",
+        "abs(latency_seconds)",
+        "sort(latency_seconds)",
         "max_over_time(latency_seconds[1m])",
         "latency_seconds > 0",
     ] {
@@ -519,7 +521,7 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         "sum by (__name__) (latency_seconds)",
         "resets(latency_seconds[1m])",
         "latency_seconds + latency_seconds",
-        "abs(latency_seconds)",
+        "label_replace(latency_seconds, \"a\", \"b\", \"\", \"\")",
         "latency_seconds[5m:1m]",
     ] {
         let (code, v) = get(

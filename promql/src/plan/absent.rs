@@ -6,7 +6,7 @@ use foldhash::{HashSet, HashSetExt};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Steps;
-use super::input::{VectorBuilder, for_each_vector_row};
+use super::input::{VectorBuilder, for_each_hist_row, for_each_vector_row};
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +19,10 @@ impl AbsentOp {
     pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
         let mut present = HashSet::new();
         for_each_vector_row(input, |_, t, _| {
+            present.insert(t);
+        });
+        // A histogram sample is a sample too.
+        for_each_hist_row(input, |_, t, _| {
             present.insert(t);
         });
         let mut out = VectorBuilder::default();

@@ -33,7 +33,7 @@ impl Planner<'_> {
                     true,
                 )?));
             }
-            let v = self.vector(args[0], steps)?;
+            let v = self.float_vector(args[0], steps)?;
             return Ok(Planned::Vector(project_vector(
                 v,
                 ValueFn::call(f, col("value")),
@@ -61,7 +61,7 @@ impl Planner<'_> {
                 let lo = self.constant(args[1], steps, name)?;
                 let hi = self.constant(args[2], steps, name)?;
                 if hi < lo {
-                    let v = self.vector(args[0], steps)?;
+                    let v = self.float_vector(args[0], steps)?;
                     let empty = LogicalPlanBuilder::from(v).filter(lit(false))?.build()?;
                     return Ok(Planned::Vector(empty));
                 }
@@ -102,7 +102,7 @@ impl Planner<'_> {
                 ))),
             },
             "scalar" => {
-                let v = self.vector(args[0], steps)?;
+                let v = self.vector_with_histograms(args[0], steps)?;
                 Ok(Planned::Scalar(
                     PromNode::new(PromOp::ScalarOf(ScalarOfOp { steps }), vec![v])?.into_plan(),
                 ))
@@ -115,7 +115,7 @@ impl Planner<'_> {
                     };
                     return Ok(Planned::Vector(project_vector(p, col("value"), true)?));
                 }
-                let v = self.vector(args[0], steps)?;
+                let v = self.vector_with_histograms(args[0], steps)?;
                 let secs = datafusion::logical_expr::cast(
                     col("ts"),
                     datafusion::arrow::datatypes::DataType::Float64,
@@ -123,7 +123,7 @@ impl Planner<'_> {
                 Ok(Planned::Vector(project_vector(v, secs, true)?))
             }
             "absent" => {
-                let v = self.vector(args[0], steps)?;
+                let v = self.vector_with_histograms(args[0], steps)?;
                 let labels = unwrap_selector(args[0])
                     .map(absent_labels)
                     .unwrap_or_default();
@@ -131,9 +131,11 @@ impl Planner<'_> {
                     PromNode::new(PromOp::Absent(AbsentOp { steps, labels }), vec![v])?.into_plan(),
                 ))
             }
-            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
-                Ok(Planned::Vector(self.vector(args[0], steps)?))
-            }
+            // `sort` orders float samples and leaves histograms out; `sort_by_label` keeps both.
+            "sort" | "sort_desc" => Ok(Planned::Vector(self.float_vector(args[0], steps)?)),
+            "sort_by_label" | "sort_by_label_desc" => Ok(Planned::Vector(
+                self.vector_with_histograms(args[0], steps)?,
+            )),
             "label_replace" => {
                 let v = self.vector(args[0], steps)?;
                 let dst = self.string(args[1])?;
@@ -314,7 +316,7 @@ impl Planner<'_> {
     }
 
     fn value_fn(&self, arg: &Expr, steps: Steps, f: InstantFn) -> Result<Planned> {
-        let v = self.vector(arg, steps)?;
+        let v = self.float_vector(arg, steps)?;
         Ok(Planned::Vector(project_vector(
             v,
             ValueFn::call(f, col("value")),

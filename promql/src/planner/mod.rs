@@ -164,6 +164,12 @@ impl Planner<'_> {
         Ok(p)
     }
 
+    /// A vector plan for the expression without its native histograms: the functions of
+    /// values (`abs`, `round`, `clamp`, `sort`…) leave them out, as Prometheus does.
+    fn float_vector(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
+        drop_histograms(self.vector_with_histograms(e, steps)?)
+    }
+
     /// A vector plan for the expression, which must yield one; it may hold native histograms.
     fn vector_with_histograms(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
         match self.plan(e, steps)? {
@@ -218,6 +224,17 @@ impl Planner<'_> {
         };
         TimeShift { at, offset }
     }
+}
+
+/// The plan's float rows only, in the plain vector schema (a plan without histograms as it is).
+pub(crate) fn drop_histograms(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !crate::plan::has_hist(plan.schema().as_arrow()) {
+        return Ok(plan);
+    }
+    Ok(LogicalPlanBuilder::from(plan)
+        .filter(col("hist").is_null())?
+        .project(vec![col("labels"), col("ts"), col("value")])?
+        .build()?)
 }
 
 /// Refuses a vector that may hold native histograms where the operator `what` is planned for
