@@ -407,6 +407,9 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         ("histogram_count(avg_over_time(latency_seconds[1m]))", 26.0),
         ("histogram_count(irate(latency_seconds[1m]))", 4.0 / 15.0),
         ("count_over_time(latency_seconds[1m])", 4.0),
+        // Every histogram grows: no reset; each differs from the one before: 3 changes.
+        ("resets(latency_seconds[1m])", 0.0),
+        ("changes(latency_seconds[1m])", 3.0),
     ] {
         let (code, v) = get(
             "/api/v1/query",
@@ -519,7 +522,7 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     // What does not handle histograms yet says so (422), and the server goes on.
     for q in [
         "sum by (__name__) (latency_seconds)",
-        "resets(latency_seconds[1m])",
+        "topk(1, latency_seconds)",
         "latency_seconds + latency_seconds",
         "label_replace(latency_seconds, \"a\", \"b\", \"\", \"\")",
         "latency_seconds[5m:1m]",

@@ -13,7 +13,7 @@ pub enum HistogramMode {
     Counts,
     /// Leaves them out and works on the floats (`max_over_time`, `deriv`…).
     Ignores,
-    /// Not built yet: the planner refuses (`resets`, `changes`).
+    /// Not built yet: the planner refuses (none today; kept for the next function).
     Refuses,
 }
 
@@ -123,11 +123,10 @@ impl RangeFn {
         use RangeFn::*;
         match self {
             Raw | Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime
-            | LastOverTime | FirstOverTime => HistogramMode::Computes,
+            | LastOverTime | FirstOverTime | Resets | Changes => HistogramMode::Computes,
             CountOverTime | PresentOverTime | TsOfLastOverTime | TsOfFirstOverTime => {
                 HistogramMode::Counts
             }
-            Resets | Changes => HistogramMode::Refuses,
             _ => HistogramMode::Ignores,
         }
     }
@@ -135,6 +134,7 @@ impl RangeFn {
     /// Whether the result may be a native histogram.
     pub fn handles_histograms(self) -> bool {
         self.histogram_mode() == HistogramMode::Computes
+            && !matches!(self, RangeFn::Resets | RangeFn::Changes)
     }
 
     /// Whether the result keeps the series' `__name__`.

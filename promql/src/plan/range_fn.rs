@@ -197,10 +197,20 @@ impl RangeFnOp {
                     && self.func != RangeFn::Raw
                     && decoded[lo..hi].iter().any(Option::is_some)
                 {
-                    match self.histogram_window(&decoded[lo..hi], &s.ts[lo..hi], start, r) {
+                    match self.histogram_window(
+                        &decoded[lo..hi],
+                        &s.ts[lo..hi],
+                        &s.values[lo..hi],
+                        start,
+                        r,
+                    ) {
                         // A float answer from the float path below.
                         HistWindow::Floats => {}
                         HistWindow::Nothing => continue,
+                        HistWindow::Value(v) => {
+                            out.push(&labels, k, t, v);
+                            continue;
+                        }
                         HistWindow::Histogram(h) => {
                             match &mut out {
                                 Sink::Rows(rows) => {
@@ -260,6 +270,8 @@ enum HistWindow {
     /// No sample (a window mixing kinds, incompatible histograms: Prometheus warns).
     Nothing,
     Histogram(FloatHistogram),
+    /// A float computed over both kinds (`resets`, `changes`).
+    Value(f64),
 }
 
 impl RangeFnOp {
@@ -269,6 +281,7 @@ impl RangeFnOp {
         &self,
         hs: &[Option<FloatHistogram>],
         ts: &[i64],
+        values: &[f64],
         start: i64,
         end: i64,
     ) -> HistWindow {
@@ -312,6 +325,25 @@ impl RangeFnOp {
                 (None, None) => HistWindow::Floats,
                 _ => HistWindow::Nothing,
             },
+            // Prometheus's walk over both kinds: a change of kind counts, histograms compare
+            // by `DetectReset` (`resets`) or `Equals` (`changes`).
+            RangeFn::Resets | RangeFn::Changes => {
+                let mut n = 0usize;
+                for i in 1..hs.len() {
+                    let counted = match (&hs[i - 1], &hs[i]) {
+                        (None, None) if self.func == RangeFn::Resets => values[i] < values[i - 1],
+                        (None, None) => {
+                            values[i] != values[i - 1]
+                                && !(values[i].is_nan() && values[i - 1].is_nan())
+                        }
+                        (Some(a), Some(b)) if self.func == RangeFn::Resets => b.detect_reset(a),
+                        (Some(a), Some(b)) => !b.equals(a),
+                        _ => true,
+                    };
+                    n += usize::from(counted);
+                }
+                HistWindow::Value(n as f64)
+            }
             _ => HistWindow::Floats,
         }
     }
