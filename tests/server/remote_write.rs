@@ -551,29 +551,7 @@ async fn native_histograms_are_sent_as_1_0_and_2_0() {
 async fn prometheus_receives_the_native_histograms_quiver_sends() {
     use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
     use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
-    use std::process::{Command, Stdio};
-    let prometheus = which("prometheus").expect("prometheus is on the PATH");
-    let dir = tempfile::tempdir().unwrap();
-    let prom_port = free_port();
-    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
-    let mut child = Command::new(prometheus)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prom.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .arg("--enable-feature=native-histograms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    wait_ready(&prom).await;
+    let (mut child, prom, _dir) = native_histogram_prometheus().await;
     let s = sender(&format!(
         "remote_write:\n  - url: {prom}/api/v1/write\n    queue_config: {{batch_send_deadline: 100ms}}\n"
     ))
@@ -667,29 +645,7 @@ async fn prometheus_receives_the_native_histograms_quiver_sends() {
 async fn native_histogram_queries_agree_with_prometheus() {
     use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram, ZeroCount};
     use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
-    use std::process::{Command, Stdio};
-    let prometheus = which("prometheus").expect("prometheus is on the PATH");
-    let dir = tempfile::tempdir().unwrap();
-    let prom_port = free_port();
-    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
-    let mut child = Command::new(prometheus)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prom.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .arg("--enable-feature=native-histograms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    wait_ready(&prom).await;
+    let (mut child, prom, _dir) = native_histogram_prometheus().await;
     let quiver = TestServer::start(&[]).await;
     // Three series of integer histograms every 10 s for 10 minutes, 3.217 s off the 10 s grid
     // (2.42's windows are closed, Prometheus 3's left-open); "b" resets halfway.
@@ -819,4 +775,33 @@ async fn native_histogram_queries_agree_with_prometheus() {
     quiver.stop().await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Prometheus (the Debian package) with its remote-write receiver and native histograms on,
+/// on a free loopback port: the process, its URL, and its data folder (kept while it runs).
+async fn native_histogram_prometheus() -> (std::process::Child, String, tempfile::TempDir) {
+    use std::process::{Command, Stdio};
+    let prometheus = which("prometheus").expect("prometheus is on the PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let prom_port = free_port();
+    std::fs::write(dir.path().join("prom.yml"), "global: {}\n").unwrap();
+    let child = Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prom.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .arg("--enable-feature=native-histograms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_ready(&prom).await;
+    (child, prom, dir)
 }
