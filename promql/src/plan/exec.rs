@@ -166,7 +166,7 @@ impl PromOp {
             PromOp::Absent(op) => op.evaluate(first()),
             PromOp::ScalarOf(op) => op.evaluate(first()),
             PromOp::Steps(op) => op.evaluate(),
-            PromOp::CheckUnique => super::topk::check_unique(first()),
+            PromOp::CheckUnique { histograms } => super::topk::check_unique(first(), *histograms),
             PromOp::Info(op) => op.evaluate(&inputs[0], &inputs[1]),
             PromOp::ScalarBinary(op) => op.evaluate(first(), inputs.get(1).map(Vec::as_slice)),
         }

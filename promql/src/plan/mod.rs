@@ -186,7 +186,10 @@ pub enum PromOp {
     /// A scalar per step: a number or `time()`.
     Steps(StepsOp),
     /// Fails on two series with the same label set at one step (after `label_replace`…).
-    CheckUnique,
+    CheckUnique {
+        /// The input may hold native histograms (they pass through).
+        histograms: bool,
+    },
     /// `info(v, {…})`: adds info series' data labels.
     Info(InfoOp),
     /// A vector that may hold native histograms with a scalar (`h * 2`, `-h`).
@@ -205,7 +208,7 @@ impl PromOp {
             PromOp::Absent(_) => "Absent",
             PromOp::ScalarOf(_) => "ScalarOf",
             PromOp::Steps(_) => "Steps",
-            PromOp::CheckUnique => "CheckUnique",
+            PromOp::CheckUnique { .. } => "CheckUnique",
             PromOp::Info(_) => "Info",
             PromOp::ScalarBinary(_) => "ScalarBinary",
         }
@@ -222,6 +225,7 @@ impl PromOp {
             PromOp::VectorSelect(op) => op.yields_histograms(),
             PromOp::RangeFn(op) => op.yields_histograms(),
             PromOp::ScalarBinary(_) => true,
+            PromOp::CheckUnique { histograms } => *histograms,
             _ => false,
         }
     }

@@ -179,16 +179,26 @@ fn go_heap_select(
 }
 
 /// Fails when two rows of one step carry the same label set (as `label_replace` can make).
-pub(super) fn check_unique(input: &[RecordBatch]) -> Result<RecordBatch> {
+pub(super) fn check_unique(input: &[RecordBatch], histograms: bool) -> Result<RecordBatch> {
     let mut seen: HashSet<(i64, Vec<u8>)> = HashSet::new();
     let mut dup = false;
-    let mut out = VectorBuilder::default();
+    let mut out = VectorBuilder::with_histograms(histograms);
     for_each_vector_row(input, |l, t, v| {
         if !seen.insert((t, l.to_vec())) {
             dup = true;
         }
         out.push(l, t, v);
     });
+    let mut result = Ok(());
+    super::input::for_each_hist_row(input, |l, t, h| {
+        if !seen.insert((t, l.to_vec())) {
+            dup = true;
+        }
+        if result.is_ok() {
+            result = out.push_hist(l, t, h);
+        }
+    });
+    result?;
     if dup {
         return Err(Error::Execution(
             "vector cannot contain metrics with the same labelset".into(),

@@ -137,7 +137,7 @@ impl Planner<'_> {
                 self.vector_with_histograms(args[0], steps)?,
             )),
             "label_replace" => {
-                let v = self.vector(args[0], steps)?;
+                let v = self.vector_with_histograms(args[0], steps)?;
                 let dst = self.string(args[1])?;
                 let replacement = self.string(args[2])?;
                 let src = self.string(args[3])?;
@@ -163,7 +163,7 @@ impl Planner<'_> {
                 )
             }
             "label_join" => {
-                let v = self.vector(args[0], steps)?;
+                let v = self.vector_with_histograms(args[0], steps)?;
                 let dst = self.string(args[1])?;
                 let separator = self.string(args[2])?;
                 let src = args[3..]
@@ -329,15 +329,19 @@ impl Planner<'_> {
         v: datafusion::logical_expr::LogicalPlan,
         kind: LabelsKind,
     ) -> Result<Planned> {
-        let p = LogicalPlanBuilder::from(v)
-            .project(vec![
-                LabelsFn::call(kind, col("labels")).alias("labels"),
-                col("ts"),
-                col("value"),
-            ])?
-            .build()?;
+        // Native histograms keep their place: only the labels change.
+        let histograms = crate::plan::has_hist(v.schema().as_arrow());
+        let mut columns = vec![
+            LabelsFn::call(kind, col("labels")).alias("labels"),
+            col("ts"),
+            col("value"),
+        ];
+        if histograms {
+            columns.push(col("hist"));
+        }
+        let p = LogicalPlanBuilder::from(v).project(columns)?.build()?;
         Ok(Planned::Vector(
-            PromNode::new(PromOp::CheckUnique, vec![p])?.into_plan(),
+            PromNode::new(PromOp::CheckUnique { histograms }, vec![p])?.into_plan(),
         ))
     }
 
