@@ -438,6 +438,7 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         "latency_seconds + 1",
         "abs(latency_seconds)",
         "sort(latency_seconds)",
+        "topk(1, latency_seconds)",
         "max_over_time(latency_seconds[1m])",
         "latency_seconds > 0",
     ] {
@@ -536,7 +537,7 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     // What does not handle histograms yet says so (422), and the server goes on.
     for q in [
         "sum by (__name__) (latency_seconds)",
-        "topk(1, latency_seconds)",
+        "limitk(1, latency_seconds)",
         "latency_seconds + latency_seconds",
         "latency_seconds[5m:1m]",
     ] {

@@ -29,7 +29,12 @@ impl Planner<'_> {
         if let Some(fused) = self.plan_streaming(a, &op, &grouping, steps)? {
             return Ok(fused);
         }
-        let input = self.vector(&a.expr, steps)?;
+        // `topk` and `bottomk` rank float samples and leave native histograms out, as
+        // Prometheus does; the rest do not handle histograms yet (refused).
+        let input = match op.as_str() {
+            "topk" | "bottomk" => self.float_vector(&a.expr, steps)?,
+            _ => self.vector(&a.expr, steps)?,
+        };
         let node = |op: PromOp| -> Result<Planned> {
             Ok(Planned::Vector(
                 PromNode::new(op, vec![input.clone()])?.into_plan(),
