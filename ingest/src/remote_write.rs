@@ -14,22 +14,37 @@ use quiver_storage::{Labels, Limits, SeriesId, WriteBatch};
 pub(crate) const EXEMPLARS_REFUSED: &str =
     "exemplars are not supported: Quiver does not store them (turn off send_exemplars)";
 
-/// Bytes of `Histogram` messages one request may carry: 8 MiB. Every bucket, span and custom
-/// bound takes at least a byte on the wire and at most sixteen while decoded (a delta, then its
-/// count), so this bounds a request's decoded histograms at 128 MiB, whatever they hold;
-/// charged before each message is decoded.
+/// Bytes of `Histogram` messages one request may carry: 8 MiB, each message charged its length
+/// plus [`HISTOGRAM_OVERHEAD`]. Every bucket, span and custom bound takes at least a byte on
+/// the wire and at most sixteen while decoded (a delta, then its count), and an empty message
+/// (two bytes) still decodes to a whole histogram, so this bounds a request's decoded
+/// histograms near 128 MiB whatever they hold; charged before each message is decoded.
 pub const MAX_HISTOGRAM_BYTES: usize = 8 << 20;
+
+/// What a histogram costs beyond its wire bytes: its decoded struct and WAL frame.
+pub const HISTOGRAM_OVERHEAD: usize = 256;
 
 /// Charges a `Histogram` message of `len` bytes to a request's total, refusing past
 /// [`MAX_HISTOGRAM_BYTES`] (413) before anything of it is decoded.
 pub(crate) fn charge_histogram(total: &mut usize, len: usize) -> Result<(), DecodeError> {
-    *total += len;
+    *total += len + HISTOGRAM_OVERHEAD;
     if *total > MAX_HISTOGRAM_BYTES {
         return Err(DecodeError::TooLarge(format!(
             "the request's native histograms take more than {MAX_HISTOGRAM_BYTES} bytes"
         )));
     }
     Ok(())
+}
+
+/// Reads one `Histogram` message of a request: charged to the request's histogram bytes first
+/// ([`charge_histogram`]), then decoded and checked (bad data with Prometheus's reason).
+pub(crate) fn read_histogram(
+    msg: &[u8],
+    total: &mut usize,
+) -> Result<HistogramSample, DecodeError> {
+    charge_histogram(total, msg.len())?;
+    crate::histogram::decode(msg)
+        .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))
 }
 
 /// Pushes a decoded histogram sample (a staleness marker as a float one).
@@ -355,11 +370,7 @@ fn decode_protobuf(
                 // Never acknowledged without being stored: the sender learns it is refused.
                 (3, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
                 (4, LEN) => {
-                    let msg = ts.bytes().map_err(bad)?;
-                    charge_histogram(&mut buckets, msg.len())?;
-                    let h = crate::histogram::decode(msg)
-                        .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))?;
-                    histograms.push(h);
+                    histograms.push(read_histogram(ts.bytes().map_err(bad)?, &mut buckets)?)
                 }
                 _ => ts.skip(wire).map_err(bad)?,
             }
@@ -576,6 +587,15 @@ mod tests {
             matches!(&e, DecodeError::TooLarge(m) if m.contains("native histograms")),
             "{e}"
         );
+        // Empty messages (two bytes each, a whole histogram decoded) are charged their
+        // overhead: 100,000 of them take 200 KB on the wire and are refused.
+        let mut ts = TimeSeries::from_pairs(&[("__name__", "h")], &[]);
+        ts.histograms = vec![Histogram::default(); 100_000];
+        let body = encode(&WriteRequest {
+            timeseries: vec![ts],
+        });
+        let e = decode(&body, usize::MAX, &Limits::default()).unwrap_err();
+        assert!(matches!(&e, DecodeError::TooLarge(_)), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use quiver_storage::{Labels, Limits, METRIC_NAME, WriteBatch};
 
 use crate::exposition::MetricType;
 use crate::remote_write::{
-    DecodeError, EXEMPLARS_REFUSED, LEN, Pb, VARINT, charge_histogram, push_histogram, read_sample,
+    DecodeError, EXEMPLARS_REFUSED, LEN, Pb, VARINT, push_histogram, read_histogram, read_sample,
     utf8, with_decompressed,
 };
 
@@ -123,11 +123,7 @@ pub fn decode_protobuf(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeErr
                 (1, VARINT) => refs.push(ts.varint().map_err(bad)?),
                 (2, LEN) => samples.push(read_sample(ts.bytes().map_err(bad)?).map_err(bad)?),
                 (3, LEN) => {
-                    let msg = ts.bytes().map_err(bad)?;
-                    charge_histogram(&mut buckets, msg.len())?;
-                    let h = crate::histogram::decode(msg)
-                        .map_err(|e| DecodeError::BadData(format!("native histogram: {e}")))?;
-                    histograms.push(h);
+                    histograms.push(read_histogram(ts.bytes().map_err(bad)?, &mut buckets)?)
                 }
                 (4, LEN) => return Err(DecodeError::BadData(EXEMPLARS_REFUSED.into())),
                 (5, LEN) => metadata = Some(read_metadata(ts.bytes().map_err(bad)?).map_err(bad)?),

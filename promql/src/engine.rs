@@ -441,9 +441,7 @@ fn for_rows(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64, Option<&
 
 /// A histogram of a result row, decoded.
 fn decode_hist(bytes: &[u8]) -> Result<Arc<FloatHistogram>> {
-    FloatHistogram::decode(bytes)
-        .map(|(h, _)| Arc::new(h))
-        .map_err(|e| Error::Internal(format!("a native histogram in a result: {e}")))
+    crate::plan::input::decode_hist(bytes).map(Arc::new)
 }
 
 /// One row of an instant vector: label set (finished), step, value, histogram.

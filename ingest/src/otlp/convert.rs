@@ -737,15 +737,7 @@ impl Converter<'_> {
             }
         };
         let idx = self.series_index(labels, 1)?;
-        let t = (p.time_ns / 1_000_000) as i64;
-        match h {
-            HistogramSample::Value(_, h) => self.out.batch.push_histogram(idx, t, h),
-            HistogramSample::Stale(_) => {
-                self.out
-                    .batch
-                    .push_sample(idx, t, f64::from_bits(quiver_storage::STALE_NAN_BITS))
-            }
-        }
+        crate::remote_write::push_histogram(&mut self.out.batch, idx, h);
         Ok(())
     }
 

@@ -220,31 +220,8 @@ pub fn rate(
     }
     let mut h = difference(hs, counter)?;
     let first = hs[0];
-    let mut to_start = (ts[0] - start) as f64 / 1000.0;
-    let mut to_end = (end - ts[n - 1]) as f64 / 1000.0;
-    let sampled = (ts[n - 1] - ts[0]) as f64 / 1000.0;
-    let avg_step = sampled / (n - 1) as f64;
-    let threshold = avg_step * 1.1;
-    if to_start >= threshold {
-        to_start = avg_step / 2.0;
-    }
-    if counter && h.count > 0.0 && first.count >= 0.0 {
-        let to_zero = sampled * (first.count / h.count);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = avg_step / 2.0;
-    }
-    let mut factor = if sampled != 0.0 {
-        (sampled + to_start + to_end) / sampled
-    } else {
-        1.0
-    };
-    if is_rate {
-        factor /= (end - start) as f64 / 1000.0;
-    }
+    let zero = (counter && h.count > 0.0 && first.count >= 0.0).then(|| first.count / h.count);
+    let factor = super::range::extrapolation_factor(ts[0], ts[n - 1], n, start, end, zero, is_rate);
     h.mul(factor);
     Some(h)
 }

@@ -320,16 +320,34 @@ pub fn extrapolated_rate(
             }
         }
     }
-    let mut to_start = (ts[0] - w.start) as f64 / 1000.0;
-    let mut to_end = (w.end - ts[n - 1]) as f64 / 1000.0;
-    let sampled = (ts[n - 1] - ts[0]) as f64 / 1000.0;
+    let zero = (counter && result > 0.0 && vs[0] >= 0.0).then(|| vs[0] / result);
+    let factor = extrapolation_factor(ts[0], ts[n - 1], n, w.start, w.end, zero, rate);
+    Some(result * factor)
+}
+
+/// Prometheus's extrapolation of a window's change to the window's edges (shared by floats
+/// and native histograms): samples close enough to an edge (within 110% of the average step)
+/// are extended to it, others by half a step; a counter is not extended past its zero point
+/// (`zero`: the first sample's value as a share of the change); per second for `rate`.
+pub fn extrapolation_factor(
+    first_t: i64,
+    last_t: i64,
+    n: usize,
+    start: i64,
+    end: i64,
+    zero: Option<f64>,
+    rate: bool,
+) -> f64 {
+    let mut to_start = (first_t - start) as f64 / 1000.0;
+    let mut to_end = (end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
     let avg_step = sampled / (n - 1) as f64;
     let threshold = avg_step * 1.1;
     if to_start >= threshold {
         to_start = avg_step / 2.0;
     }
-    if counter && result > 0.0 && vs[0] >= 0.0 {
-        let to_zero = sampled * (vs[0] / result);
+    if let Some(share) = zero {
+        let to_zero = sampled * share;
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -337,11 +355,15 @@ pub fn extrapolated_rate(
     if to_end >= threshold {
         to_end = avg_step / 2.0;
     }
-    let mut factor = (sampled + to_start + to_end) / sampled;
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
     if rate {
-        factor /= (w.end - w.start) as f64 / 1000.0;
+        factor /= (end - start) as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
 }
 
 /// Least-squares slope and intercept (at `intercept_t`), as Prometheus computes them.

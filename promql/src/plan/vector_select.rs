@@ -52,6 +52,7 @@ impl VectorSelectOp {
             }
             // Reference times never decrease along the steps, so one cursor walks the samples.
             let mut next = 0; // first sample after the reference time
+            let mut decoded: Option<(usize, quiver_storage::FloatHistogram)> = None;
             for (k, t) in self.steps.iter().enumerate() {
                 let r = self.shift.reference(t);
                 while next < s.ts.len() && s.ts[next] <= r {
@@ -68,7 +69,14 @@ impl VectorSelectOp {
                     && !self.timestamp_fn
                 {
                     match &mut groups {
-                        Some(g) => g.push_hist(k, &decode_hist(h)?),
+                        // A sample repeats over the steps of its lookback: decoded once.
+                        Some(g) => {
+                            if decoded.as_ref().is_none_or(|(at, _)| *at != i) {
+                                decoded = Some((i, decode_hist(h)?));
+                            }
+                            let (_, h) = decoded.as_ref().expect("just decoded");
+                            g.push_hist(k, h);
+                        }
                         None => rows.push_hist(&s.labels, t, h)?,
                     }
                     continue;
