@@ -16,7 +16,7 @@
 //!  provider::{SamplesTable, SeriesTable} ─► DataFusion
 //! ```
 //!
-//! Start reading at [`Db`] (`db.rs`), then [`wal`], [`head`], [`block`], [`maintenance`].
+//! Start reading at [`Db`] (`db/mod.rs`; reads in `db/read.rs`), then [`wal`], [`head`], [`block`], [`maintenance`].
 //! The persisted formats are described in `docs/storage-format.md`.
 
 pub mod block;
