@@ -130,9 +130,11 @@ fn check_number_durations(query: &str) -> Result<()> {
                 }
                 i = end;
             }
+            // On bytes: `offset` is ASCII, but the six bytes after an ASCII letter may end
+            // inside a multi-byte character.
             c if c.is_ascii_alphabetic()
-                && query[i..].len() >= 6
-                && query[i..i + 6].eq_ignore_ascii_case("offset")
+                && b.len() - i >= 6
+                && b[i..i + 6].eq_ignore_ascii_case(b"offset")
                 && (i == 0 || !is_word(b[i - 1]))
                 && b.get(i + 6).is_none_or(|c| !is_word(*c)) =>
             {
@@ -460,6 +462,10 @@ mod tests {
         ] {
             assert!(parse_bounded(q).is_ok(), "{q}");
         }
+        // A letter followed by multi-byte characters within six bytes is looked at as bytes
+        // (the fuzz input `hi\u{61b}a\u{60b}` once split a character); not a panic.
+        check_number_durations("hi\u{61b}a\u{60b}").unwrap();
+        check_number_durations("offse\u{e9}[5m]").unwrap();
     }
 
     #[test]
