@@ -1,6 +1,7 @@
 //! `promql(expr, start, end, step)` (a range query) and `promql(expr, time)` (an instant query)
 //! as a SQL table function: the result as rows of `timestamp`, `value` and one column per label
-//! (`__name__` included when the result keeps it), joinable with any table.
+//! (`__name__` included when the result keeps it), joinable with any table. A result holding
+//! native histograms has a `histogram` column too (a struct, as the `histograms` table's).
 //!
 //! Times are seconds since the epoch (numbers) or RFC 3339 strings, or SQL timestamps; `step` is
 //! seconds or a Prometheus duration string (`'15s'`). The query runs when the statement is
@@ -12,12 +13,16 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringBuilder, TimestampMillisecondArray,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
+
+use quiver_storage::FloatHistogram;
+use quiver_storage::histogram::arrow::{HistogramBuilder, histogram_struct_type};
 
 use crate::engine::{Engine, Series, Value};
 
@@ -189,24 +194,38 @@ fn to_batch(value: Value) -> Result<RecordBatch> {
             .collect(),
         Value::Matrix(series) => series,
     };
-    if series.iter().any(|s| !s.histograms.is_empty()) {
-        return plan_err!(
-            "promql(): the result holds native histograms, which SQL does not show yet \
-             (ask for histogram_count(), histogram_sum() or histogram_quantile() of them)"
-        );
-    }
+    // Native histograms get a `histogram` column (a struct, as the `histograms` table's), NULL
+    // on float rows; `value` is NULL on histogram rows. Float results keep their shape.
+    let with_hist = series.iter().any(|s| !s.histograms.is_empty());
     let names: BTreeSet<&str> = series
         .iter()
         .flat_map(|s| s.labels.iter().map(|(n, _)| n.as_str()))
-        .filter(|n| *n != "timestamp" && *n != "value")
+        .filter(|n| *n != "timestamp" && *n != "value" && !(with_hist && *n == "histogram"))
         .collect();
     let mut ts = Vec::new();
     let mut vs = Vec::new();
+    let mut hs = HistogramBuilder::default();
+    let mut valid = Vec::new();
     let mut cols: Vec<StringBuilder> = names.iter().map(|_| StringBuilder::new()).collect();
-    for Series { labels, points, .. } in &series {
-        for (t, v) in points {
-            ts.push(*t);
-            vs.push(*v);
+    for Series {
+        labels,
+        points,
+        histograms,
+    } in &series
+    {
+        let mut rows: Vec<(i64, Option<f64>, Option<&FloatHistogram>)> = points
+            .iter()
+            .map(|(t, v)| (*t, Some(*v), None))
+            .chain(histograms.iter().map(|(t, h)| (*t, None, Some(h.as_ref()))))
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        for (t, v, h) in rows {
+            ts.push(t);
+            vs.push(v);
+            if with_hist {
+                valid.push(h.is_some());
+                hs.push(h.unwrap_or(&FloatHistogram::default()));
+            }
             for (i, name) in names.iter().enumerate() {
                 match labels.iter().find(|(n, _)| n == name) {
                     Some((_, value)) => cols[i].append_value(value),
@@ -221,13 +240,17 @@ fn to_batch(value: Value) -> Result<RecordBatch> {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
-        Field::new("value", DataType::Float64, false),
+        Field::new("value", DataType::Float64, with_hist),
     ];
-    fields.extend(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
     let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
         Arc::new(Float64Array::from(vs)),
     ];
+    if with_hist {
+        fields.push(Field::new("histogram", histogram_struct_type(), true));
+        arrays.push(Arc::new(hs.finish_struct(Some(NullBuffer::from(valid)))));
+    }
+    fields.extend(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
     arrays.extend(cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }

@@ -1,7 +1,8 @@
 //! SQL for Quiver: a DataFusion session over `quiver-storage`.
 //!
-//! The catalog (DESIGN.md): `samples` (`series_id`, `metric`, `timestamp`, `value`, …) and
-//! `series` (`series_id`, `metric`, `labels`) in the default schema, and schema `metrics` with one
+//! The catalog (DESIGN.md): `samples` (`series_id`, `metric`, `timestamp`, `value`, …),
+//! `histograms` (native histogram samples, a struct column `histogram` that the functions of
+//! [`histograms`] read) and `series` (`series_id`, `metric`, `labels`) in the default schema, and schema `metrics` with one
 //! table per metric name: its labels as columns, then `timestamp` and `value`
 //! (`SELECT gpu, avg(value) FROM metrics."DCGM_FI_DEV_GPU_UTIL" GROUP BY gpu`). A metric table is
 //! a view over `samples` joined with `series`, built when a query names it, so new metrics and
@@ -14,6 +15,7 @@ pub mod experiments;
 pub mod functions;
 mod group_keys;
 pub mod guard;
+mod histograms;
 pub mod system;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 pub use guard::SqlLimits;
-use quiver_storage::provider::{SamplesTable, SeriesTable};
+use quiver_storage::provider::{HistogramsTable, SamplesTable, SeriesTable};
 use quiver_storage::{Db, METRIC_NAME, Matcher, Matchers, Timestamp};
 
 /// The SQL session: one per server, shared by every query. It only answers queries
@@ -51,6 +53,9 @@ impl SqlSession {
         register_base_tables(&ctx, &db)?;
         for f in functions::window_functions() {
             ctx.register_udwf(f);
+        }
+        for f in histograms::histogram_functions() {
+            ctx.register_udf(f);
         }
         bounded::register(&ctx);
         ctx.add_optimizer_rule(Arc::new(group_keys::GroupByDictionaryValues));
@@ -147,6 +152,7 @@ impl SqlSession {
 fn register_base_tables(ctx: &SessionContext, db: &Arc<Db>) -> Result<()> {
     ctx.register_table("samples", Arc::new(SamplesTable::new(db.clone())))?;
     ctx.register_table("series", Arc::new(SeriesTable::new(db.clone())))?;
+    ctx.register_table("histograms", Arc::new(HistogramsTable::new(db.clone())))?;
     Ok(())
 }
 

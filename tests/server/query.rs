@@ -534,13 +534,103 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     let r = &v["data"]["result"][0];
     assert_eq!(r["values"], json!([[1105, "7"]]), "{v}");
     assert_eq!(r["histograms"][0][0], 1120, "{v}");
-    // What does not handle histograms yet says so (422), and the server goes on.
-    for q in [
-        "sum by (__name__) (latency_seconds)",
-        "limitk(1, latency_seconds)",
-        "latency_seconds + latency_seconds",
-        "latency_seconds[5m:1m]",
+    // Between two vectors, in aggregations that do not fuse into their selector, under
+    // limitk and in subqueries, histograms are computed as Prometheus does.
+    for (q, want) in [
+        ("histogram_count(latency_seconds + latency_seconds)", 64.0),
+        ("histogram_count(latency_seconds - latency_seconds)", 0.0),
+        ("histogram_count(latency_seconds * on() vector(3))", 96.0),
+        ("histogram_count(latency_seconds == latency_seconds)", 32.0),
+        ("latency_seconds == bool latency_seconds", 1.0),
+        ("latency_seconds != bool latency_seconds", 0.0),
+        ("histogram_count(latency_seconds and latency_seconds)", 32.0),
+        ("histogram_count(sum by (__name__) (latency_seconds))", 32.0),
+        (
+            "histogram_count(sum(latency_seconds + latency_seconds))",
+            64.0,
+        ),
+        ("histogram_count(avg(latency_seconds * 3))", 96.0),
+        ("histogram_count(limitk(1, latency_seconds))", 32.0),
+        (
+            "histogram_count(last_over_time(latency_seconds[1m:15s]))",
+            32.0,
+        ),
+        (
+            "max_over_time(histogram_count(latency_seconds)[1m:15s])",
+            32.0,
+        ),
+        ("count_over_time(latency_seconds[1m:15s])", 4.0),
     ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!(code, 200, "{q}: {v}");
+        let got: f64 = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{q}: {v}"))
+            .parse()
+            .unwrap();
+        assert_eq!(got, want, "{q}: {v}");
+    }
+    // A histogram with a float between two vectors: only `*` (and `/` by a float) apply;
+    // Prometheus leaves the others out, `bool` or not.
+    for q in [
+        "latency_seconds + on() vector(1)",
+        "vector(1) / on() latency_seconds",
+        "latency_seconds > bool on() vector(1)",
+    ] {
+        let (code, v) = get(
+            "/api/v1/query",
+            vec![("query", q.into()), ("time", "1230".into())],
+        )
+        .await;
+        assert_eq!((code, &v["data"]["result"]), (200, &json!([])), "{q}: {v}");
+    }
+    // The raw points of a subquery hold the histograms; the name stays.
+    let (code, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "latency_seconds[1m:30s]".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let r = &v["data"]["result"][0];
+    assert_eq!(r["metric"]["__name__"], "latency_seconds", "{v}");
+    assert_eq!(r["histograms"][1][1]["count"], "32", "{v}");
+    // `sum by (__name__)` keeps the name.
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "sum by (__name__) (latency_seconds)".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        v["data"]["result"][0]["metric"],
+        json!({"__name__": "latency_seconds"}),
+        "{v}"
+    );
+    // count_values counts a histogram by its text form, as Prometheus.
+    let (_, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "count_values(\"v\", latency_seconds)".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    let label = v["data"]["result"][0]["metric"]["v"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(label.starts_with("{count:32, sum:16"), "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+    // What does not handle histograms yet says so (422), and the server goes on.
+    for q in ["info(latency_seconds)"] {
         let (code, v) = get(
             "/api/v1/query",
             vec![("query", q.into()), ("time", "1230".into())],
@@ -563,5 +653,96 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["data"]["result"][0]["value"][1], "3");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_are_a_struct_column_in_sql_and_over_flight() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{DataType, Float64Type};
+    use futures::TryStreamExt;
+    let s = histogram_server().await;
+    // The `histograms` table: a row per histogram sample, and PromQL's functions as SQL's.
+    let q = "SELECT histogram_count(histogram) AS c, histogram_sum(histogram) AS s, \
+             histogram_avg(histogram) AS a, histogram_quantile(0.75, histogram) AS q, \
+             histogram_fraction(0, 2, histogram) AS f, histogram['schema'] AS schema, \
+             histogram['positive_buckets'] AS b \
+             FROM histograms WHERE metric = 'latency_seconds' ORDER BY timestamp DESC LIMIT 1";
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    // The last histogram (i = 8): count 32, sum 16, the same estimates as PromQL's.
+    assert_eq!(
+        v["data"]["rows"][0],
+        json!([32.0, 16.0, 0.5, 2f64.powf(1.5), 0.5, 0, "[8.0, 16.0]"]),
+        "{v}"
+    );
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", "SELECT count(*), min(timestamp) FROM histograms")])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["data"]["rows"][0][0], 8, "{v}");
+    assert_eq!(v["data"]["rows"][0][1], "1970-01-01T00:18:40Z", "{v}");
+    // The float samples stay in `samples` alone.
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", "SELECT count(*) FROM samples")])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["data"]["rows"][0][0], 8, "{v}");
+    // promql() in SQL: a result of histograms has a `histogram` column (NULL `value`).
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[(
+            "query",
+            "SELECT histogram_count(histogram), value, job FROM promql('latency_seconds', 1230)",
+        )])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["data"]["rows"], json!([[32.0, null, "api"]]), "{v}");
+    // A function given something else is a 400, not a failure of the server.
+    let r = client()
+        .get(s.url("/api/v1/sql"))
+        .query(&[("query", "SELECT histogram_count(value) FROM samples")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Over Flight, the struct column arrives as a struct.
+    let mut c = arrow_flight::FlightClient::new(flight_channel(&s).await);
+    let batches: Vec<datafusion::arrow::array::RecordBatch> = c
+        .do_get(arrow_flight::Ticket::new(
+            r#"{"sql": "SELECT timestamp, histogram FROM histograms ORDER BY timestamp"}"#,
+        ))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let b = &batches[0];
+    assert!(matches!(
+        b.schema().field(1).data_type(),
+        DataType::Struct(_)
+    ));
+    let h = b.column(1).as_struct();
+    let counts = h
+        .column_by_name("count")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert_eq!(counts.len(), 8);
+    assert_eq!(counts.value(0), 4.0);
+    assert_eq!(counts.value(7), 32.0);
     s.stop().await;
 }

@@ -7,9 +7,10 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{SeriesOut, for_each_vector_row};
+use super::input::{Sample, SeriesOut, decode_hist, for_each_sample};
 use crate::error::{Error, Result};
 use crate::labelset;
+use quiver_storage::histogram::CounterResetHint;
 
 /// An operator of PromQL's binary expressions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +122,15 @@ pub struct BinaryOp {
     pub fill_left: Option<Param>,
     /// `fill_right(v)` / `fill(v)`: the right operand's value where a left series has none.
     pub fill_right: Option<Param>,
+    /// An operand may hold native histograms (the result then may too).
+    pub histograms: bool,
+}
+
+/// A sample of one side: a float, or a native histogram (an index into [`Side::hists`]).
+#[derive(Debug, Clone, Copy)]
+enum Val {
+    F(f64),
+    H(u32),
 }
 
 /// One side of the operator: its distinct series (label set and matching signature, each
@@ -130,7 +140,73 @@ struct Side {
     labels: Vec<Vec<u8>>,
     sigs: Vec<u32>,
     /// (step, series, value), in input order.
-    rows: Vec<(i64, u32, f64)>,
+    rows: Vec<(i64, u32, Val)>,
+    /// The encoded histograms the rows point at.
+    hists: Vec<Vec<u8>>,
+}
+
+impl Side {
+    fn sample(&self, v: Val) -> Sample<'_> {
+        match v {
+            Val::F(f) => Sample::Float(f),
+            Val::H(k) => Sample::Hist(&self.hists[k as usize]),
+        }
+    }
+}
+
+/// The value of `l op r`: a float, or an encoded histogram.
+enum Res {
+    Float(f64),
+    Hist(Vec<u8>),
+}
+
+/// `l op r` for one pair of samples, as Prometheus's `vectorElemBinop`: the result and whether
+/// it is kept. `None` where the operator does not apply to the pair's types (Prometheus
+/// reports an info and leaves the pair out, `bool` or not) or where two histograms cannot be
+/// combined (exponential with custom buckets: a warning there). Histograms are scaled by `*`
+/// and `/` with a float, added and subtracted (a difference is a gauge histogram), and
+/// compared with `==` and `!=`, which keep the left histogram.
+fn elem_binop(op: VectorOp, l: Sample<'_>, r: Sample<'_>) -> Result<Option<(Res, bool)>> {
+    use Sample::{Float, Hist};
+    let encode = |h: &mut quiver_storage::FloatHistogram| {
+        h.compact(0);
+        let mut buf = Vec::new();
+        h.encode(&mut buf);
+        Res::Hist(buf)
+    };
+    Ok(match (l, r) {
+        (Float(a), Float(b)) => {
+            let (v, keep) = op.apply(a, b);
+            Some((Res::Float(v), keep))
+        }
+        (Float(s), Hist(h)) | (Hist(h), Float(s)) if op == VectorOp::Mul => {
+            Some((encode(decode_hist(h)?.mul(s)), true))
+        }
+        (Hist(h), Float(s)) if op == VectorOp::Div => Some((encode(decode_hist(h)?.div(s)), true)),
+        (Hist(a), Hist(b)) => match op {
+            VectorOp::Add | VectorOp::Sub => {
+                let (mut x, y) = (decode_hist(a)?, decode_hist(b)?);
+                let merged = if op == VectorOp::Add {
+                    x.add(&y)
+                } else {
+                    x.sub(&y)
+                };
+                if merged.is_err() {
+                    return Ok(None);
+                }
+                if op == VectorOp::Sub {
+                    x.hint = CounterResetHint::Gauge;
+                }
+                Some((encode(&mut x), true))
+            }
+            VectorOp::Eq | VectorOp::Ne => {
+                let equal = decode_hist(a)?.equals(&decode_hist(b)?);
+                Some((Res::Hist(a.to_vec()), equal == (op == VectorOp::Eq)))
+            }
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// Interns label sets and signatures so each is computed and hashed once per query, not once
@@ -167,7 +243,7 @@ impl BinaryOp {
         let mut local: HashMap<u32, u32> = HashMap::new();
         let mut last: Option<(Vec<u8>, u32)> = None;
         let mut sig = Vec::new();
-        for_each_vector_row(batches, |l, t, v| {
+        for_each_sample(batches, |l, t, v| {
             let k = match &last {
                 Some((raw, k)) if raw.as_slice() == l => *k,
                 _ => {
@@ -188,6 +264,13 @@ impl BinaryOp {
                     k
                 }
             };
+            let v = match v {
+                Sample::Float(f) => Val::F(f),
+                Sample::Hist(h) => {
+                    side.hists.push(h.to_vec());
+                    Val::H((side.hists.len() - 1) as u32)
+                }
+            };
             side.rows.push((t, k, v));
         });
         side
@@ -202,8 +285,8 @@ impl BinaryOp {
         let lhs = self.side(left, &mut interner);
         let rhs = self.side(right, &mut interner);
         // Rows of each side grouped by step.
-        let by_step = |side: &Side| -> HashMap<i64, Vec<(u32, f64)>> {
-            let mut m: HashMap<i64, Vec<(u32, f64)>> = HashMap::new();
+        let by_step = |side: &Side| -> HashMap<i64, Vec<(u32, Val)>> {
+            let mut m: HashMap<i64, Vec<(u32, Val)>> = HashMap::new();
             for (t, k, v) in &side.rows {
                 m.entry(*t).or_default().push((*k, *v));
             }
@@ -214,13 +297,13 @@ impl BinaryOp {
         steps.sort_unstable();
         steps.dedup();
         let empty = Vec::new();
-        let mut out = SeriesOut::default();
+        let mut out = SeriesOut::with_histograms(self.histograms);
         let mut result_labels: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
         for t in steps {
             let l = ls.get(&t).unwrap_or(&empty);
             let r = rs.get(&t).unwrap_or(&empty);
             if self.op.is_set() {
-                self.set_op(&lhs, l, &rhs, r, t, &mut out);
+                self.set_op(&lhs, l, &rhs, r, t, &mut out)?;
             } else {
                 self.arith_op(&lhs, l, &rhs, r, t, &interner, &mut result_labels, &mut out)?;
             }
@@ -231,18 +314,25 @@ impl BinaryOp {
     fn set_op(
         &self,
         lhs: &Side,
-        l: &[(u32, f64)],
+        l: &[(u32, Val)],
         rhs: &Side,
-        r: &[(u32, f64)],
+        r: &[(u32, Val)],
         t: i64,
         out: &mut SeriesOut,
-    ) {
+    ) -> Result<()> {
+        let push = |out: &mut SeriesOut, side: &Side, k: u32, v: Val| match v {
+            Val::F(f) => {
+                out.push(&side.labels[k as usize], t, f);
+                Ok(())
+            }
+            Val::H(h) => out.push_hist(&side.labels[k as usize], t, side.hists[h as usize].clone()),
+        };
         match self.op {
             VectorOp::And | VectorOp::Unless => {
                 let right: HashSet<u32> = r.iter().map(|(k, _)| rhs.sigs[*k as usize]).collect();
                 for (k, v) in l {
                     if right.contains(&lhs.sigs[*k as usize]) == (self.op == VectorOp::And) {
-                        out.push(&lhs.labels[*k as usize], t, *v);
+                        push(out, lhs, *k, *v)?;
                     }
                 }
             }
@@ -250,24 +340,25 @@ impl BinaryOp {
                 let mut left = HashSet::new();
                 for (k, v) in l {
                     left.insert(lhs.sigs[*k as usize]);
-                    out.push(&lhs.labels[*k as usize], t, *v);
+                    push(out, lhs, *k, *v)?;
                 }
                 for (k, v) in r {
                     if !left.contains(&rhs.sigs[*k as usize]) {
-                        out.push(&rhs.labels[*k as usize], t, *v);
+                        push(out, rhs, *k, *v)?;
                     }
                 }
             }
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     fn arith_op(
         &self,
         lhs: &Side,
-        l: &[(u32, f64)],
+        l: &[(u32, Val)],
         rhs: &Side,
-        r: &[(u32, f64)],
+        r: &[(u32, Val)],
         t: i64,
         interner: &Interner,
         result_labels: &mut HashMap<(u32, u32), Vec<u8>>,
@@ -283,7 +374,7 @@ impl BinaryOp {
         } else {
             ((lhs, l), (rhs, r))
         };
-        let mut ones: HashMap<u32, (u32, f64)> = HashMap::with_capacity(one.len());
+        let mut ones: HashMap<u32, (u32, Val)> = HashMap::with_capacity(one.len());
         for (k, v) in one {
             let sig = one_side.sigs[*k as usize];
             if let Some((dup, _)) = ones.get(&sig) {
@@ -315,16 +406,19 @@ impl BinaryOp {
         let mut ones_matched: HashSet<u32> = HashSet::new();
         for (mk, mv) in many {
             let sig = many_side.sigs[*mk as usize];
+            let mv = many_side.sample(*mv);
             let Some((ok, ov)) = ones.get(&sig) else {
                 // Filled: the "one" operand takes `fill_right`'s value (Prometheus applies the
                 // fill values after swapping sides for group_right), and no labels from it.
                 if let Some(f) = self.fill_right {
-                    let (fl, fr) = if swapped { (f.0, *mv) } else { (*mv, f.0) };
+                    let f = Sample::Float(f.0);
+                    let (fl, fr) = if swapped { (f, mv) } else { (mv, f) };
                     let labels = self.result_labels(&many_side.labels[*mk as usize], &[]);
-                    self.push_result(fl, fr, &labels, t, out);
+                    self.push_result(fl, fr, &labels, t, out)?;
                 }
                 continue;
             };
+            let ov = one_side.sample(*ov);
             ones_matched.insert(sig);
             // Ambiguous one-to-one matches fail even when the comparison filters them out.
             if self.card == Cardinality::OneToOne && !one_to_one_seen.insert(sig) {
@@ -332,13 +426,17 @@ impl BinaryOp {
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            let (fl, fr) = if swapped { (*ov, *mv) } else { (*mv, *ov) };
-            let (mut v, keep) = self.op.apply(fl, fr);
-            if self.return_bool {
-                v = if keep { 1.0 } else { 0.0 };
+            let (fl, fr) = if swapped { (ov, mv) } else { (mv, ov) };
+            let Some((v, keep)) = elem_binop(self.op, fl, fr)? else {
+                continue;
+            };
+            let v = if self.return_bool {
+                Res::Float(if keep { 1.0 } else { 0.0 })
             } else if !keep {
                 continue;
-            }
+            } else {
+                v
+            };
             let labels = result_labels.entry((*mk, *ok)).or_insert_with(|| {
                 self.result_labels(
                     &many_side.labels[*mk as usize],
@@ -353,7 +451,7 @@ impl BinaryOp {
                         .into(),
                 ));
             }
-            out.push(labels, t, v);
+            push_res(out, labels, t, v)?;
         }
         // Filled: "one" series no "many" series matched take `fill_left`'s value for the other
         // operand and carry their match-group labels.
@@ -363,23 +461,33 @@ impl BinaryOp {
                 if ones_matched.contains(&sig) || ones.get(&sig).is_none_or(|(k, _)| k != ok) {
                     continue;
                 }
-                let (fl, fr) = if swapped { (*ov, f.0) } else { (f.0, *ov) };
+                let (ov, f) = (one_side.sample(*ov), Sample::Float(f.0));
+                let (fl, fr) = if swapped { (ov, f) } else { (f, ov) };
                 let labels = interner.sig_labels[sig as usize].clone();
-                self.push_result(fl, fr, &labels, t, out);
+                self.push_result(fl, fr, &labels, t, out)?;
             }
         }
         Ok(())
     }
 
     /// Applies the operator to a filled pair and pushes the result if it is kept.
-    fn push_result(&self, fl: f64, fr: f64, labels: &[u8], t: i64, out: &mut SeriesOut) {
-        let (mut v, keep) = self.op.apply(fl, fr);
+    fn push_result(
+        &self,
+        fl: Sample<'_>,
+        fr: Sample<'_>,
+        labels: &[u8],
+        t: i64,
+        out: &mut SeriesOut,
+    ) -> Result<()> {
+        let Some((v, keep)) = elem_binop(self.op, fl, fr)? else {
+            return Ok(());
+        };
         if self.return_bool {
-            v = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            return;
+            out.push(labels, t, if keep { 1.0 } else { 0.0 });
+        } else if keep {
+            push_res(out, labels, t, v)?;
         }
-        out.push(labels, t, v);
+        Ok(())
     }
 
     fn result_labels(&self, many: &[u8], one: &[u8]) -> Vec<u8> {
@@ -405,5 +513,15 @@ impl BinaryOp {
             labels = labelset::set(&labels, name, &v);
         }
         labels
+    }
+}
+
+fn push_res(out: &mut SeriesOut, labels: &[u8], t: i64, v: Res) -> Result<()> {
+    match v {
+        Res::Float(f) => {
+            out.push(labels, t, f);
+            Ok(())
+        }
+        Res::Hist(h) => out.push_hist(labels, t, h),
     }
 }

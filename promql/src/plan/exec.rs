@@ -169,6 +169,7 @@ impl PromOp {
             PromOp::CheckUnique { histograms } => super::topk::check_unique(first(), *histograms),
             PromOp::Info(op) => op.evaluate(&inputs[0], &inputs[1]),
             PromOp::ScalarBinary(op) => op.evaluate(first(), inputs.get(1).map(Vec::as_slice)),
+            PromOp::HistAggregate(op) => op.evaluate(first()),
         }
     }
 }

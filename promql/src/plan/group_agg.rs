@@ -15,6 +15,7 @@ use super::input::VectorBuilder;
 use crate::error::Result;
 use crate::functions::aggregate::AggKind;
 use crate::functions::kahan_inc;
+use crate::functions::native::HistSum;
 use crate::labelset::Grouping;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,86 +84,6 @@ enum Cells {
     Kept(Vec<(usize, f64)>),
 }
 
-/// A (group, step) cell's native histograms under `sum` or `avg`: their Kahan sum (Go's
-/// `KahanAdd`) and how many there were.
-struct HistCell {
-    sum: FloatHistogram,
-    comp: Option<FloatHistogram>,
-    count: usize,
-    /// Exponential and custom buckets met: the cell gives nothing (Prometheus warns).
-    incompatible: bool,
-    /// `avg` once the sum would overflow: the running mean, which then takes each histogram
-    /// (`comp` compensating it), as Prometheus switches to an incremental mean.
-    mean: Option<FloatHistogram>,
-}
-
-impl HistCell {
-    /// Adds `h` to an `avg` cell (Prometheus's `AVG` over histograms): summed while the sum
-    /// stays finite, then folded into an incremental mean, `mean * (n-1)/n + h/n`.
-    fn add_to_mean(&mut self, h: &FloatHistogram) {
-        let n = self.count as f64;
-        if self.mean.is_none() {
-            let mut sum = self.sum.clone();
-            let Ok((comp, _)) = sum.kahan_add(h, self.comp.clone()) else {
-                self.incompatible = true;
-                return;
-            };
-            if !sum.has_overflow() {
-                (self.sum, self.comp) = (sum, Some(comp));
-                return;
-            }
-            let mut mean = self.sum.clone();
-            mean.div(n - 1.0);
-            if let Some(c) = self.comp.as_mut() {
-                c.div(n - 1.0);
-            }
-            self.mean = Some(mean);
-        }
-        let Some(mean) = self.mean.as_mut() else {
-            return;
-        };
-        let q = (n - 1.0) / n;
-        if let Some(c) = self.comp.as_mut() {
-            c.mul(q);
-        }
-        let mut to_add = h.clone();
-        to_add.div(n);
-        mean.mul(q);
-        match mean.kahan_add(&to_add, self.comp.take()) {
-            Ok((comp, _)) => self.comp = Some(comp),
-            Err(_) => self.incompatible = true,
-        }
-    }
-
-    /// The cell's `sum` or `avg`: the sum (divided by the count for `avg`) or the
-    /// incremental mean, plus its compensation, compacted. `None` when the histograms could
-    /// not be added up.
-    fn result(self, kind: AggKind) -> Option<FloatHistogram> {
-        if self.incompatible {
-            return None;
-        }
-        let (mut h, comp) = match self.mean {
-            Some(mean) => (mean, self.comp),
-            None if kind == AggKind::Avg => {
-                let n = self.count as f64;
-                let mut h = self.sum;
-                h.div(n);
-                let comp = self.comp.map(|mut c| {
-                    c.div(n);
-                    c
-                });
-                (h, comp)
-            }
-            None => (self.sum, self.comp),
-        };
-        if let Some(comp) = comp {
-            h.add(&comp).ok()?;
-        }
-        h.compact(0);
-        Some(h)
-    }
-}
-
 /// The most cells a dense grid may have (24 bytes each) before cells are kept sparsely.
 const MAX_DENSE_CELLS: usize = 1 << 20;
 
@@ -175,7 +96,7 @@ pub struct GroupSink<'a> {
     labels: Vec<Vec<u8>>,
     cells: Cells,
     /// Native histogram cells (`sum`, `avg`), by cell index.
-    hists: HashMap<usize, HistCell>,
+    hists: HashMap<usize, HistSum>,
     key: Vec<u8>,
     /// The group of the series being evaluated.
     current: usize,
@@ -221,31 +142,9 @@ impl<'a> GroupSink<'a> {
                 let cell = self.current * self.steps + step_index;
                 match self.hists.get_mut(&cell) {
                     None => {
-                        self.hists.insert(
-                            cell,
-                            HistCell {
-                                sum: h.clone(),
-                                comp: None,
-                                count: 1,
-                                incompatible: false,
-                                mean: None,
-                            },
-                        );
+                        self.hists.insert(cell, HistSum::new(h.clone()));
                     }
-                    Some(c) => {
-                        c.count += 1;
-                        if c.incompatible {
-                            return;
-                        }
-                        if self.agg.kind == AggKind::Avg {
-                            c.add_to_mean(h);
-                        } else {
-                            match c.sum.kahan_add(h, c.comp.take()) {
-                                Ok((comp, _)) => c.comp = Some(comp),
-                                Err(_) => c.incompatible = true,
-                            }
-                        }
-                    }
+                    Some(c) => c.add(h, self.agg.kind == AggKind::Avg),
                 }
             }
             _ => {}
@@ -322,12 +221,12 @@ impl<'a> GroupSink<'a> {
     }
 
     /// The float rows and, after them, one histogram row per histogram cell (Prometheus's
-    /// `sum` and `avg` of histograms, [`HistCell::result`]). A cell with both floats and histograms gives nothing: Prometheus cannot
+    /// `sum` and `avg` of histograms, [`HistSum::result`]). A cell with both floats and histograms gives nothing: Prometheus cannot
     /// aggregate them together (and warns).
     fn append_histograms(
         &self,
         floats: RecordBatch,
-        hists: HashMap<usize, HistCell>,
+        hists: HashMap<usize, HistSum>,
         times: &[i64],
         kind: AggKind,
     ) -> Result<RecordBatch> {
@@ -349,7 +248,7 @@ impl<'a> GroupSink<'a> {
                 out.push(l, t, v);
             }
         });
-        let mut cells: Vec<(usize, HistCell)> = hists.into_iter().collect();
+        let mut cells: Vec<(usize, HistSum)> = hists.into_iter().collect();
         cells.sort_unstable_by_key(|(c, _)| *c);
         let mut buf = Vec::new();
         for (cell, c) in cells {
@@ -357,7 +256,7 @@ impl<'a> GroupSink<'a> {
             if mixed.contains(&(labels.clone(), t)) {
                 continue;
             }
-            let Some(h) = c.result(kind) else {
+            let Some(h) = c.result(kind == AggKind::Avg) else {
                 continue;
             };
             buf.clear();
@@ -365,6 +264,71 @@ impl<'a> GroupSink<'a> {
             out.push_hist(&labels, t, &buf)?;
         }
         out.finish()
+    }
+}
+
+/// `sum` and `avg` over an instant vector that may hold native histograms, where the
+/// aggregation cannot be fused into its input (`sum(a + b)`, `sum by (__name__) (…)`): the
+/// input's series, in label order, go through a [`GroupSink`] as a fused aggregation's do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistAggregateOp {
+    pub agg: StreamAgg,
+    pub steps: Steps,
+}
+
+impl HistAggregateOp {
+    pub(super) fn evaluate(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
+        use super::input::{Sample, decode_hist, for_each_sample};
+        let mut series: std::collections::BTreeMap<&[u8], Vec<(i64, Sample<'_>)>> =
+            Default::default();
+        for_each_sample(input, |l, t, v| series.entry(l).or_default().push((t, v)));
+        let mut sink =
+            GroupSink::new(&self.agg, self.steps.len(), series.len()).with_histograms(true);
+        // `by (__name__)`: a group's name goes at the end if any of its series drops it (as
+        // the general path's `drop_mark`).
+        let keeps_name = self.agg.grouping.keeps_name();
+        let mut marked: foldhash::HashSet<Vec<u8>> = Default::default();
+        let mut key = Vec::new();
+        for (labels, rows) in series {
+            sink.begin(labels);
+            if keeps_name && crate::labelset::has_drop_mark(labels) {
+                key.clear();
+                self.agg.grouping.key(labels, &mut key);
+                marked.insert(key.clone());
+            }
+            for (t, v) in rows {
+                let Some(i) = self.steps.index(t) else {
+                    continue;
+                };
+                match v {
+                    Sample::Float(f) => sink.push(i, f),
+                    Sample::Hist(h) => sink.push_hist(i, &decode_hist(h)?),
+                }
+            }
+        }
+        let out = sink.finish(&self.steps)?;
+        if marked.is_empty() {
+            return Ok(out);
+        }
+        let mut relabeled = VectorBuilder::with_histograms(true);
+        let mut result = Ok(());
+        for_each_sample(std::slice::from_ref(&out), |l, t, v| {
+            let labels = if marked.contains(l) {
+                std::borrow::Cow::Owned(crate::labelset::mark_drop_name(l))
+            } else {
+                std::borrow::Cow::Borrowed(l)
+            };
+            match v {
+                Sample::Float(f) => relabeled.push(&labels, t, f),
+                Sample::Hist(h) => {
+                    if result.is_ok() {
+                        result = relabeled.push_hist(&labels, t, h);
+                    }
+                }
+            }
+        });
+        result?;
+        relabeled.finish()
     }
 }
 
@@ -418,18 +382,11 @@ mod tests {
 
     /// The `avg` of these histograms as one cell folds them.
     fn avg_of(hs: &[FloatHistogram]) -> FloatHistogram {
-        let mut c = HistCell {
-            sum: hs[0].clone(),
-            comp: None,
-            count: 1,
-            incompatible: false,
-            mean: None,
-        };
+        let mut c = HistSum::new(hs[0].clone());
         for h in &hs[1..] {
-            c.count += 1;
-            c.add_to_mean(h);
+            c.add(h, true);
         }
-        c.result(AggKind::Avg).unwrap()
+        c.result(true).unwrap()
     }
 
     fn hist(count: f64, sum: f64) -> FloatHistogram {

@@ -16,7 +16,6 @@ use quiver_storage::FloatHistogram;
 use super::input::{VectorBuilder, for_each_hist_row, intern_rows};
 use crate::error::Result;
 use crate::functions::format_openmetrics_float;
-use crate::functions::native;
 use crate::labelset;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,8 +49,8 @@ impl HistogramQuantileOp {
             HistogramFn::Count => Some(|h| h.count),
             HistogramFn::Sum => Some(|h| h.sum),
             HistogramFn::Avg => Some(|h| h.sum / h.count),
-            HistogramFn::Stddev => Some(|h| native::variance(h).sqrt()),
-            HistogramFn::Stdvar => Some(native::variance),
+            HistogramFn::Stddev => Some(|h| h.variance().sqrt()),
+            HistogramFn::Stdvar => Some(FloatHistogram::variance),
             _ => None,
         };
         let native = native_samples(input)?;
@@ -78,16 +77,14 @@ impl HistogramQuantileOp {
             }
             let labels = labelset::mark_drop_name(labels);
             match &self.func {
-                HistogramFn::Quantile(q) => out.push(&labels, *t, native::quantile(q.0, h)),
+                HistogramFn::Quantile(q) => out.push(&labels, *t, h.quantile(q.0)),
                 HistogramFn::Quantiles(label, qs) => {
                     for q in qs {
                         let l = labelset::set(&labels, label, &format_openmetrics_float(q.0));
-                        out.push(&l, *t, native::quantile(q.0, h));
+                        out.push(&l, *t, h.quantile(q.0));
                     }
                 }
-                HistogramFn::Fraction(lo, hi) => {
-                    out.push(&labels, *t, native::fraction(lo.0, hi.0, h))
-                }
+                HistogramFn::Fraction(lo, hi) => out.push(&labels, *t, h.fraction(lo.0, hi.0)),
                 _ => {}
             }
         }

@@ -128,6 +128,34 @@ pub fn for_each_hist_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, 
     }
 }
 
+/// A sample of an instant vector that may hold native histograms: a float, or a histogram's
+/// encoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample<'a> {
+    Float(f64),
+    Hist(&'a [u8]),
+}
+
+/// Calls `f` with every row of vector batches, floats and histograms in input order.
+pub fn for_each_sample<'a>(
+    batches: &'a [RecordBatch],
+    mut f: impl FnMut(&'a [u8], i64, Sample<'a>),
+) {
+    for b in batches {
+        let labels = LabelsCol::new(b.column(0));
+        let ts = b.column(1).as_primitive::<Int64Type>();
+        let vs = b.column(2).as_primitive::<Float64Type>();
+        let hist = hist_column(b);
+        for i in 0..b.num_rows() {
+            let v = match hist {
+                Some(h) if h.is_valid(i) => Sample::Hist(h.value(i)),
+                _ => Sample::Float(vs.value(i)),
+            };
+            f(labels.value(i), ts.value(i), v);
+        }
+    }
+}
+
 /// A histogram of an operator's input, decoded.
 pub fn decode_hist(bytes: &[u8]) -> Result<quiver_storage::FloatHistogram> {
     quiver_storage::FloatHistogram::decode(bytes)
@@ -164,10 +192,25 @@ pub struct InternedRows {
 }
 
 pub fn intern_rows(batches: &[RecordBatch]) -> InternedRows {
+    intern_samples(batches, false).0
+}
+
+/// [`intern_rows`] with native histograms too, when `histograms`: their rows hold 0 and the
+/// map gives their encoded histogram by (step, series).
+pub fn intern_samples(
+    batches: &[RecordBatch],
+    histograms: bool,
+) -> (InternedRows, HashMap<(i64, u32), &[u8]>) {
     let mut out = InternedRows::default();
+    let mut hists = HashMap::new();
     let mut index: LabelMap<u32> = LabelMap::default();
     let mut last: Option<(Vec<u8>, u32)> = None;
-    for_each_vector_row(batches, |l, t, v| {
+    for_each_sample(batches, |l, t, v| {
+        let (v, hist) = match v {
+            Sample::Float(f) => (f, None),
+            Sample::Hist(_) if !histograms => return,
+            Sample::Hist(h) => (0.0, Some(h)),
+        };
         let k = match &last {
             Some((raw, k)) if raw.as_slice() == l => *k,
             _ => {
@@ -179,9 +222,12 @@ pub fn intern_rows(batches: &[RecordBatch]) -> InternedRows {
                 k
             }
         };
+        if let Some(h) = hist {
+            hists.insert((t, k), h);
+        }
         out.rows.push((t, k, v));
     });
-    out
+    (out, hists)
 }
 
 /// One series' samples, sorted by time; its labels borrowed from the selector's map.
@@ -285,13 +331,10 @@ pub fn group_series<'a>(
             }
         }
     } else {
-        if schema.index_of("hist").is_ok() {
-            return Err(Error::Internal(
-                "a range over a vector with native histograms is not planned yet".into(),
-            ));
-        }
+        // A subquery's points: with native histograms, each sample says which it is.
+        let histograms = schema.index_of("hist").is_ok();
         let mut pos: LabelMap<usize> = LabelMap::default();
-        for_each_vector_row(batches, |labels, t, v| {
+        for_each_sample(batches, |labels, t, v| {
             let k = match pos.get(labels) {
                 Some(k) => *k,
                 None => {
@@ -304,7 +347,18 @@ pub fn group_series<'a>(
                 }
             };
             out[k].ts.push(t);
-            out[k].values.push(v);
+            match v {
+                Sample::Float(f) => {
+                    out[k].values.push(f);
+                    if histograms {
+                        out[k].hists.push(None);
+                    }
+                }
+                Sample::Hist(h) => {
+                    out[k].values.push(0.0);
+                    out[k].hists.push(Some(h));
+                }
+            }
         });
     }
     for s in &mut out {
@@ -380,17 +434,28 @@ impl VectorBuilder {
 }
 
 /// Builds a vector batch from rows that arrive step by step (each step visiting many series),
-/// writing them out series by series, so each series' label bytes are stored once.
+/// writing them out series by series, so each series' label bytes are stored once. Made
+/// [`SeriesOut::with_histograms`], it takes native histograms too.
 #[derive(Default)]
 pub struct SeriesOut {
     ids: LabelMap<u32>,
     labels: Vec<Vec<u8>>,
-    rows: Vec<(u32, i64, f64)>,
+    /// (series, step, value, histogram: an index into `hists`).
+    rows: Vec<(u32, i64, f64, Option<u32>)>,
+    hists: Option<Vec<Vec<u8>>>,
 }
 
 impl SeriesOut {
-    pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
-        let id = match self.ids.get(labels) {
+    /// A builder of the [`hist_vector_schema`] when `histograms`, else of the plain one.
+    pub fn with_histograms(histograms: bool) -> Self {
+        SeriesOut {
+            hists: histograms.then(Vec::new),
+            ..Default::default()
+        }
+    }
+
+    fn id(&mut self, labels: &[u8]) -> u32 {
+        match self.ids.get(labels) {
             Some(id) => *id,
             None => {
                 let id = self.labels.len() as u32;
@@ -398,16 +463,39 @@ impl SeriesOut {
                 self.labels.push(labels.to_vec());
                 id
             }
+        }
+    }
+
+    pub fn push(&mut self, labels: &[u8], t: i64, v: f64) {
+        let id = self.id(labels);
+        self.rows.push((id, t, v, None));
+    }
+
+    /// A histogram sample (its encoded bytes); the builder must have been made for them.
+    pub fn push_hist(&mut self, labels: &[u8], t: i64, h: Vec<u8>) -> Result<()> {
+        let id = self.id(labels);
+        let Some(hists) = &mut self.hists else {
+            return Err(Error::Internal(
+                "a native histogram reached an operator planned for floats".into(),
+            ));
         };
-        self.rows.push((id, t, v));
+        hists.push(h);
+        let k = (hists.len() - 1) as u32;
+        self.rows.push((id, t, 0.0, Some(k)));
+        Ok(())
     }
 
     pub fn finish(mut self) -> Result<RecordBatch> {
         // Stable: each series keeps its rows in the order they came (by step).
         self.rows.sort_by_key(|r| r.0);
-        let mut out = VectorBuilder::default();
-        for (id, t, v) in self.rows {
-            out.push(&self.labels[id as usize], t, v);
+        let mut out = VectorBuilder::with_histograms(self.hists.is_some());
+        let hists = self.hists.unwrap_or_default();
+        for (id, t, v, h) in self.rows {
+            let labels = &self.labels[id as usize];
+            match h {
+                Some(k) => out.push_hist(labels, t, &hists[k as usize])?,
+                None => out.push(labels, t, v),
+            }
         }
         out.finish()
     }

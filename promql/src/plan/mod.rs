@@ -32,7 +32,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 pub use absent::AbsentOp;
 pub use binary::{BinaryOp, Cardinality, Matching, VectorOp};
 pub use exec::{PromExec, PromPlanner};
-pub use group_agg::StreamAgg;
+pub use group_agg::{HistAggregateOp, StreamAgg};
 pub use histogram::{HistogramFn, HistogramQuantileOp};
 pub use info::InfoOp;
 pub use input::LabelMap;
@@ -194,6 +194,8 @@ pub enum PromOp {
     Info(InfoOp),
     /// A vector that may hold native histograms with a scalar (`h * 2`, `-h`).
     ScalarBinary(ScalarBinaryOp),
+    /// `sum` or `avg` of a vector that may hold native histograms, not fused into its input.
+    HistAggregate(HistAggregateOp),
 }
 
 impl PromOp {
@@ -211,6 +213,7 @@ impl PromOp {
             PromOp::CheckUnique { .. } => "CheckUnique",
             PromOp::Info(_) => "Info",
             PromOp::ScalarBinary(_) => "ScalarBinary",
+            PromOp::HistAggregate(_) => "HistAggregate",
         }
     }
 
@@ -224,7 +227,9 @@ impl PromOp {
         match self {
             PromOp::VectorSelect(op) => op.yields_histograms(),
             PromOp::RangeFn(op) => op.yields_histograms(),
-            PromOp::ScalarBinary(_) => true,
+            PromOp::ScalarBinary(_) | PromOp::HistAggregate(_) => true,
+            PromOp::Binary(op) => op.histograms,
+            PromOp::TopK(op) => op.histograms,
             PromOp::CheckUnique { histograms } => *histograms,
             _ => false,
         }

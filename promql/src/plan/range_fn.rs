@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use datafusion::arrow::array::RecordBatch;
-use quiver_storage::{FloatHistogram, is_stale_nan};
+use quiver_storage::{CounterResetHint, FloatHistogram, is_stale_nan};
 
 use super::group_agg::{GroupSink, StreamAgg};
 use super::input::{VectorBuilder, decode_hist, group_series, scalar_by_step};
@@ -76,6 +76,19 @@ impl Sink<'_> {
 }
 
 impl RangeFnOp {
+    /// A histogram of the window, decoded. A subquery's points forget their counter-reset
+    /// hints (as Prometheus's `evalSubquery` does): a point repeated by a fine subquery would
+    /// count its reset again, and a coarse one may skip the sample that carried it.
+    fn decode_window_hist(&self, bytes: &[u8]) -> Result<FloatHistogram> {
+        let mut h = decode_hist(bytes)?;
+        if matches!(self.source, RangeSource::Subquery)
+            && matches!(h.hint, CounterResetHint::Reset | CounterResetHint::NotReset)
+        {
+            h.hint = CounterResetHint::Unknown;
+        }
+        Ok(h)
+    }
+
     /// Whether the output may hold histograms (the raw samples of a range).
     pub(super) fn yields_histograms(&self) -> bool {
         self.histograms
@@ -142,7 +155,7 @@ impl RangeFnOp {
                 (true, HistogramMode::Computes) => s
                     .hists
                     .iter()
-                    .map(|h| h.map(decode_hist).transpose())
+                    .map(|h| h.map(|b| self.decode_window_hist(b)).transpose())
                     .collect::<Result<_>>()?,
                 (true, HistogramMode::Refuses) => {
                     return Err(crate::error::Error::Internal(

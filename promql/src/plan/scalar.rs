@@ -4,7 +4,9 @@ use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::RecordBatch;
 
-use super::input::{VectorBuilder, for_each_vector_row, scalar_batch};
+use super::input::{
+    Sample, VectorBuilder, decode_hist, for_each_sample, for_each_vector_row, scalar_batch,
+};
 use super::{Param, Steps};
 use crate::error::Result;
 use crate::functions::format_float;
@@ -62,14 +64,29 @@ impl CountValuesOp {
         let mut counts: HashMap<(i64, Vec<u8>), f64> = HashMap::new();
         let mut order = Vec::new();
         let mut key = Vec::new();
-        for_each_vector_row(input, |l, t, v| {
+        let mut failed = None;
+        // A histogram's value is its text form (Prometheus's `FloatHistogram.String`).
+        for_each_sample(input, |l, t, v| {
+            let value = match v {
+                Sample::Float(f) => format_float(f),
+                Sample::Hist(h) => match decode_hist(h) {
+                    Ok(h) => h.to_string(),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        return;
+                    }
+                },
+            };
             self.grouping.key(l, &mut key);
-            let labels = labelset::set(&key, &self.label, &format_float(v));
+            let labels = labelset::set(&key, &self.label, &value);
             *counts.entry((t, labels)).or_insert_with_key(|k| {
                 order.push(k.clone());
                 0.0
             }) += 1.0;
         });
+        if let Some(e) = failed {
+            return Err(e);
+        }
         let mut out = VectorBuilder::default();
         for k in order {
             out.push(&k.1, k.0, counts[&k]);

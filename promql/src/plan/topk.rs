@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use datafusion::arrow::array::RecordBatch;
 
 use super::Param;
-use super::input::{SeriesOut, VectorBuilder, for_each_vector_row, intern_rows, scalar_by_step};
+use super::input::{SeriesOut, VectorBuilder, for_each_vector_row, intern_samples, scalar_by_step};
 use crate::error::{Error, Result};
 use crate::labelset::Grouping;
 
@@ -26,6 +26,8 @@ pub struct TopKOp {
     /// k, unless the node's second input gives it per step.
     pub k: Param,
     pub grouping: Grouping,
+    /// The input may hold native histograms (`limitk`, `limit_ratio`: they pass through).
+    pub histograms: bool,
 }
 
 impl TopKOp {
@@ -66,8 +68,11 @@ impl TopKOp {
                 k_at(0)?;
             }
         }
-        let mut out = SeriesOut::default();
-        let input = intern_rows(input);
+        // `limitk` and `limit_ratio` keep native histograms; `topk` and `bottomk` are planned
+        // over floats only.
+        let limits = matches!(self.kind, TopKKind::Limit | TopKKind::LimitRatio);
+        let (input, hists) = intern_samples(input, limits);
+        let mut out = SeriesOut::with_histograms(self.histograms);
         // Each series' group, computed once; then (step, group) -> rows.
         let mut group_ids: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut key = Vec::new();
@@ -112,7 +117,10 @@ impl TopKOp {
                 }
             };
             for (s, v) in kept {
-                out.push(&input.labels[s as usize], g.0, v);
+                match hists.get(&(g.0, s)) {
+                    Some(h) => out.push_hist(&input.labels[s as usize], g.0, h.to_vec())?,
+                    None => out.push(&input.labels[s as usize], g.0, v),
+                }
             }
         }
         out.finish()

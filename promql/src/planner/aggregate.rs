@@ -15,7 +15,8 @@ use crate::functions::aggregate::{AggKind, PromAggregate};
 use crate::functions::udf::{HasDropMark, LabelsFn, LabelsKind};
 use crate::labelset::Grouping;
 use crate::plan::{
-    CountValuesOp, Param, PromNode, PromOp, RangeFn, Steps, StreamAgg, TopKKind, TopKOp,
+    CountValuesOp, HistAggregateOp, Param, PromNode, PromOp, RangeFn, Steps, StreamAgg, TopKKind,
+    TopKOp, has_hist,
 };
 
 impl Planner<'_> {
@@ -29,12 +30,29 @@ impl Planner<'_> {
         if let Some(fused) = self.plan_streaming(a, &op, &grouping, steps)? {
             return Ok(fused);
         }
-        // `topk` and `bottomk` rank float samples and leave native histograms out, as
-        // Prometheus does; the rest do not handle histograms yet (refused).
+        // Native histograms, as Prometheus: `sum` and `avg` add them up, `count` and `group`
+        // count them (a histogram row's `value` is a placeholder, so the float path counts it
+        // too), the aggregations of values leave them out; the rest refuse them for now.
         let input = match op.as_str() {
-            "topk" | "bottomk" => self.float_vector(&a.expr, steps)?,
+            "topk" | "bottomk" | "min" | "max" | "stddev" | "stdvar" | "quantile" => {
+                self.float_vector(&a.expr, steps)?
+            }
+            "sum" | "avg" | "count" | "group" | "limitk" | "limit_ratio" | "count_values" => {
+                self.vector_with_histograms(&a.expr, steps)?
+            }
             _ => self.vector(&a.expr, steps)?,
         };
+        if matches!(op.as_str(), "sum" | "avg") && has_hist(input.schema().as_arrow()) {
+            let kind = AggKind::from_name(&op, None)
+                .ok_or_else(|| Error::Internal(format!("aggregation {op}")))?;
+            let agg = HistAggregateOp {
+                agg: StreamAgg { kind, grouping },
+                steps,
+            };
+            return Ok(Planned::Vector(
+                PromNode::new(PromOp::HistAggregate(agg), vec![input])?.into_plan(),
+            ));
+        }
         let node = |op: PromOp| -> Result<Planned> {
             Ok(Planned::Vector(
                 PromNode::new(op, vec![input.clone()])?.into_plan(),
@@ -52,6 +70,7 @@ impl Planner<'_> {
                     "limitk" => TopKKind::Limit,
                     _ => TopKKind::LimitRatio,
                 };
+                let histograms = has_hist(input.schema().as_arrow());
                 let (k, inputs) = match self.param(param, steps, &op)? {
                     ParamPlan::Const(k) => (k, vec![input]),
                     ParamPlan::Steps(p) => (f64::NAN, vec![input, p]),
@@ -60,6 +79,7 @@ impl Planner<'_> {
                     kind,
                     k: Param(k),
                     grouping,
+                    histograms,
                 });
                 Ok(Planned::Vector(PromNode::new(op, inputs)?.into_plan()))
             }

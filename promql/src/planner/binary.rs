@@ -23,13 +23,6 @@ impl Planner<'_> {
         let return_bool = b.return_bool();
         let lhs = self.plan(&b.lhs, steps)?;
         let rhs = self.plan(&b.rhs, steps)?;
-        // With a scalar, a vector may hold native histograms (`vector_scalar`); two vectors
-        // must be floats until their operator is built for histograms.
-        if let (Planned::Vector(l), Planned::Vector(r)) = (&lhs, &rhs) {
-            for p in [l, r] {
-                super::floats_only(p, &format!("the binary operator {}", b.op))?;
-            }
-        }
         match (lhs, rhs) {
             (Planned::Const(l), Planned::Const(r)) => {
                 let (v, keep) = op.apply(l, r);
@@ -42,6 +35,11 @@ impl Planner<'_> {
             (Planned::Vector(l), Planned::Vector(r)) => {
                 let (matching, card) = vector_matching(b, op);
                 let fill = b.modifier.as_ref().map(|m| &m.fill_values);
+                // `and` and `unless` give left samples only; otherwise either side's
+                // histograms may reach the result.
+                let histograms = has_hist(l.schema().as_arrow())
+                    || (!matches!(op, VectorOp::And | VectorOp::Unless)
+                        && has_hist(r.schema().as_arrow()));
                 let node = BinaryOp {
                     op,
                     matching,
@@ -49,6 +47,7 @@ impl Planner<'_> {
                     return_bool,
                     fill_left: fill.and_then(|f| f.lhs).map(Param),
                     fill_right: fill.and_then(|f| f.rhs).map(Param),
+                    histograms,
                 };
                 Ok(Planned::Vector(
                     PromNode::new(PromOp::Binary(node), vec![l, r])?.into_plan(),

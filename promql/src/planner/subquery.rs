@@ -41,13 +41,14 @@ impl Planner<'_> {
                 "{TOO_MANY_SAMPLES} (a subquery of {points} steps)"
             )));
         }
-        let plan = self.vector(&sq.expr, inner)?;
+        let plan = self.vector_with_histograms(&sq.expr, inner)?;
+        let histograms = crate::plan::has_hist(plan.schema().as_arrow());
         Ok(RangeInput {
             plan,
             source: RangeSource::Subquery,
             shift,
             range,
-            histograms: false,
+            histograms,
         })
     }
 

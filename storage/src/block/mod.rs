@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use reader::{BlockHistograms, BlockRead, BlockReader};
 pub use writer::{EncodedBlock, SeriesSamples, encode_block, put_block};
 
+use crate::histogram::arrow::histogram_fields;
 use crate::labels::Timestamp;
 
 pub const SAMPLES_FILE: &str = "samples.parquet";
@@ -142,44 +143,15 @@ pub fn series_file_schema() -> SchemaRef {
     ]))
 }
 
-/// The type of a spans column: a list of `{offset, length}`.
-pub fn spans_type() -> DataType {
-    DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(
-            vec![
-                Field::new("offset", DataType::Int32, false),
-                Field::new("length", DataType::UInt32, false),
-            ]
-            .into(),
-        ),
-        false,
-    )))
-}
-
-/// The type of a bucket-count or bound column: a list of doubles.
-pub fn floats_type() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Float64, false)))
-}
-
 /// The schema of `histograms.parquet`.
 pub fn histograms_file_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         metric_field("metric"),
         Field::new("series_id", DataType::UInt64, false),
         Field::new("timestamp", timestamp_type(), false),
-        Field::new("counter_reset_hint", DataType::Utf8, false),
-        Field::new("schema", DataType::Int32, false),
-        Field::new("zero_threshold", DataType::Float64, false),
-        Field::new("zero_count", DataType::Float64, false),
-        Field::new("count", DataType::Float64, false),
-        Field::new("sum", DataType::Float64, false),
-        Field::new("positive_spans", spans_type(), false),
-        Field::new("positive_buckets", floats_type(), false),
-        Field::new("negative_spans", spans_type(), false),
-        Field::new("negative_buckets", floats_type(), false),
-        Field::new("custom_values", floats_type(), false),
-    ]))
+    ];
+    fields.extend(histogram_fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
 }
 
 /// A dictionary-encoded string column (metric names repeat on every row).

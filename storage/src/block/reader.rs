@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, AsArray, Float64Array, ListArray, MapArray, RecordBatch, TimestampMillisecondArray,
+    Array, AsArray, Float64Array, MapArray, RecordBatch, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{
-    Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt32Type, UInt64Type,
+    Float64Type, Int64Type, TimestampMillisecondType, UInt8Type, UInt64Type,
 };
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -22,7 +22,8 @@ use super::io::StoreFile;
 
 use super::BlockMeta;
 use crate::error::{Error, Result};
-use crate::histogram::{CounterResetHint, FloatHistogram, Span, check_spans};
+use crate::histogram::FloatHistogram;
+use crate::histogram::arrow::decode_columns;
 use crate::labels::{Label, Labels, METRIC_NAME, SeriesId, Timestamp};
 
 /// Where one series' samples are in a block.
@@ -412,83 +413,16 @@ fn decode_histograms(
     b: &RecordBatch,
     out: &mut BlockHistograms,
 ) -> std::result::Result<(), String> {
-    let prim = |i: usize| b.column(i).as_ref();
-    let ts = prim(0)
+    let ts = b
+        .column(0)
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or("timestamp type")?;
-    let hint = prim(1)
-        .as_string_opt::<i32>()
-        .ok_or("counter_reset_hint type")?;
-    let schema = prim(2)
-        .as_primitive_opt::<Int32Type>()
-        .ok_or("schema type")?;
-    let f = |i: usize| {
-        prim(i)
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| format!("column {i} type"))
-    };
-    let (zt, zc, count, sum) = (f(3)?, f(4)?, f(5)?, f(6)?);
-    let list = |i: usize| -> std::result::Result<&ListArray, String> {
-        prim(i)
-            .as_list_opt::<i32>()
-            .ok_or_else(|| format!("column {i} type"))
-    };
-    let (ps, pb, ns, nb, cv) = (list(7)?, list(8)?, list(9)?, list(10)?, list(11)?);
-    for row in 0..b.num_rows() {
-        let hint = match hint.value(row) {
-            "unknown" => CounterResetHint::Unknown,
-            "reset" => CounterResetHint::Reset,
-            "not_reset" => CounterResetHint::NotReset,
-            "gauge" => CounterResetHint::Gauge,
-            other => return Err(format!("unknown counter_reset_hint {other:?}")),
-        };
-        let h = FloatHistogram {
-            hint,
-            schema: schema.value(row),
-            zero_threshold: zt.value(row),
-            zero_count: zc.value(row),
-            count: count.value(row),
-            sum: sum.value(row),
-            positive_spans: spans_at(ps, row)?,
-            positive_buckets: floats_at(pb, row)?,
-            negative_spans: spans_at(ns, row)?,
-            negative_buckets: floats_at(nb, row)?,
-            custom_values: floats_at(cv, row)?,
-        };
-        check_spans(&h.positive_spans, h.positive_buckets.len(), "positive side")
-            .and_then(|_| check_spans(&h.negative_spans, h.negative_buckets.len(), "negative side"))
-            .map_err(|e| e.0)?;
-        out.timestamps.push(ts.value(row));
-        out.histograms.push(Arc::new(h));
-    }
-    Ok(())
-}
-
-fn spans_at(list: &ListArray, row: usize) -> std::result::Result<Vec<Span>, String> {
-    let v = list.value(row);
-    let st = v.as_struct_opt().ok_or("spans type")?;
-    let off = st
-        .column(0)
-        .as_primitive_opt::<Int32Type>()
-        .ok_or("span offset type")?;
-    let len = st
-        .column(1)
-        .as_primitive_opt::<UInt32Type>()
-        .ok_or("span length type")?;
-    Ok((0..st.len())
-        .map(|i| Span {
-            offset: off.value(i),
-            length: len.value(i),
-        })
-        .collect())
-}
-
-fn floats_at(list: &ListArray, row: usize) -> std::result::Result<Vec<f64>, String> {
-    let v = list.value(row);
-    let p = v
-        .as_primitive_opt::<Float64Type>()
-        .ok_or("bucket list type")?;
-    Ok(p.values().to_vec())
+    decode_columns(&b.columns()[1..], None, |row, h| {
+        if let Some(h) = h {
+            out.timestamps.push(ts.value(row));
+            out.histograms.push(Arc::new(h));
+        }
+    })
 }
 
 /// Reads a whole (small) Parquet file.

@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder,
-    StringDictionaryBuilder, StructBuilder, TimestampMillisecondArray, UInt32Builder, UInt64Array,
+    ArrayRef, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder,
+    TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::Int32Type;
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -19,7 +18,8 @@ use parquet::schema::types::ColumnPath;
 use super::values::ValueColumns;
 use super::{BlockMeta, block_id, histograms_file_schema, samples_file_schema, series_file_schema};
 use crate::error::Result;
-use crate::histogram::{FloatHistogram, Span};
+use crate::histogram::FloatHistogram;
+use crate::histogram::arrow::HistogramBuilder;
 use crate::labels::{Labels, METRIC_NAME, SeriesId, Timestamp};
 
 /// One series' samples for a block: sorted by time, unique timestamps.
@@ -156,7 +156,7 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes, Option<Bytes>)>
         let (lo, hi) = s.span();
         min_t.push(lo);
         max_t.push(hi);
-        h_first.push(hists.rows as u64);
+        h_first.push(hists.len() as u64);
         h_num.push(s.histograms.len() as u64);
         hists.push_series(name, s);
         s_ids.push(s.id.0);
@@ -202,7 +202,7 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes, Option<Bytes>)>
             Arc::new(UInt64Array::from(h_num)),
         ],
     )?;
-    let histograms = match hists.rows {
+    let histograms = match hists.len() {
         0 => None,
         _ => Some(write_parquet(&hists.finish()?, histograms_properties())?),
     };
@@ -214,128 +214,36 @@ fn encode(series: &[SeriesSamples<'_>]) -> Result<(Bytes, Bytes, Option<Bytes>)>
 }
 
 /// The columns of `histograms.parquet` being built.
+#[derive(Default)]
 struct HistogramColumns {
-    rows: usize,
     metric: StringDictionaryBuilder<Int32Type>,
     ids: Vec<u64>,
     ts: Vec<i64>,
-    hint: StringBuilder,
-    schema: Int32Builder,
-    scalars: [Float64Builder; 4],
-    pos_spans: ListBuilder<StructBuilder>,
-    pos_buckets: ListBuilder<Float64Builder>,
-    neg_spans: ListBuilder<StructBuilder>,
-    neg_buckets: ListBuilder<Float64Builder>,
-    custom: ListBuilder<Float64Builder>,
-}
-
-fn spans_builder() -> ListBuilder<StructBuilder> {
-    let fields = Fields::from(vec![
-        Field::new("offset", DataType::Int32, false),
-        Field::new("length", DataType::UInt32, false),
-    ]);
-    let item = Field::new("item", DataType::Struct(fields.clone()), false);
-    ListBuilder::new(StructBuilder::new(
-        fields,
-        vec![
-            Box::new(Int32Builder::new()),
-            Box::new(UInt32Builder::new()),
-        ],
-    ))
-    .with_field(Arc::new(item))
-}
-
-fn floats_builder() -> ListBuilder<Float64Builder> {
-    ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Float64,
-        false,
-    )))
-}
-
-fn push_spans(b: &mut ListBuilder<StructBuilder>, spans: &[Span]) {
-    let st = b.values();
-    for s in spans {
-        st.field_builder::<Int32Builder>(0)
-            .expect("offset")
-            .append_value(s.offset);
-        st.field_builder::<UInt32Builder>(1)
-            .expect("length")
-            .append_value(s.length);
-        st.append(true);
-    }
-    b.append(true);
-}
-
-fn push_floats(b: &mut ListBuilder<Float64Builder>, fs: &[f64]) {
-    b.values().append_slice(fs);
-    b.append(true);
-}
-
-impl Default for HistogramColumns {
-    fn default() -> Self {
-        HistogramColumns {
-            rows: 0,
-            metric: StringDictionaryBuilder::new(),
-            ids: Vec::new(),
-            ts: Vec::new(),
-            hint: StringBuilder::new(),
-            schema: Int32Builder::new(),
-            scalars: std::array::from_fn(|_| Float64Builder::new()),
-            pos_spans: spans_builder(),
-            pos_buckets: floats_builder(),
-            neg_spans: spans_builder(),
-            neg_buckets: floats_builder(),
-            custom: floats_builder(),
-        }
-    }
+    hists: HistogramBuilder,
 }
 
 impl HistogramColumns {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
     fn push_series(&mut self, name: &str, s: &SeriesSamples<'_>) {
         for (t, h) in s.hist_timestamps.iter().zip(s.histograms) {
-            self.rows += 1;
             self.metric.append_value(name);
             self.ids.push(s.id.0);
             self.ts.push(*t);
-            self.hint.append_value(h.hint.name());
-            self.schema.append_value(h.schema);
-            for (b, v) in
-                self.scalars
-                    .iter_mut()
-                    .zip([h.zero_threshold, h.zero_count, h.count, h.sum])
-            {
-                b.append_value(v);
-            }
-            push_spans(&mut self.pos_spans, &h.positive_spans);
-            push_floats(&mut self.pos_buckets, &h.positive_buckets);
-            push_spans(&mut self.neg_spans, &h.negative_spans);
-            push_floats(&mut self.neg_buckets, &h.negative_buckets);
-            push_floats(&mut self.custom, &h.custom_values);
+            self.hists.push(h);
         }
     }
 
     fn finish(mut self) -> Result<RecordBatch> {
-        let [zt, zc, c, sum] = self.scalars.each_mut().map(|b| b.finish());
-        Ok(RecordBatch::try_new(
-            histograms_file_schema(),
-            vec![
-                Arc::new(self.metric.finish()) as ArrayRef,
-                Arc::new(UInt64Array::from(self.ids)),
-                Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
-                Arc::new(self.hint.finish()) as ArrayRef,
-                Arc::new(self.schema.finish()) as ArrayRef,
-                Arc::new(zt) as ArrayRef,
-                Arc::new(zc),
-                Arc::new(c),
-                Arc::new(sum),
-                Arc::new(self.pos_spans.finish()),
-                Arc::new(self.pos_buckets.finish()),
-                Arc::new(self.neg_spans.finish()),
-                Arc::new(self.neg_buckets.finish()),
-                Arc::new(self.custom.finish()),
-            ],
-        )?)
+        let mut columns = vec![
+            Arc::new(self.metric.finish()) as ArrayRef,
+            Arc::new(UInt64Array::from(self.ids)),
+            Arc::new(TimestampMillisecondArray::from(self.ts).with_timezone("UTC")),
+        ];
+        columns.extend(self.hists.finish());
+        Ok(RecordBatch::try_new(histograms_file_schema(), columns)?)
     }
 }
 

@@ -87,9 +87,41 @@ impl fmt::Display for FloatHistogram {
     }
 }
 
+/// Go's `labels.FormatOpenMetricsFloat`, which names `histogram_quantiles`' series: `%g`
+/// (shortest), with `.0` added to a whole number (`0.0`, `1.0`, `0.25`, `1e-05`).
+pub fn format_openmetrics_float(v: f64) -> String {
+    if v == 0.0 {
+        return "0.0".into();
+    }
+    let s = GoFloat(v).to_string();
+    if !v.is_finite() || s.contains(['e', '.']) {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantile_labels_are_written_as_openmetrics_floats() {
+        for (v, want) in [
+            (0.0, "0.0"),
+            (-0.0, "0.0"),
+            (1.0, "1.0"),
+            (-1.0, "-1.0"),
+            (0.25, "0.25"),
+            (100.0, "100.0"),
+            (1e6, "1e+06"),
+            (0.00001, "1e-05"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(format_openmetrics_float(v), want, "{v}");
+        }
+    }
 
     #[test]
     fn floats_are_written_as_go_writes_them_with_percent_g() {

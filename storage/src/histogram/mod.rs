@@ -20,22 +20,28 @@
 //!   `zero_bucket.rs` (reconciling zero thresholds) and `merge.rs` (merging buckets);
 //! - `compact.rs`: removing the empty buckets arithmetic leaves;
 //! - `compare.rs`: equality and counter-reset detection;
-//! - `format.rs`: Prometheus's text form of a histogram (`Display`).
+//! - `format.rs`: Prometheus's text form of a histogram (`Display`);
+//! - `stats.rs`: quantile, fraction and variance estimates;
+//! - `arrow.rs`: a histogram's fields as Arrow columns (block files, SQL);
+//! - `nhcb.rs`: classic histograms converted to custom buckets.
 
 use std::fmt;
 
 mod arith;
+pub mod arrow;
 mod bounds;
 mod compact;
 mod compare;
 mod format;
 mod iter;
 mod merge;
+pub mod nhcb;
+mod stats;
 mod zero_bucket;
 
 pub use arith::{IncompatibleSchemaError, MergeReport, custom_bucket_bounds_match, kahan_inc};
 pub use bounds::get_bound;
-pub use format::GoFloat;
+pub use format::{GoFloat, format_openmetrics_float};
 pub use iter::{AllBuckets, Bucket, BucketIter, ReverseBucketIter};
 
 /// The custom-buckets schema (classic buckets carried as a native histogram).

@@ -13,12 +13,15 @@
 //!   [`SeriesScan`] is what PromQL's selectors read: given series over a time range, or only
 //!   each one's newest sample there.
 //! - [`series`]: the `series` table.
+//! - [`histograms`]: the `histograms` table, native histogram samples as a struct column.
 
 mod block_scan;
+mod histograms;
 mod range;
 mod samples;
 mod series;
 
+pub use histograms::{HistogramsTable, histograms_table_schema};
 pub use range::ScanRange;
 pub use samples::{
     SamplesTable, ScanBudget, SeriesScan, histogram_weight, series_scan_histogram_schema,

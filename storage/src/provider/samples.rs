@@ -502,7 +502,7 @@ impl SamplesTable {
     }
 
     /// The series in range, ordered by (metric, id) as the scan promises.
-    fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
+    pub(super) fn select(&self, range: &ScanRange) -> Vec<SeriesId> {
         // Ids pushed down (PromQL resolves its selectors in the index first): look only those
         // up, without cloning every label set in the database.
         if let Some(ids) = &range.series {
