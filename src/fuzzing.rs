@@ -20,6 +20,7 @@ pub const TARGETS: &[Target] = &[
     ("remote_read", remote_read_protobuf),
     ("otlp", otlp),
     ("exposition", exposition_text),
+    ("exposition_proto", exposition_protobuf),
     ("promql", promql),
     ("sql", sql),
     ("experiments", experiment_json),
@@ -94,6 +95,44 @@ pub fn exposition_text(data: &[u8]) {
         }
     }
     let _ = quiver_ingest::text::parse(text);
+}
+
+/// The protobuf exposition format (scrapes), under every histogram setting, and the text
+/// format's conversion of classic histograms.
+pub fn exposition_protobuf(data: &[u8]) {
+    use quiver_ingest::exposition_proto::{HistogramOptions, ProtoEntry, parse};
+    for (native, always_classic, convert_to_nhcb) in [
+        (false, false, false),
+        (true, false, false),
+        (true, true, true),
+        (false, true, true),
+    ] {
+        let opts = HistogramOptions {
+            native,
+            always_classic,
+            convert_to_nhcb,
+        };
+        if let Ok(entries) = parse(data, opts) {
+            for e in entries {
+                if let ProtoEntry::Float(s, ..) | ProtoEntry::Histogram(s, ..) = e {
+                    let _ = exposition::parse_series(&s);
+                }
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let mut classic = quiver_ingest::nhcb::ClassicHistograms::default();
+        for entry in exposition::Parser::new(text, exposition::Format::Text).flatten() {
+            match entry {
+                exposition::Entry::Type(n, k) => classic.on_type(n, k),
+                exposition::Entry::Sample(s) => {
+                    classic.offer(s.series, s.timestamp_ms, s.value);
+                }
+                _ => {}
+            }
+        }
+        let _ = classic.finish();
+    }
 }
 
 /// A PromQL query (`/api/v1/query`, rule expressions, `match[]`).

@@ -28,12 +28,12 @@ pub enum HistogramSample {
     Stale(i64),
 }
 
-fn zigzag(v: u64) -> i64 {
+pub(crate) fn zigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Reads a repeated `sint64` field, packed or not.
-fn sint64s(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<i64>) -> Result<(), String> {
+pub(crate) fn sint64s(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<i64>) -> Result<(), String> {
     match wire {
         LEN => {
             let b = pb.bytes()?;
@@ -49,7 +49,7 @@ fn sint64s(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<i64>) -> Result<(), String> 
 }
 
 /// Reads a repeated `double` field, packed or not.
-fn doubles(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<f64>) -> Result<(), String> {
+pub(crate) fn doubles(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<f64>) -> Result<(), String> {
     match wire {
         LEN => {
             let b = pb.bytes()?;
@@ -67,7 +67,7 @@ fn doubles(pb: &mut Pb<'_>, wire: u8, out: &mut Vec<f64>) -> Result<(), String> 
     Ok(())
 }
 
-fn span(buf: &[u8]) -> Result<Span, String> {
+pub(crate) fn span(buf: &[u8]) -> Result<Span, String> {
     let mut s = Span::default();
     let mut pb = Pb::new(buf);
     while let Some((field, wire)) = pb.key()? {
@@ -112,95 +112,138 @@ fn absolute(deltas: &[i64], side: &str) -> Result<(Vec<f64>, u64), String> {
     Ok((out, total))
 }
 
+/// A histogram's fields as a protobuf message carries them (remote write's `Histogram`, the
+/// exposition format's `io.prometheus.client.Histogram`: the same fields under other numbers),
+/// before they are checked and made absolute.
+#[derive(Debug, Default)]
+pub struct RawHistogram {
+    pub count_int: Option<u64>,
+    pub count_float: Option<f64>,
+    pub sum: f64,
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub zero_int: Option<u64>,
+    pub zero_float: Option<f64>,
+    pub negative_spans: Vec<Span>,
+    pub negative_deltas: Vec<i64>,
+    pub negative_counts: Vec<f64>,
+    pub positive_spans: Vec<Span>,
+    pub positive_deltas: Vec<i64>,
+    pub positive_counts: Vec<f64>,
+    pub hint: CounterResetHint,
+    pub custom_values: Vec<f64>,
+}
+
 /// Decodes one `Histogram` message and checks it.
 pub fn decode(buf: &[u8]) -> Result<HistogramSample, String> {
-    let (mut count_int, mut count_float) = (None::<u64>, None::<f64>);
-    let (mut zero_int, mut zero_float) = (None::<u64>, None::<f64>);
-    let mut h = FloatHistogram::default();
-    let (mut neg_deltas, mut pos_deltas) = (Vec::new(), Vec::new());
-    let (mut neg_counts, mut pos_counts) = (Vec::new(), Vec::new());
+    let mut r = RawHistogram::default();
     let (mut hint, mut t) = (0u64, 0i64);
     let mut pb = Pb::new(buf);
     while let Some((field, wire)) = pb.key()? {
         match (field, wire) {
-            (1, VARINT) => count_int = Some(pb.varint()?),
-            (2, FIXED64) => count_float = Some(f64_of(&mut pb)?),
-            (3, FIXED64) => h.sum = f64_of(&mut pb)?,
+            (1, VARINT) => r.count_int = Some(pb.varint()?),
+            (2, FIXED64) => r.count_float = Some(f64_of(&mut pb)?),
+            (3, FIXED64) => r.sum = f64_of(&mut pb)?,
             (4, VARINT) => {
-                h.schema = i32::try_from(zigzag(pb.varint()?)).map_err(|_| "schema out of range")?
+                r.schema = i32::try_from(zigzag(pb.varint()?)).map_err(|_| "schema out of range")?
             }
-            (5, FIXED64) => h.zero_threshold = f64_of(&mut pb)?,
-            (6, VARINT) => zero_int = Some(pb.varint()?),
-            (7, FIXED64) => zero_float = Some(f64_of(&mut pb)?),
-            (8, LEN) => h.negative_spans.push(span(pb.bytes()?)?),
-            (9, _) => sint64s(&mut pb, wire, &mut neg_deltas)?,
-            (10, _) => doubles(&mut pb, wire, &mut neg_counts)?,
-            (11, LEN) => h.positive_spans.push(span(pb.bytes()?)?),
-            (12, _) => sint64s(&mut pb, wire, &mut pos_deltas)?,
-            (13, _) => doubles(&mut pb, wire, &mut pos_counts)?,
+            (5, FIXED64) => r.zero_threshold = f64_of(&mut pb)?,
+            (6, VARINT) => r.zero_int = Some(pb.varint()?),
+            (7, FIXED64) => r.zero_float = Some(f64_of(&mut pb)?),
+            (8, LEN) => r.negative_spans.push(span(pb.bytes()?)?),
+            (9, _) => sint64s(&mut pb, wire, &mut r.negative_deltas)?,
+            (10, _) => doubles(&mut pb, wire, &mut r.negative_counts)?,
+            (11, LEN) => r.positive_spans.push(span(pb.bytes()?)?),
+            (12, _) => sint64s(&mut pb, wire, &mut r.positive_deltas)?,
+            (13, _) => doubles(&mut pb, wire, &mut r.positive_counts)?,
             (14, VARINT) => hint = pb.varint()?,
             (15, VARINT) => t = pb.varint()? as i64,
-            (16, _) => doubles(&mut pb, wire, &mut h.custom_values)?,
+            (16, _) => doubles(&mut pb, wire, &mut r.custom_values)?,
             _ => pb.skip(wire)?,
         }
     }
-    h.hint = u8::try_from(hint)
+    r.hint = u8::try_from(hint)
         .ok()
         .and_then(CounterResetHint::from_u8)
         .ok_or_else(|| format!("unknown histogram reset hint {hint}"))?;
-    if quiver_storage::is_stale_nan(h.sum) {
+    if quiver_storage::is_stale_nan(r.sum) {
         return Ok(HistogramSample::Stale(t));
     }
-    // Prometheus: a histogram is a float histogram when its count is a float.
-    if let Some(c) = count_float {
-        if !neg_deltas.is_empty() || !pos_deltas.is_empty() || zero_int.is_some() {
-            return Err("a float histogram with integer bucket counts".into());
-        }
-        h.count = c;
-        h.zero_count = zero_float.unwrap_or(0.0);
-        h.negative_buckets = neg_counts;
-        h.positive_buckets = pos_counts;
-    } else {
-        if !neg_counts.is_empty() || !pos_counts.is_empty() || zero_float.is_some() {
-            return Err("an integer histogram with float bucket counts".into());
-        }
-        // Spans first (before allocating counts for them): Prometheus's order of checks.
-        if h.schema != quiver_storage::histogram::CUSTOM_BUCKETS_SCHEMA {
-            check_spans(&h.positive_spans, pos_deltas.len(), "positive side").map_err(|e| e.0)?;
-            check_spans(&h.negative_spans, neg_deltas.len(), "negative side").map_err(|e| e.0)?;
-        }
-        let (neg, n_total) = absolute(&neg_deltas, "negative side")?;
-        let (pos, p_total) = absolute(&pos_deltas, "positive side")?;
-        let count = count_int.unwrap_or(0);
-        let zero = zero_int.unwrap_or(0);
-        let in_buckets = n_total
-            .checked_add(p_total)
-            .and_then(|s| s.checked_add(zero))
-            .ok_or("bucket counts overflow")?;
-        if h.sum.is_nan() {
-            if in_buckets > count {
+    Ok(HistogramSample::Value(t, r.finish()?))
+}
+
+impl RawHistogram {
+    /// The histogram, checked as Prometheus checks what it appends: integer counts made
+    /// absolute (none negative, their total the count unless the sum is NaN), schemas 9..=52
+    /// reduced to 8, then [`FloatHistogram::validate`].
+    pub fn finish(self) -> Result<FloatHistogram, String> {
+        let mut h = FloatHistogram {
+            hint: self.hint,
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            sum: self.sum,
+            positive_spans: self.positive_spans,
+            negative_spans: self.negative_spans,
+            custom_values: self.custom_values,
+            ..Default::default()
+        };
+        let (neg_deltas, pos_deltas) = (self.negative_deltas, self.positive_deltas);
+        let (neg_counts, pos_counts) = (self.negative_counts, self.positive_counts);
+        // Prometheus: a histogram is a float histogram when its count is a float.
+        if let Some(c) = self.count_float {
+            if !neg_deltas.is_empty() || !pos_deltas.is_empty() || self.zero_int.is_some() {
+                return Err("a float histogram with integer bucket counts".into());
+            }
+            h.count = c;
+            h.zero_count = self.zero_float.unwrap_or(0.0);
+            h.negative_buckets = neg_counts;
+            h.positive_buckets = pos_counts;
+        } else {
+            if !neg_counts.is_empty() || !pos_counts.is_empty() || self.zero_float.is_some() {
+                return Err("an integer histogram with float bucket counts".into());
+            }
+            // Spans first (before allocating counts for them): Prometheus's order of checks.
+            if h.schema != quiver_storage::histogram::CUSTOM_BUCKETS_SCHEMA {
+                check_spans(&h.positive_spans, pos_deltas.len(), "positive side")
+                    .map_err(|e| e.0)?;
+                check_spans(&h.negative_spans, neg_deltas.len(), "negative side")
+                    .map_err(|e| e.0)?;
+            }
+            let (neg, n_total) = absolute(&neg_deltas, "negative side")?;
+            let (pos, p_total) = absolute(&pos_deltas, "positive side")?;
+            let count = self.count_int.unwrap_or(0);
+            let zero = self.zero_int.unwrap_or(0);
+            let in_buckets = n_total
+                .checked_add(p_total)
+                .and_then(|s| s.checked_add(zero))
+                .ok_or("bucket counts overflow")?;
+            if h.sum.is_nan() {
+                if in_buckets > count {
+                    return Err(format!(
+                        "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should be at least the number of observations found in the buckets"
+                    ));
+                }
+            } else if in_buckets != count {
                 return Err(format!(
-                    "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should be at least the number of observations found in the buckets"
+                    "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
                 ));
             }
-        } else if in_buckets != count {
-            return Err(format!(
-                "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
-            ));
+            h.count = count as f64;
+            h.zero_count = zero as f64;
+            h.negative_buckets = neg;
+            h.positive_buckets = pos;
         }
-        h.count = count as f64;
-        h.zero_count = zero as f64;
-        h.negative_buckets = neg;
-        h.positive_buckets = pos;
+        if h.schema > EXPONENTIAL_SCHEMA_MAX && h.schema <= EXPONENTIAL_SCHEMA_MAX_RESERVED {
+            check_spans(&h.positive_spans, h.positive_buckets.len(), "positive side")
+                .and_then(|_| {
+                    check_spans(&h.negative_spans, h.negative_buckets.len(), "negative side")
+                })
+                .map_err(|e| e.0)?;
+            h.reduce_resolution(EXPONENTIAL_SCHEMA_MAX);
+        }
+        h.validate().map_err(|e| e.0)?;
+        Ok(h)
     }
-    if h.schema > EXPONENTIAL_SCHEMA_MAX && h.schema <= EXPONENTIAL_SCHEMA_MAX_RESERVED {
-        check_spans(&h.positive_spans, h.positive_buckets.len(), "positive side")
-            .and_then(|_| check_spans(&h.negative_spans, h.negative_buckets.len(), "negative side"))
-            .map_err(|e| e.0)?;
-        h.reduce_resolution(EXPONENTIAL_SCHEMA_MAX);
-    }
-    h.validate().map_err(|e| e.0)?;
-    Ok(HistogramSample::Value(t, h))
 }
 
 /// The message types a sender builds (prost), for tests, benchmarks and the remote-write

@@ -3,7 +3,9 @@
 //! storage calls around them; nothing here knows HTTP.
 //!
 //! - [`exposition`]: one streaming parser for the Prometheus text format 0.0.4 and OpenMetrics
-//!   1.0 (scraping), and [`text`], a wrapper for backfill imports.
+//!   1.0 (scraping), and [`text`], a wrapper for backfill imports; [`exposition_proto`]: the
+//!   protobuf exposition format (native histograms); [`nhcb`]: classic histograms of the text
+//!   formats converted to custom buckets.
 //! - [`remote_write`]: remote write 1.0 (snappy and protobuf), with the series cache that skips
 //!   label parsing for series seen before; [`remote_write2`]: remote write 2.0 (a symbols
 //!   table, float samples and metadata); [`histogram`]: the native histogram message both
@@ -15,8 +17,10 @@
 //! - [`json_depth`]: the nesting check every JSON body passes before a parser sees it.
 
 pub mod exposition;
+pub mod exposition_proto;
 pub mod histogram;
 pub mod json_depth;
+pub mod nhcb;
 pub mod otlp;
 pub mod remote_read;
 pub mod remote_write;

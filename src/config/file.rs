@@ -108,6 +108,12 @@ pub struct GlobalConfig {
     #[serde(default)]
     pub scrape_protocols: Option<Vec<String>>,
     #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    #[serde(default)]
+    pub always_scrape_classic_histograms: Option<bool>,
+    #[serde(default)]
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    #[serde(default)]
     pub body_size_limit: Option<String>,
     #[serde(default)]
     pub sample_limit: Option<u64>,
@@ -144,6 +150,9 @@ impl Default for GlobalConfig {
             external_labels: BTreeMap::new(),
             query_log_file: None,
             scrape_protocols: None,
+            scrape_native_histograms: None,
+            always_scrape_classic_histograms: None,
+            convert_classic_histograms_to_nhcb: None,
             body_size_limit: None,
             sample_limit: None,
             label_limit: None,
@@ -177,6 +186,12 @@ pub struct ScrapeConfig {
     pub scrape_protocols: Option<Vec<String>>,
     #[serde(default)]
     pub fallback_scrape_protocol: Option<String>,
+    #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    #[serde(default)]
+    pub always_scrape_classic_histograms: Option<bool>,
+    #[serde(default)]
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
     #[serde(default = "default_metrics_path")]
     pub metrics_path: String,
     #[serde(default = "default_scheme")]
@@ -410,6 +425,11 @@ pub struct ScrapeJob {
     pub label_value_length_limit: u64,
     pub target_limit: u64,
     pub body_size_limit: u64,
+    /// What the scrape does with histograms (`scrape_native_histograms` and the two next to
+    /// it, each the job's, else the global's, else false).
+    pub histograms: quiver_ingest::exposition_proto::HistogramOptions,
+    /// The scrape's `Accept` header, from `scrape_protocols` (see [`accept_header`]).
+    pub accept: String,
 }
 
 /// Parses a Prometheus byte size (`10MB`, `1GiB`, `512`): 0 means no limit.
@@ -718,6 +738,19 @@ impl ConfigFile {
                 return Err(("scrape_protocols", format!("unknown protocol {p:?}")));
             }
         }
+        for list in [&sc.scrape_protocols, &g.scrape_protocols]
+            .into_iter()
+            .flatten()
+        {
+            for (i, p) in list.iter().enumerate() {
+                if list[..i].contains(p) {
+                    return Err((
+                        "scrape_protocols",
+                        format!("duplicated protocol in scrape_protocols, got {list:?}"),
+                    ));
+                }
+            }
+        }
         let body_size_limit = match sc.body_size_limit.as_ref().or(g.body_size_limit.as_ref()) {
             None => 0,
             Some(s) => parse_byte_size(s).ok_or((
@@ -725,7 +758,30 @@ impl ConfigFile {
                 format!("{s:?} is not a byte size (like 10MB)"),
             ))?,
         };
+        let flag = |job: Option<bool>, global: Option<bool>| job.or(global).unwrap_or(false);
+        let histograms = quiver_ingest::exposition_proto::HistogramOptions {
+            native: flag(sc.scrape_native_histograms, g.scrape_native_histograms),
+            always_classic: flag(
+                sc.always_scrape_classic_histograms,
+                g.always_scrape_classic_histograms,
+            ),
+            convert_to_nhcb: flag(
+                sc.convert_classic_histograms_to_nhcb,
+                g.convert_classic_histograms_to_nhcb,
+            ),
+        };
+        let protocols: Vec<&str> =
+            match sc.scrape_protocols.as_ref().or(g.scrape_protocols.as_ref()) {
+                Some(p) => p.iter().map(String::as_str).collect(),
+                None if histograms.native => DEFAULT_NATIVE_PROTOCOLS.to_vec(),
+                None => DEFAULT_PROTOCOLS.to_vec(),
+            };
+        if protocols.is_empty() {
+            return Err(("scrape_protocols", "must not be empty".into()));
+        }
         Ok(ScrapeJob {
+            accept: accept_header(&protocols),
+            histograms,
             cfg: sc.clone(),
             interval: interval.0,
             timeout: timeout.0,
@@ -751,6 +807,45 @@ impl ConfigFile {
             .filter_map(|sc| self.job(sc).ok())
             .collect()
     }
+}
+
+/// `scrape_protocols` when neither the job nor the global section sets it: Prometheus 3's
+/// defaults, protobuf first when native histograms are scraped.
+const DEFAULT_PROTOCOLS: [&str; 4] = [
+    "OpenMetricsText1.0.0",
+    "OpenMetricsText0.0.1",
+    "PrometheusText1.0.0",
+    "PrometheusText0.0.4",
+];
+const DEFAULT_NATIVE_PROTOCOLS: [&str; 5] = [
+    "PrometheusProto",
+    "OpenMetricsText1.0.0",
+    "OpenMetricsText0.0.1",
+    "PrometheusText1.0.0",
+    "PrometheusText0.0.4",
+];
+
+/// The `Accept` header of a list of protocols, as Prometheus 3 builds it (`acceptHeader`):
+/// each protocol's media type (the 1.0.0 text formats allowing UTF-8 names) with a falling
+/// weight from 0.6, then `*/*` lowest.
+pub fn accept_header(protocols: &[&str]) -> String {
+    let mut out = Vec::new();
+    let mut weight = KNOWN_PROTOCOLS.len() + 1;
+    for p in protocols {
+        let media = match *p {
+            "PrometheusProto" => quiver_ingest::exposition_proto::MEDIA_TYPE,
+            "OpenMetricsText1.0.0" => {
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+            }
+            "OpenMetricsText0.0.1" => "application/openmetrics-text;version=0.0.1",
+            "PrometheusText1.0.0" => "text/plain;version=1.0.0;escaping=allow-utf-8",
+            _ => "text/plain;version=0.0.4",
+        };
+        out.push(format!("{media};q=0.{weight}"));
+        weight = weight.saturating_sub(1);
+    }
+    out.push(format!("*/*;q=0.{weight}"));
+    out.join(",")
 }
 
 /// Protocol names of `scrape_protocols` (Prometheus 3).

@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-use quiver_storage::{Db, LabelLimits, Labels, STALE_NAN_BITS, SeriesId, WriteBatch};
+use quiver_ingest::exposition_proto::{self, HistogramOptions, ProtoEntry};
+use quiver_ingest::nhcb::ClassicHistograms;
+use quiver_storage::{
+    Db, FloatHistogram, LabelLimits, Labels, STALE_NAN_BITS, SeriesId, WriteBatch,
+};
 
 use crate::config::file::ScrapeJob;
 use quiver_ingest::exposition::{Entry, Format, MetricType, Parser, parse_series};
@@ -19,8 +23,26 @@ use quiver_ingest::exposition::{Entry, Format, MetricType, Parser, parse_series}
 use super::target::Target;
 use crate::relabel::{self, LabelMap};
 
-/// The Accept header Prometheus 2.42 sends (protobuf is not asked for).
-pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// What a response's body is: one of the text formats, or the protobuf format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Text(Format),
+    Proto,
+}
+
+/// A fetched body, ready to parse.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    Text(&'a str, Format),
+    Proto(&'a [u8]),
+}
+
+/// A sample to append: a float or a native histogram.
+#[derive(Debug)]
+enum Staged {
+    Float(f64),
+    Histogram(FloatHistogram),
+}
 
 /// How a target is doing, for `/api/v1/targets`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +117,8 @@ pub struct Settings {
     pub label_name_length_limit: u64,
     pub label_value_length_limit: u64,
     pub storage_limits: LabelLimits,
+    /// What a protobuf exposition's histograms become.
+    pub histograms: HistogramOptions,
 }
 
 impl Settings {
@@ -110,6 +134,7 @@ impl Settings {
             label_name_length_limit: job.label_name_length_limit,
             label_value_length_limit: job.label_value_length_limit,
             storage_limits,
+            histograms: job.histograms,
         }
     }
 }
@@ -159,9 +184,17 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Samples ready to append: (cache entry, timestamp, value).
+/// Samples ready to append: (cache entry, timestamp, value), and native histograms.
+#[derive(Default)]
 struct Rows {
     rows: Vec<(u32, i64, f64)>,
+    hists: Vec<(u32, i64, FloatHistogram)>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.rows.len() + self.hists.len()
+    }
 }
 
 impl ScrapeCache {
@@ -194,97 +227,152 @@ impl ScrapeCache {
     /// Parses a body and stages its samples; metadata goes into `meta`.
     fn stage(
         &mut self,
-        (body, format): (&str, Format),
+        body: Body<'_>,
         ts: i64,
         settings: &Settings,
         meta: &mut HashMap<String, Metadata>,
         rows: &mut Rows,
         outcome: &mut Outcome,
     ) -> Result<Vec<u32>, String> {
-        let generation = self.generation;
         let mut tracked = Vec::with_capacity(self.prev.len());
-        let mut parser = Parser::new(body, format);
-        for entry in parser.by_ref() {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let s = match entry {
-                Entry::Sample(s) => s,
-                Entry::Type(name, kind) => {
-                    family(meta, name).kind = kind;
-                    continue;
-                }
-                Entry::Help(name, help) => {
-                    let m = family(meta, name);
-                    if m.help != help {
-                        m.help = help;
+        let mut at = Stage {
+            ts,
+            settings,
+            rows,
+            outcome,
+            tracked: &mut tracked,
+        };
+        match body {
+            Body::Text(text, format) => {
+                // `convert_classic_histograms_to_nhcb`: classic histograms are gathered and
+                // converted at the end (their series kept too with
+                // `always_scrape_classic_histograms`).
+                let convert = settings.histograms.convert_to_nhcb;
+                let mut classic = ClassicHistograms::default();
+                for entry in Parser::new(text, format) {
+                    let s = match entry.map_err(|e| e.to_string())? {
+                        Entry::Sample(s) => s,
+                        Entry::Type(name, kind) => {
+                            family(meta, name).kind = kind;
+                            if convert {
+                                classic.on_type(name, kind);
+                            }
+                            continue;
+                        }
+                        Entry::Help(name, help) => {
+                            set_help(meta, name, help);
+                            continue;
+                        }
+                        Entry::Unit(name, unit) => {
+                            set_unit(meta, name, unit);
+                            continue;
+                        }
+                    };
+                    if convert
+                        && classic.offer(s.series, s.timestamp_ms, s.value)
+                        && !settings.histograms.always_classic
+                    {
+                        continue;
                     }
-                    continue;
+                    self.stage_sample(s.series, s.timestamp_ms, Staged::Float(s.value), &mut at)?;
                 }
-                Entry::Unit(name, unit) => {
-                    let m = family(meta, name);
-                    if m.unit != unit {
-                        m.unit = unit.to_string();
-                    }
-                    continue;
+                for (series, t, h) in classic.finish() {
+                    self.stage_sample(&series, t, Staged::Histogram(h), &mut at)?;
                 }
-            };
-            outcome.scraped += 1;
-            let (i, new) = self.entry(s.series, settings)?;
-            let e = &mut self.entries[i as usize];
-            if e.dropped {
-                e.seen = generation;
-                continue;
             }
-            if e.seen == generation && !new {
-                // The same series twice in one exposition: Prometheus drops the second.
-                continue;
-            }
-            e.seen = generation;
-            outcome.post_relabel += 1;
-            if new {
-                outcome.series_added += 1;
-            }
-            if settings.sample_limit > 0 && outcome.post_relabel > settings.sample_limit {
-                return Err(format!(
-                    "sample_limit exceeded: the target exposes more than {} samples",
-                    settings.sample_limit
-                ));
-            }
-            let t = match s.timestamp_ms {
-                Some(t) if settings.honor_timestamps => {
-                    if settings.track_timestamps_staleness {
-                        tracked.push(i);
-                    }
-                    t
+            Body::Proto(bytes) => {
+                for entry in exposition_proto::parse(bytes, settings.histograms)? {
+                    let (series, t, v) = match entry {
+                        ProtoEntry::Float(series, t, v) => (series, t, Staged::Float(v)),
+                        ProtoEntry::Histogram(series, t, h) => (series, t, Staged::Histogram(h)),
+                        ProtoEntry::Type(name, kind) => {
+                            family(meta, &name).kind = kind;
+                            continue;
+                        }
+                        ProtoEntry::Help(name, help) => {
+                            set_help(meta, &name, help);
+                            continue;
+                        }
+                        ProtoEntry::Unit(name, unit) => {
+                            set_unit(meta, &name, &unit);
+                            continue;
+                        }
+                    };
+                    self.stage_sample(&series, t, v, &mut at)?;
                 }
-                _ => {
-                    tracked.push(i);
-                    ts
-                }
-            };
-            rows.rows.push((i, t, s.value));
+            }
         }
         Ok(tracked)
+    }
+
+    /// Stages one exposed sample: labeled (through the cache), limited, timestamped.
+    fn stage_sample(
+        &mut self,
+        series: &str,
+        timestamp_ms: Option<i64>,
+        value: Staged,
+        at: &mut Stage<'_>,
+    ) -> Result<(), String> {
+        let generation = self.generation;
+        at.outcome.scraped += 1;
+        let (i, new) = self.entry(series, at.settings)?;
+        let e = &mut self.entries[i as usize];
+        if e.dropped {
+            e.seen = generation;
+            return Ok(());
+        }
+        if e.seen == generation && !new {
+            // The same series twice in one exposition: Prometheus drops the second.
+            return Ok(());
+        }
+        e.seen = generation;
+        at.outcome.post_relabel += 1;
+        if new {
+            at.outcome.series_added += 1;
+        }
+        if at.settings.sample_limit > 0 && at.outcome.post_relabel > at.settings.sample_limit {
+            return Err(format!(
+                "sample_limit exceeded: the target exposes more than {} samples",
+                at.settings.sample_limit
+            ));
+        }
+        let t = match timestamp_ms {
+            Some(t) if at.settings.honor_timestamps => {
+                if at.settings.track_timestamps_staleness {
+                    at.tracked.push(i);
+                }
+                t
+            }
+            _ => {
+                at.tracked.push(i);
+                at.ts
+            }
+        };
+        match value {
+            Staged::Float(v) => at.rows.rows.push((i, t, v)),
+            Staged::Histogram(h) => at.rows.hists.push((i, t, h)),
+        }
+        Ok(())
     }
 
     /// Scrapes `body` into `batch`-ready rows; on error nothing of the body is kept.
     fn process(
         &mut self,
-        body: Result<(&str, Format), String>,
+        body: Result<Body<'_>, String>,
         ts: i64,
         settings: &Settings,
         meta: &mut HashMap<String, Metadata>,
     ) -> (Rows, Vec<u32>, Outcome) {
         self.generation += 1;
-        let mut rows = Rows { rows: Vec::new() };
+        let mut rows = Rows::default();
         let mut outcome = Outcome {
             scraped: 0,
             post_relabel: 0,
             series_added: 0,
             error: None,
         };
-        let staged = body.and_then(|(body, format)| {
-            self.stage((body, format), ts, settings, meta, &mut rows, &mut outcome)
-        });
+        let staged =
+            body.and_then(|body| self.stage(body, ts, settings, meta, &mut rows, &mut outcome));
         let generation = self.generation;
         let stale: Vec<u32> = match staged {
             Ok(tracked) => {
@@ -298,7 +386,7 @@ impl ScrapeCache {
                 stale
             }
             Err(e) => {
-                rows.rows.clear();
+                rows = Rows::default();
                 outcome.error = Some(e);
                 std::mem::take(&mut self.prev)
             }
@@ -349,6 +437,29 @@ impl ScrapeCache {
 }
 
 /// A family's metadata entry (untyped until a TYPE line says otherwise).
+/// Where [`ScrapeCache::stage`] puts what it stages.
+struct Stage<'a> {
+    ts: i64,
+    settings: &'a Settings,
+    rows: &'a mut Rows,
+    outcome: &'a mut Outcome,
+    tracked: &'a mut Vec<u32>,
+}
+
+fn set_help(meta: &mut HashMap<String, Metadata>, name: &str, help: String) {
+    let m = family(meta, name);
+    if m.help != help {
+        m.help = help;
+    }
+}
+
+fn set_unit(meta: &mut HashMap<String, Metadata>, name: &str, unit: &str) {
+    let m = family(meta, name);
+    if m.unit != unit {
+        m.unit = unit.to_string();
+    }
+}
+
 fn family<'m>(meta: &'m mut HashMap<String, Metadata>, name: &str) -> &'m mut Metadata {
     if !meta.contains_key(name) {
         meta.insert(
@@ -463,6 +574,11 @@ async fn commit(
                 batch.push_sample(slot, *t, *v);
             }
         }
+        for (i, t, h) in &rows.hists {
+            if let Some(slot) = slot_of(cache, &mut batch, *i) {
+                batch.push_histogram(slot, *t, h.clone());
+            }
+        }
         let stale_v = f64::from_bits(STALE_NAN_BITS);
         for i in stale {
             if let Some(slot) = slot_of(cache, &mut batch, *i) {
@@ -527,11 +643,11 @@ pub async fn fetch(
     job: &ScrapeJob,
     target: &Target,
     body: &mut Vec<u8>,
-) -> Result<Format, String> {
+) -> Result<BodyFormat, String> {
     let cfg = &job.cfg;
     let req = client
         .get(url)
-        .header(reqwest::header::ACCEPT, ACCEPT)
+        .header(reqwest::header::ACCEPT, &job.accept)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", target.timeout.as_secs_f64()),
@@ -553,11 +669,14 @@ pub async fn fetch(
         if resp.status() != reqwest::StatusCode::OK {
             return Err(format!("server returned HTTP status {}", resp.status()));
         }
-        let format = Format::from_content_type(
-            resp.headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let format = match ct {
+            Some(ct) if exposition_proto::is_content_type(ct) => BodyFormat::Proto,
+            _ => BodyFormat::Text(Format::from_content_type(ct)),
+        };
         body.clear();
         body.reserve(resp.content_length().unwrap_or(0) as usize);
         while let Some(chunk) = resp
@@ -668,7 +787,7 @@ pub async fn run_loop(
         let stale = state.cache.take_all_stale();
         let _ = state.cache.report_labels(&ctx.settings);
         let values = [f64::from_bits(STALE_NAN_BITS); 5];
-        let empty = Rows { rows: Vec::new() };
+        let empty = Rows::default();
         if let Err(e) = commit(
             &ctx.db,
             &ctx.settings,
@@ -710,10 +829,11 @@ pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
         }
     };
     let fetch_failed = fetched.is_err();
-    let body = fetched.and_then(|format| {
-        std::str::from_utf8(&state.body)
-            .map(|b| (b, format))
-            .map_err(|_| "the body is not valid UTF-8".to_string())
+    let body = fetched.and_then(|format| match format {
+        BodyFormat::Proto => Ok(Body::Proto(&state.body)),
+        BodyFormat::Text(format) => std::str::from_utf8(&state.body)
+            .map(|b| Body::Text(b, format))
+            .map_err(|_| "the body is not valid UTF-8".to_string()),
     });
     let cache = &mut state.cache;
     let (rows, stale, mut outcome) = {
@@ -738,7 +858,7 @@ pub async fn scrape_once(ctx: &LoopCtx, state: &mut LoopState) {
         outcome.series_added as f64,
     ];
     let report = (cache.report.len() == REPORT.len()).then_some((ts, values));
-    let appended = rows.rows.len() as u64;
+    let appended = rows.len() as u64;
     if let Err(e) = commit(&ctx.db, &ctx.settings, cache, &rows, &stale, ts, report).await {
         ctx.metrics
             .append_failures
@@ -790,11 +910,64 @@ mod tests {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             storage_limits: LabelLimits::default(),
+            histograms: HistogramOptions::default(),
         }
     }
 
     fn get(l: &Labels, n: &str) -> Option<String> {
         l.get(n).map(str::to_string)
+    }
+
+    #[test]
+    fn protobuf_bodies_stage_native_histograms_and_their_staleness() {
+        use quiver_ingest::exposition_proto::proto::{self, Histogram, Metric, MetricFamily};
+        use quiver_ingest::histogram::proto::BucketSpan;
+        let family = |name: &str| MetricFamily {
+            name: name.into(),
+            r#type: 4,
+            metric: vec![Metric {
+                histogram: Some(Histogram {
+                    sample_count: 2,
+                    sample_sum: 3.0,
+                    schema: 1,
+                    positive_span: vec![BucketSpan {
+                        offset: 0,
+                        length: 1,
+                    }],
+                    positive_delta: vec![2],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut s = settings(&[("job", "j")], false);
+        s.histograms.native = true;
+        let mut c = ScrapeCache::default();
+        let mut meta = HashMap::new();
+        let body = proto::encode(&[family("a"), family("b")]);
+        let (rows, _, out) = c.process(Ok(Body::Proto(&body)), 1000, &s, &mut meta);
+        assert_eq!(out.error, None);
+        assert_eq!((rows.rows.len(), rows.hists.len()), (0, 2));
+        assert_eq!(rows.hists[0].2.count, 2.0);
+        assert_eq!(
+            meta["a"].kind,
+            quiver_ingest::exposition::MetricType::Histogram
+        );
+        // `b` goes away: it is marked stale (a float marker ends a histogram series too).
+        let body = proto::encode(&[family("a")]);
+        let (rows, stale, _) = c.process(Ok(Body::Proto(&body)), 2000, &s, &mut meta);
+        assert_eq!((rows.hists.len(), stale.len()), (1, 1));
+        assert_eq!(&*c.entries[stale[0] as usize].key, "{\"b\"}");
+        // Without native histograms the same body is classic series.
+        s.histograms.native = false;
+        let mut c = ScrapeCache::default();
+        let (rows, _, _) = c.process(Ok(Body::Proto(&body)), 3000, &s, &mut meta);
+        assert_eq!((rows.rows.len(), rows.hists.len()), (3, 0));
+        // A malformed body keeps nothing.
+        let (rows, _, out) = c.process(Ok(Body::Proto(&[9, 9])), 4000, &s, &mut meta);
+        assert!(out.error.is_some());
+        assert_eq!(rows.len(), 0);
     }
 
     #[test]
@@ -844,7 +1017,8 @@ mod tests {
         s: &Settings,
     ) -> (Vec<(u32, i64, f64)>, Vec<u32>, Outcome) {
         let mut meta = HashMap::new();
-        let (rows, stale, out) = cache.process(Ok((body, Format::Text)), ts, s, &mut meta);
+        let (rows, stale, out) =
+            cache.process(Ok(Body::Text(body, Format::Text)), ts, s, &mut meta);
         // Pretend the append gave every series an id so the next scrape hits the cache.
         for e in &mut cache.entries {
             if !e.dropped && e.id.is_none() {

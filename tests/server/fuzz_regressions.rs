@@ -177,6 +177,68 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
             schema_url: String::new(),
         }],
     });
+    use quiver_ingest::exposition_proto::proto::{
+        self as expo, Bucket, Histogram, LabelPair, Metric, MetricFamily, Quantile, Summary, Value,
+    };
+    let exposition = expo::encode(&[
+        MetricFamily {
+            name: "requests_total".into(),
+            help: "Requests.".into(),
+            r#type: 0,
+            metric: vec![Metric {
+                label: vec![LabelPair {
+                    name: "code".into(),
+                    value: "200".into(),
+                }],
+                counter: Some(Value { value: 7.0 }),
+                timestamp_ms: 1_700_000_000_000,
+                ..Default::default()
+            }],
+            unit: String::new(),
+        },
+        MetricFamily {
+            name: "gc_seconds".into(),
+            r#type: 2,
+            metric: vec![Metric {
+                summary: Some(Summary {
+                    sample_count: 3,
+                    sample_sum: 0.5,
+                    quantile: vec![Quantile {
+                        quantile: 0.5,
+                        value: 0.1,
+                    }],
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        MetricFamily {
+            name: "rpc_seconds".into(),
+            r#type: 4,
+            metric: vec![Metric {
+                histogram: Some(Histogram {
+                    sample_count: 4,
+                    sample_sum: 5.0,
+                    bucket: vec![Bucket {
+                        cumulative_count: 3,
+                        upper_bound: 1.0,
+                        ..Default::default()
+                    }],
+                    schema: 3,
+                    zero_threshold: 1e-128,
+                    zero_count: 1,
+                    positive_span: vec![quiver_ingest::histogram::proto::BucketSpan {
+                        offset: -2,
+                        length: 2,
+                    }],
+                    positive_delta: vec![2, -1],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    ]);
     let write = std::env::var_os("QUIVER_WRITE_SEEDS").is_some();
     for (path, bytes) in [
         ("remote_read/one_query", read),
@@ -186,6 +248,7 @@ fn binary_fuzz_seeds_are_what_the_encoders_make() {
         ("remote_write_protobuf/two_series", raw),
         ("wal_record/two_samples", wal),
         ("flight_ticket/handle", handle),
+        ("exposition_proto/three_families", exposition),
     ] {
         let path = seeds.join(path);
         if write {

@@ -802,3 +802,214 @@ async fn a_target_whose_labels_change_on_reload_leaves_stale_series_behind() {
     .await;
     s.stop().await;
 }
+
+/// An exporter that negotiates as client libraries do: the protobuf format when the scrape's
+/// `Accept` asks for it, else the text format. It records each `Accept` it was sent.
+async fn negotiating_exporter() -> (String, Arc<Mutex<Vec<String>>>) {
+    use quiver_ingest::exposition_proto::proto::{
+        self, Bucket, Histogram, LabelPair, Metric, MetricFamily, Value,
+    };
+    use quiver_ingest::histogram::proto::BucketSpan;
+    let accepts = Arc::new(Mutex::new(Vec::new()));
+    let seen = accepts.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                seen.lock().push(accept.clone());
+                if accept.contains("application/vnd.google.protobuf") {
+                    // rpc_seconds both ways: classic buckets 0.5 (1) and 1 (3), count 4;
+                    // native schema 0, (1,2]: 2 and (2,4]: 1, one in the zero bucket.
+                    let body = proto::encode(&[
+                        MetricFamily {
+                            name: "rpc_seconds".into(),
+                            help: "RPC latency.".into(),
+                            r#type: 4,
+                            metric: vec![Metric {
+                                label: vec![LabelPair {
+                                    name: "svc".into(),
+                                    value: "a".into(),
+                                }],
+                                histogram: Some(Histogram {
+                                    sample_count: 4,
+                                    sample_sum: 5.0,
+                                    bucket: vec![
+                                        Bucket {
+                                            cumulative_count: 1,
+                                            upper_bound: 0.5,
+                                            ..Default::default()
+                                        },
+                                        Bucket {
+                                            cumulative_count: 3,
+                                            upper_bound: 1.0,
+                                            ..Default::default()
+                                        },
+                                    ],
+                                    zero_threshold: 1e-128,
+                                    zero_count: 1,
+                                    positive_span: vec![BucketSpan {
+                                        offset: 1,
+                                        length: 2,
+                                    }],
+                                    positive_delta: vec![2, -1],
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }],
+                            unit: String::new(),
+                        },
+                        MetricFamily {
+                            name: "jobs_total".into(),
+                            r#type: 0,
+                            metric: vec![Metric {
+                                counter: Some(Value { value: 3.0 }),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        },
+                    ]);
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            quiver_ingest::exposition_proto::MEDIA_TYPE,
+                        )],
+                        body,
+                    )
+                } else {
+                    let text = "# TYPE rpc_seconds histogram\n\
+                        rpc_seconds_bucket{svc=\"a\",le=\"0.5\"} 1\n\
+                        rpc_seconds_bucket{svc=\"a\",le=\"1\"} 3\n\
+                        rpc_seconds_bucket{svc=\"a\",le=\"+Inf\"} 4\n\
+                        rpc_seconds_sum{svc=\"a\"} 5\n\
+                        rpc_seconds_count{svc=\"a\"} 4\n\
+                        # TYPE jobs_total counter\njobs_total 3\n";
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        text.as_bytes().to_vec(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, accepts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_are_scraped_from_the_protobuf_format_as_configured() {
+    let (addr, accepts) = negotiating_exporter().await;
+    let job = |extra: &str| {
+        format!(
+            "scrape_configs:\n- job_name: nh\n  scrape_interval: 1s\n{extra}  static_configs: [{{targets: ['{addr}']}}]\n"
+        )
+    };
+    // scrape_native_histograms: protobuf asked for first; the native histogram alone.
+    let s = server(&job("  scrape_native_histograms: true\n"), &[]).await;
+    eventually("the protobuf scrape", 20, || async {
+        value_of(&s, "histogram_count(rpc_seconds)").await.is_some()
+    })
+    .await;
+    assert!(
+        accepts.lock()[0].starts_with(quiver_ingest::exposition_proto::MEDIA_TYPE),
+        "{:?}",
+        accepts.lock()
+    );
+    assert_eq!(
+        value_of(&s, "histogram_count(rpc_seconds)").await,
+        Some(4.0)
+    );
+    assert_eq!(value_of(&s, "histogram_sum(rpc_seconds)").await, Some(5.0));
+    assert_eq!(value_of(&s, "jobs_total").await, Some(3.0));
+    assert!(query(&s, "rpc_seconds_bucket").await.is_empty());
+    assert_eq!(value_of(&s, "scrape_samples_scraped").await, Some(2.0));
+    let (_, v) = get_json(&s.url("/api/v1/metadata?metric=rpc_seconds")).await;
+    assert_eq!(v["data"]["rpc_seconds"][0]["type"], "histogram", "{v}");
+    s.stop().await;
+
+    // always_scrape_classic_histograms (set globally): the classic series as well.
+    let s = server(
+        &format!(
+            "global:\n  scrape_native_histograms: true\n  always_scrape_classic_histograms: true\n{}",
+            job("")
+        ),
+        &[],
+    )
+    .await;
+    eventually("both kinds", 20, || async {
+        value_of(&s, "histogram_count(rpc_seconds)").await.is_some()
+            && !query(&s, "rpc_seconds_bucket").await.is_empty()
+    })
+    .await;
+    let r = query(&s, "rpc_seconds_bucket").await;
+    let mut les: Vec<&str> = r
+        .iter()
+        .map(|x| x["metric"]["le"].as_str().unwrap())
+        .collect();
+    les.sort();
+    assert_eq!(les, ["+Inf", "0.5", "1.0"]);
+    s.stop().await;
+
+    // Without it: the text format is asked for first and classic series come back.
+    accepts.lock().clear();
+    let s = server(&job(""), &[]).await;
+    eventually("the text scrape", 20, || async {
+        !query(&s, "rpc_seconds_bucket").await.is_empty()
+    })
+    .await;
+    assert!(
+        accepts.lock()[0].starts_with("application/openmetrics-text;version=1.0.0"),
+        "{:?}",
+        accepts.lock()
+    );
+    assert!(query(&s, "rpc_seconds").await.is_empty());
+    s.stop().await;
+
+    // scrape_protocols decides what is asked for, whatever the histograms setting.
+    accepts.lock().clear();
+    let s = server(
+        &job("  scrape_native_histograms: true\n  scrape_protocols: [PrometheusText0.0.4]\n"),
+        &[],
+    )
+    .await;
+    eventually("a scrape", 20, || async {
+        value_of(&s, "jobs_total").await.is_some()
+    })
+    .await;
+    assert_eq!(
+        accepts.lock()[0],
+        "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+    );
+    s.stop().await;
+
+    // convert_classic_histograms_to_nhcb: the classic buckets of the text format become a
+    // histogram with custom buckets (and only that).
+    let s = server(
+        &job("  convert_classic_histograms_to_nhcb: true
+"),
+        &[],
+    )
+    .await;
+    eventually("the converted histogram", 20, || async {
+        value_of(&s, "histogram_count(rpc_seconds)").await.is_some()
+    })
+    .await;
+    assert_eq!(
+        value_of(&s, "histogram_count(rpc_seconds)").await,
+        Some(4.0)
+    );
+    assert_eq!(
+        value_of(&s, "histogram_quantile(0.5, rpc_seconds)").await,
+        Some(0.75)
+    );
+    assert!(query(&s, "rpc_seconds_bucket").await.is_empty());
+    assert_eq!(value_of(&s, "jobs_total").await, Some(3.0));
+    s.stop().await;
+}
