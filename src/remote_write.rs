@@ -338,6 +338,7 @@ fn start(
         relabel: sender.cfg.write_relabel_configs.clone(),
         external,
         age_limit_ms: q.sample_age_limit.0.as_millis() as i64,
+        send_histograms: sender.v2 || sender.cfg.send_native_histograms,
         cache: HashMap::new(),
         metrics,
     };
@@ -350,6 +351,9 @@ struct Reader {
     relabel: Vec<crate::relabel::RelabelConfig>,
     external: std::collections::BTreeMap<String, String>,
     age_limit_ms: i64,
+    /// Native histograms are sent: always in 2.0, with `send_native_histograms` in 1.0 (as
+    /// Prometheus; otherwise they are left out, not counted as failed).
+    send_histograms: bool,
     /// Each series' labels as sent; `None` when write relabeling drops it.
     cache: HashMap<SeriesId, Option<SeriesLabels>>,
     metrics: Arc<QueueMetrics>,
@@ -442,6 +446,7 @@ impl Reader {
                     .iter()
                     .zip(&rec.hist_timestamps)
                     .zip(&rec.histograms)
+                    .filter(|_| self.send_histograms)
                     .map(|((id, t), h)| (id, t, Value::Histogram(h.clone())));
                 for (id, t, v) in floats.chain(histograms) {
                     self.metrics

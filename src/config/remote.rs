@@ -148,15 +148,10 @@ impl RemoteWriteConfig {
                 ),
             ));
         }
-        if self.send_exemplars || self.send_native_histograms {
+        if self.send_exemplars {
             return Err((
-                if self.send_exemplars {
-                    "send_exemplars"
-                } else {
-                    "send_native_histograms"
-                }
-                .into(),
-                "Quiver stores no exemplars or native histograms to send: leave it false".into(),
+                "send_exemplars".into(),
+                "Quiver stores no exemplars to send: leave it false".into(),
             ));
         }
         for (name, value) in &self.headers {

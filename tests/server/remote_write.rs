@@ -497,15 +497,20 @@ async fn shutdown_flushes_what_is_queued_within_the_flush_deadline() {
 async fn native_histograms_are_sent_as_1_0_and_2_0() {
     use quiver_ingest::histogram::proto::{BucketSpan, Count, Histogram};
     use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
     let (v1, _) = fake_receiver(p1, vec![]).await;
     let (v2, _) = fake_receiver(p2, vec![]).await;
+    let (v1_floats, _) = fake_receiver(p3, vec![]).await;
+    // 1.0 sends histograms only with `send_native_histograms` (as Prometheus); 2.0 always.
     let s = sender(&format!(
         "remote_write:
   - url: http://127.0.0.1:{p1}/api/v1/write
+    send_native_histograms: true
     queue_config: {{batch_send_deadline: 100ms}}
   - url: http://127.0.0.1:{p2}/api/v1/write
     protobuf_message: io.prometheus.write.v2.Request
+    queue_config: {{batch_send_deadline: 100ms}}
+  - url: http://127.0.0.1:{p3}/api/v1/write
     queue_config: {{batch_send_deadline: 100ms}}
 "
     ))
@@ -543,6 +548,12 @@ async fn native_histograms_are_sent_as_1_0_and_2_0() {
         assert_eq!(of(" histogram"), want);
         assert_eq!(of("}"), [(500, 1.0)]);
     }
+    wait_for(&v1_floats, 1, 1).await;
+    let got = v1_floats.lock().clone();
+    assert!(
+        got.iter().all(|(k, _)| !k.ends_with(" histogram")),
+        "{got:?}"
+    );
     s.stop().await;
 }
 
@@ -553,7 +564,7 @@ async fn prometheus_receives_the_native_histograms_quiver_sends() {
     use quiver_ingest::remote_write::{TimeSeries, WriteRequest, encode};
     let (mut child, prom, _dir) = native_histogram_prometheus().await;
     let s = sender(&format!(
-        "remote_write:\n  - url: {prom}/api/v1/write\n    queue_config: {{batch_send_deadline: 100ms}}\n"
+        "remote_write:\n  - url: {prom}/api/v1/write\n    send_native_histograms: true\n    queue_config: {{batch_send_deadline: 100ms}}\n"
     ))
     .await;
     // Ten integer histograms a second apart ending now, schema 3, buckets on both sides.
