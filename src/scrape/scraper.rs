@@ -142,6 +142,9 @@ impl Settings {
 #[derive(Debug)]
 struct CacheEntry {
     key: Box<str>,
+    /// The series text the labels come from when it is not `key`: `key` with its `le` or
+    /// `quantile` value written as an OpenMetrics float ([`normalized_series`]).
+    source: Option<Box<str>>,
     /// Final labels until the series has an id (then the registry holds them).
     labels: Option<Labels>,
     id: Option<SeriesId>,
@@ -198,13 +201,20 @@ impl Rows {
 }
 
 impl ScrapeCache {
-    fn entry(&mut self, key: &str, settings: &Settings) -> Result<(u32, bool), String> {
+    fn entry(
+        &mut self,
+        key: &str,
+        float_label: Option<&str>,
+        settings: &Settings,
+    ) -> Result<(u32, bool), String> {
         if let Some(i) = self.index.get(key) {
             return Ok((*i, false));
         }
-        let labels = label_sample(key, settings)?;
+        let source = float_label.and_then(|l| normalized_series(key, l));
+        let labels = label_sample(source.as_deref().unwrap_or(key), settings)?;
         let e = CacheEntry {
             key: key.into(),
+            source: source.map(Into::into),
             dropped: labels.is_none(),
             labels,
             id: None,
@@ -249,10 +259,19 @@ impl ScrapeCache {
                 // `always_scrape_classic_histograms`).
                 let convert = settings.histograms.convert_to_nhcb;
                 let mut classic = ClassicHistograms::default();
+                // Prometheus 3 writes a classic histogram's `le` and a summary's `quantile` as
+                // OpenMetrics floats (`1` becomes `1.0`) whatever the format, so a target's
+                // series are the same scraped as text or as protobuf.
+                let mut float_label = None;
                 for entry in Parser::new(text, format) {
                     let s = match entry.map_err(|e| e.to_string())? {
                         Entry::Sample(s) => s,
                         Entry::Type(name, kind) => {
+                            float_label = match kind {
+                                MetricType::Histogram => Some("le"),
+                                MetricType::Summary => Some("quantile"),
+                                _ => None,
+                            };
                             family(meta, name).kind = kind;
                             if convert {
                                 classic.on_type(name, kind);
@@ -274,10 +293,11 @@ impl ScrapeCache {
                     {
                         continue;
                     }
-                    self.stage_sample(s.series, s.timestamp_ms, Staged::Float(s.value), &mut at)?;
+                    let v = Staged::Float(s.value);
+                    self.stage_sample(s.series, float_label, s.timestamp_ms, v, &mut at)?;
                 }
                 for (series, t, h) in classic.finish() {
-                    self.stage_sample(&series, t, Staged::Histogram(h), &mut at)?;
+                    self.stage_sample(&series, None, t, Staged::Histogram(h), &mut at)?;
                 }
             }
             Body::Proto(bytes) => {
@@ -298,7 +318,7 @@ impl ScrapeCache {
                             continue;
                         }
                     };
-                    self.stage_sample(&series, t, v, &mut at)?;
+                    self.stage_sample(&series, None, t, v, &mut at)?;
                 }
             }
         }
@@ -306,16 +326,18 @@ impl ScrapeCache {
     }
 
     /// Stages one exposed sample: labeled (through the cache), limited, timestamped.
+    /// `float_label` names the label whose value is normalized (`le`, `quantile`).
     fn stage_sample(
         &mut self,
         series: &str,
+        float_label: Option<&str>,
         timestamp_ms: Option<i64>,
         value: Staged,
         at: &mut Stage<'_>,
     ) -> Result<(), String> {
         let generation = self.generation;
         at.outcome.scraped += 1;
-        let (i, new) = self.entry(series, at.settings)?;
+        let (i, new) = self.entry(series, float_label, at.settings)?;
         let e = &mut self.entries[i as usize];
         if e.dropped {
             e.seen = generation;
@@ -404,6 +426,7 @@ impl ScrapeCache {
             if !e.key.is_empty() && e.seen + 10 < generation {
                 self.index.remove(&e.key);
                 e.key = Box::from("");
+                e.source = None;
                 e.labels = None;
                 e.id = None;
                 e.dropped = true;
@@ -437,6 +460,30 @@ impl ScrapeCache {
 }
 
 /// A family's metadata entry (untyped until a TYPE line says otherwise).
+/// `series` with the value of `label` written as an OpenMetrics float (`le="1"` as
+/// `le="1.0"`), in the quoted series syntax; `None` when there is nothing to change (no such
+/// label, not a number, already so written).
+fn normalized_series(series: &str, label: &str) -> Option<String> {
+    let mut pairs = parse_series(series).ok()?;
+    let (_, value) = pairs.iter_mut().find(|(n, _)| n == label)?;
+    let f = quiver_storage::histogram::nhcb::parse_go_float(value)?;
+    let formatted = quiver_storage::histogram::format_openmetrics_float(f);
+    if *value == formatted {
+        return None;
+    }
+    *value = formatted;
+    let name = pairs
+        .iter()
+        .position(|(n, _)| n == "__name__")
+        .map(|i| pairs.remove(i).1)
+        .unwrap_or_default();
+    let rest: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    Some(exposition_proto::series_text(&name, "", &rest, None))
+}
+
 /// Where [`ScrapeCache::stage`] puts what it stages.
 struct Stage<'a> {
     ts: i64,
@@ -623,7 +670,8 @@ async fn commit(
                 for e in &mut cache.entries {
                     if e.id.take().is_some() {
                         // The labels come back from the exposed text.
-                        e.labels = label_sample(&e.key, settings).ok().flatten();
+                        let text = e.source.as_deref().unwrap_or(&e.key);
+                        e.labels = label_sample(text, settings).ok().flatten();
                     }
                 }
                 for r in &mut cache.report {
@@ -968,6 +1016,31 @@ mod tests {
         let (rows, _, out) = c.process(Ok(Body::Proto(&[9, 9])), 4000, &s, &mut meta);
         assert!(out.error.is_some());
         assert_eq!(rows.len(), 0);
+    }
+
+    #[test]
+    fn le_and_quantile_values_are_written_as_openmetrics_floats_as_prometheus_3_does() {
+        let s = settings(&[("job", "j")], false);
+        let mut c = ScrapeCache::default();
+        let mut meta = HashMap::new();
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n\
+                    # TYPE s summary\ns{quantile=\"0.5\"} 3\ns{quantile=\"1\"} 4\n\
+                    # TYPE g gauge\ng{le=\"1\"} 5\n";
+        let (rows, _, out) = c.process(Ok(Body::Text(body, Format::Text)), 1000, &s, &mut meta);
+        assert_eq!((out.error, rows.rows.len()), (None, 5));
+        let value = |i: usize, n: &str| {
+            c.entries[rows.rows[i].0 as usize]
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(n).map(str::to_string))
+        };
+        assert_eq!(value(0, "le").as_deref(), Some("1.0"));
+        assert_eq!(value(1, "le").as_deref(), Some("+Inf"));
+        assert_eq!(value(2, "quantile").as_deref(), Some("0.5"));
+        assert_eq!(value(3, "quantile").as_deref(), Some("1.0"));
+        // Only in histograms and summaries.
+        assert_eq!(value(4, "le").as_deref(), Some("1"));
+        assert_eq!(value(0, "job").as_deref(), Some("j"));
     }
 
     #[test]

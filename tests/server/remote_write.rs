@@ -790,7 +790,8 @@ async fn native_histogram_queries_agree_with_prometheus() {
 
 /// Prometheus (the Debian package) with its remote-write receiver and native histograms on,
 /// on a free loopback port: the process, its URL, and its data folder (kept while it runs).
-async fn native_histogram_prometheus() -> (std::process::Child, String, tempfile::TempDir) {
+pub(super) async fn native_histogram_prometheus() -> (std::process::Child, String, tempfile::TempDir)
+{
     use std::process::{Command, Stdio};
     let prometheus = which("prometheus").expect("prometheus is on the PATH");
     let dir = tempfile::tempdir().unwrap();

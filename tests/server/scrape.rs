@@ -970,6 +970,14 @@ async fn native_histograms_are_scraped_from_the_protobuf_format_as_configured() 
         accepts.lock()
     );
     assert!(query(&s, "rpc_seconds").await.is_empty());
+    // The text format's `le="1"` is `1.0`, as the protobuf format writes it (Prometheus 3).
+    let r = query(&s, "rpc_seconds_bucket").await;
+    let mut les: Vec<&str> = r
+        .iter()
+        .map(|x| x["metric"]["le"].as_str().unwrap())
+        .collect();
+    les.sort();
+    assert_eq!(les, ["+Inf", "0.5", "1.0"]);
     s.stop().await;
 
     // scrape_protocols decides what is asked for, whatever the histograms setting.
@@ -1012,4 +1020,96 @@ async fn native_histograms_are_scraped_from_the_protobuf_format_as_configured() 
     assert!(query(&s, "rpc_seconds_bucket").await.is_empty());
     assert_eq!(value_of(&s, "jobs_total").await, Some(3.0));
     s.stop().await;
+}
+
+/// The label sets (without `job`) of a job's series at the latest scrape, sorted.
+async fn series_of(s: &TestServer, job: &str) -> Vec<String> {
+    let mut out: Vec<String> = query(s, &format!("{{job=\"{job}\"}}"))
+        .await
+        .iter()
+        .map(|r| {
+            let mut m = r["metric"].as_object().unwrap().clone();
+            m.remove("job");
+            Value::Object(m).to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs prometheus (Debian package)"]
+async fn a_real_client_golang_target_gives_the_same_series_as_protobuf_and_as_text() {
+    // Prometheus 2.42's own /metrics (client_golang): counters, gauges, summaries and classic
+    // histograms, in both formats by content negotiation.
+    let (mut child, prom, _dir) = super::remote_write::native_histogram_prometheus().await;
+    let addr = prom.trim_start_matches("http://");
+    let job = |name: &str, extra: &str| {
+        format!(
+            "- job_name: {name}\n  scrape_interval: 1s\n{extra}  static_configs: [{{targets: ['{addr}']}}]\n"
+        )
+    };
+    let s = server(
+        &format!(
+            "scrape_configs:\n{}{}{}",
+            job("proto", "  scrape_protocols: [PrometheusProto]\n"),
+            job("text", "  scrape_protocols: [PrometheusText0.0.4]\n"),
+            job(
+                "nhcb",
+                "  scrape_protocols: [PrometheusProto]\n  convert_classic_histograms_to_nhcb: true\n"
+            ),
+        ),
+        &[],
+    )
+    .await;
+    // Series come and go with the target's own activity (its HTTP handlers are first counted
+    // when first scraped): compare once both have settled.
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let (p, t) = (series_of(&s, "proto").await, series_of(&s, "text").await);
+        if !p.is_empty() && p == t {
+            break;
+        }
+        last = (p, t);
+    }
+    let (p, t) = (series_of(&s, "proto").await, series_of(&s, "text").await);
+    if p != t {
+        let only_p: Vec<_> = p.iter().filter(|x| !t.contains(x)).collect();
+        let only_t: Vec<_> = t.iter().filter(|x| !p.contains(x)).collect();
+        panic!(
+            "protobuf only: {only_p:?}\ntext only: {only_t:?}\n(before: {})",
+            last.0.len()
+        );
+    }
+    assert!(p.len() > 100, "{}", p.len());
+    assert!(
+        p.iter().any(|x| x.contains("\"quantile\":\"0.5\"")),
+        "a summary"
+    );
+    assert!(
+        p.iter().any(|x| x.contains("\"le\":\"+Inf\"")),
+        "a classic histogram"
+    );
+    // Converting: each classic histogram of the text scrape is one custom-buckets histogram,
+    // and no `_bucket` series is left.
+    let families: std::collections::BTreeSet<String> = query(&s, "{job=\"text\", le!=\"\"}")
+        .await
+        .iter()
+        .map(|r| {
+            let name = r["metric"]["__name__"].as_str().unwrap();
+            name.strip_suffix("_bucket").unwrap_or(name).to_string()
+        })
+        .collect();
+    assert!(!families.is_empty());
+    for f in &families {
+        let q = format!("histogram_count({f}{{job=\"nhcb\"}})");
+        let n = query(&s, &q).await.len();
+        let classic = query(&s, &format!("{f}_count{{job=\"text\"}}")).await.len();
+        assert_eq!(n, classic, "{q}");
+    }
+    assert!(query(&s, "{job=\"nhcb\", le!=\"\"}").await.is_empty());
+    s.stop().await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
