@@ -34,7 +34,7 @@ use quiver_storage::{CounterResetHint, FloatHistogram};
 
 use crate::exposition::MetricType;
 use crate::histogram::{RawHistogram, doubles, sint64s, span, zigzag};
-use crate::remote_write::{FIXED64, LEN, Pb, VARINT, utf8};
+use crate::remote_write::{FIXED64, LEN, Pb, VARINT, read_label, utf8};
 
 /// The media type of the format, as a scrape's `Accept` header asks for it.
 pub const MEDIA_TYPE: &str =
@@ -181,7 +181,7 @@ fn decode_metric(
     };
     while let Some((field, wire)) = pb.key()? {
         match (field, wire) {
-            (1, LEN) => m.labels.push(label_pair(pb.bytes()?)?),
+            (1, LEN) => m.labels.push(read_label(pb.bytes()?)?),
             (2, LEN) if kind == MetricType::Gauge => m.value = value_of(pb.bytes()?)?,
             (3, LEN) if kind == MetricType::Counter => m.value = value_of(pb.bytes()?)?,
             (5, LEN) if kind == MetricType::Unknown => m.value = value_of(pb.bytes()?)?,
@@ -256,19 +256,6 @@ fn decode_metric(
         }
     }
     Ok(())
-}
-
-fn label_pair(buf: &[u8]) -> Result<(&str, &str), String> {
-    let (mut name, mut value) = ("", "");
-    let mut pb = Pb::new(buf);
-    while let Some((field, wire)) = pb.key()? {
-        match (field, wire) {
-            (1, LEN) => name = utf8(pb.bytes()?)?,
-            (2, LEN) => value = utf8(pb.bytes()?)?,
-            _ => pb.skip(wire)?,
-        }
-    }
-    Ok((name, value))
 }
 
 /// A series in the text format's quoted syntax: `{"name_suffix","l"="v",…}` (any UTF-8 name

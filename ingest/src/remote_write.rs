@@ -435,7 +435,8 @@ pub(crate) const FIXED64: u8 = 1;
 pub(crate) const LEN: u8 = 2;
 pub(crate) const FIXED32: u8 = 5;
 
-fn read_label(buf: &[u8]) -> Result<(&str, &str), String> {
+/// A `Label` message (1.0's, and the exposition format's `LabelPair`): name 1, value 2.
+pub(crate) fn read_label(buf: &[u8]) -> Result<(&str, &str), String> {
     let (mut name, mut value) = ("", "");
     let mut pb = Pb::new(buf);
     while let Some((field, wire)) = pb.key()? {

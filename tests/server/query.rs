@@ -410,6 +410,31 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         // Every histogram grows: no reset; each differs from the one before: 3 changes.
         ("resets(latency_seconds[1m])", 0.0),
         ("changes(latency_seconds[1m])", 3.0),
+        // Between two vectors, in aggregations that do not fuse into their selector, under
+        // limitk and in subqueries, histograms are computed as Prometheus does.
+        ("histogram_count(latency_seconds + latency_seconds)", 64.0),
+        ("histogram_count(latency_seconds - latency_seconds)", 0.0),
+        ("histogram_count(latency_seconds * on() vector(3))", 96.0),
+        ("histogram_count(latency_seconds == latency_seconds)", 32.0),
+        ("latency_seconds == bool latency_seconds", 1.0),
+        ("latency_seconds != bool latency_seconds", 0.0),
+        ("histogram_count(latency_seconds and latency_seconds)", 32.0),
+        ("histogram_count(sum by (__name__) (latency_seconds))", 32.0),
+        (
+            "histogram_count(sum(latency_seconds + latency_seconds))",
+            64.0,
+        ),
+        ("histogram_count(avg(latency_seconds * 3))", 96.0),
+        ("histogram_count(limitk(1, latency_seconds))", 32.0),
+        (
+            "histogram_count(last_over_time(latency_seconds[1m:15s]))",
+            32.0,
+        ),
+        (
+            "max_over_time(histogram_count(latency_seconds)[1m:15s])",
+            32.0,
+        ),
+        ("count_over_time(latency_seconds[1m:15s])", 4.0),
     ] {
         let (code, v) = get(
             "/api/v1/query",
@@ -534,46 +559,6 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
     let r = &v["data"]["result"][0];
     assert_eq!(r["values"], json!([[1105, "7"]]), "{v}");
     assert_eq!(r["histograms"][0][0], 1120, "{v}");
-    // Between two vectors, in aggregations that do not fuse into their selector, under
-    // limitk and in subqueries, histograms are computed as Prometheus does.
-    for (q, want) in [
-        ("histogram_count(latency_seconds + latency_seconds)", 64.0),
-        ("histogram_count(latency_seconds - latency_seconds)", 0.0),
-        ("histogram_count(latency_seconds * on() vector(3))", 96.0),
-        ("histogram_count(latency_seconds == latency_seconds)", 32.0),
-        ("latency_seconds == bool latency_seconds", 1.0),
-        ("latency_seconds != bool latency_seconds", 0.0),
-        ("histogram_count(latency_seconds and latency_seconds)", 32.0),
-        ("histogram_count(sum by (__name__) (latency_seconds))", 32.0),
-        (
-            "histogram_count(sum(latency_seconds + latency_seconds))",
-            64.0,
-        ),
-        ("histogram_count(avg(latency_seconds * 3))", 96.0),
-        ("histogram_count(limitk(1, latency_seconds))", 32.0),
-        (
-            "histogram_count(last_over_time(latency_seconds[1m:15s]))",
-            32.0,
-        ),
-        (
-            "max_over_time(histogram_count(latency_seconds)[1m:15s])",
-            32.0,
-        ),
-        ("count_over_time(latency_seconds[1m:15s])", 4.0),
-    ] {
-        let (code, v) = get(
-            "/api/v1/query",
-            vec![("query", q.into()), ("time", "1230".into())],
-        )
-        .await;
-        assert_eq!(code, 200, "{q}: {v}");
-        let got: f64 = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .unwrap_or_else(|| panic!("{q}: {v}"))
-            .parse()
-            .unwrap();
-        assert_eq!(got, want, "{q}: {v}");
-    }
     // A histogram with a float between two vectors: only `*` (and `/` by a float) apply;
     // Prometheus leaves the others out, `bool` or not.
     for q in [

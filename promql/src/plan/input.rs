@@ -97,35 +97,21 @@ impl LabelsBuilder {
 /// rows are skipped (see [`for_each_hist_row`]): a kernel that reads values never takes a
 /// histogram's placeholder 0 for a sample.
 pub fn for_each_vector_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, f64)) {
-    for b in batches {
-        let labels = LabelsCol::new(b.column(0));
-        let ts = b.column(1).as_primitive::<Int64Type>();
-        let vs = b.column(2).as_primitive::<Float64Type>();
-        let hist = hist_column(b);
-        for i in 0..b.num_rows() {
-            if hist.is_some_and(|h| h.is_valid(i)) {
-                continue;
-            }
-            f(labels.value(i), ts.value(i), vs.value(i));
+    for_each_sample(batches, |l, t, v| {
+        if let Sample::Float(v) = v {
+            f(l, t, v)
         }
-    }
+    });
 }
 
 /// Calls `f` with every native histogram row of vector batches: (labels, step, encoded
 /// histogram).
 pub fn for_each_hist_row(batches: &[RecordBatch], mut f: impl FnMut(&[u8], i64, &[u8])) {
-    for b in batches {
-        let Some(hist) = hist_column(b) else {
-            continue;
-        };
-        let labels = LabelsCol::new(b.column(0));
-        let ts = b.column(1).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            if hist.is_valid(i) {
-                f(labels.value(i), ts.value(i), hist.value(i));
-            }
+    for_each_sample(batches, |l, t, v| {
+        if let Sample::Hist(h) = v {
+            f(l, t, h)
         }
-    }
+    });
 }
 
 /// A sample of an instant vector that may hold native histograms: a float, or a histogram's
