@@ -365,7 +365,7 @@ async fn quiver_scrapes_what_prometheus_scrapes() {
         let q = format!("/api/v1/series?match[]={{job=\"{job}\"}}&{window}");
         let (_, p) = get_json(&format!("{prom}{q}")).await;
         let (_, mine) = get_json(&quiver.url(&q)).await;
-        let (p, mine) = (series(&p), series(&mine));
+        let (p, mine) = (prometheus_3_series(&p), series(&mine));
         assert!(p.len() >= 5, "Prometheus scraped job {job}: {p:?}");
         let missing: Vec<_> = p.difference(&mine).take(5).collect();
         let extra: Vec<_> = mine.difference(&p).take(5).collect();
@@ -461,6 +461,27 @@ fn spawn_prometheus(
 }
 
 /// The `data` array of a series answer, as a set of label sets (JSON text, keys sorted).
+/// [`series_set`] of Prometheus 2.42's answer as Prometheus 3 would store it: a classic
+/// histogram's `le` and a summary's `quantile` written as OpenMetrics floats (`1` as `1.0`),
+/// as Quiver scrapes them.
+fn prometheus_3_series(v: &Value) -> BTreeSet<String> {
+    let mut v = v.clone();
+    for s in v["data"].as_array_mut().unwrap() {
+        let bucket = s["__name__"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("_bucket"));
+        for (label, applies) in [("le", bucket), ("quantile", true)] {
+            let Some(x) = s[label].as_str().and_then(|x| x.parse::<f64>().ok()) else {
+                continue;
+            };
+            if applies {
+                s[label] = quiver_storage::histogram::format_openmetrics_float(x).into();
+            }
+        }
+    }
+    series_set(&v)
+}
+
 fn series_set(v: &Value) -> BTreeSet<String> {
     v["data"]
         .as_array()
