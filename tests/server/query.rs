@@ -614,19 +614,17 @@ async fn native_histograms_come_back_in_prometheus_json_and_through_their_functi
         .unwrap_or_default();
     assert!(label.starts_with("{count:32, sum:16"), "{v}");
     assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
-    // What does not handle histograms yet says so (422), and the server goes on.
-    for q in ["info(latency_seconds)"] {
-        let (code, v) = get(
-            "/api/v1/query",
-            vec![("query", q.into()), ("time", "1230".into())],
-        )
-        .await;
-        assert_eq!(code, 422, "{q}: {v}");
-        assert!(
-            v["error"].as_str().unwrap().contains("native histograms"),
-            "{q}: {v}"
-        );
-    }
+    // info() keeps a histogram (no info series here: it passes unchanged).
+    let (code, v) = get(
+        "/api/v1/query",
+        vec![
+            ("query", "info(latency_seconds)".into()),
+            ("time", "1230".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["result"][0]["histogram"][1]["count"], "32", "{v}");
     // Float queries elsewhere are untouched.
     let (code, v) = get(
         "/api/v1/query",

@@ -9,7 +9,7 @@ use foldhash::{HashMap, HashMapExt};
 use datafusion::arrow::array::RecordBatch;
 use quiver_storage::{MatchOp, Matcher};
 
-use super::input::{VectorBuilder, intern_rows};
+use super::input::{VectorBuilder, intern_rows, intern_samples};
 use crate::error::{Error, Result};
 use crate::labelset::{self, DROP_NAME, METRIC_NAME};
 
@@ -23,6 +23,8 @@ pub struct InfoOp {
     pub name_matchers: Vec<(String, MatchOp, String)>,
     /// Matchers on data labels of the info series.
     pub data_matchers: Vec<(String, MatchOp, String)>,
+    /// The base vector may hold native histograms (they gain the labels as floats do).
+    pub histograms: bool,
 }
 
 /// The values of the identifying labels.
@@ -92,7 +94,7 @@ impl InfoOp {
             }
         }
 
-        let base = intern_rows(base);
+        let (base, base_hists) = intern_samples(base, self.histograms);
         let is_info: Vec<bool> = base
             .labels
             .iter()
@@ -106,11 +108,18 @@ impl InfoOp {
             })
             .collect();
         let idents: Vec<Identity> = base.labels.iter().map(|l| ident(l)).collect();
-        let mut out = VectorBuilder::default();
+        let mut out = VectorBuilder::with_histograms(self.histograms);
+        let mut push = |labels: &[u8], t: i64, k: u32, v: f64| match base_hists.get(&(t, k)) {
+            Some(h) => out.push_hist(labels, t, h),
+            None => {
+                out.push(labels, t, v);
+                Ok(())
+            }
+        };
         for (t, k, v) in &base.rows {
             let labels = &base.labels[*k as usize];
             if is_info[*k as usize] {
-                out.push(labels, *t, *v);
+                push(labels, *t, *k, *v)?;
                 continue;
             }
             let matches = at_step
@@ -120,7 +129,7 @@ impl InfoOp {
                 .unwrap_or_default();
             if matches.is_empty() {
                 if !requires_match {
-                    out.push(labels, *t, *v);
+                    push(labels, *t, *k, *v)?;
                 }
                 continue;
             }
@@ -153,7 +162,7 @@ impl InfoOp {
                     }
                 }
             }
-            out.push(&enriched, *t, *v);
+            push(&enriched, *t, *k, *v)?;
         }
         out.finish()
     }

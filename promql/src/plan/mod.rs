@@ -230,6 +230,7 @@ impl PromOp {
             PromOp::ScalarBinary(_) | PromOp::HistAggregate(_) => true,
             PromOp::Binary(op) => op.histograms,
             PromOp::TopK(op) => op.histograms,
+            PromOp::Info(op) => op.histograms,
             PromOp::CheckUnique { histograms } => *histograms,
             _ => false,
         }

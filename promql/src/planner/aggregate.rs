@@ -32,15 +32,13 @@ impl Planner<'_> {
         }
         // Native histograms, as Prometheus: `sum` and `avg` add them up, `count` and `group`
         // count them (a histogram row's `value` is a placeholder, so the float path counts it
-        // too), the aggregations of values leave them out; the rest refuse them for now.
+        // too), `count_values`, `limitk` and `limit_ratio` keep them, the aggregations of
+        // values leave them out.
         let input = match op.as_str() {
             "topk" | "bottomk" | "min" | "max" | "stddev" | "stdvar" | "quantile" => {
                 self.float_vector(&a.expr, steps)?
             }
-            "sum" | "avg" | "count" | "group" | "limitk" | "limit_ratio" | "count_values" => {
-                self.vector_with_histograms(&a.expr, steps)?
-            }
-            _ => self.vector(&a.expr, steps)?,
+            _ => self.vector_with_histograms(&a.expr, steps)?,
         };
         if matches!(op.as_str(), "sum" | "avg") && has_hist(input.schema().as_arrow()) {
             let kind = AggKind::from_name(&op, None)

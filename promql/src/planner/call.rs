@@ -243,7 +243,8 @@ impl Planner<'_> {
     /// `info(v, {…})`: the info series are selected at the same reference times as `v` (its
     /// `@` and offset when `v` is a selector), with their sample times as values.
     fn plan_info(&self, args: &[&Expr], steps: Steps) -> Result<Planned> {
-        let base = self.vector(args[0], steps)?;
+        let base = self.vector_with_histograms(args[0], steps)?;
+        let histograms = crate::plan::has_hist(base.schema().as_arrow());
         let selector = match args.get(1) {
             Some(e) => Some(unwrap_selector(e).ok_or_else(|| {
                 Error::BadData("info(): the second argument must be a label selector".into())
@@ -309,6 +310,7 @@ impl Planner<'_> {
         let op = InfoOp {
             name_matchers,
             data_matchers,
+            histograms,
         };
         Ok(Planned::Vector(
             PromNode::new(PromOp::Info(op), vec![base, info])?.into_plan(),

@@ -156,14 +156,6 @@ impl Planner<'_> {
         })
     }
 
-    /// A vector plan for the expression, which must yield one, of floats only (an operator
-    /// that does not handle native histograms yet refuses them: see [`floats_only`]).
-    fn vector(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
-        let p = self.vector_with_histograms(e, steps)?;
-        floats_only(&p, "this operation")?;
-        Ok(p)
-    }
-
     /// A vector plan for the expression without its native histograms: the functions of
     /// values (`abs`, `round`, `clamp`, `sort`…) leave them out, as Prometheus does.
     fn float_vector(&self, e: &Expr, steps: Steps) -> Result<LogicalPlan> {
@@ -235,19 +227,6 @@ pub(crate) fn drop_histograms(plan: LogicalPlan) -> Result<LogicalPlan> {
         .filter(col("hist").is_null())?
         .project(vec![col("labels"), col("ts"), col("value")])?
         .build()?)
-}
-
-/// Refuses a vector that may hold native histograms where the operator `what` is planned for
-/// floats only: an answer without the histograms would be wrong, so the query fails (422)
-/// and says so until the operator handles them.
-pub(crate) fn floats_only(plan: &LogicalPlan, what: &str) -> Result<()> {
-    if crate::plan::has_hist(plan.schema().as_arrow()) {
-        return Err(Error::Execution(format!(
-            "{what} over native histograms is not supported yet (the selected series hold \
-             native histogram samples in the queried range)"
-        )));
-    }
-    Ok(())
 }
 
 /// A duration in ms (saturating: [`crate::bounds`] refuses durations that would not fit).
