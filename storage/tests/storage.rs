@@ -780,3 +780,48 @@ async fn histograms_survive_restart_flush_compaction_and_retention() {
     let manifest = std::fs::read_to_string(f.dir.path().join("blocks/manifest.json")).unwrap();
     assert!(manifest.contains("\"version\": 1"), "{manifest}");
 }
+
+/// The `histograms` table reads bounded batches: with a bound far below one series' samples,
+/// reads split by series and then by time, and every sample still comes back once, in order,
+/// from the head and from blocks alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_histograms_table_splits_large_reads_and_returns_every_sample_once() {
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{Float64Type, TimestampMillisecondType};
+    let f = Fixture::new();
+    let db = Db::open(f.options()).await.unwrap();
+    db.append(histogram_batch("latency", 720, 0)).await.unwrap();
+    db.flush().await.unwrap();
+    db.append(histogram_batch("latency", 80, 720 * 15_000))
+        .await
+        .unwrap();
+    db.append(histogram_batch("other", 30, 0)).await.unwrap();
+    for max in [100, 1 << 20] {
+        let ctx = SessionContext::new();
+        let table =
+            quiver_storage::provider::HistogramsTable::new(db.clone()).with_max_batch_samples(max);
+        ctx.register_table("histograms", Arc::new(table)).unwrap();
+        let batches: Vec<RecordBatch> = ctx
+            .sql(
+                "SELECT timestamp, histogram['count'] AS c FROM histograms \
+                 WHERE metric = 'latency' ORDER BY timestamp",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for b in &batches {
+            let t = b.column(0).as_primitive::<TimestampMillisecondType>();
+            let c = b.column(1).as_primitive::<Float64Type>();
+            got.extend((0..b.num_rows()).map(|i| (t.value(i), c.value(i))));
+        }
+        let want: Vec<(i64, f64)> = (0..720)
+            .chain(0..80)
+            .enumerate()
+            .map(|(k, i)| (k as i64 * 15_000, histogram(i).count))
+            .collect();
+        assert_eq!(got, want, "max {max}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The `histograms` table: `metric`, `series_id`, `timestamp` and `histogram`, every native
 //! histogram sample with its fields as one struct column ([`crate::histogram::arrow`]). Filters
 //! on `metric`, `series_id` and `timestamp` narrow what is read, as for `samples`; the scan
-//! streams, reading a few hundred series at a time, so a query over many holds only a batch.
+//! streams, reading at most a few hundred series and about 131,000 samples at a time (a long
+//! series is read a time slice at a time), so a query over many holds only a batch.
 
 use std::sync::Arc;
 
@@ -27,8 +28,11 @@ use crate::db::Db;
 use crate::histogram::arrow::{HistogramBuilder, histogram_struct_type};
 use crate::labels::{SeriesId, Timestamp};
 
-/// Series read from storage per batch of the scan.
+/// Series read from storage per batch of the scan, at most.
 const READ_SERIES_AT_ONCE: usize = 256;
+/// Samples one batch may hold at most (by [`Db::sample_bound`], which counts floats too): a
+/// few tens of MB of histograms. Larger reads are split by series, then by time.
+const MAX_BATCH_SAMPLES: usize = 131_072;
 
 const STRING_COLUMNS: &[&str] = &["metric"];
 
@@ -53,11 +57,21 @@ pub fn histograms_table_schema() -> SchemaRef {
 #[derive(Debug)]
 pub struct HistogramsTable {
     db: Arc<Db>,
+    max_batch_samples: usize,
 }
 
 impl HistogramsTable {
     pub fn new(db: Arc<Db>) -> Self {
-        HistogramsTable { db }
+        HistogramsTable {
+            db,
+            max_batch_samples: MAX_BATCH_SAMPLES,
+        }
+    }
+
+    /// Reads at most `n` samples a batch (tests use a small `n` to exercise the splitting).
+    pub fn with_max_batch_samples(mut self, n: usize) -> Self {
+        self.max_batch_samples = n.max(1);
+        self
     }
 }
 
@@ -88,11 +102,19 @@ impl TableProvider for HistogramsTable {
         let range = ScanRange::from_filters(filters, STRING_COLUMNS);
         let (mint, maxt) = range.time_range();
         let ids = SamplesTable::new(self.db.clone()).select(&range);
+        let mut reads = Vec::new();
+        for chunk in ids.chunks(READ_SERIES_AT_ONCE) {
+            plan_reads(
+                &self.db,
+                chunk,
+                (mint, maxt),
+                self.max_batch_samples,
+                &mut reads,
+            );
+        }
         let partition = Arc::new(HistogramStream {
             db: self.db.clone(),
-            ids: Arc::new(ids),
-            mint,
-            maxt,
+            reads: Arc::new(reads),
         });
         Ok(Arc::new(StreamingTableExec::try_new(
             histograms_table_schema(),
@@ -105,14 +127,56 @@ impl TableProvider for HistogramsTable {
     }
 }
 
-/// The scan's one partition: the selected series' histograms, a chunk of series per batch.
+/// A read of the scan: series (ordered by metric, then id, as `samples` reads them) over a
+/// time range.
+type Read = (Vec<SeriesId>, Timestamp, Timestamp);
+
+/// Splits a read until each part is bounded by `max` samples: the series in halves, then one
+/// series' time range in halves. The bound counts whole chunks and block rows that meet a
+/// range, so below their size halving stops shrinking it: a part whose halves both hold data
+/// and do not bound lower than it is read as it is (one chunk's or block's rows of one series).
+fn plan_reads(
+    db: &Db,
+    ids: &[SeriesId],
+    (mint, maxt): (Timestamp, Timestamp),
+    max: usize,
+    out: &mut Vec<Read>,
+) {
+    if ids.is_empty() || mint > maxt {
+        return;
+    }
+    let whole = db.sample_bound(ids, mint, maxt);
+    if whole == 0 {
+        return;
+    }
+    if whole <= max || (ids.len() == 1 && mint == maxt) {
+        out.push((ids.to_vec(), mint, maxt));
+        return;
+    }
+    if ids.len() > 1 {
+        let (a, b) = ids.split_at(ids.len() / 2);
+        plan_reads(db, a, (mint, maxt), max, out);
+        plan_reads(db, b, (mint, maxt), max, out);
+        return;
+    }
+    let mid = (i128::from(mint) + (i128::from(maxt) - i128::from(mint)) / 2) as i64;
+    let (left, right) = (
+        db.sample_bound(ids, mint, mid),
+        db.sample_bound(ids, mid + 1, maxt),
+    );
+    if left > 0 && right > 0 && left.max(right) >= whole {
+        out.push((ids.to_vec(), mint, maxt));
+        return;
+    }
+    plan_reads(db, ids, (mint, mid), max, out);
+    plan_reads(db, ids, (mid + 1, maxt), max, out);
+}
+
+/// The scan's one partition: the selected series' histograms, a bounded read per batch.
 #[derive(Debug)]
 struct HistogramStream {
     db: Arc<Db>,
-    /// Ordered by metric, then id (as `samples` reads them).
-    ids: Arc<Vec<SeriesId>>,
-    mint: Timestamp,
-    maxt: Timestamp,
+    reads: Arc<Vec<Read>>,
 }
 
 impl PartitionStream for HistogramStream {
@@ -123,14 +187,13 @@ impl PartitionStream for HistogramStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (db, ids, mint, maxt) = (self.db.clone(), self.ids.clone(), self.mint, self.maxt);
-        let chunks = (0..ids.len()).step_by(READ_SERIES_AT_ONCE);
-        let stream = futures::stream::iter(chunks)
-            .then(move |start| {
-                let (db, ids) = (db.clone(), ids.clone());
+        let (db, reads) = (self.db.clone(), self.reads.clone());
+        let stream = futures::stream::iter(0..reads.len())
+            .then(move |i| {
+                let (db, reads) = (db.clone(), reads.clone());
                 async move {
-                    let end = (start + READ_SERIES_AT_ONCE).min(ids.len());
-                    read_batch(&db, &ids[start..end], mint, maxt).await
+                    let (ids, mint, maxt) = &reads[i];
+                    read_batch(&db, ids, *mint, *maxt).await
                 }
             })
             .filter_map(|r| async move {
