@@ -11,11 +11,15 @@ use quiver_storage::FloatHistogram;
 /// at the smallest schema of the window, extrapolated to the window's edges as for floats, a
 /// gauge histogram. `None` where Prometheus gives no sample: fewer than two histograms, or
 /// histograms that cannot be combined (exponential and custom buckets mixed).
+///
+/// `resets[i]` says whether `hs[i]` resets the counter after `hs[i - 1]` (`DetectReset`),
+/// computed once per series by the caller: windows overlap from step to step, and detecting
+/// a reset walks every bucket of both histograms.
 pub fn rate(
     ts: &[i64],
     hs: &[&FloatHistogram],
-    start: i64,
-    end: i64,
+    resets: &[bool],
+    (start, end): (i64, i64),
     counter: bool,
     is_rate: bool,
 ) -> Option<FloatHistogram> {
@@ -23,7 +27,7 @@ pub fn rate(
     if n < 2 {
         return None;
     }
-    let mut h = difference(hs, counter)?;
+    let mut h = difference(hs, resets, counter)?;
     let first = hs[0];
     let zero = (counter && h.count > 0.0 && first.count >= 0.0).then(|| first.count / h.count);
     let factor = super::range::extrapolation_factor(ts[0], ts[n - 1], n, start, end, zero, is_rate);
@@ -87,13 +91,25 @@ fn kahan_sum(hs: &[&FloatHistogram]) -> Option<(FloatHistogram, Option<FloatHist
     Some((sum, comp))
 }
 
+/// Each histogram's [`FloatHistogram::detect_reset`] against the one before it (`false` for
+/// the first, and where either is a float sample), for [`rate`].
+pub fn reset_flags(hs: &[Option<FloatHistogram>]) -> Vec<bool> {
+    (0..hs.len())
+        .map(|i| {
+            i > 0
+                && matches!((&hs[i - 1], &hs[i]), (Some(prev), Some(curr)) if curr.detect_reset(prev))
+        })
+        .collect()
+}
+
 /// Prometheus's `histogramRate` before extrapolation: last minus first, resets added back.
-fn difference(hs: &[&FloatHistogram], counter: bool) -> Option<FloatHistogram> {
+fn difference(hs: &[&FloatHistogram], resets: &[bool], counter: bool) -> Option<FloatHistogram> {
     let n = hs.len();
     let last = hs[n - 1];
     let mut prev: FloatHistogram = hs[0].clone();
     let mut custom = prev.is_custom_buckets();
-    if counter && hs[1].detect_reset(&prev) {
+    let first_resets = counter && resets[1];
+    if first_resets {
         // A reset between the first two: the first does not count (nor its layout).
         prev = FloatHistogram {
             schema: hs[1].schema,
@@ -118,12 +134,12 @@ fn difference(hs: &[&FloatHistogram], counter: bool) -> Option<FloatHistogram> {
     let mut h = last.copy_to_schema(min_schema).ok()?;
     h.sub(&prev).ok()?;
     if counter {
-        let mut before = &prev;
-        for curr in &hs[1..] {
-            if curr.detect_reset(before) {
-                h.add(before).ok()?;
+        // After a reset between the first two, the first counts as empty: nothing to add back.
+        let from = if first_resets { 2 } else { 1 };
+        for i in from..n {
+            if resets[i] {
+                h.add(hs[i - 1]).ok()?;
             }
-            before = curr;
         }
     }
     h.hint = quiver_storage::CounterResetHint::Gauge;

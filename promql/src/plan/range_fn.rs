@@ -164,6 +164,14 @@ impl RangeFnOp {
                 }
                 _ => Vec::new(),
             };
+            // Counter resets between consecutive histograms, once per series (`rate` and
+            // `increase` windows overlap from step to step).
+            let hist_resets =
+                if !decoded.is_empty() && matches!(self.func, RangeFn::Rate | RangeFn::Increase) {
+                    native::reset_flags(&decoded)
+                } else {
+                    Vec::new()
+                };
             let labels: Cow<'_, [u8]> = if unmarked {
                 Cow::Borrowed(&s.labels)
             } else {
@@ -210,8 +218,10 @@ impl RangeFnOp {
                     && self.func != RangeFn::Raw
                     && decoded[lo..hi].iter().any(Option::is_some)
                 {
+                    let resets = hist_resets.get(lo..hi).unwrap_or_default();
                     match self.histogram_window(
                         &decoded[lo..hi],
+                        resets,
                         &s.ts[lo..hi],
                         &s.values[lo..hi],
                         start,
@@ -289,10 +299,12 @@ enum HistWindow {
 
 impl RangeFnOp {
     /// The answer of a function that computes with histograms over a window holding some:
-    /// `hs` are the window's samples (`None` for a float one).
+    /// `hs` are the window's samples (`None` for a float one), `resets` their counter resets
+    /// ([`native::reset_flags`]; computed for `rate` and `increase` only).
     fn histogram_window(
         &self,
         hs: &[Option<FloatHistogram>],
+        resets: &[bool],
         ts: &[i64],
         values: &[f64],
         start: i64,
@@ -307,8 +319,8 @@ impl RangeFnOp {
                 Some(all) => answer(native::rate(
                     ts,
                     &all,
-                    start,
-                    end,
+                    resets,
+                    (start, end),
                     self.func != RangeFn::Delta,
                     self.func == RangeFn::Rate,
                 )),
