@@ -195,6 +195,16 @@ pub fn start_prometheus(dir: &Path, core: Option<usize>) -> Option<Peer> {
 
 /// Prometheus with this configuration file.
 pub fn start_prometheus_config(dir: &Path, core: Option<usize>, yaml: &str) -> Option<Peer> {
+    start_prometheus_args(dir, core, yaml, &[])
+}
+
+/// Prometheus with this configuration file and extra flags (`--enable-feature=…`).
+pub fn start_prometheus_args(
+    dir: &Path,
+    core: Option<usize>,
+    yaml: &str,
+    extra: &[String],
+) -> Option<Peer> {
     let binary = which("prometheus")?;
     let port = free_port();
     let data = dir.join("prometheus");
@@ -210,6 +220,7 @@ pub fn start_prometheus_config(dir: &Path, core: Option<usize>, yaml: &str) -> O
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
         .arg("--web.enable-admin-api")
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
