@@ -803,6 +803,17 @@ async fn a_target_whose_labels_change_on_reload_leaves_stale_series_behind() {
     s.stop().await;
 }
 
+/// The `le` values of a classic histogram's bucket series, sorted.
+async fn bucket_bounds(s: &TestServer, metric: &str) -> Vec<String> {
+    let mut les: Vec<String> = query(s, metric)
+        .await
+        .iter()
+        .map(|x| x["metric"]["le"].as_str().unwrap().to_string())
+        .collect();
+    les.sort();
+    les
+}
+
 /// An exporter that negotiates as client libraries do: the protobuf format when the scrape's
 /// `Accept` asks for it, else the text format. It records each `Accept` it was sent.
 async fn negotiating_exporter() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -948,13 +959,10 @@ async fn native_histograms_are_scraped_from_the_protobuf_format_as_configured() 
             && !query(&s, "rpc_seconds_bucket").await.is_empty()
     })
     .await;
-    let r = query(&s, "rpc_seconds_bucket").await;
-    let mut les: Vec<&str> = r
-        .iter()
-        .map(|x| x["metric"]["le"].as_str().unwrap())
-        .collect();
-    les.sort();
-    assert_eq!(les, ["+Inf", "0.5", "1.0"]);
+    assert_eq!(
+        bucket_bounds(&s, "rpc_seconds_bucket").await,
+        ["+Inf", "0.5", "1.0"]
+    );
     s.stop().await;
 
     // Without it: the text format is asked for first and classic series come back.
@@ -971,13 +979,10 @@ async fn native_histograms_are_scraped_from_the_protobuf_format_as_configured() 
     );
     assert!(query(&s, "rpc_seconds").await.is_empty());
     // The text format's `le="1"` is `1.0`, as the protobuf format writes it (Prometheus 3).
-    let r = query(&s, "rpc_seconds_bucket").await;
-    let mut les: Vec<&str> = r
-        .iter()
-        .map(|x| x["metric"]["le"].as_str().unwrap())
-        .collect();
-    les.sort();
-    assert_eq!(les, ["+Inf", "0.5", "1.0"]);
+    assert_eq!(
+        bucket_bounds(&s, "rpc_seconds_bucket").await,
+        ["+Inf", "0.5", "1.0"]
+    );
     s.stop().await;
 
     // scrape_protocols decides what is asked for, whatever the histograms setting.
