@@ -1,14 +1,14 @@
 //! `convert_classic_histograms_to_nhcb` for the text formats, as Prometheus's `NHCBParser`
 //! wraps its text parsers: the `_bucket`, `_count` and `_sum` series of a family typed
-//! `histogram` (or `gaugehistogram`) are gathered per label set and become one native
-//! histogram with custom buckets, named as the family. A group whose buckets do not convert
+//! `histogram` (not `gaugehistogram`, which Prometheus leaves as it is) are gathered per label
+//! set and become one native histogram with custom buckets, named as the family. A group whose buckets do not convert
 //! (not cumulative, a count that disagrees with `+Inf`) gives no histogram, as in Prometheus.
 //! The protobuf format converts in its own decoder ([`crate::exposition_proto`]).
 
 use std::collections::HashMap;
 
+use quiver_storage::FloatHistogram;
 use quiver_storage::histogram::nhcb::{TempHistogram, parse_go_float};
-use quiver_storage::{CounterResetHint, FloatHistogram};
 
 use crate::exposition::{MetricType, parse_series};
 use crate::exposition_proto::series_text;
@@ -19,15 +19,14 @@ pub type Converted = (String, Option<i64>, FloatHistogram);
 /// Gathers the classic histograms of one exposition.
 #[derive(Default)]
 pub struct ClassicHistograms {
-    /// The family being read, if it is a histogram: its name and whether it is a gauge.
-    family: Option<(String, bool)>,
+    /// The family being read, if it is a histogram: its name.
+    family: Option<String>,
     groups: Vec<Group>,
     index: HashMap<(String, Vec<(String, String)>), usize>,
 }
 
 struct Group {
     family: String,
-    gauge: bool,
     labels: Vec<(String, String)>,
     timestamp_ms: Option<i64>,
     temp: TempHistogram,
@@ -36,9 +35,10 @@ struct Group {
 impl ClassicHistograms {
     /// A `# TYPE` line: the family that follows.
     pub fn on_type(&mut self, name: &str, kind: MetricType) {
+        // Only `histogram` families: Prometheus's `NHCBParser` leaves gauge histograms (their
+        // `_gcount` and `_gsum`) as they are in the text formats.
         self.family = match kind {
-            MetricType::Histogram => Some((name.to_string(), false)),
-            MetricType::GaugeHistogram => Some((name.to_string(), true)),
+            MetricType::Histogram => Some(name.to_string()),
             _ => None,
         };
     }
@@ -46,7 +46,7 @@ impl ClassicHistograms {
     /// Takes a sample if it is part of a classic histogram (then it is gathered and `true`
     /// returned); other samples are left to the caller.
     pub fn offer(&mut self, series: &str, timestamp_ms: Option<i64>, value: f64) -> bool {
-        let Some((family, gauge)) = &self.family else {
+        let Some(family) = &self.family else {
             return false;
         };
         // Cheap test on the text first: the series must start with the family's name.
@@ -86,7 +86,6 @@ impl ClassicHistograms {
             None => {
                 self.groups.push(Group {
                     family: family.clone(),
-                    gauge: *gauge,
                     labels: key.1.clone(),
                     timestamp_ms,
                     temp: TempHistogram::default(),
@@ -109,11 +108,8 @@ impl ClassicHistograms {
         self.groups
             .into_iter()
             .filter_map(|g| {
-                let mut h = g.temp.convert().ok()?;
+                let h = g.temp.convert().ok()?;
                 h.validate().ok()?;
-                if g.gauge {
-                    h.hint = CounterResetHint::Gauge;
-                }
                 let labels: Vec<(&str, &str)> = g
                     .labels
                     .iter()
@@ -170,6 +166,14 @@ mod tests {
         assert_eq!(h.custom_values, vec![0.5, 1.0]);
         assert_eq!(h.positive_buckets, vec![1.0, 2.0, 1.0]);
         assert_eq!((h.count, h.sum), (4.0, 5.0));
+    }
+
+    #[test]
+    fn gauge_histograms_are_left_as_they_are() {
+        let mut c = ClassicHistograms::default();
+        c.on_type("q", MetricType::GaugeHistogram);
+        assert!(!c.offer("q_bucket{le=\"1\"}", None, 1.0));
+        assert!(c.finish().is_empty());
     }
 
     #[test]
